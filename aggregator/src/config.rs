@@ -1,0 +1,137 @@
+//! Configuration of the aggregator: `[aggregator]` plus the shared
+//! `[nats]` and `[clickhouse]` sections. Defaults live in the `Default`
+//! impls; `validate()` rejects bad combinations at start-up naming the key.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use badgepulse_contract::settings::{self, ClickHouseConfig, NatsConfig};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// The whole config file as the aggregator sees it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub aggregator: AggregatorConfig,
+    /// Other services' sections: accepted, not read.
+    pub ingest: Option<IgnoredAny>,
+    pub exporter: Option<IgnoredAny>,
+}
+
+/// `[aggregator]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AggregatorConfig {
+    /// Admin HTTP (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_bind: SocketAddr,
+    /// Partitions this instance consumes; empty: all of `nats.partitions`.
+    /// Each partition must be owned by exactly one running instance.
+    pub partitions: Vec<u16>,
+    /// Most messages per batch.
+    pub batch_max_messages: usize,
+    /// Most payload bytes per batch.
+    pub batch_max_bytes: usize,
+    /// A batch is written at the latest this long after its first message.
+    pub flush_interval_ms: u64,
+    /// Durable consumer name prefix; the consumer of partition p is
+    /// `<prefix>-<p>`.
+    pub consumer_prefix: String,
+    /// How long JetStream waits for an ack before redelivering, seconds.
+    pub ack_wait_secs: u64,
+    /// Retention of `rollup_minute`, days (whole daily partitions dropped).
+    pub retention_minute_days: u32,
+    /// Retention of `rollup_hour`, days (whole monthly partitions dropped).
+    pub retention_hour_days: u32,
+    /// Retention of `rollup_day`, days; 0 keeps it forever.
+    pub retention_day_days: u32,
+}
+
+impl Default for AggregatorConfig {
+    fn default() -> Self {
+        AggregatorConfig {
+            admin_bind: "127.0.0.1:8082".parse().expect("valid default"),
+            partitions: Vec::new(),
+            batch_max_messages: 5_000,
+            batch_max_bytes: 32 << 20,
+            flush_interval_ms: 500,
+            consumer_prefix: "badgepulse-aggregator".into(),
+            ack_wait_secs: 60,
+            retention_minute_days: 7,
+            retention_hour_days: 400,
+            retention_day_days: 0,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
+        let config: Config = settings::load(file, &["aggregator.partitions"])?;
+        config.validate().map_err(settings::LoadError::Invalid)?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.nats.validate()?;
+        self.clickhouse.validate()?;
+        let a = &self.aggregator;
+        if let Some(p) = a.partitions.iter().find(|p| **p >= self.nats.partitions) {
+            return Err(format!(
+                "aggregator.partitions: partition {p} does not exist (nats.partitions = {})",
+                self.nats.partitions
+            ));
+        }
+        if a.batch_max_messages == 0 || a.batch_max_messages > 100_000 {
+            return Err("aggregator.batch_max_messages must be between 1 and 100000".into());
+        }
+        if a.batch_max_bytes < 1 << 20 || a.batch_max_bytes > 256 << 20 {
+            return Err("aggregator.batch_max_bytes must be between 1 MiB and 256 MiB".into());
+        }
+        if a.flush_interval_ms == 0 || a.flush_interval_ms > 60_000 {
+            return Err("aggregator.flush_interval_ms must be between 1 and 60000".into());
+        }
+        if a.ack_wait_secs < 5 {
+            return Err("aggregator.ack_wait_secs must be at least 5".into());
+        }
+        if a.consumer_prefix.is_empty()
+            || !a.consumer_prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        {
+            return Err("aggregator.consumer_prefix may contain only A-Z, a-z, 0-9, - and _".into());
+        }
+        if a.retention_minute_days == 0 || a.retention_hour_days == 0 {
+            return Err("aggregator.retention_minute_days and retention_hour_days must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The partitions this instance consumes.
+    pub fn owned_partitions(&self) -> Vec<u16> {
+        if self.aggregator.partitions.is_empty() {
+            (0..self.nats.partitions).collect()
+        } else {
+            let mut p = self.aggregator.partitions.clone();
+            p.sort_unstable();
+            p.dedup();
+            p
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_partition_outside_the_stream() {
+        let mut c = Config::default();
+        c.aggregator.partitions = vec![1];
+        assert!(c.validate().unwrap_err().contains("aggregator.partitions"));
+        c.nats.partitions = 2;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.owned_partitions(), vec![1]);
+        c.aggregator.partitions.clear();
+        assert_eq!(c.owned_partitions(), vec![0, 1]);
+    }
+}

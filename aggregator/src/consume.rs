@@ -1,0 +1,321 @@
+//! One partition's consumer: fetch a batch from JetStream, write it to
+//! ClickHouse exactly once, then ack.
+//!
+//! The exactly-once protocol (argued in ARCHITECTURE.md):
+//! - Every row written carries the stream sequence of the message it came
+//!   from (`events.seq`, `max_seq` states in derived tables), so each table
+//!   knows its high-water mark per partition.
+//! - A partition is consumed by one task, in stream order, one batch at a
+//!   time; each table receives a batch in a single INSERT.
+//! - Normal path: when no table has seen the batch, one INSERT into the Null
+//!   table `events_input` fans it out to every table through materialised
+//!   views.
+//! - Recovery path (after a crash or a failed write, when marks disagree):
+//!   `events` gets the rows above its mark directly, and each derived table
+//!   is recomputed from `events` for the sequence range above its own mark.
+//! - Messages are acked (AckAll, double ack) only after the writes return;
+//!   after any error the marks are re-read from ClickHouse before retrying.
+//!
+//! Must not: ack before the rows are in ClickHouse, or drop a message it
+//! cannot decode (those go to the dead-letter stream first).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::PullConsumer, Message};
+use async_nats::HeaderMap;
+use badgepulse_contract::event::{decode_payload, Event};
+use badgepulse_contract::subject::{self, DEAD_LETTER_PREFIX};
+use futures::StreamExt;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AggregatorConfig;
+use crate::metrics::Metrics;
+use crate::rows::EventRow;
+use crate::schema::DERIVED_TABLES;
+use crate::store::{Marks, Store};
+
+/// Header set by ingest on beacon messages: their event ids were minted by
+/// ingest (UUIDv7), so they need no lookup against stored ids.
+pub const BEACON_HEADER: &str = "Badgepulse-Beacons";
+
+pub struct PartitionConsumer {
+    pub partition: u16,
+    pub consumer: PullConsumer,
+    pub jetstream: jetstream::Context,
+    pub store: Store,
+    pub config: AggregatorConfig,
+    pub metrics: Metrics,
+    /// High-water marks as last known; `None` forces a re-read.
+    marks: Option<Marks>,
+}
+
+/// Creates (or binds to) the durable consumer of `partition`.
+pub async fn durable_consumer(
+    stream: &jetstream::stream::Stream,
+    config: &AggregatorConfig,
+    partition: u16,
+) -> Result<PullConsumer, async_nats::Error> {
+    let name = format!("{}-{partition}", config.consumer_prefix);
+    let consumer = stream
+        .get_or_create_consumer(
+            &name,
+            jetstream::consumer::pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: subject::partition_filter(partition),
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                ack_wait: Duration::from_secs(config.ack_wait_secs),
+                max_ack_pending: (config.batch_max_messages * 2) as i64,
+                max_deliver: -1,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(consumer)
+}
+
+/// A decoded message of the batch.
+struct Decoded {
+    seq: u64,
+    events: Vec<Event>,
+    beacons: bool,
+}
+
+impl PartitionConsumer {
+    pub fn new(
+        partition: u16,
+        consumer: PullConsumer,
+        jetstream: jetstream::Context,
+        store: Store,
+        config: AggregatorConfig,
+        metrics: Metrics,
+    ) -> Self {
+        PartitionConsumer {
+            partition,
+            consumer,
+            jetstream,
+            store,
+            config,
+            metrics,
+            marks: None,
+        }
+    }
+
+    /// Consumes until `shutdown`; a batch in flight is finished (written
+    /// and acked) first, or left unacked for redelivery if it cannot be.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let p = self.partition.to_string();
+        let mut backoff = Backoff::default();
+        while !shutdown.is_cancelled() {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                b = self.fetch() => b,
+            };
+            let messages = match batch {
+                Ok(m) => m,
+                Err(e) => {
+                    self.metrics.nats_errors.inc();
+                    tracing::warn!(partition = self.partition, error = %e, "fetch failed");
+                    backoff.sleep(&shutdown).await;
+                    continue;
+                }
+            };
+            if let Ok(info) = self.consumer.info().await {
+                self.metrics.consumer_pending.with_label_values(&[&p]).set(info.num_pending as i64);
+                self.metrics.consumer_ack_pending.with_label_values(&[&p]).set(info.num_ack_pending as i64);
+                self.metrics.consumer_redelivered.with_label_values(&[&p]).set(info.num_redelivered as i64);
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            // Retry this batch until it is in; on shutdown leave it unacked.
+            loop {
+                match self.process(&messages).await {
+                    Ok(()) => {
+                        backoff.reset();
+                        break;
+                    }
+                    Err(e) => {
+                        self.marks = None;
+                        if e.downcast_ref::<crate::store::StoreError>().is_some() {
+                            self.metrics.clickhouse_errors.inc();
+                        } else {
+                            self.metrics.nats_errors.inc();
+                        }
+                        tracing::warn!(partition = self.partition, error = %e, "batch failed; retrying");
+                        if shutdown.is_cancelled() {
+                            return;
+                        }
+                        backoff.sleep(&shutdown).await;
+                    }
+                }
+            }
+        }
+        tracing::info!(partition = self.partition, "consumer stopped");
+    }
+
+    /// One pull: up to `batch_max_messages` / `batch_max_bytes`, waiting at
+    /// most `flush_interval_ms`.
+    async fn fetch(&self) -> Result<Vec<Message>, async_nats::Error> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(self.config.batch_max_messages)
+            .max_bytes(self.config.batch_max_bytes)
+            .expires(Duration::from_millis(self.config.flush_interval_ms.max(50)))
+            .messages()
+            .await?;
+        let mut out = Vec::new();
+        while let Some(m) = batch.next().await {
+            out.push(m?);
+        }
+        Ok(out)
+    }
+
+    async fn process(&mut self, messages: &[Message]) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut decoded = Vec::with_capacity(messages.len());
+        for m in messages {
+            let info = m.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+            let seq = info.stream_sequence;
+            match decode_payload(&m.payload) {
+                Ok(events) => decoded.push(Decoded {
+                    seq,
+                    events,
+                    beacons: m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(BEACON_HEADER))
+                        .is_some(),
+                }),
+                Err(reason) => self.dead_letter(m, seq, &reason).await?,
+            }
+        }
+        let (first_seq, last_seq) = match (messages.first(), messages.last()) {
+            (Some(f), Some(l)) => (seq_of(f)?, seq_of(l)?),
+            _ => return Ok(()),
+        };
+
+        let marks = match self.marks.take() {
+            Some(m) => m,
+            None => self.store.marks(self.partition).await?,
+        };
+        let rows = self.new_rows(&decoded, marks.events).await?;
+        if marks.all_below(first_seq) {
+            if !rows.is_empty() {
+                self.store.insert("events_input", &rows).await?;
+            }
+        } else {
+            if !rows.is_empty() {
+                self.store.insert("events", &rows).await?;
+            }
+            for table in DERIVED_TABLES {
+                let mark = marks.derived.get(table).copied().unwrap_or(0);
+                if mark < last_seq {
+                    self.store.recover(table, self.partition, mark, last_seq).await?;
+                    self.metrics.recoveries.with_label_values(&[table]).inc();
+                    tracing::info!(partition = self.partition, table, after = mark, upto = last_seq, "recovered table from events");
+                }
+            }
+        }
+        let mut marks = marks;
+        marks.advance_to(last_seq);
+        self.marks = Some(marks);
+
+        let last = messages.last().expect("non-empty batch");
+        last.double_ack()
+            .await
+            .map_err(|e| anyhow::anyhow!("ack of seq {last_seq}: {e}"))?;
+
+        let events: usize = decoded.iter().map(|d| d.events.len()).sum();
+        self.metrics.batches.inc();
+        self.metrics.messages.inc_by(messages.len() as u64);
+        self.metrics.events_written.inc_by(rows.len() as u64);
+        self.metrics.batch_messages.observe(messages.len() as f64);
+        self.metrics.batch_events.observe(events as f64);
+        self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        tracing::debug!(partition = self.partition, messages = messages.len(), rows = rows.len(), seq_lo = first_seq, seq_hi = last_seq, "batch written");
+        Ok(())
+    }
+
+    /// Rows for the events of messages above the `events` mark, without
+    /// events whose (org_id, event_id) is already stored or earlier in the
+    /// batch.
+    async fn new_rows(&self, decoded: &[Decoded], events_mark: u64) -> anyhow::Result<Vec<EventRow>> {
+        let fresh: Vec<&Decoded> = decoded.iter().filter(|d| d.seq > events_mark).collect();
+        let lookup: Vec<(String, String)> = fresh
+            .iter()
+            .filter(|d| !d.beacons)
+            .flat_map(|d| d.events.iter().map(|e| (e.org_id.clone(), e.event_id.clone())))
+            .collect();
+        let stored = self.store.existing(&lookup).await?;
+        let mut seen: HashSet<(&str, &str)> = HashSet::new();
+        let mut rows = Vec::new();
+        let mut duplicates = 0u64;
+        for d in fresh {
+            for e in &d.events {
+                let key = (e.org_id.as_str(), e.event_id.as_str());
+                let already = stored.contains(&(e.org_id.clone(), e.event_id.clone()));
+                if already || !seen.insert(key) {
+                    duplicates += 1;
+                    continue;
+                }
+                rows.push(EventRow::new(e, self.partition, d.seq));
+            }
+        }
+        self.metrics.duplicates.inc_by(duplicates);
+        Ok(rows)
+    }
+
+    /// Publishes an undecodable message to `badgepulse.dead.<partition>`
+    /// (deduplicated by its stream sequence) and waits for the PubAck.
+    async fn dead_letter(&self, m: &Message, seq: u64, reason: &str) -> anyhow::Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Badgepulse-Error", reason.chars().take(512).collect::<String>().as_str());
+        headers.insert("Badgepulse-Subject", m.subject.as_str());
+        headers.insert("Badgepulse-Seq", seq.to_string().as_str());
+        headers.insert("Nats-Msg-Id", format!("dead-{seq}").as_str());
+        let ack = self
+            .jetstream
+            .publish_with_headers(
+                format!("{DEAD_LETTER_PREFIX}.{}", self.partition),
+                headers,
+                m.payload.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("dead-letter publish: {e}"))?;
+        ack.await.map_err(|e| anyhow::anyhow!("dead-letter ack: {e}"))?;
+        self.metrics.dead_letters.inc();
+        tracing::warn!(partition = self.partition, seq, reason, "message moved to the dead-letter stream");
+        Ok(())
+    }
+}
+
+fn seq_of(m: &Message) -> anyhow::Result<u64> {
+    Ok(m.info()
+        .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?
+        .stream_sequence)
+}
+
+/// Exponential backoff with full jitter, 100 ms to 10 s.
+#[derive(Default)]
+struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    async fn sleep(&mut self, shutdown: &CancellationToken) {
+        let cap = 100u64.saturating_mul(1 << self.attempt.min(7)).min(10_000);
+        self.attempt += 1;
+        let ms = rand::thread_rng().gen_range(cap / 2..=cap);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+        }
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}

@@ -1,0 +1,157 @@
+//! badgepulse-aggregator: consumes badge events from NATS JetStream and
+//! writes raw events and rollups to ClickHouse exactly once.
+
+mod admin;
+mod config;
+mod consume;
+mod metrics;
+mod rows;
+mod schema;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use badgepulse_contract::subject;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consume::PartitionConsumer;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+#[derive(Parser)]
+#[command(name = "badgepulse-aggregator", version, about)]
+struct Cli {
+    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume and write (the default).
+    Run,
+    /// Apply pending schema migrations and exit.
+    Migrate,
+    /// Print every DDL statement of the schema, separated by `;` lines.
+    PrintSchema,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    let store = Store::new(&config.clickhouse);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::PrintSchema => {
+            for stmt in store.schema.all_statements() {
+                println!("{stmt}\n;");
+            }
+            Ok(())
+        }
+        Command::Migrate => {
+            let applied = store.migrate().await?;
+            tracing::info!(?applied, "schema up to date");
+            Ok(())
+        }
+        Command::Run => run(config, store).await,
+    }
+}
+
+async fn run(config: Config, store: Store) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+
+    // ClickHouse may still be starting: retry the migration until it answers.
+    loop {
+        match store.migrate().await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "schema migration failed; retrying in 2 s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    }
+
+    let nats = async_nats::ConnectOptions::new()
+        .name("badgepulse-aggregator")
+        .retry_on_initial_connect()
+        .connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    let stream = jetstream
+        .get_or_create_stream(subject::stream_config(&config.nats))
+        .await
+        .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", subject::STREAM))?;
+    jetstream
+        .get_or_create_stream(subject::dead_letter_stream_config(&config.nats))
+        .await
+        .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", subject::DEAD_LETTER_STREAM))?;
+
+    let listener = tokio::net::TcpListener::bind(config.aggregator.admin_bind)
+        .await
+        .with_context(|| format!("binding aggregator.admin_bind {}", config.aggregator.admin_bind))?;
+    let admin_state = Arc::new(admin::AdminState {
+        metrics: metrics.clone(),
+        nats: nats.clone(),
+        store: store.clone(),
+    });
+    let admin_shutdown = shutdown.clone();
+    let admin = tokio::spawn(async move {
+        axum::serve(listener, admin::router(admin_state))
+            .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+            .await
+    });
+
+    let mut tasks = Vec::new();
+    for partition in config.owned_partitions() {
+        let consumer = consume::durable_consumer(&stream, &config.aggregator, partition)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating consumer of partition {partition}: {e}"))?;
+        let worker = PartitionConsumer::new(
+            partition,
+            consumer,
+            jetstream.clone(),
+            store.clone(),
+            config.aggregator.clone(),
+            metrics.clone(),
+        );
+        tasks.push(tokio::spawn(worker.run(shutdown.clone())));
+    }
+    tracing::info!(partitions = ?config.owned_partitions(), admin = %config.aggregator.admin_bind, "aggregator running");
+    for t in tasks {
+        t.await?;
+    }
+    shutdown.cancel();
+    admin.await??;
+    tracing::info!("aggregator stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+async fn signal_shutdown(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight batches");
+    token.cancel();
+}

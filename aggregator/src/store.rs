@@ -1,0 +1,225 @@
+//! ClickHouse I/O of the aggregator: migrations, high-water marks, the
+//! duplicate lookup, inserts and recovery statements. The SQL text comes
+//! from `schema.rs`; this file only executes it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use badgepulse_contract::settings::ClickHouseConfig;
+use clickhouse::Client;
+
+use crate::rows::EventRow;
+use crate::schema::{Schema, DERIVED_TABLES};
+
+/// Errors talking to ClickHouse, with the statement's purpose.
+#[derive(Debug, thiserror::Error)]
+#[error("clickhouse ({what}): {source}")]
+pub struct StoreError {
+    pub what: String,
+    #[source]
+    pub source: clickhouse::error::Error,
+}
+
+fn ctx(what: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> StoreError {
+    let what = what.into();
+    move |source| StoreError { what, source }
+}
+
+/// For one partition: the highest stream sequence folded into each table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Marks {
+    pub events: u64,
+    pub derived: BTreeMap<&'static str, u64>,
+}
+
+impl Marks {
+    /// Whether no table has seen anything at or after `seq`.
+    pub fn all_below(&self, seq: u64) -> bool {
+        self.events < seq && self.derived.values().all(|m| *m < seq)
+    }
+
+    /// Records that every table now holds everything up to `seq`.
+    pub fn advance_to(&mut self, seq: u64) {
+        self.events = self.events.max(seq);
+        for m in self.derived.values_mut() {
+            *m = (*m).max(seq);
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    /// Client bound to the badgepulse database.
+    client: Client,
+    /// Client without a database, for DDL that may create it.
+    admin: Client,
+    pub schema: Schema,
+}
+
+impl Store {
+    pub fn new(cfg: &ClickHouseConfig) -> Self {
+        let admin = Client::default()
+            .with_url(&cfg.url)
+            .with_user(&cfg.user)
+            .with_password(&cfg.password)
+            // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes.
+            .with_validation(false);
+        Store {
+            client: admin.clone().with_database(&cfg.database),
+            admin,
+            schema: Schema::new(&cfg.database, &cfg.cluster),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.admin
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .await
+            .map(|_| ())
+            .map_err(ctx("ping"))
+    }
+
+    /// Applies every migration not yet recorded; returns the versions applied now.
+    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+        for stmt in self.schema.bootstrap() {
+            self.admin.query(&stmt).execute().await.map_err(ctx("bootstrap"))?;
+        }
+        let applied: HashSet<u32> = self
+            .admin
+            .query(&self.schema.applied_versions())
+            .fetch_all::<u32>()
+            .await
+            .map_err(ctx("read schema_migrations"))?
+            .into_iter()
+            .collect();
+        let mut now_applied = Vec::new();
+        for m in self.schema.migrations() {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            for stmt in &m.statements {
+                self.admin
+                    .query(stmt)
+                    .execute()
+                    .await
+                    .map_err(ctx(format!("migration {}", m.version)))?;
+            }
+            self.admin
+                .query(&self.schema.record_migration())
+                .bind(m.version)
+                .bind(m.description)
+                .execute()
+                .await
+                .map_err(ctx("record migration"))?;
+            tracing::info!(version = m.version, description = m.description, "schema migration applied");
+            now_applied.push(m.version);
+        }
+        Ok(now_applied)
+    }
+
+    /// Reads every table's high-water mark for `partition`.
+    pub async fn marks(&self, partition: u16) -> Result<Marks, StoreError> {
+        let mut marks = Marks {
+            events: self.mark("events", partition).await?,
+            derived: BTreeMap::new(),
+        };
+        for table in DERIVED_TABLES {
+            marks.derived.insert(table, self.mark(table, partition).await?);
+        }
+        Ok(marks)
+    }
+
+    async fn mark(&self, table: &str, partition: u16) -> Result<u64, StoreError> {
+        self.client
+            .query(&self.schema.high_water_mark(table))
+            .bind(partition)
+            .fetch_one::<u64>()
+            .await
+            .map_err(ctx(format!("high-water mark of {table}")))
+    }
+
+    /// Which of `pairs` (org_id, event_id) are already in `events`.
+    pub async fn existing(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let orgs: Vec<&str> = pairs
+            .iter()
+            .map(|(o, _)| o.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
+        let wanted: HashSet<&(String, String)> = pairs.iter().collect();
+        let found = self
+            .client
+            .query(&self.schema.existing_event_ids())
+            .bind(orgs)
+            .bind(ids)
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(ctx("duplicate lookup"))?;
+        Ok(found.into_iter().filter(|p| wanted.contains(p)).collect())
+    }
+
+    /// Inserts `rows` into `table` in one INSERT (one block: all or nothing).
+    pub async fn insert(&self, table: &str, rows: &[EventRow]) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut insert = self
+            .client
+            .insert::<EventRow>(table)
+            .await
+            .map_err(ctx(format!("insert into {table}")))?;
+        for row in rows {
+            insert
+                .write(row)
+                .await
+                .map_err(ctx(format!("insert into {table}")))?;
+        }
+        insert.end().await.map_err(ctx(format!("insert into {table}")))?;
+        tracing::debug!(table, rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "inserted");
+        Ok(())
+    }
+
+    /// Recomputes `table`'s share of partition `partition`'s messages with
+    /// sequence in `(after, upto]` from `events`.
+    pub async fn recover(
+        &self,
+        table: &str,
+        partition: u16,
+        after: u64,
+        upto: u64,
+    ) -> Result<(), StoreError> {
+        self.client
+            .query(&self.schema.recovery_insert(table))
+            .bind(partition)
+            .bind(after)
+            .bind(upto)
+            .execute()
+            .await
+            .map_err(ctx(format!("recover {table}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_order() {
+        let mut m = Marks {
+            events: 5,
+            derived: [("rollup_minute", 3), ("rollup_hour", 5)].into_iter().collect(),
+        };
+        assert!(m.all_below(6));
+        assert!(!m.all_below(5));
+        m.advance_to(9);
+        assert_eq!(m.events, 9);
+        assert!(m.derived.values().all(|v| *v == 9));
+        assert!(!m.all_below(9));
+    }
+}

@@ -1,0 +1,16 @@
+//! The wire contract of badgepulse (SPEC §3–5, §11): what more than one
+//! service must agree on, and nothing else.
+//!
+//! - [`event`]: event types, the validated [`event::Event`] that travels
+//!   through NATS, and validation of platform input.
+//! - [`subject`]: the JetStream stream, subjects and org → partition mapping.
+//! - [`signing`]: pixel signatures and signed pixel URLs.
+//! - [`settings`]: the `[nats]` and `[clickhouse]` config sections and the
+//!   loader every binary uses (`--config FILE` + `BADGEPULSE__…` overrides).
+//!
+//! This crate does no I/O besides reading the config file.
+
+pub mod event;
+pub mod settings;
+pub mod signing;
+pub mod subject;
