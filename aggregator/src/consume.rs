@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer::PullConsumer, Message};
 use async_nats::HeaderMap;
 use badgepulse_contract::event::{decode_payload, Event};
-use badgepulse_contract::subject::{self, DEAD_LETTER_PREFIX};
+use badgepulse_contract::subject::{self, BEACON_HEADER, DEAD_LETTER_PREFIX};
 use futures::StreamExt;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
@@ -35,10 +35,6 @@ use crate::metrics::Metrics;
 use crate::rows::EventRow;
 use crate::schema::DERIVED_TABLES;
 use crate::store::{Marks, Store};
-
-/// Header set by ingest on beacon messages: their event ids were minted by
-/// ingest (UUIDv7), so they need no lookup against stored ids.
-pub const BEACON_HEADER: &str = "Badgepulse-Beacons";
 
 pub struct PartitionConsumer {
     pub partition: u16,

@@ -20,6 +20,11 @@ pub const DEAD_LETTER_STREAM: &str = "BADGEPULSE_DEAD_LETTERS";
 /// Subject prefix of [`DEAD_LETTER_STREAM`]: `badgepulse.dead.<partition>`.
 pub const DEAD_LETTER_PREFIX: &str = "badgepulse.dead";
 
+/// Header on beacon messages: their event ids were minted by ingest
+/// (UUIDv7) and the message id guards against republishing, so the
+/// aggregator needs no lookup of stored ids for them.
+pub const BEACON_HEADER: &str = "Badgepulse-Beacons";
+
 /// KV bucket holding the daily viewer-key salts.
 pub const SALT_BUCKET: &str = "badgepulse_salts";
 

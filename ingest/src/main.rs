@@ -1,1 +1,182 @@
-fn main() {}
+//! badgepulse-ingest: receives badge pixels, share beacons and platform
+//! events, validates them and publishes them durably to NATS JetStream.
+
+mod beacon;
+mod config;
+mod http;
+mod metrics;
+mod publish;
+mod salt;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use badgepulse_contract::signing::{embed_snippet, pixel_url, PixelIds};
+use badgepulse_contract::subject;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::publish::BatcherConfig;
+
+#[derive(Parser)]
+#[command(name = "badgepulse-ingest", version, about)]
+struct Cli {
+    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Run,
+    /// Print a signed view-pixel URL and the HTML snippet for a badge page.
+    SignUrl {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        badge_class: String,
+        #[arg(long)]
+        assertion: String,
+        /// Key id from `[ingest.pixel_keys]`; default: the first one.
+        #[arg(long)]
+        kid: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(config).await,
+        Command::SignUrl { org, issuer, badge_class, assertion, kid } => {
+            let (kid, key) = match kid {
+                Some(k) => {
+                    let key = config.ingest.pixel_keys.get(&k).with_context(|| format!("no pixel key {k:?} in ingest.pixel_keys"))?;
+                    (k, key.clone())
+                }
+                None => config
+                    .ingest
+                    .pixel_keys
+                    .iter()
+                    .next()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .context("ingest.pixel_keys is empty: configure a key first")?,
+            };
+            let ids = PixelIds { org_id: &org, issuer_id: &issuer, badge_class_id: &badge_class, assertion_id: &assertion };
+            for (field, v) in [("--org", &org), ("--issuer", &issuer), ("--badge-class", &badge_class), ("--assertion", &assertion)] {
+                badgepulse_contract::event::check_id(field, v)?;
+            }
+            let base = &config.ingest.public_url;
+            println!("{}", pixel_url(base, &kid, key.as_bytes(), &ids));
+            println!("{}", embed_snippet(base, &kid, key.as_bytes(), &ids));
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+
+    let nats = async_nats::ConnectOptions::new()
+        .name("badgepulse-ingest")
+        .retry_on_initial_connect()
+        .connect(config.nats.url.as_str())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    // The stream may not be creatable yet (NATS still starting): keep trying
+    // in the background; /readyz reports it.
+    {
+        let js = jetstream.clone();
+        let nats_config = config.nats.clone();
+        tokio::spawn(async move {
+            loop {
+                match js.get_or_create_stream(subject::stream_config(&nats_config)).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "creating stream {}; retrying", subject::STREAM);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+
+    let give_up = CancellationToken::new();
+    let (queue, batcher) = publish::spawn_batcher(
+        jetstream.clone(),
+        BatcherConfig {
+            capacity: config.ingest.buffer_capacity,
+            max_beacons: config.ingest.batch_max_beacons,
+            max_delay: Duration::from_millis(config.ingest.batch_max_delay_ms),
+            max_inflight: config.ingest.max_inflight_batches,
+            partitions: config.nats.partitions,
+            duplicate_window: Duration::from_secs(config.nats.duplicate_window_secs),
+        },
+        metrics.clone(),
+        give_up.clone(),
+    );
+    let salts = salt::Salts::new(jetstream.clone(), config.nats.replicas, metrics.salt_fallbacks.clone());
+    let state = Arc::new(http::AppState::new(
+        config.ingest.clone(),
+        config.nats.partitions,
+        nats.clone(),
+        jetstream,
+        metrics,
+        salts,
+        queue,
+    ));
+    let listener = tokio::net::TcpListener::bind(config.ingest.bind)
+        .await
+        .with_context(|| format!("binding ingest.bind {}", config.ingest.bind))?;
+    tracing::info!(bind = %config.ingest.bind, "ingest listening");
+    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let serve_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
+        .await?;
+
+    // Drain: no more requests; publish what is buffered, within the deadline.
+    tracing::info!("draining buffered beacons");
+    drop(state);
+    let drain = Duration::from_secs(config.ingest.drain_timeout_secs);
+    let deadline = tokio::spawn(async move {
+        tokio::time::sleep(drain).await;
+        give_up.cancel();
+    });
+    batcher.await?;
+    deadline.abort();
+    nats.flush().await.ok();
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+async fn signal_shutdown(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+    token.cancel();
+}

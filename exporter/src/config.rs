@@ -1,0 +1,191 @@
+//! Configuration of the exporter: `[exporter]` plus the shared `[nats]` and
+//! `[clickhouse]` sections. Defaults live in the `Default` impls;
+//! `validate()` rejects bad values at start-up naming the key.
+//!
+//! This file only describes and checks settings; API keys are turned into
+//! a lookup table by `auth.rs`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use badgepulse_contract::settings::{self, ClickHouseConfig, NatsConfig};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::auth::Scope;
+
+/// The whole config file as the exporter sees it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub exporter: ExporterConfig,
+    /// Other services' sections: accepted, not read.
+    pub ingest: Option<IgnoredAny>,
+    pub aggregator: Option<IgnoredAny>,
+}
+
+/// One `[[exporter.api_keys]]` entry: an API key stored as its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Hex SHA-256 of the API key (64 hex characters).
+    pub sha256: String,
+    /// What the key may read: `admin`, `org:ORG`, `issuer:ORG/ISSUER` or
+    /// `badge:ORG/BADGE_CLASS`.
+    pub scope: String,
+}
+
+/// `[exporter]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExporterConfig {
+    /// HTTP listen address (analytics API, `/metrics`, health).
+    pub bind: SocketAddr,
+    /// API keys of `/api/v1/*`.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// How often the business metrics behind `/metrics` are recomputed, seconds.
+    pub refresh_interval_secs: u64,
+    /// Most distinct `org_id` label values in `/metrics`; the rest are
+    /// folded into `org_id="__other__"`.
+    pub max_label_orgs: usize,
+    /// Most distinct (`org_id`, `issuer_id`) label pairs in `/metrics`; the
+    /// rest are folded into `issuer_id="__other__"`.
+    pub max_label_issuers: usize,
+    /// Badge classes with fewer awards in the window are flagged
+    /// `low_sample` in top-badges rankings.
+    pub min_awarded: u64,
+    /// Longest a single ClickHouse query may take, seconds.
+    pub query_timeout_secs: u64,
+}
+
+impl Default for ExporterConfig {
+    fn default() -> Self {
+        ExporterConfig {
+            bind: "127.0.0.1:8081".parse().expect("valid default"),
+            api_keys: Vec::new(),
+            refresh_interval_secs: 15,
+            max_label_orgs: 100,
+            max_label_issuers: 500,
+            min_awarded: 10,
+            query_timeout_secs: 30,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
+        let config: Config = settings::load(file, &[])?;
+        config.validate().map_err(settings::LoadError::Invalid)?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.nats.validate()?;
+        self.clickhouse.validate()?;
+        let e = &self.exporter;
+        let mut seen = std::collections::HashSet::new();
+        for (n, key) in e.api_keys.iter().enumerate() {
+            let hash = parse_sha256(&key.sha256).ok_or_else(|| {
+                format!("exporter.api_keys[{n}].sha256 must be 64 hex characters (the SHA-256 of the API key)")
+            })?;
+            if !seen.insert(hash) {
+                return Err(format!("exporter.api_keys[{n}].sha256 repeats an earlier key"));
+            }
+            key.scope
+                .parse::<Scope>()
+                .map_err(|msg| format!("exporter.api_keys[{n}].scope {:?}: {msg}", key.scope))?;
+        }
+        if e.refresh_interval_secs == 0 || e.refresh_interval_secs > 3_600 {
+            return Err("exporter.refresh_interval_secs must be between 1 and 3600".into());
+        }
+        if e.max_label_orgs == 0 || e.max_label_orgs > 10_000 {
+            return Err("exporter.max_label_orgs must be between 1 and 10000".into());
+        }
+        if e.max_label_issuers == 0 || e.max_label_issuers > 100_000 {
+            return Err("exporter.max_label_issuers must be between 1 and 100000".into());
+        }
+        if e.query_timeout_secs == 0 || e.query_timeout_secs > 3_600 {
+            return Err("exporter.query_timeout_secs must be between 1 and 3600".into());
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a hex SHA-256 (either case); `None` unless it is exactly 32 bytes.
+pub fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digest, &mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(sha256: &str, scope: &str) -> ApiKeyConfig {
+        ApiKeyConfig {
+            sha256: sha256.into(),
+            scope: scope.into(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.exporter.bind.to_string(), "127.0.0.1:8081");
+        assert_eq!(c.exporter.refresh_interval_secs, 15);
+        assert_eq!(c.exporter.max_label_orgs, 100);
+        assert_eq!(c.exporter.max_label_issuers, 500);
+        assert_eq!(c.exporter.min_awarded, 10);
+    }
+
+    #[test]
+    fn bad_keys_name_the_key() {
+        let good = "a".repeat(64);
+        let mut c = Config::default();
+        c.exporter.api_keys = vec![key(&good, "admin"), key("abc", "admin")];
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("exporter.api_keys[1].sha256"), "{err}");
+
+        c.exporter.api_keys = vec![key(&good, "org:acme"), key(&"b".repeat(64), "issuer:acme")];
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("exporter.api_keys[1].scope"), "{err}");
+
+        c.exporter.api_keys = vec![key(&good, "org:acme"), key(&good.to_uppercase(), "admin")];
+        let err = c.validate().unwrap_err();
+        assert!(err.contains("exporter.api_keys[1].sha256 repeats"), "{err}");
+
+        c.exporter.api_keys = vec![key(&good, "badge:acme/b-1"), key(&"b".repeat(64), "issuer:acme/i.1")];
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn loads_from_toml() {
+        let dir = std::env::temp_dir().join(format!("bp-exporter-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[clickhouse]\ndatabase = \"bp\"\n[ingest]\nbind = \"127.0.0.1:1\"\n\
+                 [exporter]\nbind = \"127.0.0.1:9999\"\nmax_label_orgs = 7\n\
+                 [[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"org:acme\"\n",
+                "c".repeat(64)
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file)).unwrap();
+        assert_eq!(c.clickhouse.database, "bp");
+        assert_eq!(c.exporter.bind.port(), 9999);
+        assert_eq!(c.exporter.max_label_orgs, 7);
+        assert_eq!(c.exporter.api_keys[0].scope, "org:acme");
+
+        std::fs::write(&file, "[exporter]\nbindd = \"x\"\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("bindd"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

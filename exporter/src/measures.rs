@@ -1,0 +1,239 @@
+//! The SPEC §7 measures of a scope and a set of events: the counts that
+//! ClickHouse returns and the ratios and scores derived from them.
+//!
+//! Pure functions only. Invariant: a derived measure is `None` (JSON
+//! `null`) whenever its denominator is 0; never NaN or infinity.
+
+use serde::Serialize;
+
+/// The counted measures, as one row of `queries::measure_counts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize)]
+pub struct Counts {
+    /// Distinct assertions with `badge.awarded`.
+    pub awarded: u64,
+    /// Distinct assertions with `badge.accepted`.
+    pub accepted: u64,
+    /// Distinct assertions with at least one `badge.shared`.
+    pub shared: u64,
+    /// `badge.shared` events.
+    pub shares: u64,
+    /// `badge.viewed` events.
+    pub views: u64,
+    /// Distinct viewer keys among views that have one.
+    pub unique_viewers: u64,
+    /// Distinct assertions with `badge.revoked`.
+    pub revoked: u64,
+    /// Badge classes with any event.
+    pub badge_classes: u64,
+}
+
+/// Every measure of SPEC §7: the counts plus the derived ratios and scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Measures {
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// `min(1, accepted / awarded)`.
+    pub acceptance_rate: Option<f64>,
+    /// `min(1, shared / accepted)`.
+    pub share_rate: Option<f64>,
+    /// `100 × (min(accepted, awarded) + min(shared, awarded)) / (2 × awarded)`.
+    pub engagement_score: Option<f64>,
+    /// `views / shares`.
+    pub external_impact_score: Option<f64>,
+    /// `100 × v / (v + 1)` with `v = views / awarded`.
+    pub reach_score: Option<f64>,
+    /// `(engagement_score + reach_score) / 2`.
+    pub performance: Option<f64>,
+}
+
+/// Every measure name, in the order of the JSON objects.
+pub const NAMES: [&str; 14] = [
+    "awarded",
+    "accepted",
+    "shared",
+    "shares",
+    "views",
+    "unique_viewers",
+    "revoked",
+    "badge_classes",
+    "acceptance_rate",
+    "share_rate",
+    "engagement_score",
+    "external_impact_score",
+    "reach_score",
+    "performance",
+];
+
+/// `num / den`, or `None` when `den` is 0.
+fn ratio(num: u64, den: u64) -> Option<f64> {
+    (den != 0).then(|| num as f64 / den as f64)
+}
+
+impl Measures {
+    /// Derives every ratio and score from `counts`.
+    pub fn derive(counts: Counts) -> Measures {
+        let c = counts;
+        let engagement_score = (c.awarded != 0).then(|| {
+            100.0 * (c.accepted.min(c.awarded) + c.shared.min(c.awarded)) as f64 / (2.0 * c.awarded as f64)
+        });
+        let reach_score = ratio(c.views, c.awarded).map(|v| 100.0 * v / (v + 1.0));
+        let performance = match (engagement_score, reach_score) {
+            (Some(e), Some(r)) => Some((e + r) / 2.0),
+            _ => None,
+        };
+        Measures {
+            counts,
+            acceptance_rate: ratio(c.accepted, c.awarded).map(|r| r.min(1.0)),
+            share_rate: ratio(c.shared, c.accepted).map(|r| r.min(1.0)),
+            engagement_score,
+            external_impact_score: ratio(c.views, c.shares),
+            reach_score,
+            performance,
+        }
+    }
+
+    /// The measure called `name` (one of [`NAMES`]); `None` for an unknown
+    /// name or a null value.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        let c = &self.counts;
+        let count = |n: u64| Some(n as f64);
+        match name {
+            "awarded" => count(c.awarded),
+            "accepted" => count(c.accepted),
+            "shared" => count(c.shared),
+            "shares" => count(c.shares),
+            "views" => count(c.views),
+            "unique_viewers" => count(c.unique_viewers),
+            "revoked" => count(c.revoked),
+            "badge_classes" => count(c.badge_classes),
+            "acceptance_rate" => self.acceptance_rate,
+            "share_rate" => self.share_rate,
+            "engagement_score" => self.engagement_score,
+            "external_impact_score" => self.external_impact_score,
+            "reach_score" => self.reach_score,
+            "performance" => self.performance,
+            _ => None,
+        }
+    }
+}
+
+/// A trend indicator (SPEC §7.1): a measure in the window and in the
+/// equally long window before it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Trend {
+    pub current: Option<f64>,
+    pub previous: Option<f64>,
+    /// `(current − previous) / previous`; null when previous is 0 or null,
+    /// or current is null.
+    pub change: Option<f64>,
+}
+
+impl Trend {
+    pub fn new(current: Option<f64>, previous: Option<f64>) -> Trend {
+        let change = match (current, previous) {
+            (Some(c), Some(p)) if p != 0.0 => Some((c - p) / p),
+            _ => None,
+        };
+        Trend {
+            current,
+            previous,
+            change,
+        }
+    }
+}
+
+/// The trend of every measure, keyed by name in [`NAMES`] order.
+pub fn trends(current: &Measures, previous: &Measures) -> Vec<(&'static str, Trend)> {
+    NAMES
+        .iter()
+        .map(|&name| (name, Trend::new(current.get(name), previous.get(name))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(awarded: u64, accepted: u64, shared: u64, shares: u64, views: u64) -> Counts {
+        Counts {
+            awarded,
+            accepted,
+            shared,
+            shares,
+            views,
+            ..Counts::default()
+        }
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn derives_per_spec() {
+        let m = Measures::derive(counts(100, 80, 40, 60, 300));
+        assert!(close(m.acceptance_rate, 0.8));
+        assert!(close(m.share_rate, 0.5));
+        assert!(close(m.engagement_score, 100.0 * (80.0 + 40.0) / 200.0));
+        assert!(close(m.external_impact_score, 5.0));
+        // v = 3 → 75.
+        assert!(close(m.reach_score, 75.0));
+        assert!(close(m.performance, (60.0 + 75.0) / 2.0));
+    }
+
+    #[test]
+    fn rates_are_capped() {
+        // Accepts or shares of assertions awarded before the window.
+        let m = Measures::derive(counts(10, 20, 30, 30, 0));
+        assert!(close(m.acceptance_rate, 1.0));
+        assert!(close(m.share_rate, 1.0));
+        assert!(close(m.engagement_score, 100.0));
+        assert!(close(m.reach_score, 0.0));
+        assert!(close(m.external_impact_score, 0.0));
+    }
+
+    #[test]
+    fn zero_denominators_are_null_never_nan() {
+        let m = Measures::derive(Counts::default());
+        assert_eq!(m.acceptance_rate, None);
+        assert_eq!(m.share_rate, None);
+        assert_eq!(m.engagement_score, None);
+        assert_eq!(m.external_impact_score, None);
+        assert_eq!(m.reach_score, None);
+        assert_eq!(m.performance, None);
+
+        // Views without awards or shares (e.g. a window after the awards).
+        let m = Measures::derive(counts(0, 3, 0, 0, 9));
+        assert_eq!(m.acceptance_rate, None);
+        assert!(close(m.share_rate, 0.0));
+        assert_eq!(m.external_impact_score, None);
+        assert_eq!(m.performance, None);
+
+        let json = serde_json::to_value(Measures::derive(Counts::default())).unwrap();
+        let obj = json.as_object().unwrap();
+        assert_eq!(obj.len(), NAMES.len());
+        for name in NAMES {
+            assert!(obj.contains_key(name), "{name}");
+        }
+        assert!(obj["performance"].is_null());
+        assert_eq!(obj["awarded"], 0);
+    }
+
+    #[test]
+    fn trend_changes() {
+        assert_eq!(Trend::new(Some(15.0), Some(10.0)).change, Some(0.5));
+        assert_eq!(Trend::new(Some(5.0), Some(10.0)).change, Some(-0.5));
+        assert_eq!(Trend::new(Some(5.0), Some(0.0)).change, None);
+        assert_eq!(Trend::new(None, Some(1.0)).change, None);
+        assert_eq!(Trend::new(Some(1.0), None).change, None);
+
+        let cur = Measures::derive(counts(20, 10, 5, 5, 10));
+        let prev = Measures::derive(counts(10, 10, 0, 0, 0));
+        let t: std::collections::HashMap<_, _> = trends(&cur, &prev).into_iter().collect();
+        assert_eq!(t.len(), NAMES.len());
+        assert_eq!(t["awarded"].change, Some(1.0));
+        assert_eq!(t["shares"].change, None);
+        assert_eq!(t["external_impact_score"].previous, None);
+        assert_eq!(t["acceptance_rate"].change, Some(-0.5));
+    }
+}

@@ -1,0 +1,470 @@
+//! Pure logic of pixel and share beacons (SPEC §4): query parsing, bot
+//! families, Referer → view source, client IP behind trusted proxies,
+//! viewer keys and the per-client rate limiter.
+//!
+//! Must not: keep or return a raw IP address or User-Agent beyond the
+//! request that carried it. Only keyed hashes leave this module.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use badgepulse_contract::event::{check_id, FieldError, ShareChannel, ViewSource};
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use sha2::Sha256;
+
+/// What a pixel or beacon carries, before the signature check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BeaconParams {
+    pub org_id: String,
+    pub issuer_id: String,
+    pub badge_class_id: String,
+    pub assertion_id: String,
+    pub kid: String,
+    pub sig: String,
+    /// View placement hint (`src`), unsigned.
+    pub src: Option<String>,
+    /// Share channel (`c` / `channel`).
+    pub channel: Option<String>,
+}
+
+impl BeaconParams {
+    /// Reads the pixel query string (`o`, `i`, `b`, `a`, `kid`, `sig`, `src`, `c`).
+    pub fn from_query(query: &str) -> Self {
+        let mut p = BeaconParams::default();
+        for (k, v) in form_urlencoded_pairs(query) {
+            let slot = match k.as_str() {
+                "o" => &mut p.org_id,
+                "i" => &mut p.issuer_id,
+                "b" => &mut p.badge_class_id,
+                "a" => &mut p.assertion_id,
+                "kid" => &mut p.kid,
+                "sig" => &mut p.sig,
+                "src" => {
+                    p.src = Some(v);
+                    continue;
+                }
+                "c" => {
+                    p.channel = Some(v);
+                    continue;
+                }
+                _ => continue,
+            };
+            *slot = v;
+        }
+        p
+    }
+
+    /// Checks the ids' syntax, naming the first bad one.
+    pub fn check_ids(&self) -> Result<(), FieldError> {
+        check_id("o", &self.org_id)?;
+        check_id("i", &self.issuer_id)?;
+        check_id("b", &self.badge_class_id)?;
+        check_id("a", &self.assertion_id)?;
+        Ok(())
+    }
+}
+
+/// Splits `a=1&b=2` into decoded pairs (`+` is a space, `%XX` decoded,
+/// invalid UTF-8 replaced).
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|s| !s.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Bot families, the label values of `badgepulse_ingest_bots_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BotFamily {
+    /// Link-preview crawlers of social networks and chat apps.
+    LinkPreview,
+    /// Search engine and SEO/AI crawlers.
+    Search,
+    /// HTTP client libraries and command-line tools.
+    HttpLibrary,
+    /// Headless and automated browsers.
+    Headless,
+    /// Anything else calling itself a bot, crawler or spider, or no User-Agent at all.
+    Other,
+}
+
+impl BotFamily {
+    pub const ALL: [BotFamily; 5] = [
+        BotFamily::LinkPreview,
+        BotFamily::Search,
+        BotFamily::HttpLibrary,
+        BotFamily::Headless,
+        BotFamily::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotFamily::LinkPreview => "link_preview",
+            BotFamily::Search => "search",
+            BotFamily::HttpLibrary => "http_library",
+            BotFamily::Headless => "headless",
+            BotFamily::Other => "other",
+        }
+    }
+}
+
+/// Lower-case User-Agent fragments by family, checked in this order.
+const BOT_PATTERNS: &[(BotFamily, &[&str])] = &[
+    (
+        BotFamily::LinkPreview,
+        &[
+            "linkedinbot", "facebookexternalhit", "facebookcatalog", "facebot", "twitterbot",
+            "slackbot", "slack-imgproxy", "discordbot", "whatsapp", "telegrambot", "skypeuripreview",
+            "redditbot", "embedly", "pinterest", "vkshare", "iframely", "mastodon", "bitlybot",
+            "outbrain", "quora link preview", "snapchat", "viber", "line-poker", "microsoftpreview",
+            "teams", "google-pagerenderer",
+        ],
+    ),
+    (
+        BotFamily::Search,
+        &[
+            "googlebot", "google-inspectiontool", "storebot-google", "adsbot-google", "bingbot",
+            "bingpreview", "yandex", "baiduspider", "duckduckbot", "duckassistbot", "applebot",
+            "sogou", "exabot", "seznambot", "petalbot", "ahrefsbot", "semrushbot", "mj12bot",
+            "dotbot", "gptbot", "chatgpt-user", "oai-searchbot", "ccbot", "claudebot",
+            "perplexitybot", "bytespider", "amazonbot", "yeti/", "qwantify", "mojeekbot",
+        ],
+    ),
+    (
+        BotFamily::Headless,
+        &["headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "webdriver", "lighthouse", "slimerjs", "electron/"],
+    ),
+    (
+        BotFamily::HttpLibrary,
+        &[
+            "curl/", "wget/", "python-requests", "python-urllib", "python-httpx", "aiohttp",
+            "httpx", "go-http-client", "java/", "okhttp", "axios/", "node-fetch", "undici",
+            "libwww-perl", "lwp::", "php/", "guzzlehttp", "ruby", "apache-httpclient", "postmanruntime",
+            "httpie", "reqwest", "hyper/", "powershell", "winhttp", "scrapy", "wrk",
+        ],
+    ),
+    (BotFamily::Other, &["bot", "crawler", "spider", "crawl", "scan", "monitor", "preview", "fetcher"]),
+];
+
+/// The bot family of a User-Agent, `None` for a browser.
+pub fn bot_family(user_agent: Option<&str>) -> Option<BotFamily> {
+    let ua = match user_agent.map(str::trim) {
+        None | Some("") => return Some(BotFamily::Other),
+        Some(ua) => ua.to_ascii_lowercase(),
+    };
+    BOT_PATTERNS
+        .iter()
+        .find(|(_, needles)| needles.iter().any(|n| ua.contains(n)))
+        .map(|(family, _)| *family)
+}
+
+/// Known webmail hosts: a view coming from them is source `email`.
+const WEBMAIL_HOSTS: &[&str] = &[
+    "mail.google.com", "outlook.live.com", "outlook.office.com", "outlook.office365.com",
+    "mail.yahoo.com", "mail.aol.com", "mail.proton.me", "mail.protonmail.com", "app.fastmail.com",
+    "mail.zoho.com", "mail.zoho.eu", "mail.yandex.ru", "mail.yandex.com", "e.mail.ru",
+    "webmail.gmx.net", "navigator.gmx.net", "mail.gmx.com", "3c.web.de", "www.icloud.com",
+    "mail.tutanota.com", "app.tuta.com", "mail.qq.com", "mail.163.com",
+];
+
+/// Search engines, matched on the host or any parent domain.
+const SEARCH_DOMAINS: &[&str] = &[
+    "bing.com", "duckduckgo.com", "search.yahoo.com", "yandex.com", "yandex.ru", "baidu.com",
+    "ecosia.org", "search.brave.com", "startpage.com", "qwant.com", "search.naver.com",
+    "seznam.cz", "sogou.com", "so.com", "perplexity.ai", "kagi.com",
+];
+
+/// Whether `host` is `domain` or a subdomain of it.
+fn host_matches(host: &str, domain: &str) -> bool {
+    host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Whether `host` is a Google search host (`google.com`, `www.google.co.uk`, …).
+fn is_google_search(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.iter().position(|l| *l == "google") {
+        Some(0) => labels.len() >= 2,
+        Some(1) => labels[0] == "www" && labels.len() >= 3,
+        _ => false,
+    }
+}
+
+/// The host of a Referer URL, lower case, without port or credentials.
+pub fn referer_host(referer: &str) -> Option<String> {
+    let rest = referer.split_once("://").map(|(_, r)| r)?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if let Some(stripped) = host_port.strip_prefix('[') {
+        stripped.split(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// The view source of a pixel hit: `src` (if a valid source) wins, else
+/// the Referer host is classified (SPEC §4).
+pub fn view_source(src: Option<&str>, referer: Option<&str>, platform_hosts: &[String]) -> ViewSource {
+    if let Some(s) = src.and_then(ViewSource::parse) {
+        return s;
+    }
+    let Some(referer) = referer.map(str::trim).filter(|r| !r.is_empty()) else {
+        return ViewSource::Direct;
+    };
+    let Some(host) = referer_host(referer) else {
+        return ViewSource::Other;
+    };
+    if platform_hosts.iter().any(|p| host_matches(&host, &p.to_ascii_lowercase())) {
+        return ViewSource::Platform;
+    }
+    if ["linkedin.com", "lnkd.in"].iter().any(|d| host_matches(&host, d)) {
+        return ViewSource::Linkedin;
+    }
+    if ["facebook.com", "fb.com", "fb.me", "messenger.com"].iter().any(|d| host_matches(&host, d)) {
+        return ViewSource::Facebook;
+    }
+    if ["twitter.com", "x.com", "t.co"].iter().any(|d| host_matches(&host, d)) {
+        return ViewSource::X;
+    }
+    if WEBMAIL_HOSTS.contains(&host.as_str()) || host.starts_with("webmail.") {
+        return ViewSource::Email;
+    }
+    if is_google_search(&host) || SEARCH_DOMAINS.iter().any(|d| host_matches(&host, d)) {
+        return ViewSource::Search;
+    }
+    ViewSource::Other
+}
+
+/// The share channel of a share beacon: missing → `other`, unknown → error.
+pub fn share_channel(c: Option<&str>) -> Result<ShareChannel, FieldError> {
+    match c {
+        None | Some("") => Ok(ShareChannel::Other),
+        Some(c) => ShareChannel::parse(c).ok_or_else(|| {
+            FieldError::new("c", format!("unknown channel {c:?} (expected one of {})", ShareChannel::expected()))
+        }),
+    }
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted
+/// proxy, in which case `X-Forwarded-For` is walked from the right,
+/// skipping further trusted proxies.
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(xff) = forwarded_for else { return peer };
+    let mut client = peer;
+    for hop in xff.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// `viewer_key` (SPEC §4): 64 bits of HMAC-SHA256 keyed by the daily salt
+/// over (client IP, User-Agent, org). Never 0, which means "no key".
+pub fn viewer_key(salt: &[u8], ip: IpAddr, user_agent: &str, org_id: &str) -> u64 {
+    let mut m = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes keys of any length");
+    m.update(ip.to_string().as_bytes());
+    m.update(b"\0");
+    m.update(user_agent.as_bytes());
+    m.update(b"\0");
+    m.update(org_id.as_bytes());
+    let out = m.finalize().into_bytes();
+    let key = u64::from_be_bytes(out[..8].try_into().expect("8 bytes"));
+    key.max(1)
+}
+
+/// Fixed-window per-client counter: at most `limit` beacons per client per
+/// minute. Clients are keyed by a hash, never by a raw address; the table
+/// is cleared every minute, so its size is bounded by one minute's clients
+/// (and by `max_clients`, beyond which new clients are refused).
+pub struct RateLimiter {
+    limit: u32,
+    max_clients: usize,
+    minute: i64,
+    counts: HashMap<u64, u32>,
+}
+
+impl RateLimiter {
+    pub fn new(limit: u32, max_clients: usize) -> Self {
+        RateLimiter {
+            limit,
+            max_clients,
+            minute: i64::MIN,
+            counts: HashMap::new(),
+        }
+    }
+
+    /// Counts one beacon of `client` at unix time `now_secs`; false when over the limit.
+    pub fn allow(&mut self, client: u64, now_secs: i64) -> bool {
+        let minute = now_secs.div_euclid(60);
+        if minute != self.minute {
+            self.minute = minute;
+            self.counts.clear();
+        }
+        if !self.counts.contains_key(&client) && self.counts.len() >= self.max_clients {
+            return false;
+        }
+        let n = self.counts.entry(client).or_insert(0);
+        if *n >= self.limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let p = BeaconParams::from_query("o=acme&i=iss&b=bc%2E1&a=as+1&kid=k1&sig=ab&src=email&c=x&zz=1");
+        assert_eq!(p.org_id, "acme");
+        assert_eq!(p.badge_class_id, "bc.1");
+        assert_eq!(p.assertion_id, "as 1");
+        assert_eq!(p.src.as_deref(), Some("email"));
+        assert_eq!(p.channel.as_deref(), Some("x"));
+        assert_eq!(p.check_ids().unwrap_err().field, "a");
+        assert_eq!(BeaconParams::from_query("o=%&i=%4").org_id, "%");
+        assert_eq!(BeaconParams::from_query("o=%&i=%4").issuer_id, "%4");
+        assert_eq!(BeaconParams::from_query("o=%e2%82%ac").org_id, "€");
+        assert_eq!(BeaconParams::from_query("o=%€").org_id, "%€");
+    }
+
+    #[test]
+    fn bot_families() {
+        let cases = [
+            ("LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)", Some(BotFamily::LinkPreview)),
+            ("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)", Some(BotFamily::LinkPreview)),
+            ("Twitterbot/1.0", Some(BotFamily::LinkPreview)),
+            ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", Some(BotFamily::LinkPreview)),
+            ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", Some(BotFamily::Search)),
+            ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", Some(BotFamily::Search)),
+            ("curl/8.5.0", Some(BotFamily::HttpLibrary)),
+            ("python-requests/2.31.0", Some(BotFamily::HttpLibrary)),
+            ("Go-http-client/1.1", Some(BotFamily::HttpLibrary)),
+            ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", Some(BotFamily::Headless)),
+            ("SomeRandomCrawler/0.1", Some(BotFamily::Other)),
+            ("", Some(BotFamily::Other)),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36", None),
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1", None),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14.1; rv:120.0) Gecko/20100101 Firefox/120.0", None),
+        ];
+        for (ua, want) in cases {
+            assert_eq!(bot_family(Some(ua)), want, "{ua}");
+        }
+        assert_eq!(bot_family(None), Some(BotFamily::Other));
+    }
+
+    #[test]
+    fn referer_sources() {
+        let platform = vec!["badges.example.org".to_owned()];
+        let cases = [
+            (None, ViewSource::Direct),
+            (Some(""), ViewSource::Direct),
+            (Some("https://www.linkedin.com/feed/"), ViewSource::Linkedin),
+            (Some("https://lnkd.in/abc"), ViewSource::Linkedin),
+            (Some("https://m.facebook.com/story"), ViewSource::Facebook),
+            (Some("https://fb.com/x"), ViewSource::Facebook),
+            (Some("https://t.co/xyz"), ViewSource::X),
+            (Some("https://x.com/someone/status/1"), ViewSource::X),
+            (Some("https://twitter.com/"), ViewSource::X),
+            (Some("https://mail.google.com/mail/u/0/"), ViewSource::Email),
+            (Some("https://outlook.live.com/mail/0/inbox"), ViewSource::Email),
+            (Some("https://www.google.com/"), ViewSource::Search),
+            (Some("https://www.google.co.uk/search?q=badge"), ViewSource::Search),
+            (Some("https://duckduckgo.com/"), ViewSource::Search),
+            (Some("https://www.bing.com/search?q=x"), ViewSource::Search),
+            (Some("https://badges.example.org/public/123"), ViewSource::Platform),
+            (Some("https://user:pw@BADGES.example.org:8443/x"), ViewSource::Platform),
+            (Some("https://notlinkedin.com/"), ViewSource::Other),
+            (Some("https://docs.google.com/document/d/1"), ViewSource::Other),
+            (Some("https://blog.example.net/post"), ViewSource::Other),
+            (Some("not a url"), ViewSource::Other),
+        ];
+        for (referer, want) in cases {
+            assert_eq!(view_source(None, referer, &platform), want, "{referer:?}");
+        }
+        assert_eq!(view_source(Some("embed"), Some("https://www.linkedin.com/"), &platform), ViewSource::Embed);
+        assert_eq!(view_source(Some("bogus"), Some("https://www.linkedin.com/"), &platform), ViewSource::Linkedin);
+    }
+
+    #[test]
+    fn share_channels() {
+        assert_eq!(share_channel(None).unwrap(), ShareChannel::Other);
+        assert_eq!(share_channel(Some("linkedin")).unwrap(), ShareChannel::Linkedin);
+        assert_eq!(share_channel(Some("myspace")).unwrap_err().field, "c");
+    }
+
+    #[test]
+    fn trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        let outside: IpAddr = "203.0.113.9".parse().unwrap();
+        assert_eq!(client_ip(outside, Some("1.2.3.4"), &trusted), outside);
+        assert_eq!(client_ip(peer, Some("198.51.100.1, 10.2.2.2"), &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, Some("6.6.6.6, 198.51.100.1"), &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(peer, None, &trusted), peer);
+        assert_eq!(client_ip(peer, Some("garbage"), &trusted), peer);
+    }
+
+    #[test]
+    fn viewer_keys_depend_on_every_input() {
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let k = viewer_key(b"salt-a", ip, "UA", "acme");
+        assert_eq!(k, viewer_key(b"salt-a", ip, "UA", "acme"));
+        assert_ne!(k, viewer_key(b"salt-b", ip, "UA", "acme"));
+        assert_ne!(k, viewer_key(b"salt-a", "198.51.100.8".parse().unwrap(), "UA", "acme"));
+        assert_ne!(k, viewer_key(b"salt-a", ip, "UA2", "acme"));
+        assert_ne!(k, viewer_key(b"salt-a", ip, "UA", "other"));
+        assert_ne!(k, 0);
+    }
+
+    #[test]
+    fn rate_limiter_windows() {
+        let mut r = RateLimiter::new(2, 10);
+        assert!(r.allow(1, 60));
+        assert!(r.allow(1, 61));
+        assert!(!r.allow(1, 62));
+        assert!(r.allow(2, 62));
+        assert!(r.allow(1, 120));
+        let mut full = RateLimiter::new(5, 1);
+        assert!(full.allow(1, 0));
+        assert!(!full.allow(2, 0));
+    }
+}

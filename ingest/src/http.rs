@@ -1,0 +1,447 @@
+//! The HTTP interface of ingest (SPEC §4): pixels, share beacons,
+//! `sendBeacon`, platform events, health, readiness and metrics.
+//!
+//! Must not: answer a pixel with anything but the GIF, let a raw IP address
+//! or User-Agent leave the request (only keyed hashes do), or accept a
+//! platform event before its PubAck.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use badgepulse_contract::event::{raw_event_id, validate_platform_event, Event, EventType};
+use badgepulse_contract::signing::{verify, PixelIds};
+use badgepulse_contract::subject::STREAM;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::beacon::{self, BeaconParams, RateLimiter};
+use crate::config::IngestConfig;
+use crate::metrics::Metrics;
+use crate::publish::{kind_label, publish_events, BeaconQueue};
+use crate::salt::Salts;
+
+/// The 43-byte transparent 1×1 GIF.
+pub const GIF: [u8; 43] = [
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// Most events in one `POST /v1/events`.
+pub const MAX_EVENTS: usize = 1_000;
+/// Largest `POST /v1/events` body.
+pub const MAX_EVENTS_BODY: usize = 1 << 20;
+/// Largest `POST /v1/beacon` body.
+pub const MAX_BEACON_BODY: usize = 8 << 10;
+
+/// The share-button script served at `/v1/share.js`.
+const SHARE_JS: &str = include_str!("share.js");
+
+/// A configured bearer token: SHA-256 and the orgs it may write.
+struct Token {
+    sha256: [u8; 32],
+    all_orgs: bool,
+    orgs: Vec<String>,
+}
+
+pub struct AppState {
+    pub config: IngestConfig,
+    pub partitions: u16,
+    pub nats: async_nats::Client,
+    pub jetstream: async_nats::jetstream::Context,
+    pub metrics: Metrics,
+    pub salts: Salts,
+    pub queue: BeaconQueue,
+    tokens: Vec<Token>,
+    pixel_keys: BTreeMap<String, Vec<u8>>,
+    limiter: Mutex<RateLimiter>,
+    /// Process-local random key for rate-limiter client hashes.
+    limiter_key: [u8; 32],
+}
+
+impl AppState {
+    pub fn new(
+        config: IngestConfig,
+        partitions: u16,
+        nats: async_nats::Client,
+        jetstream: async_nats::jetstream::Context,
+        metrics: Metrics,
+        salts: Salts,
+        queue: BeaconQueue,
+    ) -> Self {
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| {
+                let mut sha256 = [0u8; 32];
+                hex::decode_to_slice(&t.sha256, &mut sha256).expect("validated at start-up");
+                Token {
+                    sha256,
+                    all_orgs: t.orgs.iter().any(|o| o == "*"),
+                    orgs: t.orgs.clone(),
+                }
+            })
+            .collect();
+        let pixel_keys = config
+            .pixel_keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
+            .collect();
+        for family in beacon::BotFamily::ALL {
+            metrics.bots.with_label_values(&[family.as_str()]);
+        }
+        let limiter = Mutex::new(RateLimiter::new(config.rate_limit_per_minute, 1_000_000));
+        let mut limiter_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut limiter_key);
+        AppState {
+            config,
+            partitions,
+            nats,
+            jetstream,
+            metrics,
+            salts,
+            queue,
+            tokens,
+            pixel_keys,
+            limiter,
+            limiter_key,
+        }
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/p.gif", get(view_pixel))
+        .route("/s.gif", get(share_pixel))
+        .route("/v1/beacon", post(send_beacon))
+        .route("/v1/events", post(platform_events))
+        .route("/v1/share.js", get(share_js))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+/// Counts every request by matched route and status.
+async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    const ROUTES: [&str; 8] = ["/p.gif", "/s.gif", "/v1/beacon", "/v1/events", "/v1/share.js", "/healthz", "/readyz", "/metrics"];
+    let route = ROUTES.into_iter().find(|r| *r == req.uri().path()).unwrap_or("other");
+    let response = next.run(req).await;
+    s.metrics
+        .http_requests
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+fn gif() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0")),
+            (header::PRAGMA, HeaderValue::from_static("no-cache")),
+        ],
+        GIF.as_slice(),
+    )
+        .into_response()
+}
+
+async fn view_pixel(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
+    s.take_beacon(EventType::Viewed, &params, peer.ip(), &headers).await;
+    gif()
+}
+
+async fn share_pixel(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
+    s.take_beacon(EventType::Shared, &params, peer.ip(), &headers).await;
+    gif()
+}
+
+/// Body of `POST /v1/beacon`.
+#[derive(Deserialize)]
+struct BeaconBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    o: String,
+    #[serde(default)]
+    i: String,
+    #[serde(default)]
+    b: String,
+    #[serde(default)]
+    a: String,
+    #[serde(default)]
+    kid: String,
+    #[serde(default)]
+    sig: String,
+    channel: Option<String>,
+    src: Option<String>,
+}
+
+async fn send_beacon(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> StatusCode {
+    let parsed = axum::body::to_bytes(body, MAX_BEACON_BODY)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice::<BeaconBody>(&b).ok());
+    let kind = match parsed.as_ref().map(|b| b.kind.as_str()) {
+        Some("view") => EventType::Viewed,
+        Some("share") => EventType::Shared,
+        _ => {
+            // Which kind it was meant to be is unknown; count it as a view.
+            s.metrics.beacons.with_label_values(&["view", "invalid"]).inc();
+            return StatusCode::NO_CONTENT;
+        }
+    };
+    let b = parsed.expect("matched above");
+    let params = BeaconParams {
+        org_id: b.o,
+        issuer_id: b.i,
+        badge_class_id: b.b,
+        assertion_id: b.a,
+        kid: b.kid,
+        sig: b.sig,
+        src: b.src,
+        channel: b.channel,
+    };
+    s.take_beacon(kind, &params, peer.ip(), &headers).await;
+    StatusCode::NO_CONTENT
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl AppState {
+    /// Validates a pixel or beacon and queues its event; the outcome goes
+    /// to metrics only.
+    async fn take_beacon(&self, kind: EventType, p: &BeaconParams, peer: IpAddr, headers: &HeaderMap) {
+        let outcome = self.beacon_outcome(kind, p, peer, headers).await;
+        self.metrics
+            .beacons
+            .with_label_values(&[kind_label(kind), outcome])
+            .inc();
+    }
+
+    async fn beacon_outcome(&self, kind: EventType, p: &BeaconParams, peer: IpAddr, headers: &HeaderMap) -> &'static str {
+        if p.check_ids().is_err() {
+            return "invalid";
+        }
+        let ids = PixelIds {
+            org_id: &p.org_id,
+            issuer_id: &p.issuer_id,
+            badge_class_id: &p.badge_class_id,
+            assertion_id: &p.assertion_id,
+        };
+        match self.pixel_keys.get(&p.kid) {
+            Some(key) if verify(key, &ids, &p.sig) => {}
+            _ => return "bad_signature",
+        }
+        let channel = if kind == EventType::Shared {
+            match beacon::share_channel(p.channel.as_deref()) {
+                Ok(c) => Some(c),
+                Err(_) => return "invalid",
+            }
+        } else {
+            None
+        };
+        let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
+        if let Some(family) = beacon::bot_family(Some(user_agent)) {
+            self.metrics.bots.with_label_values(&[family.as_str()]).inc();
+            return "bot";
+        }
+        let ip = beacon::client_ip(peer, header_str(headers, "x-forwarded-for"), &self.config.trusted_proxies);
+        let now = Utc::now();
+        let client = beacon::viewer_key(&self.limiter_key, ip, user_agent, "");
+        if !self.limiter.lock().expect("limiter lock").allow(client, now.timestamp()) {
+            return "rate_limited";
+        }
+        let (source, country, viewer_key) = if kind == EventType::Viewed {
+            let salt = self.salts.salt(now.date_naive()).await;
+            let country = if self.config.country_header.is_empty() {
+                None
+            } else {
+                header_str(headers, self.config.country_header.as_str())
+                    .and_then(badgepulse_contract::event::parse_country)
+                    .filter(|c| c != "XX")
+            };
+            (
+                Some(beacon::view_source(p.src.as_deref(), header_str(headers, header::REFERER), &self.config.platform_hosts)),
+                country,
+                Some(beacon::viewer_key(&salt, ip, user_agent, &p.org_id)),
+            )
+        } else {
+            (None, None, None)
+        };
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            kind,
+            occurred_at: now,
+            received_at: now,
+            org_id: p.org_id.clone(),
+            issuer_id: p.issuer_id.clone(),
+            badge_class_id: p.badge_class_id.clone(),
+            assertion_id: p.assertion_id.clone(),
+            award_method: None,
+            channel,
+            source,
+            country,
+            viewer_key,
+            badge_class: None,
+        };
+        if self.queue.offer(event) {
+            "accepted"
+        } else {
+            "dropped"
+        }
+    }
+
+    /// The token presented in `Authorization: Bearer …`, compared by SHA-256
+    /// in constant time against every configured token.
+    fn token(&self, headers: &HeaderMap) -> Option<&Token> {
+        let presented = header_str(headers, header::AUTHORIZATION)?.strip_prefix("Bearer ")?.trim();
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let mut found = None;
+        for t in &self.tokens {
+            if bool::from(t.sha256.ct_eq(&digest)) {
+                found = Some(t);
+            }
+        }
+        found
+    }
+}
+
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn platform_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let Some(token) = s.token(&headers) else {
+        return json_error(StatusCode::UNAUTHORIZED, "Authorization: a valid Bearer token is required");
+    };
+    let bytes: Bytes = match axum::body::to_bytes(body, MAX_EVENTS_BODY).await {
+        Ok(b) => b,
+        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_EVENTS_BODY} bytes")),
+    };
+    let doc: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}")),
+    };
+    let Some(raw_events) = doc.get("events").and_then(Value::as_array) else {
+        return json_error(StatusCode::BAD_REQUEST, "events: required, must be an array");
+    };
+    if raw_events.len() > MAX_EVENTS {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("events: more than {MAX_EVENTS} events"));
+    }
+    let now = Utc::now();
+    let mut valid = Vec::with_capacity(raw_events.len());
+    let mut rejected = Vec::new();
+    for (index, raw) in raw_events.iter().enumerate() {
+        let result = validate_platform_event(raw, now).and_then(|e| {
+            if token.all_orgs || token.orgs.contains(&e.org_id) {
+                Ok(e)
+            } else {
+                Err(badgepulse_contract::event::FieldError::new(
+                    "org_id",
+                    format!("this token may not write org {:?}", e.org_id),
+                ))
+            }
+        });
+        match result {
+            Ok(e) => valid.push(e),
+            Err(err) => rejected.push(json!({
+                "index": index,
+                "event_id": raw_event_id(raw),
+                "error": err.to_string(),
+            })),
+        }
+    }
+    let timeout = Duration::from_millis(s.config.publish_timeout_ms);
+    match publish_events(&s.jetstream, &valid, s.partitions, timeout, &s.metrics).await {
+        Ok((accepted, duplicates)) => {
+            s.metrics.events.with_label_values(&["accepted"]).inc_by(accepted as u64);
+            s.metrics.events.with_label_values(&["duplicate"]).inc_by(duplicates as u64);
+            s.metrics.events.with_label_values(&["rejected"]).inc_by(rejected.len() as u64);
+            Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected })).into_response()
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, events = valid.len(), "platform events not stored; answering 503");
+            let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was accepted, retry later"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+async fn share_js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        SHARE_JS,
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    if s.nats.connection_state() != async_nats::connection::State::Connected {
+        return (StatusCode::SERVICE_UNAVAILABLE, "nats: not connected\n").into_response();
+    }
+    let check = tokio::time::timeout(Duration::from_secs(2), s.jetstream.get_stream_no_info(STREAM)).await;
+    match check {
+        Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("stream {STREAM}: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "nats: timed out\n").into_response(),
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    use prometheus::Encoder;
+    let encoder = prometheus::TextEncoder::new();
+    let mut buf = Vec::new();
+    encoder
+        .encode(&s.metrics.registry.gather(), &mut buf)
+        .expect("text encoding of gathered metrics");
+    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], buf).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gif_is_a_43_byte_gif89a() {
+        assert_eq!(GIF.len(), 43);
+        assert_eq!(&GIF[..6], b"GIF89a");
+        assert_eq!(GIF[42], 0x3b);
+    }
+}
