@@ -1,14 +1,6 @@
 //! badgepulse-aggregator: consumes badge events from NATS JetStream and
 //! writes raw events and rollups to ClickHouse exactly once.
 
-mod admin;
-mod config;
-mod consume;
-mod metrics;
-mod rows;
-mod schema;
-mod store;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,10 +9,11 @@ use badgepulse_contract::subject;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::consume::PartitionConsumer;
-use crate::metrics::Metrics;
-use crate::store::Store;
+use badgepulse_aggregator::config::Config;
+use badgepulse_aggregator::consume::{self, PartitionConsumer};
+use badgepulse_aggregator::metrics::Metrics;
+use badgepulse_aggregator::store::Store;
+use badgepulse_aggregator::admin;
 
 #[derive(Parser)]
 #[command(name = "badgepulse-aggregator", version, about)]

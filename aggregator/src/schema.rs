@@ -455,10 +455,11 @@ impl Schema {
     }
 
     /// Which of the given `(org_id, event_id)` pairs (bound as two arrays)
-    /// are already stored.
+    /// are already stored. `IN (SELECT arrayJoin(?))` because 18.16 does not
+    /// take an array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {
         format!(
-            "SELECT org_id, event_id FROM {}.events WHERE org_id IN ? AND event_id IN ?",
+            "SELECT org_id, event_id FROM {}.events WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
             self.database
         )
     }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use badgepulse_contract::settings::ClickHouseConfig;
+use clickhouse::query::Query;
 use clickhouse::Client;
 
 use crate::rows::EventRow;
@@ -130,10 +131,14 @@ impl Store {
         Ok(marks)
     }
 
-    async fn mark(&self, table: &str, partition: u16) -> Result<u64, StoreError> {
+    fn mark_query(&self, table: &str, partition: u16) -> Query {
         self.client
             .query(&self.schema.high_water_mark(table))
             .bind(partition)
+    }
+
+    async fn mark(&self, table: &str, partition: u16) -> Result<u64, StoreError> {
+        self.mark_query(table, partition)
             .fetch_one::<u64>()
             .await
             .map_err(ctx(format!("high-water mark of {table}")))
@@ -156,14 +161,18 @@ impl Store {
         let ids: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
         let wanted: HashSet<&(String, String)> = pairs.iter().collect();
         let found = self
-            .client
-            .query(&self.schema.existing_event_ids())
-            .bind(orgs)
-            .bind(ids)
+            .existing_query(&orgs, &ids)
             .fetch_all::<(String, String)>()
             .await
             .map_err(ctx("duplicate lookup"))?;
         Ok(found.into_iter().filter(|p| wanted.contains(p)).collect())
+    }
+
+    fn existing_query(&self, orgs: &[&str], ids: &[&str]) -> Query {
+        self.client
+            .query(&self.schema.existing_event_ids())
+            .bind(orgs)
+            .bind(ids)
     }
 
     /// Inserts `rows` into `table` in one INSERT (one block: all or nothing).
@@ -194,14 +203,45 @@ impl Store {
         after: u64,
         upto: u64,
     ) -> Result<(), StoreError> {
+        self.recover_query(table, partition, after, upto)
+            .execute()
+            .await
+            .map_err(ctx(format!("recover {table}")))
+    }
+
+    fn recover_query(&self, table: &str, partition: u16, after: u64, upto: u64) -> Query {
         self.client
             .query(&self.schema.recovery_insert(table))
             .bind(partition)
             .bind(after)
             .bind(upto)
-            .execute()
-            .await
-            .map_err(ctx(format!("recover {table}")))
+    }
+
+    /// Every query (not DDL) the aggregator issues, built exactly as the
+    /// methods above build them, with representative parameters; for the
+    /// compatibility test that runs them on every ClickHouse generation.
+    pub fn sample_queries(&self) -> Vec<(String, Query)> {
+        let mut out = vec![
+            ("applied_versions".to_owned(), self.admin.query(&self.schema.applied_versions())),
+            (
+                "record_migration".to_owned(),
+                self.admin
+                    .query(&self.schema.record_migration())
+                    .bind(9999u32)
+                    .bind("compatibility check"),
+            ),
+            (
+                "existing_event_ids".to_owned(),
+                self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"]),
+            ),
+        ];
+        for table in std::iter::once("events").chain(DERIVED_TABLES) {
+            out.push((format!("high_water_mark:{table}"), self.mark_query(table, 0)));
+        }
+        for table in DERIVED_TABLES {
+            out.push((format!("recover:{table}"), self.recover_query(table, 0, 0, u64::from(u32::MAX))));
+        }
+        out
     }
 }
 

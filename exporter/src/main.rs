@@ -1,1 +1,120 @@
-fn main() {}
+//! badgepulse-exporter: serves badge analytics from ClickHouse. Wiring
+//! only: the logic lives in the `badgepulse_exporter` library.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use badgepulse_exporter::auth::{hash_key, ApiKeys};
+use badgepulse_exporter::config::Config;
+use badgepulse_exporter::http::{self, AppState};
+use badgepulse_exporter::metrics::{self, Metrics};
+use badgepulse_exporter::store::{self, Store};
+use badgepulse_exporter::sample_queries;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "badgepulse-exporter", version, about)]
+struct Cli {
+    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API and /metrics (the default).
+    Run,
+    /// Read API keys from stdin, one a line, and print the SHA-256 to put
+    /// in `[[exporter.api_keys]] sha256`.
+    HashKey,
+    /// Print every SQL statement the exporter can issue (with sample
+    /// parameters), each preceded by `-- name` and followed by a `;` line.
+    PrintQueries,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::HashKey => {
+            for line in std::io::stdin().lock().lines() {
+                let line = line.context("reading stdin")?;
+                if !line.is_empty() {
+                    println!("{}", hash_key(&line));
+                }
+            }
+            Ok(())
+        }
+        Command::PrintQueries => {
+            let config = Config::load(cli.config.as_deref())?;
+            for (name, query) in sample_queries(&store::client(&config.clickhouse)) {
+                println!("-- {name}\n{}\n;", query.sql_display());
+            }
+            Ok(())
+        }
+        Command::Run => run(Config::load(cli.config.as_deref())?).await,
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let e = &config.exporter;
+    let metrics = Metrics::new();
+    let store = Store::new(
+        store::client(&config.clickhouse),
+        metrics.clone(),
+        Duration::from_secs(e.query_timeout_secs),
+    );
+    let keys = ApiKeys::from_config(&e.api_keys).map_err(anyhow::Error::msg)?;
+    if e.api_keys.is_empty() {
+        tracing::warn!("no [[exporter.api_keys]] configured: every /api/v1 request will be refused");
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_shutdown(shutdown.clone()));
+
+    let refresher = tokio::spawn(metrics::refresh_loop(
+        store.clone(),
+        metrics.clone(),
+        Duration::from_secs(e.refresh_interval_secs),
+        e.max_label_orgs,
+        e.max_label_issuers,
+        shutdown.clone(),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(e.bind)
+        .await
+        .with_context(|| format!("binding exporter.bind {}", e.bind))?;
+    let state = Arc::new(AppState { store, keys, metrics });
+    tracing::info!(bind = %e.bind, database = %config.clickhouse.database, "exporter running");
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, http::router(state))
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .context("serving HTTP")?;
+    shutdown.cancel();
+    refresher.await?;
+    tracing::info!("exporter stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+async fn signal_shutdown(token: CancellationToken) {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    token.cancel();
+}

@@ -94,9 +94,10 @@ impl Measures {
 
     /// The measure called `name` (one of [`NAMES`]); `None` for an unknown
     /// name or a null value.
-    pub fn get(&self, name: &str) -> Option<f64> {
+    pub fn get(&self, name: &str) -> Option<Value> {
         let c = &self.counts;
-        let count = |n: u64| Some(n as f64);
+        let count = |n: u64| Some(Value::Count(n));
+        let ratio = |r: Option<f64>| r.map(Value::Ratio);
         match name {
             "awarded" => count(c.awarded),
             "accepted" => count(c.accepted),
@@ -106,13 +107,30 @@ impl Measures {
             "unique_viewers" => count(c.unique_viewers),
             "revoked" => count(c.revoked),
             "badge_classes" => count(c.badge_classes),
-            "acceptance_rate" => self.acceptance_rate,
-            "share_rate" => self.share_rate,
-            "engagement_score" => self.engagement_score,
-            "external_impact_score" => self.external_impact_score,
-            "reach_score" => self.reach_score,
-            "performance" => self.performance,
+            "acceptance_rate" => ratio(self.acceptance_rate),
+            "share_rate" => ratio(self.share_rate),
+            "engagement_score" => ratio(self.engagement_score),
+            "external_impact_score" => ratio(self.external_impact_score),
+            "reach_score" => ratio(self.reach_score),
+            "performance" => ratio(self.performance),
             _ => None,
+        }
+    }
+}
+
+/// One measure's value: counts stay integers in JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Count(u64),
+    Ratio(f64),
+}
+
+impl Value {
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Value::Count(n) => n as f64,
+            Value::Ratio(r) => r,
         }
     }
 }
@@ -121,16 +139,16 @@ impl Measures {
 /// equally long window before it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Trend {
-    pub current: Option<f64>,
-    pub previous: Option<f64>,
+    pub current: Option<Value>,
+    pub previous: Option<Value>,
     /// `(current − previous) / previous`; null when previous is 0 or null,
     /// or current is null.
     pub change: Option<f64>,
 }
 
 impl Trend {
-    pub fn new(current: Option<f64>, previous: Option<f64>) -> Trend {
-        let change = match (current, previous) {
+    pub fn new(current: Option<Value>, previous: Option<Value>) -> Trend {
+        let change = match (current.map(Value::as_f64), previous.map(Value::as_f64)) {
             (Some(c), Some(p)) if p != 0.0 => Some((c - p) / p),
             _ => None,
         };
@@ -221,11 +239,13 @@ mod tests {
 
     #[test]
     fn trend_changes() {
-        assert_eq!(Trend::new(Some(15.0), Some(10.0)).change, Some(0.5));
-        assert_eq!(Trend::new(Some(5.0), Some(10.0)).change, Some(-0.5));
-        assert_eq!(Trend::new(Some(5.0), Some(0.0)).change, None);
-        assert_eq!(Trend::new(None, Some(1.0)).change, None);
-        assert_eq!(Trend::new(Some(1.0), None).change, None);
+        let r = |v: f64| Some(Value::Ratio(v));
+        assert_eq!(Trend::new(Some(Value::Count(15)), Some(Value::Count(10))).change, Some(0.5));
+        assert_eq!(Trend::new(r(5.0), r(10.0)).change, Some(-0.5));
+        assert_eq!(Trend::new(r(5.0), r(0.0)).change, None);
+        assert_eq!(Trend::new(Some(Value::Count(5)), Some(Value::Count(0))).change, None);
+        assert_eq!(Trend::new(None, r(1.0)).change, None);
+        assert_eq!(Trend::new(r(1.0), None).change, None);
 
         let cur = Measures::derive(counts(20, 10, 5, 5, 10));
         let prev = Measures::derive(counts(10, 10, 0, 0, 0));
@@ -235,5 +255,9 @@ mod tests {
         assert_eq!(t["shares"].change, None);
         assert_eq!(t["external_impact_score"].previous, None);
         assert_eq!(t["acceptance_rate"].change, Some(-0.5));
+        let json = serde_json::to_string(&t["awarded"]).unwrap();
+        assert_eq!(json, r#"{"current":20,"previous":10,"change":1.0}"#);
+        let json = serde_json::to_string(&t["share_rate"]).unwrap();
+        assert_eq!(json, r#"{"current":0.5,"previous":0.0,"change":null}"#);
     }
 }

@@ -369,7 +369,7 @@ mod tests {
             assert!(sql.contains(&format!("FROM bp_test.{t} WHERE")), "{t}: {sql}");
         }
         assert_eq!(sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ").count(), 7, "{sql}");
-        assert!(sql.contains("bucket >= toDateTime(1710115200, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"), "{sql}");
+        assert!(sql.contains("bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"), "{sql}");
         assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025140, 'UTC')"), "{sql}");
         assert!(!sql.contains('?'), "{sql}");
     }

@@ -1,1 +1,349 @@
+//! Test fixtures: the real NATS, ClickHouse and Prometheus binaries and the
+//! badgepulse services, each started on free loopback ports with its own
+//! temporary data directory and stopped in `Drop`.
+//!
+//! Binaries of the workspace are looked up next to the test executable
+//! (`target/<profile>/`); `scripts/test.sh` builds them before `cargo test`.
 
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("binding an ephemeral port")
+}
+
+/// Polls `url` until it answers 2xx or `timeout` passes.
+pub async fn wait_http(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("{url} not ready after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// Sends SIGTERM and waits up to `timeout` for the exit; SIGKILL after.
+fn terminate(child: &mut Option<Child>, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let mut c = child.take()?;
+    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = c.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    c.wait().ok()
+}
+
+/// Finds a system binary in the usual places (Debian puts servers in /usr/sbin).
+pub fn system_binary(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found: run deploy/local/install.sh");
+}
+
+/// A JetStream-enabled nats-server.
+pub struct Nats {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let mut nats = Nats {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        nats.spawn().await;
+        nats
+    }
+
+    async fn spawn(&mut self) {
+        let log = fs::File::create(self.dir.path().join("nats.log")).expect("log file");
+        let child = Command::new(system_binary("nats-server"))
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .arg("-sd")
+            .arg(self.dir.path().join("js"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting nats-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM) keeping its data.
+    pub fn stop(&mut self) {
+        terminate(&mut self.child, Duration::from_secs(10));
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.expect("connecting to test NATS")
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A ClickHouse server (the Debian 18.16 package).
+pub struct ClickHouse {
+    pub http_port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl ClickHouse {
+    pub async fn start() -> ClickHouse {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let http_port = free_port();
+        let tcp_port = free_port();
+        let d = dir.path().display();
+        for sub in ["data", "tmp", "user_files", "log", "format_schemas"] {
+            fs::create_dir_all(dir.path().join(sub)).expect("ClickHouse dirs");
+        }
+        fs::write(
+            dir.path().join("config.xml"),
+            format!(
+                r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/log/server.log</log><errorlog>{d}/log/server.err.log</errorlog></logger>
+    <listen_host>127.0.0.1</listen_host>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <max_concurrent_queries>100</max_concurrent_queries>
+    <mark_cache_size>268435456</mark_cache_size>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+</yandex>
+"#
+            ),
+        )
+        .expect("config.xml");
+        fs::write(
+            dir.path().join("users.xml"),
+            r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+    <quotas><default></default></quotas>
+</yandex>
+"#,
+        )
+        .expect("users.xml");
+        let mut ch = ClickHouse {
+            http_port,
+            dir,
+            child: None,
+        };
+        ch.spawn().await;
+        ch
+    }
+
+    async fn spawn(&mut self) {
+        let log = fs::File::create(self.dir.path().join("log/stdout.log")).expect("log file");
+        let child = Command::new(system_binary("clickhouse-server"))
+            .arg(format!("--config-file={}", self.dir.path().join("config.xml").display()))
+            .current_dir(self.dir.path())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("starting clickhouse-server");
+        self.child = Some(child);
+        wait_http(&format!("{}/ping", self.url()), Duration::from_secs(60))
+            .await
+            .expect("ClickHouse did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    pub fn stop(&mut self) {
+        terminate(&mut self.child, Duration::from_secs(30));
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// Runs one statement over HTTP; returns the body (TSV) or the server's error.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<String> {
+        let r = reqwest::Client::new()
+            .post(self.url())
+            .body(sql.to_owned())
+            .send()
+            .await?;
+        let status = r.status();
+        let body = r.text().await?;
+        if !status.is_success() {
+            anyhow::bail!("{}", body.trim());
+        }
+        Ok(body)
+    }
+
+    /// Runs a query expected to return one number.
+    pub async fn number(&self, sql: &str) -> u64 {
+        let out = self.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        out.trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{sql}: {out:?} is not a number: {e}"))
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// The directory holding the workspace's binaries (`target/<profile>`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable inside target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
+        path.display()
+    );
+    path
+}
+
+/// A running badgepulse binary; SIGKILLed on drop unless stopped first.
+pub struct Service {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Service {
+    /// Starts `bin` with `config` (TOML) and extra arguments.
+    pub fn start(bin: &str, config: &str, args: &[&str]) -> Service {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("config.toml");
+        fs::write(&config_path, config).expect("config file");
+        let log = dir.path().join("service.log");
+        let out = fs::File::create(&log).expect("log file");
+        let child = Command::new(workspace_bin(bin))
+            .arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        Service {
+            name: bin.to_owned(),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
+    pub fn stop(&mut self) -> bool {
+        terminate(&mut self.child, Duration::from_secs(30)).is_some_and(|s| s.success())
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- log of {} ---\n{}", self.name, self.log_text());
+        }
+        kill(&mut self.child);
+    }
+}
+
+/// Lowercase hex SHA-256, as configured for tokens and API keys.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}

@@ -1,0 +1,28 @@
+//! badgepulse-exporter: serves badge analytics from ClickHouse — the
+//! analytics API (SPEC §8) and Prometheus metrics (SPEC §9).
+//!
+//! The binary (`main.rs`) only wires these modules together:
+//!
+//! - [`config`]: `[exporter]` plus the shared sections, and validation.
+//! - [`auth`]: API keys by SHA-256 and scope resolution into a
+//!   [`queries::Filter`].
+//! - [`window`]: `from`/`to` parsing and the decomposition of a window
+//!   into day/hour/minute rollup buckets and raw edges.
+//! - [`measures`]: SPEC §7 counts and the ratios and scores derived from
+//!   them.
+//! - [`queries`]: every SQL statement, built but not executed
+//!   ([`queries::sample_queries`] lists them all for compatibility tests).
+//! - [`store`]: executes queries with timing, timeouts and typed errors.
+//! - [`metrics`]: pipeline metrics and the cached business metrics.
+//! - [`http`]: the axum router.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod measures;
+pub mod metrics;
+pub mod queries;
+pub mod store;
+pub mod window;
+
+pub use queries::sample_queries;

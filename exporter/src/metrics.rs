@@ -1,0 +1,246 @@
+//! Prometheus metrics served at `/metrics` (SPEC §9).
+//!
+//! - Pipeline metrics `badgepulse_exporter_…` live in a registry owned by
+//!   the process and passed explicitly.
+//! - Business metrics (`badgepulse_badge_events_total`, rates, scores) are
+//!   rebuilt from ClickHouse by [`refresh_loop`] every
+//!   `exporter.refresh_interval_secs` into a fresh registry that replaces
+//!   the cached one: a scrape only encodes the cache and never waits on
+//!   ClickHouse. Label cardinality is bounded by the query
+//!   (`queries::issuer_totals`).
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::measures::{Counts, Measures};
+use crate::queries::IssuerTotals;
+use crate::store::Store;
+
+/// Pipeline metrics plus the cached business metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// HTTP responses by matched route and status code.
+    pub http_requests: IntCounterVec,
+    /// ClickHouse query latency by query name (a closed set).
+    pub query_seconds: HistogramVec,
+    /// Failed ClickHouse queries by query name.
+    pub query_errors: IntCounterVec,
+    /// Failed refreshes of the business metrics.
+    pub refresh_errors: IntCounter,
+    /// Unix time of the last successful refresh.
+    pub last_refresh: Gauge,
+    business: Arc<RwLock<Registry>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let http_requests = IntCounterVec::new(
+            Opts::new("badgepulse_exporter_http_requests_total", "HTTP responses by route and status"),
+            &["route", "status"],
+        )
+        .expect("valid metric");
+        let query_seconds = HistogramVec::new(
+            HistogramOpts::new("badgepulse_exporter_query_duration_seconds", "ClickHouse query latency by query")
+                .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            &["query"],
+        )
+        .expect("valid metric");
+        let query_errors = IntCounterVec::new(
+            Opts::new("badgepulse_exporter_query_errors_total", "Failed or timed-out ClickHouse queries by query"),
+            &["query"],
+        )
+        .expect("valid metric");
+        let refresh_errors = IntCounter::new(
+            "badgepulse_exporter_refresh_errors_total",
+            "Failed refreshes of the business metrics (the previous values stay served)",
+        )
+        .expect("valid metric");
+        let last_refresh = Gauge::new(
+            "badgepulse_exporter_last_refresh_timestamp_seconds",
+            "Unix time of the last successful refresh of the business metrics",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(http_requests.clone())).expect("unique metric");
+        registry.register(Box::new(query_seconds.clone())).expect("unique metric");
+        registry.register(Box::new(query_errors.clone())).expect("unique metric");
+        registry.register(Box::new(refresh_errors.clone())).expect("unique metric");
+        registry.register(Box::new(last_refresh.clone())).expect("unique metric");
+        Metrics {
+            registry,
+            http_requests,
+            query_seconds,
+            query_errors,
+            refresh_errors,
+            last_refresh,
+            business: Arc::new(RwLock::new(Registry::new())),
+        }
+    }
+
+    /// Replaces the cached business metrics.
+    pub fn set_business(&self, registry: Registry) {
+        *self.business.write().unwrap_or_else(|e| e.into_inner()) = registry;
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn render(&self) -> Vec<u8> {
+        let mut families = self.registry.gather();
+        families.extend(self.business.read().unwrap_or_else(|e| e.into_inner()).gather());
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&families, &mut buf).expect("text encoding of gathered metrics");
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The business metrics of SPEC §9 for `rows` (already bounded in
+/// cardinality), in a fresh registry. Rates and scores whose denominator is
+/// 0 are left out rather than exported as NaN.
+pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
+    let registry = Registry::new();
+    let labels = &["org_id", "issuer_id"];
+    let events = IntCounterVec::new(
+        Opts::new(
+            "badgepulse_badge_events_total",
+            "All-time badge events by org, issuer and event; awarded, accepted and shared count distinct assertions, viewed counts views",
+        ),
+        &["org_id", "issuer_id", "event"],
+    )
+    .expect("valid metric");
+    let gauge = |name: &str, help: &str| {
+        let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+        registry.register(Box::new(g.clone())).expect("unique metric");
+        g
+    };
+    registry.register(Box::new(events.clone())).expect("unique metric");
+    let unique_viewers = gauge("badgepulse_unique_viewers", "All-time distinct viewer keys among views");
+    let acceptance_rate = gauge("badgepulse_acceptance_rate", "All-time min(1, accepted / awarded)");
+    let share_rate = gauge("badgepulse_share_rate", "All-time min(1, shared / accepted)");
+    let engagement = gauge("badgepulse_engagement_score", "All-time Learner Engagement Score, 0-100");
+    let impact = gauge("badgepulse_external_impact_score", "All-time views per share");
+
+    for row in rows {
+        let ids = [row.org_id.as_str(), row.issuer_id.as_str()];
+        for (event, value) in [
+            ("awarded", row.awarded),
+            ("accepted", row.accepted),
+            ("shared", row.shared),
+            ("viewed", row.views),
+        ] {
+            events.with_label_values(&[ids[0], ids[1], event]).inc_by(value);
+        }
+        unique_viewers.with_label_values(&ids).set(row.unique_viewers as f64);
+        let m = Measures::derive(Counts {
+            awarded: row.awarded,
+            accepted: row.accepted,
+            shared: row.shared,
+            shares: row.shares,
+            views: row.views,
+            unique_viewers: row.unique_viewers,
+            ..Counts::default()
+        });
+        for (gauge, value) in [
+            (&acceptance_rate, m.acceptance_rate),
+            (&share_rate, m.share_rate),
+            (&engagement, m.engagement_score),
+            (&impact, m.external_impact_score),
+        ] {
+            if let Some(v) = value {
+                gauge.with_label_values(&ids).set(v);
+            }
+        }
+    }
+    registry
+}
+
+/// Recomputes the business metrics now and then every `interval` until
+/// `shutdown`. A failed refresh keeps the previous values and is counted.
+pub async fn refresh_loop(
+    store: Store,
+    metrics: Metrics,
+    interval: Duration,
+    max_orgs: usize,
+    max_issuers: usize,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let refreshed = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = store.issuer_totals(max_orgs as u64, max_issuers as u64) => r,
+        };
+        match refreshed {
+            Ok(rows) => {
+                metrics.set_business(business_registry(&rows));
+                metrics.last_refresh.set(chrono::Utc::now().timestamp() as f64);
+                tracing::debug!(rows = rows.len(), "business metrics refreshed");
+            }
+            Err(e) => {
+                metrics.refresh_errors.inc();
+                tracing::warn!(error = %e, "refreshing business metrics failed; serving the previous values");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(org: &str, issuer: &str, awarded: u64, accepted: u64, shares: u64, views: u64) -> IssuerTotals {
+        IssuerTotals {
+            org_id: org.into(),
+            issuer_id: issuer.into(),
+            awarded,
+            accepted,
+            shared: shares.min(accepted),
+            shares,
+            views,
+            unique_viewers: views / 2,
+        }
+    }
+
+    #[test]
+    fn renders_business_and_pipeline_metrics() {
+        let m = Metrics::new();
+        m.http_requests.with_label_values(&["/api/v1/overview", "200"]).inc();
+        let before = String::from_utf8(m.render()).unwrap();
+        assert!(!before.contains("badgepulse_badge_events_total"));
+
+        m.set_business(business_registry(&[row("acme", "academy", 10, 5, 2, 8), row("acme", "__other__", 0, 0, 0, 3)]));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains("# TYPE badgepulse_badge_events_total counter"), "{text}");
+        assert!(text.contains(r#"badgepulse_badge_events_total{event="awarded",issuer_id="academy",org_id="acme"} 10"#), "{text}");
+        assert!(text.contains(r#"badgepulse_badge_events_total{event="viewed",issuer_id="__other__",org_id="acme"} 3"#), "{text}");
+        assert!(text.contains(r#"badgepulse_acceptance_rate{issuer_id="academy",org_id="acme"} 0.5"#), "{text}");
+        assert!(text.contains(r#"badgepulse_external_impact_score{issuer_id="academy",org_id="acme"} 4"#), "{text}");
+        assert!(text.contains(r#"badgepulse_unique_viewers{issuer_id="__other__",org_id="acme"} 1"#), "{text}");
+        // Zero denominators: no series rather than NaN.
+        assert!(!text.contains(r#"badgepulse_acceptance_rate{issuer_id="__other__""#), "{text}");
+        assert!(!text.contains("NaN"), "{text}");
+        assert!(text.contains(r#"badgepulse_exporter_http_requests_total{route="/api/v1/overview",status="200"} 1"#));
+
+        // A refresh replaces the series: vanished label pairs disappear.
+        m.set_business(business_registry(&[row("globex", "labs", 1, 1, 0, 0)]));
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(!text.contains(r#"org_id="acme""#), "{text}");
+        assert!(text.contains(r#"org_id="globex""#), "{text}");
+    }
+}

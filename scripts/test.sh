@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing
+# (Debian packages, chdb-core), builds every binary, runs every test.
+# Integration tests start their own NATS, ClickHouse and Prometheus on
+# free ports (tests/src/lib.rs), so nothing needs to be running first.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+deploy/local/install.sh
+echo "== build"
+cargo build --workspace --bins --locked
+echo "== unit and integration tests"
+cargo test --workspace --locked -- --test-threads=2

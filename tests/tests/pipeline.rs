@@ -1,0 +1,320 @@
+//! End to end: the real binaries against real NATS and ClickHouse. A known
+//! set of platform events (with duplicates resent) and pixel hits goes in;
+//! `events`, every rollup table and the exporter's overview must hold the
+//! expected numbers exactly.
+
+use std::time::Duration;
+
+use badgepulse_contract::signing::{sign, PixelIds};
+use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use chrono::{SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-platform-token";
+const API_KEY: &str = "test-admin-key";
+const PIXEL_KEY: &str = "test-pixel-key-0123456789";
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+struct Stack {
+    nats: Nats,
+    ch: ClickHouse,
+    ingest_url: String,
+    exporter_url: String,
+    aggregator_url: String,
+    config: String,
+    _services: Vec<Service>,
+}
+
+fn config(nats: &Nats, ch: &ClickHouse, db: &str, ports: (u16, u16, u16)) -> String {
+    format!(
+        r#"[nats]
+url = "{nats}"
+[clickhouse]
+url = "{ch}"
+database = "{db}"
+[ingest]
+bind = "127.0.0.1:{ingest}"
+platform_hosts = ["badges.example.org"]
+trusted_proxies = ["127.0.0.1/32"]
+country_header = "CF-IPCountry"
+[ingest.pixel_keys]
+k1 = "{PIXEL_KEY}"
+k0 = "an-older-rotated-pixel-key"
+[[ingest.tokens]]
+sha256 = "{token}"
+orgs = ["acme"]
+[aggregator]
+admin_bind = "127.0.0.1:{aggregator}"
+flush_interval_ms = 100
+[exporter]
+bind = "127.0.0.1:{exporter}"
+refresh_interval_secs = 1
+[[exporter.api_keys]]
+sha256 = "{api_key}"
+scope = "admin"
+"#,
+        nats = nats.url(),
+        ch = ch.url(),
+        ingest = ports.0,
+        aggregator = ports.1,
+        exporter = ports.2,
+        token = sha256_hex(TOKEN),
+        api_key = sha256_hex(API_KEY),
+    )
+}
+
+async fn start_stack(db: &str) -> Stack {
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let ports = (free_port(), free_port(), free_port());
+    let config = config(&nats, &ch, db, ports);
+    let services = vec![
+        Service::start("badgepulse-aggregator", &config, &[]),
+        Service::start("badgepulse-ingest", &config, &[]),
+        Service::start("badgepulse-exporter", &config, &[]),
+    ];
+    let stack = Stack {
+        ingest_url: format!("http://127.0.0.1:{}", ports.0),
+        aggregator_url: format!("http://127.0.0.1:{}", ports.1),
+        exporter_url: format!("http://127.0.0.1:{}", ports.2),
+        nats,
+        ch,
+        config,
+        _services: services,
+    };
+    for url in [&stack.ingest_url, &stack.aggregator_url, &stack.exporter_url] {
+        wait_http(&format!("{url}/readyz"), Duration::from_secs(60)).await.unwrap();
+    }
+    stack
+}
+
+fn ev(id: &str, kind: &str, assertion: Option<&str>, badge: &str, extra: Value) -> Value {
+    let mut e = json!({
+        "event_id": id, "type": kind,
+        "occurred_at": (Utc::now() - chrono::Duration::hours(2)).to_rfc3339_opts(SecondsFormat::Secs, true),
+        "org_id": "acme", "issuer_id": "i1", "badge_class_id": badge,
+    });
+    if let Some(a) = assertion {
+        e["assertion_id"] = json!(a);
+    }
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn platform_events() -> Vec<Value> {
+    vec![
+        ev("u-b1", "badge_class.upserted", None, "b1", json!({"name": "Rust 101", "skills": ["rust"]})),
+        ev("aw-1", "badge.awarded", Some("a1"), "b1", json!({"award_method": "lms"})),
+        ev("aw-2", "badge.awarded", Some("a2"), "b1", json!({"award_method": "manual"})),
+        ev("aw-3", "badge.awarded", Some("a3"), "b1", json!({})),
+        ev("aw-4", "badge.awarded", Some("a4"), "b2", json!({"award_method": "api"})),
+        ev("aw-5", "badge.awarded", Some("a5"), "b2", json!({"award_method": "bulk"})),
+        ev("ac-1", "badge.accepted", Some("a1"), "b1", json!({})),
+        ev("ac-2", "badge.accepted", Some("a2"), "b1", json!({})),
+        ev("ac-4", "badge.accepted", Some("a4"), "b2", json!({})),
+        ev("sh-1", "badge.shared", Some("a1"), "b1", json!({"channel": "linkedin"})),
+        ev("sh-1b", "badge.shared", Some("a1"), "b1", json!({"channel": "x"})),
+        ev("sh-4", "badge.shared", Some("a4"), "b2", json!({"channel": "email"})),
+        ev("rv-5", "badge.revoked", Some("a5"), "b2", json!({})),
+        ev("vw-2", "badge.viewed", Some("a2"), "b1", json!({"source": "search"})),
+    ]
+}
+
+fn pixel_query(assertion: &str, badge: &str, kid: &str, key: &str) -> String {
+    let ids = PixelIds { org_id: "acme", issuer_id: "i1", badge_class_id: badge, assertion_id: assertion };
+    format!("o=acme&i=i1&b={badge}&a={assertion}&kid={kid}&sig={}", sign(key.as_bytes(), &ids))
+}
+
+async fn post_events(http: &reqwest::Client, stack: &Stack, events: &[Value], token: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{}/v1/events", stack.ingest_url))
+        .bearer_auth(token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn pixel(http: &reqwest::Client, stack: &Stack, path: &str, query: &str, ua: &str, xff: &str, referer: Option<&str>) {
+    let mut req = http
+        .get(format!("{}/{path}?{query}", stack.ingest_url))
+        .header("User-Agent", ua)
+        .header("X-Forwarded-For", xff)
+        .header("CF-IPCountry", "NL");
+    if let Some(r) = referer {
+        req = req.header("Referer", r);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    assert_eq!(r.headers()["cache-control"].to_str().unwrap().split(',').next().unwrap(), "no-store");
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(r.bytes().await.unwrap().len(), 43);
+}
+
+async fn count(ch: &ClickHouse, sql: &str) -> u64 {
+    ch.number(sql).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_traffic_gives_exact_counts_everywhere() {
+    let db = "e2e_pipeline";
+    let stack = start_stack(db).await;
+    let http = reqwest::Client::new();
+
+    // Platform events: first send, one bad neighbour, then the whole batch again.
+    let mut first = platform_events();
+    first.push(ev("bad-1", "badge.awarded", Some("a9"), "b1", json!({"award_method": "pigeon"})));
+    first.push(ev("other-org", "badge.awarded", Some("a9"), "b1", json!({"org_id": "globex"})));
+    let (status, body) = post_events(&http, &stack, &first, TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 14, "{body}");
+    assert_eq!(body["duplicates"], 0, "{body}");
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2, "{body}");
+    assert_eq!(rejected[0]["index"], 14);
+    assert_eq!(rejected[0]["event_id"], "bad-1");
+    assert!(rejected[0]["error"].as_str().unwrap().starts_with("award_method:"), "{body}");
+    assert!(rejected[1]["error"].as_str().unwrap().starts_with("org_id:"), "{body}");
+    let (status, body) = post_events(&http, &stack, &platform_events(), TOKEN).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["accepted"], 0, "{body}");
+    assert_eq!(body["duplicates"], 14, "{body}");
+    // Wrong token, malformed JSON.
+    assert_eq!(post_events(&http, &stack, &platform_events(), "nope").await.0, 401);
+    let r = http.post(format!("{}/v1/events", stack.ingest_url)).bearer_auth(TOKEN).body("{not json").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A resend past JetStream's duplicate window (simulated: same event, new
+    // message id) must be dropped by the aggregator.
+    let nats = stack.nats.client().await;
+    let js = async_nats::jetstream::new(nats);
+    let late = badgepulse_contract::event::validate_platform_event(&platform_events()[1], Utc::now()).unwrap();
+    let publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(badgepulse_contract::event::encode_payload(&[late]).into())
+        .message_id("late-resend-of-aw-1");
+    js.send_publish("badgepulse.events.0.badge.awarded", publish).await.unwrap().await.unwrap();
+
+    // Pixels: viewer A three times (one through the rotated key), viewer B once.
+    let q1 = pixel_query("a1", "b1", "k1", PIXEL_KEY);
+    pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.1", Some("https://www.linkedin.com/feed/")).await;
+    pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.1", None).await;
+    let q1_old_key = pixel_query("a1", "b1", "k0", "an-older-rotated-pixel-key");
+    pixel(&http, &stack, "p.gif", &format!("{q1_old_key}&src=email"), BROWSER, "198.51.100.1", None).await;
+    pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.2", Some("https://badges.example.org/b/1")).await;
+    // Dropped: bots, bad signature, unknown key, invalid ids.
+    pixel(&http, &stack, "p.gif", &q1, "LinkedInBot/1.0 (compatible; Mozilla/5.0)", "198.51.100.3", None).await;
+    pixel(&http, &stack, "p.gif", &q1, "curl/8.5.0", "198.51.100.3", None).await;
+    pixel(&http, &stack, "p.gif", &q1.replace("sig=", "sig=0"), BROWSER, "198.51.100.4", None).await;
+    pixel(&http, &stack, "p.gif", &q1.replace("kid=k1", "kid=k9"), BROWSER, "198.51.100.4", None).await;
+    pixel(&http, &stack, "p.gif", "o=acme&i=i1", BROWSER, "198.51.100.4", None).await;
+    // Share pixel for a2.
+    let q2 = pixel_query("a2", "b1", "k1", PIXEL_KEY);
+    pixel(&http, &stack, "s.gif", &format!("{q2}&c=facebook"), BROWSER, "198.51.100.5", None).await;
+
+    // 14 platform events + 4 views + 1 share beacon.
+    let expected_rows = 19;
+    eventually(Duration::from_secs(60), "all events in ClickHouse", || async {
+        let n = stack.ch.number(&format!("SELECT count() FROM {db}.events")).await;
+        (n >= expected_rows).then_some(())
+    })
+    .await;
+    // Let the late duplicate be processed too: the consumer must have nothing pending.
+    eventually(Duration::from_secs(30), "consumer drained", || async {
+        let m = http.get(format!("{}/metrics", stack.aggregator_url)).send().await.ok()?.text().await.ok()?;
+        let line = m.lines().find(|l| l.starts_with("badgepulse_aggregator_duplicates_total"))?;
+        (line.ends_with(" 1")).then_some(())
+    })
+    .await;
+
+    let ch = &stack.ch;
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events")).await, expected_rows);
+    assert_eq!(count(ch, &format!("SELECT count() - uniqExact(org_id, event_id) FROM {db}.events")).await, 0);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE type = 'badge.viewed' AND viewer_key != 0")).await, 4);
+    assert_eq!(count(ch, &format!("SELECT uniqExact(viewer_key) FROM {db}.events WHERE viewer_key != 0")).await, 2);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'email'")).await, 1);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'platform'")).await, 1);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'linkedin'")).await, 1);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE country = 'NL'")).await, 4);
+    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE share_channel = 'facebook'")).await, 1);
+    for table in ["rollup_minute", "rollup_hour", "rollup_day"] {
+        let per_type = ch
+            .query(&format!(
+                "SELECT event_type, countMerge(events), uniqExactMerge(assertions), uniqExactIfMerge(viewers) FROM {db}.{table} GROUP BY event_type ORDER BY event_type"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(
+            per_type,
+            "badge.awarded\t5\t5\t0\nbadge.accepted\t3\t3\t0\nbadge.shared\t4\t3\t0\nbadge.viewed\t5\t2\t2\nbadge.revoked\t1\t1\t0\nbadge_class.upserted\t1\t1\t0\n",
+            "{table}"
+        );
+    }
+    let lifecycle = ch
+        .query(&format!(
+            "SELECT assertion_id, countIfMerge(awarded), countIfMerge(accepted), countIfMerge(shares), countIfMerge(views), countIfMerge(revoked) \
+             FROM {db}.assertion_lifecycle GROUP BY assertion_id ORDER BY assertion_id"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(lifecycle, "a1\t1\t1\t2\t4\t0\na2\t1\t1\t1\t1\t0\na3\t1\t0\t0\t0\t0\na4\t1\t1\t1\t0\t0\na5\t1\t0\t0\t0\t1\n");
+    assert_eq!(
+        ch.query(&format!("SELECT name, skills_aligned FROM {db}.badge_classes FINAL")).await.unwrap(),
+        "Rust 101\t1\n"
+    );
+
+    // Privacy: no raw IP or User-Agent in ClickHouse or NATS.
+    let dump = ch.query(&format!("SELECT * FROM {db}.events FORMAT TSV")).await.unwrap();
+    for secret in ["198.51.100", "Mozilla", "Chrome/120", "127.0.0.1"] {
+        assert!(!dump.contains(secret), "events table contains {secret}");
+    }
+
+    // The overview: all-time KPIs and the window values.
+    let overview: Value = eventually(Duration::from_secs(30), "overview", || async {
+        let r = http
+            .get(format!("{}/api/v1/overview?org=acme", stack.exporter_url))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        let v: Value = r.json().await.ok()?;
+        (v["kpis"]["views"] == 5).then_some(v)
+    })
+    .await;
+    let kpis = &overview["kpis"];
+    assert_eq!(kpis["awarded"], 5, "{overview}");
+    assert_eq!(kpis["accepted"], 3);
+    assert_eq!(kpis["shared"], 3);
+    assert_eq!(kpis["shares"], 4);
+    assert_eq!(kpis["views"], 5);
+    assert_eq!(kpis["unique_viewers"], 2);
+    assert_eq!(kpis["revoked"], 1);
+    assert_eq!(kpis["badge_classes"], 2);
+    assert_eq!(kpis["acceptance_rate"], 0.6);
+    assert_eq!(kpis["share_rate"], 1.0);
+    assert_eq!(kpis["engagement_score"], 60.0);
+    assert_eq!(kpis["external_impact_score"], 1.25);
+    assert_eq!(overview["period_values"]["awarded"], 5, "{overview}");
+    assert_eq!(overview["trends"]["awarded"]["previous"], 0);
+    assert!(overview["trends"]["awarded"]["change"].is_null());
+    let unauthorised = http.get(format!("{}/api/v1/overview", stack.exporter_url)).send().await.unwrap();
+    assert_eq!(unauthorised.status(), 401);
+
+    // Business metric on /metrics (from the background cache).
+    let line = eventually(Duration::from_secs(30), "badgepulse_badge_events_total", || async {
+        let m = http.get(format!("{}/metrics", stack.exporter_url)).send().await.ok()?.text().await.ok()?;
+        m.lines()
+            .find(|l| l.starts_with("badgepulse_badge_events_total") && l.contains("event=\"viewed\"") && l.contains("org_id=\"acme\""))
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(line.ends_with(" 5"), "{line}");
+    let _ = &stack.config;
+}
