@@ -66,6 +66,17 @@ impl Default for AggregatorConfig {
     }
 }
 
+impl AggregatorConfig {
+    /// Retention in days of the rollup at `g` (0: forever).
+    pub fn retention_days(&self, g: crate::schema::Granularity) -> u32 {
+        match g {
+            crate::schema::Granularity::Minute => self.retention_minute_days,
+            crate::schema::Granularity::Hour => self.retention_hour_days,
+            crate::schema::Granularity::Day => self.retention_day_days,
+        }
+    }
+}
+
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
         let config: Config = settings::load(file, &["aggregator.partitions"])?;

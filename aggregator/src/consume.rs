@@ -15,11 +15,14 @@
 //!   is recomputed from `events` for the sequence range above its own mark.
 //! - Messages are acked (AckAll, double ack) only after the writes return;
 //!   after any error the marks are re-read from ClickHouse before retrying.
+//! - Recovery recomputes rollup buckets only where retention still keeps
+//!   them (`retention.rs`), and never runs concurrently with retention.
 //!
 //! Must not: ack before the rows are in ClickHouse, or drop a message it
 //! cannot decode (those go to the dead-letter stream first).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, Message};
@@ -28,12 +31,14 @@ use badgepulse_contract::event::{decode_payload, Event};
 use badgepulse_contract::subject::{self, BEACON_HEADER, DEAD_LETTER_PREFIX};
 use futures::StreamExt;
 use rand::Rng;
+use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
 use crate::rows::EventRow;
-use crate::schema::DERIVED_TABLES;
+use crate::retention;
+use crate::schema::{Granularity, DERIVED_TABLES};
 use crate::store::{Marks, Store};
 
 pub struct PartitionConsumer {
@@ -43,6 +48,8 @@ pub struct PartitionConsumer {
     pub store: Store,
     pub config: AggregatorConfig,
     pub metrics: Metrics,
+    /// Read-held while a batch is written; retention takes the write half.
+    pub batch_lock: Arc<RwLock<()>>,
     /// High-water marks as last known; `None` forces a re-read.
     marks: Option<Marks>,
 }
@@ -86,6 +93,7 @@ impl PartitionConsumer {
         store: Store,
         config: AggregatorConfig,
         metrics: Metrics,
+        batch_lock: Arc<RwLock<()>>,
     ) -> Self {
         PartitionConsumer {
             partition,
@@ -94,6 +102,7 @@ impl PartitionConsumer {
             store,
             config,
             metrics,
+            batch_lock,
             marks: None,
         }
     }
@@ -170,6 +179,8 @@ impl PartitionConsumer {
     }
 
     async fn process(&mut self, messages: &[Message]) -> anyhow::Result<()> {
+        let lock = self.batch_lock.clone();
+        let _batch = lock.read().await;
         let started = Instant::now();
         let mut decoded = Vec::with_capacity(messages.len());
         for m in messages {
@@ -206,10 +217,16 @@ impl PartitionConsumer {
             if !rows.is_empty() {
                 self.store.insert("events", &rows).await?;
             }
+            let now = chrono::Utc::now();
             for table in DERIVED_TABLES {
                 let mark = marks.derived.get(table).copied().unwrap_or(0);
                 if mark < last_seq {
-                    self.store.recover(table, self.partition, mark, last_seq).await?;
+                    let keep_from = Granularity::ALL
+                        .into_iter()
+                        .find(|g| g.table() == table)
+                        .and_then(|g| retention::keep_from(g, self.config.retention_days(g), now))
+                        .map_or(0, |t| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
+                    self.store.recover(table, self.partition, mark, last_seq, keep_from).await?;
                     self.metrics.recoveries.with_label_values(&[table]).inc();
                     tracing::info!(partition = self.partition, table, after = mark, upto = last_seq, "recovered table from events");
                 }

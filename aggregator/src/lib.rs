@@ -5,6 +5,7 @@
 //! - [`store`]: executes them against ClickHouse.
 //! - [`consume`]: one partition's consume → write → ack loop (exactly once).
 //! - [`rows`]: event → row mapping.
+//! - [`retention`]: which rollup partitions to drop.
 //! - [`config`], [`metrics`], [`admin`]: configuration, pipeline metrics,
 //!   admin HTTP.
 
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod config;
 pub mod consume;
 pub mod metrics;
+pub mod retention;
 pub mod rows;
 pub mod schema;
 pub mod store;

@@ -112,6 +112,8 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
             .await
     });
 
+    let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
+    let retention = tokio::spawn(run_retention(store.clone(), config.aggregator.clone(), batch_lock.clone(), shutdown.clone()));
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
         let consumer = consume::durable_consumer(&stream, &config.aggregator, partition)
@@ -124,6 +126,7 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
             store.clone(),
             config.aggregator.clone(),
             metrics.clone(),
+            batch_lock.clone(),
         );
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
@@ -133,8 +136,30 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     admin.await??;
+    retention.await?;
     tracing::info!("aggregator stopped");
     Ok(())
+}
+
+/// Drops expired rollup partitions at start-up and then hourly.
+async fn run_retention(
+    store: Store,
+    config: badgepulse_aggregator::config::AggregatorConfig,
+    batch_lock: Arc<tokio::sync::RwLock<()>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        {
+            let _exclusive = batch_lock.write().await;
+            if let Err(e) = store.enforce_retention(&config, chrono::Utc::now()).await {
+                tracing::warn!(error = %e, "retention run failed; next try in an hour");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

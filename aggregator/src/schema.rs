@@ -431,7 +431,8 @@ impl Schema {
     }
 
     /// Recovery: (re)computes `table`'s share of the messages with stream
-    /// sequence in `(?, ?]` on partition `?` from `events`.
+    /// sequence in `(?, ?]` on partition `?` from `events`, for events at or
+    /// after `toDateTime(?)` (the oldest bucket retention keeps).
     pub fn recovery_insert(&self, table: &str) -> String {
         let db = &self.database;
         format!(
@@ -439,8 +440,26 @@ impl Schema {
             self.derived_select(
                 table,
                 &format!("{db}.events"),
-                "AND partition = ? AND seq > ? AND seq <= ?"
+                "AND partition = ? AND seq > ? AND seq <= ? AND occurred_at >= toDateTime(?, 'UTC')"
             )
+        )
+    }
+
+    /// The active partitions of table `?` in this database.
+    pub fn list_partitions(&self) -> String {
+        format!(
+            "SELECT DISTINCT partition FROM system.parts WHERE database = '{}' AND table = ? AND active ORDER BY partition",
+            self.database
+        )
+    }
+
+    /// Drops partition `id` (a number read from `system.parts`) of `table`.
+    pub fn drop_partition(&self, table: &str, id: u32) -> String {
+        format!(
+            "ALTER TABLE {}.{}{} DROP PARTITION {id}",
+            self.database,
+            self.local(table),
+            self.on_cluster()
         )
     }
 

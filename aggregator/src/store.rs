@@ -9,8 +9,12 @@ use badgepulse_contract::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::Client;
 
+use chrono::{DateTime, Utc};
+
+use crate::config::AggregatorConfig;
+use crate::retention;
 use crate::rows::EventRow;
-use crate::schema::{Schema, DERIVED_TABLES};
+use crate::schema::{Granularity, Schema, DERIVED_TABLES};
 
 /// Errors talking to ClickHouse, with the statement's purpose.
 #[derive(Debug, thiserror::Error)]
@@ -202,19 +206,58 @@ impl Store {
         partition: u16,
         after: u64,
         upto: u64,
+        keep_from: u32,
     ) -> Result<(), StoreError> {
-        self.recover_query(table, partition, after, upto)
+        self.recover_query(table, partition, after, upto, keep_from)
             .execute()
             .await
             .map_err(ctx(format!("recover {table}")))
     }
 
-    fn recover_query(&self, table: &str, partition: u16, after: u64, upto: u64) -> Query {
+    fn recover_query(&self, table: &str, partition: u16, after: u64, upto: u64, keep_from: u32) -> Query {
         self.client
             .query(&self.schema.recovery_insert(table))
             .bind(partition)
             .bind(after)
             .bind(upto)
+            .bind(keep_from)
+    }
+
+    fn partitions_query(&self, table: &str) -> Query {
+        self.admin.query(&self.schema.list_partitions()).bind(table)
+    }
+
+    /// Drops the partitions of every rollup table that retention no longer
+    /// keeps at `now`; returns (table, partition) of each dropped one.
+    pub async fn enforce_retention(
+        &self,
+        config: &AggregatorConfig,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut dropped = Vec::new();
+        for g in Granularity::ALL {
+            let Some(keep) = retention::keep_from(g, config.retention_days(g), now) else {
+                continue;
+            };
+            let table = g.table();
+            let local = if self.schema.cluster.is_empty() { table.to_owned() } else { format!("{table}_local") };
+            let parts = self
+                .partitions_query(&local)
+                .fetch_all::<String>()
+                .await
+                .map_err(ctx(format!("partitions of {table}")))?;
+            for id in retention::expired(g, &parts, keep) {
+                let n: u32 = id.trim_matches('\'').parse().expect("expired() only returns numeric ids");
+                self.admin
+                    .query(&self.schema.drop_partition(table, n))
+                    .execute()
+                    .await
+                    .map_err(ctx(format!("drop partition {id} of {table}")))?;
+                tracing::info!(table, partition = id, "dropped expired partition");
+                dropped.push((table.to_owned(), id.to_owned()));
+            }
+        }
+        Ok(dropped)
     }
 
     /// Every query (not DDL) the aggregator issues, built exactly as the
@@ -239,7 +282,10 @@ impl Store {
             out.push((format!("high_water_mark:{table}"), self.mark_query(table, 0)));
         }
         for table in DERIVED_TABLES {
-            out.push((format!("recover:{table}"), self.recover_query(table, 0, 0, u64::from(u32::MAX))));
+            out.push((format!("recover:{table}"), self.recover_query(table, 0, 0, u64::from(u32::MAX), 0)));
+        }
+        for g in Granularity::ALL {
+            out.push((format!("partitions:{}", g.table()), self.partitions_query(g.table())));
         }
         out
     }

@@ -36,7 +36,8 @@ impl FromStr for Scope {
 
     /// `admin`, `org:ORG`, `issuer:ORG/ISSUER` or `badge:ORG/BADGE_CLASS`.
     fn from_str(s: &str) -> Result<Scope, String> {
-        const EXPECTED: &str = "expected admin, org:ORG, issuer:ORG/ISSUER or badge:ORG/BADGE_CLASS";
+        const EXPECTED: &str =
+            "expected admin, org:ORG, issuer:ORG/ISSUER or badge:ORG/BADGE_CLASS";
         let id = |what: &str, v: &str| -> Result<String, String> {
             check_id(what, v).map_err(|e| e.to_string())?;
             Ok(v.to_owned())
@@ -49,7 +50,9 @@ impl FromStr for Scope {
             return Ok(Scope::Admin);
         }
         match s.split_once(':') {
-            Some(("org", org)) => Ok(Scope::Org { org: id("ORG", org)? }),
+            Some(("org", org)) => Ok(Scope::Org {
+                org: id("ORG", org)?,
+            }),
             Some(("issuer", rest)) => {
                 let (org, issuer) = pair(rest, "ISSUER")?;
                 Ok(Scope::Issuer { org, issuer })
@@ -106,9 +109,13 @@ impl ApiKeys {
             .iter()
             .enumerate()
             .map(|(n, k)| {
-                let hash = parse_sha256(&k.sha256)
-                    .ok_or_else(|| format!("exporter.api_keys[{n}].sha256 must be 64 hex characters"))?;
-                let scope = k.scope.parse().map_err(|e| format!("exporter.api_keys[{n}].scope: {e}"))?;
+                let hash = parse_sha256(&k.sha256).ok_or_else(|| {
+                    format!("exporter.api_keys[{n}].sha256 must be 64 hex characters")
+                })?;
+                let scope = k
+                    .scope
+                    .parse()
+                    .map_err(|e| format!("exporter.api_keys[{n}].scope: {e}"))?;
                 Ok((hash, scope))
             })
             .collect::<Result<_, String>>()?;
@@ -130,7 +137,11 @@ impl ApiKeys {
 
     /// Authenticates a request from its `Authorization` header value and
     /// `access_token` parameter; the header wins when both are present.
-    pub fn authenticate(&self, authorization: Option<&[u8]>, access_token: Option<&str>) -> Result<&Scope, AuthError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&[u8]>,
+        access_token: Option<&str>,
+    ) -> Result<&Scope, AuthError> {
         let key = match authorization {
             Some(value) => bearer(value).ok_or(AuthError::NotBearer)?,
             None => access_token.ok_or(AuthError::Missing)?,
@@ -164,20 +175,30 @@ pub fn resolve(
     issuer: Option<&str>,
     badge_class: Option<&str>,
 ) -> Result<Filter, AuthError> {
-    for (name, value) in [("org", org), ("issuer", issuer), ("badge_class", badge_class)] {
+    for (name, value) in [
+        ("org", org),
+        ("issuer", issuer),
+        ("badge_class", badge_class),
+    ] {
         if let Some(v) = value {
             check_id(name, v).map_err(|e| AuthError::BadParam(e.to_string()))?;
         }
     }
     let owned = |v: Option<&str>| v.map(str::to_owned);
     let same_org = |own: &str| match org {
-        Some(o) if o != own => Err(AuthError::Forbidden(format!("org: this API key may read only org {own:?}"))),
+        Some(o) if o != own => Err(AuthError::Forbidden(format!(
+            "org: this API key may read only org {own:?}"
+        ))),
         _ => Ok(()),
     };
     match scope {
         Scope::Admin => {
             if org.is_none() && (issuer.is_some() || badge_class.is_some()) {
-                let which = if issuer.is_some() { "issuer" } else { "badge_class" };
+                let which = if issuer.is_some() {
+                    "issuer"
+                } else {
+                    "badge_class"
+                };
                 return Err(AuthError::BadParam(format!("org: required with {which}")));
             }
             Ok(Filter {
@@ -194,7 +215,10 @@ pub fn resolve(
                 badge_class: owned(badge_class),
             })
         }
-        Scope::Issuer { org: own, issuer: own_issuer } => {
+        Scope::Issuer {
+            org: own,
+            issuer: own_issuer,
+        } => {
             same_org(own)?;
             if let Some(i) = issuer.filter(|i| i != own_issuer) {
                 return Err(AuthError::Forbidden(format!(
@@ -207,7 +231,10 @@ pub fn resolve(
                 badge_class: owned(badge_class),
             })
         }
-        Scope::Badge { org: own, badge_class: own_class } => {
+        Scope::Badge {
+            org: own,
+            badge_class: own_class,
+        } => {
             same_org(own)?;
             if let Some(b) = badge_class.filter(|b| b != own_class) {
                 return Err(AuthError::Forbidden(format!(
@@ -245,21 +272,60 @@ mod tests {
     fn parses_scopes() {
         assert_eq!(s("admin"), Scope::Admin);
         assert_eq!(s("org:acme"), Scope::Org { org: "acme".into() });
-        assert_eq!(s("org:acme:eu"), Scope::Org { org: "acme:eu".into() });
-        assert_eq!(s("issuer:acme/academy"), Scope::Issuer { org: "acme".into(), issuer: "academy".into() });
-        assert_eq!(s("badge:acme/rust-101"), Scope::Badge { org: "acme".into(), badge_class: "rust-101".into() });
-        for bad in ["", "Admin", "org:", "org", "issuer:acme", "issuer:acme/", "badge:/b", "team:x", "org:a b", "issuer:a/b/c"] {
+        assert_eq!(
+            s("org:acme:eu"),
+            Scope::Org {
+                org: "acme:eu".into()
+            }
+        );
+        assert_eq!(
+            s("issuer:acme/academy"),
+            Scope::Issuer {
+                org: "acme".into(),
+                issuer: "academy".into()
+            }
+        );
+        assert_eq!(
+            s("badge:acme/rust-101"),
+            Scope::Badge {
+                org: "acme".into(),
+                badge_class: "rust-101".into()
+            }
+        );
+        for bad in [
+            "",
+            "Admin",
+            "org:",
+            "org",
+            "issuer:acme",
+            "issuer:acme/",
+            "badge:/b",
+            "team:x",
+            "org:a b",
+            "issuer:a/b/c",
+        ] {
             assert!(bad.parse::<Scope>().is_err(), "{bad:?}");
         }
-        for good in ["admin", "org:acme", "issuer:acme/academy", "badge:acme/rust-101"] {
+        for good in [
+            "admin",
+            "org:acme",
+            "issuer:acme/academy",
+            "badge:acme/rust-101",
+        ] {
             assert_eq!(s(good).to_string(), good);
         }
     }
 
     fn keys() -> ApiKeys {
         ApiKeys::from_config(&[
-            ApiKeyConfig { sha256: hash_key("admin-key"), scope: "admin".into() },
-            ApiKeyConfig { sha256: hash_key("acme-key").to_uppercase(), scope: "org:acme".into() },
+            ApiKeyConfig {
+                sha256: hash_key("admin-key"),
+                scope: "admin".into(),
+            },
+            ApiKeyConfig {
+                sha256: hash_key("acme-key").to_uppercase(),
+                scope: "org:acme".into(),
+            },
         ])
         .unwrap()
     }
@@ -267,61 +333,127 @@ mod tests {
     #[test]
     fn authenticates_by_hash() {
         let k = keys();
-        assert_eq!(k.authenticate(Some(b"Bearer admin-key"), None), Ok(&Scope::Admin));
-        assert_eq!(k.authenticate(Some(b"bearer  acme-key "), None), Ok(&Scope::Org { org: "acme".into() }));
-        assert_eq!(k.authenticate(None, Some("acme-key")), Ok(&Scope::Org { org: "acme".into() }));
+        assert_eq!(
+            k.authenticate(Some(b"Bearer admin-key"), None),
+            Ok(&Scope::Admin)
+        );
+        assert_eq!(
+            k.authenticate(Some(b"bearer  acme-key "), None),
+            Ok(&Scope::Org { org: "acme".into() })
+        );
+        assert_eq!(
+            k.authenticate(None, Some("acme-key")),
+            Ok(&Scope::Org { org: "acme".into() })
+        );
         // The header wins over the parameter.
-        assert_eq!(k.authenticate(Some(b"Bearer nope"), Some("admin-key")), Err(AuthError::Unknown));
-        assert_eq!(k.authenticate(Some(b"Basic YWxhZGRpbjpvcGVu"), None), Err(AuthError::NotBearer));
+        assert_eq!(
+            k.authenticate(Some(b"Bearer nope"), Some("admin-key")),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(
+            k.authenticate(Some(b"Basic YWxhZGRpbjpvcGVu"), None),
+            Err(AuthError::NotBearer)
+        );
         assert_eq!(k.authenticate(None, None), Err(AuthError::Missing));
         assert_eq!(k.authenticate(None, Some("")), Err(AuthError::Missing));
-        assert_eq!(k.authenticate(None, Some("ADMIN-KEY")), Err(AuthError::Unknown));
-        assert_eq!(ApiKeys::default().authenticate(None, Some("admin-key")), Err(AuthError::Unknown));
+        assert_eq!(
+            k.authenticate(None, Some("ADMIN-KEY")),
+            Err(AuthError::Unknown)
+        );
+        assert_eq!(
+            ApiKeys::default().authenticate(None, Some("admin-key")),
+            Err(AuthError::Unknown)
+        );
     }
 
     #[test]
     fn admin_scope() {
         let a = Scope::Admin;
         assert_eq!(resolve(&a, None, None, None), Ok(Filter::default()));
-        assert_eq!(resolve(&a, Some("x"), Some("i"), None), Ok(filter(Some("x"), Some("i"), None)));
-        assert!(matches!(resolve(&a, None, Some("i"), None), Err(AuthError::BadParam(m)) if m.starts_with("org:")));
-        assert!(matches!(resolve(&a, None, None, Some("b")), Err(AuthError::BadParam(m)) if m.contains("badge_class")));
+        assert_eq!(
+            resolve(&a, Some("x"), Some("i"), None),
+            Ok(filter(Some("x"), Some("i"), None))
+        );
+        assert!(
+            matches!(resolve(&a, None, Some("i"), None), Err(AuthError::BadParam(m)) if m.starts_with("org:"))
+        );
+        assert!(
+            matches!(resolve(&a, None, None, Some("b")), Err(AuthError::BadParam(m)) if m.contains("badge_class"))
+        );
     }
 
     #[test]
     fn org_scope() {
         let o = s("org:acme");
-        assert_eq!(resolve(&o, None, None, None), Ok(filter(Some("acme"), None, None)));
-        assert_eq!(resolve(&o, Some("acme"), Some("i"), Some("b")), Ok(filter(Some("acme"), Some("i"), Some("b"))));
-        assert!(matches!(resolve(&o, Some("other"), None, None), Err(AuthError::Forbidden(m)) if m.starts_with("org:")));
+        assert_eq!(
+            resolve(&o, None, None, None),
+            Ok(filter(Some("acme"), None, None))
+        );
+        assert_eq!(
+            resolve(&o, Some("acme"), Some("i"), Some("b")),
+            Ok(filter(Some("acme"), Some("i"), Some("b")))
+        );
+        assert!(
+            matches!(resolve(&o, Some("other"), None, None), Err(AuthError::Forbidden(m)) if m.starts_with("org:"))
+        );
     }
 
     #[test]
     fn issuer_scope() {
         let i = s("issuer:acme/academy");
-        assert_eq!(resolve(&i, None, None, None), Ok(filter(Some("acme"), Some("academy"), None)));
-        assert_eq!(resolve(&i, None, None, Some("b")), Ok(filter(Some("acme"), Some("academy"), Some("b"))));
-        assert!(matches!(resolve(&i, None, Some("labs"), None), Err(AuthError::Forbidden(m)) if m.starts_with("issuer:")));
-        assert!(matches!(resolve(&i, Some("globex"), Some("academy"), None), Err(AuthError::Forbidden(m)) if m.starts_with("org:")));
+        assert_eq!(
+            resolve(&i, None, None, None),
+            Ok(filter(Some("acme"), Some("academy"), None))
+        );
+        assert_eq!(
+            resolve(&i, None, None, Some("b")),
+            Ok(filter(Some("acme"), Some("academy"), Some("b")))
+        );
+        assert!(
+            matches!(resolve(&i, None, Some("labs"), None), Err(AuthError::Forbidden(m)) if m.starts_with("issuer:"))
+        );
+        assert!(
+            matches!(resolve(&i, Some("globex"), Some("academy"), None), Err(AuthError::Forbidden(m)) if m.starts_with("org:"))
+        );
     }
 
     #[test]
     fn badge_scope() {
         let b = s("badge:acme/rust-101");
-        assert_eq!(resolve(&b, None, None, None), Ok(filter(Some("acme"), None, Some("rust-101"))));
-        assert_eq!(resolve(&b, Some("acme"), Some("academy"), None), Ok(filter(Some("acme"), Some("academy"), Some("rust-101"))));
-        assert!(matches!(resolve(&b, None, None, Some("go-101")), Err(AuthError::Forbidden(m)) if m.starts_with("badge_class:")));
-        assert!(matches!(resolve(&b, Some("globex"), None, None), Err(AuthError::Forbidden(_))));
+        assert_eq!(
+            resolve(&b, None, None, None),
+            Ok(filter(Some("acme"), None, Some("rust-101")))
+        );
+        assert_eq!(
+            resolve(&b, Some("acme"), Some("academy"), None),
+            Ok(filter(Some("acme"), Some("academy"), Some("rust-101")))
+        );
+        assert!(
+            matches!(resolve(&b, None, None, Some("go-101")), Err(AuthError::Forbidden(m)) if m.starts_with("badge_class:"))
+        );
+        assert!(matches!(
+            resolve(&b, Some("globex"), None, None),
+            Err(AuthError::Forbidden(_))
+        ));
     }
 
     #[test]
     fn bad_ids_are_400_naming_the_parameter() {
         let o = s("org:acme");
-        assert!(matches!(resolve(&o, Some(""), None, None), Err(AuthError::BadParam(m)) if m.starts_with("org:")));
-        assert!(matches!(resolve(&o, None, Some("a b"), None), Err(AuthError::BadParam(m)) if m.starts_with("issuer:")));
+        assert!(
+            matches!(resolve(&o, Some(""), None, None), Err(AuthError::BadParam(m)) if m.starts_with("org:"))
+        );
+        assert!(
+            matches!(resolve(&o, None, Some("a b"), None), Err(AuthError::BadParam(m)) if m.starts_with("issuer:"))
+        );
         let long = "x".repeat(65);
-        assert!(matches!(resolve(&o, None, None, Some(&long)), Err(AuthError::BadParam(m)) if m.starts_with("badge_class:")));
+        assert!(
+            matches!(resolve(&o, None, None, Some(&long)), Err(AuthError::BadParam(m)) if m.starts_with("badge_class:"))
+        );
         // Malformed beats forbidden.
-        assert!(matches!(resolve(&o, Some("ot her"), None, None), Err(AuthError::BadParam(_))));
+        assert!(matches!(
+            resolve(&o, Some("ot her"), None, None),
+            Err(AuthError::BadParam(_))
+        ));
     }
 }

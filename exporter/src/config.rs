@@ -91,7 +91,9 @@ impl Config {
                 format!("exporter.api_keys[{n}].sha256 must be 64 hex characters (the SHA-256 of the API key)")
             })?;
             if !seen.insert(hash) {
-                return Err(format!("exporter.api_keys[{n}].sha256 repeats an earlier key"));
+                return Err(format!(
+                    "exporter.api_keys[{n}].sha256 repeats an earlier key"
+                ));
             }
             key.scope
                 .parse::<Scope>()
@@ -158,7 +160,10 @@ mod tests {
         let err = c.validate().unwrap_err();
         assert!(err.contains("exporter.api_keys[1].sha256 repeats"), "{err}");
 
-        c.exporter.api_keys = vec![key(&good, "badge:acme/b-1"), key(&"b".repeat(64), "issuer:acme/i.1")];
+        c.exporter.api_keys = vec![
+            key(&good, "badge:acme/b-1"),
+            key(&"b".repeat(64), "issuer:acme/i.1"),
+        ];
         c.validate().unwrap();
     }
 

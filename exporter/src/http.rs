@@ -37,7 +37,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .fallback(not_found)
         .with_state(state)
 }
@@ -58,7 +61,10 @@ async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next
 }
 
 async fn not_found(State(s): State<Arc<AppState>>) -> ApiError {
-    s.metrics.http_requests.with_label_values(&["unmatched", "404"]).inc();
+    s.metrics
+        .http_requests
+        .with_label_values(&["unmatched", "404"])
+        .inc();
     ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
@@ -96,7 +102,9 @@ impl IntoResponse for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match e {
-            AuthError::Missing | AuthError::NotBearer | AuthError::Unknown => StatusCode::UNAUTHORIZED,
+            AuthError::Missing | AuthError::NotBearer | AuthError::Unknown => {
+                StatusCode::UNAUTHORIZED
+            }
             AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
             AuthError::BadParam(_) => StatusCode::BAD_REQUEST,
         };
@@ -107,7 +115,10 @@ impl From<AuthError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "query failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "analytics database unavailable; retry later")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "analytics database unavailable; retry later",
+        )
     }
 }
 
@@ -115,7 +126,9 @@ impl From<StoreError> for ApiError {
 struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn from_query(query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Params, ApiError> {
+    fn from_query(
+        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    ) -> Result<Params, ApiError> {
         query
             .map(|Query(pairs)| Params(pairs))
             .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))
@@ -123,10 +136,16 @@ impl Params {
 
     /// The value of `name`; a parameter given twice is an error.
     fn get(&self, name: &str) -> Result<Option<&str>, ApiError> {
-        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
-            return Err(ApiError::bad_request(format!("{name}: given more than once")));
+            return Err(ApiError::bad_request(format!(
+                "{name}: given more than once"
+            )));
         }
         Ok(first)
     }
@@ -248,10 +267,18 @@ mod tests {
     fn app() -> Router {
         let metrics = Metrics::new();
         // Nothing listens here: requests that reach the store fail fast.
-        let client = clickhouse::Client::default().with_url("http://127.0.0.1:9").with_database("bp_test");
+        let client = clickhouse::Client::default()
+            .with_url("http://127.0.0.1:9")
+            .with_database("bp_test");
         let keys = ApiKeys::from_config(&[
-            crate::config::ApiKeyConfig { sha256: auth::hash_key("adm"), scope: "admin".into() },
-            crate::config::ApiKeyConfig { sha256: auth::hash_key("acme"), scope: "org:acme".into() },
+            crate::config::ApiKeyConfig {
+                sha256: auth::hash_key("adm"),
+                scope: "admin".into(),
+            },
+            crate::config::ApiKeyConfig {
+                sha256: auth::hash_key("acme"),
+                scope: "org:acme".into(),
+            },
         ])
         .unwrap();
         router(Arc::new(AppState {
@@ -266,28 +293,49 @@ mod tests {
         if let Some(k) = bearer {
             req = req.header("authorization", format!("Bearer {k}"));
         }
-        let resp = app().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let resp = app()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     #[tokio::test]
     async fn errors_are_json_naming_the_parameter() {
         let (status, body) = get("/api/v1/overview", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
-        assert!(body["error"].as_str().unwrap().contains("API key"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("API key"),
+            "{body}"
+        );
 
         let (status, _) = get("/api/v1/overview?access_token=nope", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
 
         let (status, body) = get("/api/v1/overview?org=globex", Some("acme")).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(body["error"].as_str().unwrap().starts_with("org:"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("org:"),
+            "{body}"
+        );
 
-        let (status, body) = get("/api/v1/overview?from=2024-03-10&to=2024-03-01", Some("acme")).await;
+        let (status, body) = get(
+            "/api/v1/overview?from=2024-03-10&to=2024-03-01",
+            Some("acme"),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"].as_str().unwrap().starts_with("from:"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("from:"),
+            "{body}"
+        );
 
         let (status, body) = get("/api/v1/overview?to=tomorrow&access_token=acme", None).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -295,7 +343,10 @@ mod tests {
 
         let (status, body) = get("/api/v1/overview?org=a&org=b", Some("adm")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body["error"].as_str().unwrap().starts_with("org:"), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("org:"),
+            "{body}"
+        );
 
         let (status, body) = get("/api/v1/nope", Some("adm")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);

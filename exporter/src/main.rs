@@ -1,7 +1,7 @@
 //! badgepulse-exporter: serves badge analytics from ClickHouse. Wiring
 //! only: the logic lives in the `badgepulse_exporter` library.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +11,8 @@ use badgepulse_exporter::auth::{hash_key, ApiKeys};
 use badgepulse_exporter::config::Config;
 use badgepulse_exporter::http::{self, AppState};
 use badgepulse_exporter::metrics::{self, Metrics};
-use badgepulse_exporter::store::{self, Store};
 use badgepulse_exporter::sample_queries;
+use badgepulse_exporter::store::{self, Store};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -48,18 +48,22 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::HashKey => {
+            let mut out = std::io::stdout().lock();
             for line in std::io::stdin().lock().lines() {
                 let line = line.context("reading stdin")?;
                 if !line.is_empty() {
-                    println!("{}", hash_key(&line));
+                    print_or_stop(writeln!(out, "{}", hash_key(&line)))?;
                 }
             }
             Ok(())
         }
         Command::PrintQueries => {
             let config = Config::load(cli.config.as_deref())?;
+            let mut out = std::io::stdout().lock();
             for (name, query) in sample_queries(&store::client(&config.clickhouse)) {
-                println!("-- {name}\n{}\n;", query.sql_display());
+                if !print_or_stop(writeln!(out, "-- {name}\n{}\n;", query.sql_display()))? {
+                    break;
+                }
             }
             Ok(())
         }
@@ -77,7 +81,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let keys = ApiKeys::from_config(&e.api_keys).map_err(anyhow::Error::msg)?;
     if e.api_keys.is_empty() {
-        tracing::warn!("no [[exporter.api_keys]] configured: every /api/v1 request will be refused");
+        tracing::warn!(
+            "no [[exporter.api_keys]] configured: every /api/v1 request will be refused"
+        );
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
@@ -94,7 +100,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(e.bind)
         .await
         .with_context(|| format!("binding exporter.bind {}", e.bind))?;
-    let state = Arc::new(AppState { store, keys, metrics });
+    let state = Arc::new(AppState {
+        store,
+        keys,
+        metrics,
+    });
     tracing::info!(bind = %e.bind, database = %config.clickhouse.database, "exporter running");
     let server_shutdown = shutdown.clone();
     axum::serve(listener, http::router(state))
@@ -105,6 +115,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
     refresher.await?;
     tracing::info!("exporter stopped");
     Ok(())
+}
+
+/// `Ok(true)` if written, `Ok(false)` if the reader went away (`| head`).
+fn print_or_stop(r: std::io::Result<()>) -> anyhow::Result<bool> {
+    match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e).context("writing stdout"),
+    }
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

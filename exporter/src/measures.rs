@@ -7,7 +7,9 @@
 use serde::Serialize;
 
 /// The counted measures, as one row of `queries::measure_counts`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clickhouse::Row, serde::Deserialize,
+)]
 pub struct Counts {
     /// Distinct assertions with `badge.awarded`.
     pub awarded: u64,
@@ -74,7 +76,8 @@ impl Measures {
     pub fn derive(counts: Counts) -> Measures {
         let c = counts;
         let engagement_score = (c.awarded != 0).then(|| {
-            100.0 * (c.accepted.min(c.awarded) + c.shared.min(c.awarded)) as f64 / (2.0 * c.awarded as f64)
+            100.0 * (c.accepted.min(c.awarded) + c.shared.min(c.awarded)) as f64
+                / (2.0 * c.awarded as f64)
         });
         let reach_score = ratio(c.views, c.awarded).map(|v| 100.0 * v / (v + 1.0));
         let performance = match (engagement_score, reach_score) {
@@ -240,10 +243,16 @@ mod tests {
     #[test]
     fn trend_changes() {
         let r = |v: f64| Some(Value::Ratio(v));
-        assert_eq!(Trend::new(Some(Value::Count(15)), Some(Value::Count(10))).change, Some(0.5));
+        assert_eq!(
+            Trend::new(Some(Value::Count(15)), Some(Value::Count(10))).change,
+            Some(0.5)
+        );
         assert_eq!(Trend::new(r(5.0), r(10.0)).change, Some(-0.5));
         assert_eq!(Trend::new(r(5.0), r(0.0)).change, None);
-        assert_eq!(Trend::new(Some(Value::Count(5)), Some(Value::Count(0))).change, None);
+        assert_eq!(
+            Trend::new(Some(Value::Count(5)), Some(Value::Count(0))).change,
+            None
+        );
         assert_eq!(Trend::new(None, r(1.0)).change, None);
         assert_eq!(Trend::new(r(1.0), None).change, None);
 

@@ -13,8 +13,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, Opts, Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -43,18 +43,27 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("badgepulse_exporter_http_requests_total", "HTTP responses by route and status"),
+            Opts::new(
+                "badgepulse_exporter_http_requests_total",
+                "HTTP responses by route and status",
+            ),
             &["route", "status"],
         )
         .expect("valid metric");
         let query_seconds = HistogramVec::new(
-            HistogramOpts::new("badgepulse_exporter_query_duration_seconds", "ClickHouse query latency by query")
-                .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
+            HistogramOpts::new(
+                "badgepulse_exporter_query_duration_seconds",
+                "ClickHouse query latency by query",
+            )
+            .buckets(exponential_buckets(0.001, 2.0, 16).expect("valid buckets")),
             &["query"],
         )
         .expect("valid metric");
         let query_errors = IntCounterVec::new(
-            Opts::new("badgepulse_exporter_query_errors_total", "Failed or timed-out ClickHouse queries by query"),
+            Opts::new(
+                "badgepulse_exporter_query_errors_total",
+                "Failed or timed-out ClickHouse queries by query",
+            ),
             &["query"],
         )
         .expect("valid metric");
@@ -68,11 +77,21 @@ impl Metrics {
             "Unix time of the last successful refresh of the business metrics",
         )
         .expect("valid metric");
-        registry.register(Box::new(http_requests.clone())).expect("unique metric");
-        registry.register(Box::new(query_seconds.clone())).expect("unique metric");
-        registry.register(Box::new(query_errors.clone())).expect("unique metric");
-        registry.register(Box::new(refresh_errors.clone())).expect("unique metric");
-        registry.register(Box::new(last_refresh.clone())).expect("unique metric");
+        registry
+            .register(Box::new(http_requests.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(query_seconds.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(query_errors.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(refresh_errors.clone()))
+            .expect("unique metric");
+        registry
+            .register(Box::new(last_refresh.clone()))
+            .expect("unique metric");
         Metrics {
             registry,
             http_requests,
@@ -92,9 +111,16 @@ impl Metrics {
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> Vec<u8> {
         let mut families = self.registry.gather();
-        families.extend(self.business.read().unwrap_or_else(|e| e.into_inner()).gather());
+        families.extend(
+            self.business
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .gather(),
+        );
         let mut buf = Vec::new();
-        TextEncoder::new().encode(&families, &mut buf).expect("text encoding of gathered metrics");
+        TextEncoder::new()
+            .encode(&families, &mut buf)
+            .expect("text encoding of gathered metrics");
         buf
     }
 }
@@ -121,15 +147,34 @@ pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
     .expect("valid metric");
     let gauge = |name: &str, help: &str| {
         let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-        registry.register(Box::new(g.clone())).expect("unique metric");
+        registry
+            .register(Box::new(g.clone()))
+            .expect("unique metric");
         g
     };
-    registry.register(Box::new(events.clone())).expect("unique metric");
-    let unique_viewers = gauge("badgepulse_unique_viewers", "All-time distinct viewer keys among views");
-    let acceptance_rate = gauge("badgepulse_acceptance_rate", "All-time min(1, accepted / awarded)");
-    let share_rate = gauge("badgepulse_share_rate", "All-time min(1, shared / accepted)");
-    let engagement = gauge("badgepulse_engagement_score", "All-time Learner Engagement Score, 0-100");
-    let impact = gauge("badgepulse_external_impact_score", "All-time views per share");
+    registry
+        .register(Box::new(events.clone()))
+        .expect("unique metric");
+    let unique_viewers = gauge(
+        "badgepulse_unique_viewers",
+        "All-time distinct viewer keys among views",
+    );
+    let acceptance_rate = gauge(
+        "badgepulse_acceptance_rate",
+        "All-time min(1, accepted / awarded)",
+    );
+    let share_rate = gauge(
+        "badgepulse_share_rate",
+        "All-time min(1, shared / accepted)",
+    );
+    let engagement = gauge(
+        "badgepulse_engagement_score",
+        "All-time Learner Engagement Score, 0-100",
+    );
+    let impact = gauge(
+        "badgepulse_external_impact_score",
+        "All-time views per share",
+    );
 
     for row in rows {
         let ids = [row.org_id.as_str(), row.issuer_id.as_str()];
@@ -139,9 +184,13 @@ pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
             ("shared", row.shared),
             ("viewed", row.views),
         ] {
-            events.with_label_values(&[ids[0], ids[1], event]).inc_by(value);
+            events
+                .with_label_values(&[ids[0], ids[1], event])
+                .inc_by(value);
         }
-        unique_viewers.with_label_values(&ids).set(row.unique_viewers as f64);
+        unique_viewers
+            .with_label_values(&ids)
+            .set(row.unique_viewers as f64);
         let m = Measures::derive(Counts {
             awarded: row.awarded,
             accepted: row.accepted,
@@ -189,7 +238,9 @@ pub async fn refresh_loop(
         match refreshed {
             Ok(rows) => {
                 metrics.set_business(business_registry(&rows));
-                metrics.last_refresh.set(chrono::Utc::now().timestamp() as f64);
+                metrics
+                    .last_refresh
+                    .set(chrono::Utc::now().timestamp() as f64);
                 tracing::debug!(rows = rows.len(), "business metrics refreshed");
             }
             Err(e) => {
@@ -204,7 +255,14 @@ pub async fn refresh_loop(
 mod tests {
     use super::*;
 
-    fn row(org: &str, issuer: &str, awarded: u64, accepted: u64, shares: u64, views: u64) -> IssuerTotals {
+    fn row(
+        org: &str,
+        issuer: &str,
+        awarded: u64,
+        accepted: u64,
+        shares: u64,
+        views: u64,
+    ) -> IssuerTotals {
         IssuerTotals {
             org_id: org.into(),
             issuer_id: issuer.into(),
@@ -220,22 +278,46 @@ mod tests {
     #[test]
     fn renders_business_and_pipeline_metrics() {
         let m = Metrics::new();
-        m.http_requests.with_label_values(&["/api/v1/overview", "200"]).inc();
+        m.http_requests
+            .with_label_values(&["/api/v1/overview", "200"])
+            .inc();
         let before = String::from_utf8(m.render()).unwrap();
         assert!(!before.contains("badgepulse_badge_events_total"));
 
-        m.set_business(business_registry(&[row("acme", "academy", 10, 5, 2, 8), row("acme", "__other__", 0, 0, 0, 3)]));
+        m.set_business(business_registry(&[
+            row("acme", "academy", 10, 5, 2, 8),
+            row("acme", "__other__", 0, 0, 0, 3),
+        ]));
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains("# TYPE badgepulse_badge_events_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE badgepulse_badge_events_total counter"),
+            "{text}"
+        );
         assert!(text.contains(r#"badgepulse_badge_events_total{event="awarded",issuer_id="academy",org_id="acme"} 10"#), "{text}");
         assert!(text.contains(r#"badgepulse_badge_events_total{event="viewed",issuer_id="__other__",org_id="acme"} 3"#), "{text}");
-        assert!(text.contains(r#"badgepulse_acceptance_rate{issuer_id="academy",org_id="acme"} 0.5"#), "{text}");
-        assert!(text.contains(r#"badgepulse_external_impact_score{issuer_id="academy",org_id="acme"} 4"#), "{text}");
-        assert!(text.contains(r#"badgepulse_unique_viewers{issuer_id="__other__",org_id="acme"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"badgepulse_acceptance_rate{issuer_id="academy",org_id="acme"} 0.5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"badgepulse_external_impact_score{issuer_id="academy",org_id="acme"} 4"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"badgepulse_unique_viewers{issuer_id="__other__",org_id="acme"} 1"#),
+            "{text}"
+        );
         // Zero denominators: no series rather than NaN.
-        assert!(!text.contains(r#"badgepulse_acceptance_rate{issuer_id="__other__""#), "{text}");
+        assert!(
+            !text.contains(r#"badgepulse_acceptance_rate{issuer_id="__other__""#),
+            "{text}"
+        );
         assert!(!text.contains("NaN"), "{text}");
-        assert!(text.contains(r#"badgepulse_exporter_http_requests_total{route="/api/v1/overview",status="200"} 1"#));
+        assert!(text.contains(
+            r#"badgepulse_exporter_http_requests_total{route="/api/v1/overview",status="200"} 1"#
+        ));
 
         // A refresh replaces the series: vanished label pairs disappear.
         m.set_business(business_registry(&[row("globex", "labs", 1, 1, 0, 0)]));

@@ -70,7 +70,10 @@ struct Sql {
 impl Sql {
     /// Appends literal SQL, which must not contain a bind placeholder.
     fn push(&mut self, literal: &str) -> &mut Self {
-        assert!(!literal.contains('?'), "literal SQL must not contain '?': {literal}");
+        assert!(
+            !literal.contains('?'),
+            "literal SQL must not contain '?': {literal}"
+        );
         self.text.push_str(literal);
         self
     }
@@ -158,9 +161,19 @@ const STATE_COLUMNS: &str = "event_type, events, assertions, viewers";
 
 /// One `SELECT` yielding aggregate states of `segment` (or of all time,
 /// when `segment` is `None`) with the grouping columns `keys`.
-fn push_state_branch(sql: &mut Sql, client: &Client, keys: &str, filter: &Filter, segment: Option<Segment>) {
+fn push_state_branch(
+    sql: &mut Sql,
+    client: &Client,
+    keys: &str,
+    filter: &Filter,
+    segment: Option<Segment>,
+) {
     match segment {
-        Some(Segment { source: Source::Raw, from, to }) => {
+        Some(Segment {
+            source: Source::Raw,
+            from,
+            to,
+        }) => {
             sql.push("SELECT ").push(keys).push(
                 ", type AS event_type, countState() AS events, uniqExactState(assertion_id) AS assertions, \
                  uniqExactIfState(viewer_key, viewer_key != 0) AS viewers FROM ",
@@ -170,12 +183,20 @@ fn push_state_branch(sql: &mut Sql, client: &Client, keys: &str, filter: &Filter
             sql.push(" GROUP BY ").push(keys).push(", event_type");
         }
         Some(Segment { source, from, to }) => {
-            sql.push("SELECT ").push(keys).push(", ").push(STATE_COLUMNS).push(" FROM ");
+            sql.push("SELECT ")
+                .push(keys)
+                .push(", ")
+                .push(STATE_COLUMNS)
+                .push(" FROM ");
             sql.push(&table(client, rollup_table(source)));
             push_where(sql, filter, Some(("bucket", from, to)));
         }
         None => {
-            sql.push("SELECT ").push(keys).push(", ").push(STATE_COLUMNS).push(" FROM ");
+            sql.push("SELECT ")
+                .push(keys)
+                .push(", ")
+                .push(STATE_COLUMNS)
+                .push(" FROM ");
             sql.push(&table(client, "rollup_day"));
             push_where(sql, filter, None);
         }
@@ -252,18 +273,27 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
     let day = table(client, "rollup_day");
     let top_orgs = |sql: &mut Sql| {
         sql.push("(SELECT org_id FROM ").push(&day);
-        sql.push(" GROUP BY org_id ORDER BY countMerge(events) DESC, org_id LIMIT ").u64(max_orgs).push(")");
+        sql.push(" GROUP BY org_id ORDER BY countMerge(events) DESC, org_id LIMIT ")
+            .u64(max_orgs)
+            .push(")");
     };
     let mut sql = Sql::default();
     sql.push("SELECT if(org_id IN ");
     top_orgs(&mut sql);
-    sql.push(", org_id, '").push(OTHER_LABEL).push("') AS org, ");
-    sql.push("if((org_id, issuer_id) IN (SELECT org_id, issuer_id FROM ").push(&day);
+    sql.push(", org_id, '")
+        .push(OTHER_LABEL)
+        .push("') AS org, ");
+    sql.push("if((org_id, issuer_id) IN (SELECT org_id, issuer_id FROM ")
+        .push(&day);
     sql.push(" WHERE org_id IN ");
     top_orgs(&mut sql);
-    sql.push(" GROUP BY org_id, issuer_id ORDER BY countMerge(events) DESC, org_id, issuer_id LIMIT ")
-        .u64(max_issuers);
-    sql.push("), issuer_id, '").push(OTHER_LABEL).push("') AS issuer, ");
+    sql.push(
+        " GROUP BY org_id, issuer_id ORDER BY countMerge(events) DESC, org_id, issuer_id LIMIT ",
+    )
+    .u64(max_issuers);
+    sql.push("), issuer_id, '")
+        .push(OTHER_LABEL)
+        .push("') AS issuer, ");
     sql.push(
         "uniqExactMergeIf(assertions, event_type = 'badge.awarded') AS awarded, \
          uniqExactMergeIf(assertions, event_type = 'badge.accepted') AS accepted, \
@@ -272,7 +302,8 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
          countMergeIf(events, event_type = 'badge.viewed') AS views, \
          uniqExactIfMergeIf(viewers, event_type = 'badge.viewed') AS unique_viewers FROM ",
     );
-    sql.push(&day).push(" GROUP BY org, issuer ORDER BY org, issuer");
+    sql.push(&day)
+        .push(" GROUP BY org, issuer ORDER BY org, issuer");
     sql.build(client)
 }
 
@@ -281,7 +312,8 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
 pub fn tables_present(client: &Client) -> Query {
     let db = client.database().unwrap_or(DEFAULT_DATABASE);
     let mut sql = Sql::default();
-    sql.push("SELECT toUInt64(count()) FROM system.tables WHERE database = ").str(db);
+    sql.push("SELECT toUInt64(count()) FROM system.tables WHERE database = ")
+        .str(db);
     sql.push(" AND name IN (");
     for (n, name) in REQUIRED_TABLES.iter().enumerate() {
         if n > 0 {
@@ -308,21 +340,63 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
     let id = |s: &str| Some(s.to_owned());
     let scopes = [
         ("all_orgs", Filter::default()),
-        ("org", Filter { org: id("acme"), ..Filter::default() }),
-        ("issuer", Filter { org: id("acme"), issuer: id("acme-academy"), badge_class: None }),
-        ("badge", Filter { org: id("acme"), issuer: None, badge_class: id("rust-101") }),
-        ("issuer_badge", Filter { org: id("acme"), issuer: id("acme-academy"), badge_class: id("rust-101") }),
-        ("quoting", Filter { org: id("o'rg\\x"), ..Filter::default() }),
+        (
+            "org",
+            Filter {
+                org: id("acme"),
+                ..Filter::default()
+            },
+        ),
+        (
+            "issuer",
+            Filter {
+                org: id("acme"),
+                issuer: id("acme-academy"),
+                badge_class: None,
+            },
+        ),
+        (
+            "badge",
+            Filter {
+                org: id("acme"),
+                issuer: None,
+                badge_class: id("rust-101"),
+            },
+        ),
+        (
+            "issuer_badge",
+            Filter {
+                org: id("acme"),
+                issuer: id("acme-academy"),
+                badge_class: id("rust-101"),
+            },
+        ),
+        (
+            "quoting",
+            Filter {
+                org: id("o'rg\\x"),
+                ..Filter::default()
+            },
+        ),
     ];
     let cross = Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).expect("valid sample window");
     let periods = [
         ("all_time", Period::AllTime),
         ("window", Period::Window(cross)),
-        ("previous_window", Period::Window(cross.previous().expect("after the epoch"))),
+        (
+            "previous_window",
+            Period::Window(cross.previous().expect("after the epoch")),
+        ),
         // Inside one minute: raw events only.
-        ("seconds", Period::Window(Window::new(1_710_025_110, 1_710_025_140).expect("valid"))),
+        (
+            "seconds",
+            Period::Window(Window::new(1_710_025_110, 1_710_025_140).expect("valid")),
+        ),
         // Whole days only.
-        ("days", Period::Window(Window::new(1_709_251_200, 1_711_929_600).expect("valid"))),
+        (
+            "days",
+            Period::Window(Window::new(1_709_251_200, 1_711_929_600).expect("valid")),
+        ),
     ];
     let mut out = Vec::new();
     for (scope_name, filter) in &scopes {
@@ -334,7 +408,10 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
         }
     }
     out.push(("issuer_totals".into(), issuer_totals(client, 100, 500)));
-    out.push(("issuer_totals.tight_limits".into(), issuer_totals(client, 1, 1)));
+    out.push((
+        "issuer_totals.tight_limits".into(),
+        issuer_totals(client, 1, 1),
+    ));
     out.push(("tables_present".into(), tables_present(client)));
     out
 }
@@ -353,22 +430,43 @@ mod tests {
 
     #[test]
     fn all_time_reads_rollup_day_only() {
-        let f = Filter { org: Some("acme".into()), ..Filter::default() };
+        let f = Filter {
+            org: Some("acme".into()),
+            ..Filter::default()
+        };
         let sql = text(&measure_counts(&client(), &f, Period::AllTime));
-        assert!(sql.contains("FROM bp_test.rollup_day WHERE org_id = 'acme')"), "{sql}");
-        assert!(!sql.contains("UNION ALL") && !sql.contains("bucket"), "{sql}");
+        assert!(
+            sql.contains("FROM bp_test.rollup_day WHERE org_id = 'acme')"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("UNION ALL") && !sql.contains("bucket"),
+            "{sql}"
+        );
     }
 
     #[test]
     fn windows_union_every_source() {
         let w = Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).unwrap();
-        let f = Filter { org: Some("acme".into()), issuer: Some("i1".into()), badge_class: None };
+        let f = Filter {
+            org: Some("acme".into()),
+            issuer: Some("i1".into()),
+            badge_class: None,
+        };
         let sql = text(&measure_counts(&client(), &f, Period::Window(w)));
         assert_eq!(sql.matches(" UNION ALL ").count(), 6, "{sql}");
         for t in ["rollup_day", "rollup_hour", "rollup_minute", "events"] {
-            assert!(sql.contains(&format!("FROM bp_test.{t} WHERE")), "{t}: {sql}");
+            assert!(
+                sql.contains(&format!("FROM bp_test.{t} WHERE")),
+                "{t}: {sql}"
+            );
         }
-        assert_eq!(sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ").count(), 7, "{sql}");
+        assert_eq!(
+            sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ")
+                .count(),
+            7,
+            "{sql}"
+        );
         assert!(sql.contains("bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"), "{sql}");
         assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025140, 'UTC')"), "{sql}");
         assert!(!sql.contains('?'), "{sql}");
@@ -376,14 +474,21 @@ mod tests {
 
     #[test]
     fn user_input_is_escaped() {
-        let f = Filter { org: Some("x' OR 1=1 --".into()), ..Filter::default() };
+        let f = Filter {
+            org: Some("x' OR 1=1 --".into()),
+            ..Filter::default()
+        };
         let sql = text(&measure_counts(&client(), &f, Period::AllTime));
         assert!(sql.contains(r"org_id = 'x\' OR 1=1 --'"), "{sql}");
     }
 
     #[test]
     fn admin_all_orgs_has_no_org_condition() {
-        let sql = text(&measure_counts(&client(), &Filter::default(), Period::AllTime));
+        let sql = text(&measure_counts(
+            &client(),
+            &Filter::default(),
+            Period::AllTime,
+        ));
         assert!(!sql.contains("WHERE"), "{sql}");
     }
 

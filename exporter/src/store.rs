@@ -23,7 +23,10 @@ pub enum StoreError {
         source: clickhouse::error::Error,
     },
     #[error("clickhouse ({query}): no answer within {timeout:?}")]
-    Timeout { query: &'static str, timeout: Duration },
+    Timeout {
+        query: &'static str,
+        timeout: Duration,
+    },
     #[error("clickhouse: {0}")]
     NotReady(String),
 }
@@ -48,7 +51,11 @@ pub struct Store {
 
 impl Store {
     pub fn new(client: Client, metrics: Metrics, timeout: Duration) -> Self {
-        Store { client, metrics, timeout }
+        Store {
+            client,
+            metrics,
+            timeout,
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -56,11 +63,19 @@ impl Store {
     }
 
     /// Runs `query` expecting exactly one row, timed as `name`.
-    async fn one<T: RowOwned + RowRead>(&self, name: &'static str, query: Query) -> Result<T, StoreError> {
+    async fn one<T: RowOwned + RowRead>(
+        &self,
+        name: &'static str,
+        query: Query,
+    ) -> Result<T, StoreError> {
         self.timed(name, query.fetch_one::<T>()).await
     }
 
-    async fn all<T: RowOwned + RowRead>(&self, name: &'static str, query: Query) -> Result<Vec<T>, StoreError> {
+    async fn all<T: RowOwned + RowRead>(
+        &self,
+        name: &'static str,
+        query: Query,
+    ) -> Result<Vec<T>, StoreError> {
         self.timed(name, query.fetch_all::<T>()).await
     }
 
@@ -77,8 +92,14 @@ impl Store {
             .observe(started.elapsed().as_secs_f64());
         let result = match result {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(StoreError::Query { query: name, source }),
-            Err(_) => Err(StoreError::Timeout { query: name, timeout: self.timeout }),
+            Ok(Err(source)) => Err(StoreError::Query {
+                query: name,
+                source,
+            }),
+            Err(_) => Err(StoreError::Timeout {
+                query: name,
+                timeout: self.timeout,
+            }),
         };
         if result.is_err() {
             self.metrics.query_errors.with_label_values(&[name]).inc();
@@ -87,23 +108,37 @@ impl Store {
     }
 
     /// The SPEC §7 counts of `filter` over `period`.
-    pub async fn measure_counts(&self, filter: &Filter, period: Period) -> Result<Counts, StoreError> {
+    pub async fn measure_counts(
+        &self,
+        filter: &Filter,
+        period: Period,
+    ) -> Result<Counts, StoreError> {
         let name = match period {
             Period::AllTime => "measure_counts_all_time",
             Period::Window(_) => "measure_counts_window",
         };
-        self.one(name, queries::measure_counts(&self.client, filter, period)).await
+        self.one(name, queries::measure_counts(&self.client, filter, period))
+            .await
     }
 
     /// All-time counts per (org, issuer) label pair, bounded in cardinality.
-    pub async fn issuer_totals(&self, max_orgs: u64, max_issuers: u64) -> Result<Vec<IssuerTotals>, StoreError> {
-        self.all("issuer_totals", queries::issuer_totals(&self.client, max_orgs, max_issuers))
-            .await
+    pub async fn issuer_totals(
+        &self,
+        max_orgs: u64,
+        max_issuers: u64,
+    ) -> Result<Vec<IssuerTotals>, StoreError> {
+        self.all(
+            "issuer_totals",
+            queries::issuer_totals(&self.client, max_orgs, max_issuers),
+        )
+        .await
     }
 
     /// Ok when ClickHouse answers and the tables the exporter reads exist.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let present: u64 = self.one("tables_present", queries::tables_present(&self.client)).await?;
+        let present: u64 = self
+            .one("tables_present", queries::tables_present(&self.client))
+            .await?;
         if present as usize == REQUIRED_TABLES.len() {
             Ok(())
         } else {

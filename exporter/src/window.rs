@@ -118,7 +118,12 @@ pub struct Segment {
 /// segments older than the configured retention.
 pub fn decompose(window: Window) -> Vec<Segment> {
     let mut out = Vec::with_capacity(7);
-    split(u64::from(window.from), u64::from(window.to), Source::Day, &mut out);
+    split(
+        u64::from(window.from),
+        u64::from(window.to),
+        Source::Day,
+        &mut out,
+    );
     out
 }
 
@@ -156,7 +161,10 @@ fn segment(source: Source, from: u64, to: u64) -> Segment {
 /// `param`.
 pub fn parse_time(param: &str, value: &str) -> Result<u32, String> {
     let t = if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp()
+        day.and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp()
     } else {
         let parsed = DateTime::parse_from_rfc3339(value).or_else(|e| {
             // An unencoded `+` of a UTC offset arrives as a space.
@@ -187,7 +195,11 @@ pub fn resolve_window(from: Option<&str>, to: Option<&str>, now: u32) -> Result<
         None => to.saturating_sub(DEFAULT_SPAN),
     };
     Window::new(from, to).ok_or_else(|| {
-        format!("from: must be before to ({} is not before {})", rfc3339(from), rfc3339(to))
+        format!(
+            "from: must be before to ({} is not before {})",
+            rfc3339(from),
+            rfc3339(to)
+        )
     })
 }
 
@@ -231,11 +243,19 @@ mod tests {
             decompose(w),
             vec![
                 seg(Source::Raw, "2024-03-09T22:58:30Z", "2024-03-09T22:59:00Z"),
-                seg(Source::Minute, "2024-03-09T22:59:00Z", "2024-03-09T23:00:00Z"),
+                seg(
+                    Source::Minute,
+                    "2024-03-09T22:59:00Z",
+                    "2024-03-09T23:00:00Z"
+                ),
                 seg(Source::Hour, "2024-03-09T23:00:00Z", "2024-03-10T00:00:00Z"),
                 seg(Source::Day, "2024-03-10", "2024-03-12"),
                 seg(Source::Hour, "2024-03-12T00:00:00Z", "2024-03-12T01:00:00Z"),
-                seg(Source::Minute, "2024-03-12T01:00:00Z", "2024-03-12T01:02:00Z"),
+                seg(
+                    Source::Minute,
+                    "2024-03-12T01:00:00Z",
+                    "2024-03-12T01:02:00Z"
+                ),
                 seg(Source::Raw, "2024-03-12T01:02:00Z", "2024-03-12T01:02:15Z"),
             ]
         );
@@ -245,11 +265,28 @@ mod tests {
     #[test]
     fn aligned_windows_use_one_source() {
         let days = Window::new(t("2024-01-01"), t("2024-02-01")).unwrap();
-        assert_eq!(decompose(days), vec![seg(Source::Day, "2024-01-01", "2024-02-01")]);
+        assert_eq!(
+            decompose(days),
+            vec![seg(Source::Day, "2024-01-01", "2024-02-01")]
+        );
         let hours = Window::new(t("2024-01-01T03:00:00Z"), t("2024-01-01T05:00:00Z")).unwrap();
-        assert_eq!(decompose(hours), vec![seg(Source::Hour, "2024-01-01T03:00:00Z", "2024-01-01T05:00:00Z")]);
+        assert_eq!(
+            decompose(hours),
+            vec![seg(
+                Source::Hour,
+                "2024-01-01T03:00:00Z",
+                "2024-01-01T05:00:00Z"
+            )]
+        );
         let secs = Window::new(t("2024-01-01T03:00:10Z"), t("2024-01-01T03:00:50Z")).unwrap();
-        assert_eq!(decompose(secs), vec![seg(Source::Raw, "2024-01-01T03:00:10Z", "2024-01-01T03:00:50Z")]);
+        assert_eq!(
+            decompose(secs),
+            vec![seg(
+                Source::Raw,
+                "2024-01-01T03:00:10Z",
+                "2024-01-01T03:00:50Z"
+            )]
+        );
     }
 
     #[test]

@@ -42,14 +42,38 @@ pub const ORGS: &[OrgSpec] = &[
                 name: "School of Computer Science",
                 primary_method: AwardMethod::Lms,
                 badges: &[
-                    ("rust-101", "Rust Fundamentals", &["Rust", "Systems programming"]),
-                    ("dsa", "Data Structures and Algorithms", &["Algorithms", "Complexity analysis"]),
-                    ("cloud-native", "Cloud Native Development", &["Kubernetes", "Containers"]),
-                    ("ml-found", "Machine Learning Foundations", &["Python", "Machine learning"]),
-                    ("secure-code", "Secure Coding", &["Application security", "Threat modelling"]),
+                    (
+                        "rust-101",
+                        "Rust Fundamentals",
+                        &["Rust", "Systems programming"],
+                    ),
+                    (
+                        "dsa",
+                        "Data Structures and Algorithms",
+                        &["Algorithms", "Complexity analysis"],
+                    ),
+                    (
+                        "cloud-native",
+                        "Cloud Native Development",
+                        &["Kubernetes", "Containers"],
+                    ),
+                    (
+                        "ml-found",
+                        "Machine Learning Foundations",
+                        &["Python", "Machine learning"],
+                    ),
+                    (
+                        "secure-code",
+                        "Secure Coding",
+                        &["Application security", "Threat modelling"],
+                    ),
                     ("a11y", "Web Accessibility", &["WCAG", "HTML"]),
                     ("db-101", "Databases 101", &["SQL", "Data modelling"]),
-                    ("dist-sys", "Distributed Systems", &["Consensus", "Networking"]),
+                    (
+                        "dist-sys",
+                        "Distributed Systems",
+                        &["Consensus", "Networking"],
+                    ),
                 ],
             },
             IssuerSpec {
@@ -58,11 +82,23 @@ pub const ORGS: &[OrgSpec] = &[
                 primary_method: AwardMethod::Manual,
                 badges: &[
                     ("negotiation", "Negotiation Essentials", &["Negotiation"]),
-                    ("fin-lit", "Financial Literacy", &["Budgeting", "Accounting basics"]),
-                    ("pm", "Project Management", &["Scheduling", "Risk management"]),
+                    (
+                        "fin-lit",
+                        "Financial Literacy",
+                        &["Budgeting", "Accounting basics"],
+                    ),
+                    (
+                        "pm",
+                        "Project Management",
+                        &["Scheduling", "Risk management"],
+                    ),
                     ("analytics", "Business Analytics", &["Excel", "Forecasting"]),
                     ("startup", "Entrepreneurship", &["Business models"]),
-                    ("marketing", "Marketing Strategy", &["Segmentation", "Branding"]),
+                    (
+                        "marketing",
+                        "Marketing Strategy",
+                        &["Segmentation", "Branding"],
+                    ),
                 ],
             },
             IssuerSpec {
@@ -73,8 +109,16 @@ pub const ORGS: &[OrgSpec] = &[
                     ("speaking", "Public Speaking", &["Presentation"]),
                     ("writing", "Academic Writing", &["Writing", "Citation"]),
                     ("spanish-a2", "Spanish A2", &["Spanish"]),
-                    ("digital-lit", "Digital Literacy", &["Office tools", "Online safety"]),
-                    ("research", "Research Methods", &["Survey design", "Statistics"]),
+                    (
+                        "digital-lit",
+                        "Digital Literacy",
+                        &["Office tools", "Online safety"],
+                    ),
+                    (
+                        "research",
+                        "Research Methods",
+                        &["Survey design", "Statistics"],
+                    ),
                     ("critical", "Critical Thinking", &["Reasoning"]),
                 ],
             },
@@ -91,9 +135,21 @@ pub const ORGS: &[OrgSpec] = &[
                 badges: &[
                     ("sales-onb", "Sales Onboarding", &["Consultative selling"]),
                     ("product-expert", "Product Expert", &["Globex Suite"]),
-                    ("cust-success", "Customer Success", &["Account management", "Retention"]),
-                    ("cert-admin", "Globex Certified Administrator", &["Globex Suite", "Administration"]),
-                    ("cert-dev", "Globex Certified Developer", &["Globex API", "JavaScript"]),
+                    (
+                        "cust-success",
+                        "Customer Success",
+                        &["Account management", "Retention"],
+                    ),
+                    (
+                        "cert-admin",
+                        "Globex Certified Administrator",
+                        &["Globex Suite", "Administration"],
+                    ),
+                    (
+                        "cert-dev",
+                        "Globex Certified Developer",
+                        &["Globex API", "JavaScript"],
+                    ),
                     ("partner", "Partner Specialist", &["Channel sales"]),
                 ],
             },
@@ -115,8 +171,16 @@ pub const ORGS: &[OrgSpec] = &[
                 name: "Leadership Institute",
                 primary_method: AwardMethod::Manual,
                 badges: &[
-                    ("first-manager", "First-Time Manager", &["People management"]),
-                    ("coaching", "Coaching Conversations", &["Coaching", "Feedback"]),
+                    (
+                        "first-manager",
+                        "First-Time Manager",
+                        &["People management"],
+                    ),
+                    (
+                        "coaching",
+                        "Coaching Conversations",
+                        &["Coaching", "Feedback"],
+                    ),
                     ("inclusive", "Inclusive Leadership", &["Inclusion"]),
                     ("strategy", "Strategic Thinking", &["Strategy"]),
                     ("change", "Change Management", &["Change management"]),
@@ -134,9 +198,21 @@ pub const ORGS: &[OrgSpec] = &[
                 primary_method: AwardMethod::Api,
                 badges: &[
                     ("practitioner", "Cloud Practitioner", &["Cloud concepts"]),
-                    ("architect", "Solutions Architect Associate", &["Architecture", "High availability"]),
-                    ("devops", "DevOps Engineer", &["CI/CD", "Infrastructure as code"]),
-                    ("serverless", "Serverless Specialist", &["Functions", "Event-driven design"]),
+                    (
+                        "architect",
+                        "Solutions Architect Associate",
+                        &["Architecture", "High availability"],
+                    ),
+                    (
+                        "devops",
+                        "DevOps Engineer",
+                        &["CI/CD", "Infrastructure as code"],
+                    ),
+                    (
+                        "serverless",
+                        "Serverless Specialist",
+                        &["Functions", "Event-driven design"],
+                    ),
                     ("cloud-sec", "Cloud Security", &["IAM", "Encryption"]),
                     ("finops", "Cost Optimization", &["FinOps"]),
                 ],
@@ -148,10 +224,18 @@ pub const ORGS: &[OrgSpec] = &[
                 badges: &[
                     ("sql-analyst", "SQL Analyst", &["SQL"]),
                     ("dataviz", "Data Visualization", &["Charts", "Storytelling"]),
-                    ("data-eng", "Data Engineering", &["Pipelines", "Batch processing"]),
+                    (
+                        "data-eng",
+                        "Data Engineering",
+                        &["Pipelines", "Batch processing"],
+                    ),
                     ("stats", "Statistics for Analysts", &["Statistics"]),
                     ("dashboards", "Dashboard Design", &["Grafana", "UX"]),
-                    ("governance", "Data Governance", &["Data quality", "Lineage"]),
+                    (
+                        "governance",
+                        "Data Governance",
+                        &["Data quality", "Lineage"],
+                    ),
                 ],
             },
         ],
@@ -231,8 +315,24 @@ pub fn expected_view_source(src: Option<&str>, referer: Option<&str>) -> ViewSou
 /// must ignore (falling back to the Referer).
 pub const SRC_HINTS: &[&str] = &["email", "embed", "platform", "qr-code"];
 
-/// Countries platform `badge.viewed` events carry.
+/// Countries of platform `badge.viewed` events and of viewers.
 pub const COUNTRIES: &[&str] = &["US", "DE", "GB", "IN", "FR", "NL", "CA", "AU", "BR", "JP"];
+
+/// The header carrying a viewer's country, as a CDN in front of ingest sets
+/// it; the demo and test configs name it in `ingest.country_header`.
+pub const COUNTRY_HEADER: &str = "CF-IPCountry";
+
+/// The country header value of viewer address number `n`: fixed per
+/// address, sometimes Cloudflare's `XX` (unknown, ingest ignores it) or
+/// absent.
+pub fn client_country(n: u16) -> Option<&'static str> {
+    let slot = usize::from(n) * 7 % (COUNTRIES.len() + 2);
+    match slot.checked_sub(COUNTRIES.len()) {
+        None => Some(COUNTRIES[slot]),
+        Some(0) => Some("XX"),
+        Some(_) => None,
+    }
+}
 
 /// The IPv4 documentation prefixes (RFC 5737) viewer addresses come from.
 pub const DOC_PREFIXES: &[&str] = &["192.0.2", "198.51.100", "203.0.113"];
