@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::catalog::{
-    self, client_country, doc_ip, expected_view_source, BOT_UAS, BROWSER_UAS, COUNTRIES, DOC_HOSTS, DOC_PREFIXES,
-    ORGS, PLATFORM_HOST, REFERERS, SRC_HINTS,
+    self, client_country, doc_ip, expected_view_source, BOT_UAS, BROWSER_UAS, COUNTRIES, DOC_HOSTS,
+    DOC_PREFIXES, ORGS, PLATFORM_HOST, REFERERS, SRC_HINTS,
 };
 use crate::ledger::{self, ClassRef, Fact, Ledger, OrgName, Period, Traffic};
 
@@ -396,9 +396,11 @@ impl Gen {
                     self.upserts(self.classes.len() - 1);
                 }
             }
-            self.names
-                .orgs
-                .push((org.id.to_owned(), org.name.to_owned(), issuer_names));
+            self.names.push(OrgName {
+                id: org.id.to_owned(),
+                name: org.name.to_owned(),
+                issuers: issuer_names,
+            });
         }
     }
 
@@ -797,7 +799,10 @@ impl Gen {
         let mut b = self.beacon(class, a, BeaconKind::View, transport);
         self.as_client(&mut b, client);
         let source = expected_view_source(src.as_deref(), referer.as_deref());
-        let country = b.country.as_deref().and_then(|c| COUNTRIES.iter().copied().find(|k| *k == c));
+        let country = b
+            .country
+            .as_deref()
+            .and_then(|c| COUNTRIES.iter().copied().find(|k| *k == c));
         b.src = src;
         b.referer = referer;
         self.view_beacons.push(b);
@@ -1072,6 +1077,21 @@ mod tests {
                 c.view_sources.get("linkedin").copied().unwrap_or(0),
                 view_beacons.iter().filter(sources).count() as u64 + platform_linkedin
             );
+            let mut countries: BTreeMap<String, u64> = BTreeMap::new();
+            let mut platform_countries: BTreeMap<String, u64> = BTreeMap::new();
+            for e in evs.iter().filter(|e| e["type"] == "badge.viewed") {
+                if let Some(c) = e["country"].as_str() {
+                    *countries.entry(c.into()).or_default() += 1;
+                    *platform_countries.entry(c.into()).or_default() += 1;
+                }
+            }
+            for b in &view_beacons {
+                if let Some(c) = b.country.as_deref().filter(|c| *c != "XX") {
+                    *countries.entry(c.into()).or_default() += 1;
+                }
+            }
+            assert_eq!(c.view_countries, countries);
+            assert_eq!(c.platform_view_countries, platform_countries);
             // Per-issuer and per-class numbers add up to the org's.
             let sum = |f: fn(&ledger::Counts) -> u64| -> u64 {
                 org.issuers
@@ -1196,7 +1216,15 @@ mod tests {
         for s in ViewSource::ALL {
             assert!(totals.view_sources.contains_key(s.as_str()), "{s}");
         }
-        assert!(!totals.view_countries.is_empty());
+        assert!(totals.view_countries.len() > totals.platform_view_countries.len() / 2);
+        assert!(p
+            .view_beacons
+            .iter()
+            .any(|b| b.country.as_deref() == Some("XX")));
+        assert!(p
+            .view_beacons
+            .iter()
+            .any(|b| b.bot_family.is_none() && b.country.is_none()));
         let families: HashSet<&str> = p
             .ledger
             .traffic
