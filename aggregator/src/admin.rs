@@ -29,7 +29,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
 
 async fn readyz(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     if s.nats.connection_state() != async_nats::connection::State::Connected {
-        return (StatusCode::SERVICE_UNAVAILABLE, "nats: not connected\n".to_owned());
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nats: not connected\n".to_owned(),
+        );
     }
     match s.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
@@ -42,5 +45,11 @@ async fn metrics(State(s): State<Arc<AdminState>>) -> impl IntoResponse {
     TextEncoder::new()
         .encode(&s.metrics.registry.gather(), &mut buf)
         .expect("text encoding of gathered metrics");
-    ([(header::CONTENT_TYPE, TextEncoder::new().format_type().to_owned())], buf)
+    (
+        [(
+            header::CONTENT_TYPE,
+            TextEncoder::new().format_type().to_owned(),
+        )],
+        buf,
+    )
 }

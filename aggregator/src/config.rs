@@ -107,12 +107,20 @@ impl Config {
             return Err("aggregator.ack_wait_secs must be at least 5".into());
         }
         if a.consumer_prefix.is_empty()
-            || !a.consumer_prefix.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            || !a
+                .consumer_prefix
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
         {
-            return Err("aggregator.consumer_prefix may contain only A-Z, a-z, 0-9, - and _".into());
+            return Err(
+                "aggregator.consumer_prefix may contain only A-Z, a-z, 0-9, - and _".into(),
+            );
         }
         if a.retention_minute_days == 0 || a.retention_hour_days == 0 {
-            return Err("aggregator.retention_minute_days and retention_hour_days must be at least 1".into());
+            return Err(
+                "aggregator.retention_minute_days and retention_hour_days must be at least 1"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -36,8 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
-use crate::rows::EventRow;
 use crate::retention;
+use crate::rows::EventRow;
 use crate::schema::{Granularity, DERIVED_TABLES};
 use crate::store::{Marks, Store};
 
@@ -127,9 +127,18 @@ impl PartitionConsumer {
                 }
             };
             if let Ok(info) = self.consumer.info().await {
-                self.metrics.consumer_pending.with_label_values(&[&p]).set(info.num_pending as i64);
-                self.metrics.consumer_ack_pending.with_label_values(&[&p]).set(info.num_ack_pending as i64);
-                self.metrics.consumer_redelivered.with_label_values(&[&p]).set(info.num_redelivered as i64);
+                self.metrics
+                    .consumer_pending
+                    .with_label_values(&[&p])
+                    .set(info.num_pending as i64);
+                self.metrics
+                    .consumer_ack_pending
+                    .with_label_values(&[&p])
+                    .set(info.num_ack_pending as i64);
+                self.metrics
+                    .consumer_redelivered
+                    .with_label_values(&[&p])
+                    .set(info.num_redelivered as i64);
             }
             if messages.is_empty() {
                 continue;
@@ -184,7 +193,9 @@ impl PartitionConsumer {
         let started = Instant::now();
         let mut decoded = Vec::with_capacity(messages.len());
         for m in messages {
-            let info = m.info().map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
+            let info = m
+                .info()
+                .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
             let seq = info.stream_sequence;
             match decode_payload(&m.payload) {
                 Ok(events) => decoded.push(Decoded {
@@ -226,9 +237,17 @@ impl PartitionConsumer {
                         .find(|g| g.table() == table)
                         .and_then(|g| retention::keep_from(g, self.config.retention_days(g), now))
                         .map_or(0, |t| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
-                    self.store.recover(table, self.partition, mark, last_seq, keep_from).await?;
+                    self.store
+                        .recover(table, self.partition, mark, last_seq, keep_from)
+                        .await?;
                     self.metrics.recoveries.with_label_values(&[table]).inc();
-                    tracing::info!(partition = self.partition, table, after = mark, upto = last_seq, "recovered table from events");
+                    tracing::info!(
+                        partition = self.partition,
+                        table,
+                        after = mark,
+                        upto = last_seq,
+                        "recovered table from events"
+                    );
                 }
             }
         }
@@ -247,20 +266,37 @@ impl PartitionConsumer {
         self.metrics.events_written.inc_by(rows.len() as u64);
         self.metrics.batch_messages.observe(messages.len() as f64);
         self.metrics.batch_events.observe(events as f64);
-        self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
-        tracing::debug!(partition = self.partition, messages = messages.len(), rows = rows.len(), seq_lo = first_seq, seq_hi = last_seq, "batch written");
+        self.metrics
+            .flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            partition = self.partition,
+            messages = messages.len(),
+            rows = rows.len(),
+            seq_lo = first_seq,
+            seq_hi = last_seq,
+            "batch written"
+        );
         Ok(())
     }
 
     /// Rows for the events of messages above the `events` mark, without
     /// events whose (org_id, event_id) is already stored or earlier in the
     /// batch.
-    async fn new_rows(&self, decoded: &[Decoded], events_mark: u64) -> anyhow::Result<Vec<EventRow>> {
+    async fn new_rows(
+        &self,
+        decoded: &[Decoded],
+        events_mark: u64,
+    ) -> anyhow::Result<Vec<EventRow>> {
         let fresh: Vec<&Decoded> = decoded.iter().filter(|d| d.seq > events_mark).collect();
         let lookup: Vec<(String, String)> = fresh
             .iter()
             .filter(|d| !d.beacons)
-            .flat_map(|d| d.events.iter().map(|e| (e.org_id.clone(), e.event_id.clone())))
+            .flat_map(|d| {
+                d.events
+                    .iter()
+                    .map(|e| (e.org_id.clone(), e.event_id.clone()))
+            })
             .collect();
         let stored = self.store.existing(&lookup).await?;
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
@@ -285,7 +321,10 @@ impl PartitionConsumer {
     /// (deduplicated by its stream sequence) and waits for the PubAck.
     async fn dead_letter(&self, m: &Message, seq: u64, reason: &str) -> anyhow::Result<()> {
         let mut headers = HeaderMap::new();
-        headers.insert("Badgepulse-Error", reason.chars().take(512).collect::<String>().as_str());
+        headers.insert(
+            "Badgepulse-Error",
+            reason.chars().take(512).collect::<String>().as_str(),
+        );
         headers.insert("Badgepulse-Subject", m.subject.as_str());
         headers.insert("Badgepulse-Seq", seq.to_string().as_str());
         headers.insert("Nats-Msg-Id", format!("dead-{seq}").as_str());
@@ -298,9 +337,15 @@ impl PartitionConsumer {
             )
             .await
             .map_err(|e| anyhow::anyhow!("dead-letter publish: {e}"))?;
-        ack.await.map_err(|e| anyhow::anyhow!("dead-letter ack: {e}"))?;
+        ack.await
+            .map_err(|e| anyhow::anyhow!("dead-letter ack: {e}"))?;
         self.metrics.dead_letters.inc();
-        tracing::warn!(partition = self.partition, seq, reason, "message moved to the dead-letter stream");
+        tracing::warn!(
+            partition = self.partition,
+            seq,
+            reason,
+            "message moved to the dead-letter stream"
+        );
         Ok(())
     }
 }

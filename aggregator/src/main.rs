@@ -9,11 +9,11 @@ use badgepulse_contract::subject;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use badgepulse_aggregator::admin;
 use badgepulse_aggregator::config::Config;
 use badgepulse_aggregator::consume::{self, PartitionConsumer};
 use badgepulse_aggregator::metrics::Metrics;
 use badgepulse_aggregator::store::Store;
-use badgepulse_aggregator::admin;
 
 #[derive(Parser)]
 #[command(name = "badgepulse-aggregator", version, about)]
@@ -39,8 +39,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let cli = Cli::parse();
@@ -99,7 +98,12 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.aggregator.admin_bind)
         .await
-        .with_context(|| format!("binding aggregator.admin_bind {}", config.aggregator.admin_bind))?;
+        .with_context(|| {
+            format!(
+                "binding aggregator.admin_bind {}",
+                config.aggregator.admin_bind
+            )
+        })?;
     let admin_state = Arc::new(admin::AdminState {
         metrics: metrics.clone(),
         nats: nats.clone(),
@@ -113,7 +117,12 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
     });
 
     let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
-    let retention = tokio::spawn(run_retention(store.clone(), config.aggregator.clone(), batch_lock.clone(), shutdown.clone()));
+    let retention = tokio::spawn(run_retention(
+        store.clone(),
+        config.aggregator.clone(),
+        batch_lock.clone(),
+        shutdown.clone(),
+    ));
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
         let consumer = consume::durable_consumer(&stream, &config.aggregator, partition)

@@ -29,8 +29,11 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(format!("badgepulse_aggregator_{name}"), help).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            let c = IntCounter::new(format!("badgepulse_aggregator_{name}"), help)
+                .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
@@ -38,13 +41,20 @@ impl Metrics {
                 HistogramOpts::new(format!("badgepulse_aggregator_{name}"), help).buckets(buckets),
             )
             .expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
         let gauge = |name: &str, help: &str| {
-            let g = IntGaugeVec::new(Opts::new(format!("badgepulse_aggregator_{name}"), help), &["partition"])
-                .expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            let g = IntGaugeVec::new(
+                Opts::new(format!("badgepulse_aggregator_{name}"), help),
+                &["partition"],
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let recoveries = IntCounterVec::new(
@@ -55,21 +65,56 @@ impl Metrics {
             &["table"],
         )
         .expect("valid metric");
-        registry.register(Box::new(recoveries.clone())).expect("unique metric");
+        registry
+            .register(Box::new(recoveries.clone()))
+            .expect("unique metric");
         Metrics {
             batches: counter("batches_total", "Batches written to ClickHouse and acked"),
             messages: counter("messages_total", "JetStream messages processed"),
             events_written: counter("events_written_total", "Rows written to the events table"),
-            duplicates: counter("duplicates_total", "Events skipped because their event_id was already stored"),
-            dead_letters: counter("dead_letters_total", "Messages moved to the dead-letter stream"),
-            clickhouse_errors: counter("clickhouse_errors_total", "Failed ClickHouse statements (retried)"),
-            nats_errors: counter("nats_errors_total", "Failed JetStream fetches, acks or dead-letter publishes"),
-            batch_messages: histogram("batch_messages", "Messages per batch", exponential_buckets(1.0, 4.0, 9).expect("valid")),
-            batch_events: histogram("batch_events", "Events per batch", exponential_buckets(1.0, 4.0, 11).expect("valid")),
-            flush_seconds: histogram("flush_duration_seconds", "Time to write one batch to ClickHouse", exponential_buckets(0.001, 2.0, 16).expect("valid")),
-            consumer_pending: gauge("consumer_pending", "Messages in the stream not yet delivered to the consumer"),
-            consumer_ack_pending: gauge("consumer_ack_pending", "Messages delivered but not yet acked"),
-            consumer_redelivered: gauge("consumer_redelivered", "Messages redelivered and not yet acked"),
+            duplicates: counter(
+                "duplicates_total",
+                "Events skipped because their event_id was already stored",
+            ),
+            dead_letters: counter(
+                "dead_letters_total",
+                "Messages moved to the dead-letter stream",
+            ),
+            clickhouse_errors: counter(
+                "clickhouse_errors_total",
+                "Failed ClickHouse statements (retried)",
+            ),
+            nats_errors: counter(
+                "nats_errors_total",
+                "Failed JetStream fetches, acks or dead-letter publishes",
+            ),
+            batch_messages: histogram(
+                "batch_messages",
+                "Messages per batch",
+                exponential_buckets(1.0, 4.0, 9).expect("valid"),
+            ),
+            batch_events: histogram(
+                "batch_events",
+                "Events per batch",
+                exponential_buckets(1.0, 4.0, 11).expect("valid"),
+            ),
+            flush_seconds: histogram(
+                "flush_duration_seconds",
+                "Time to write one batch to ClickHouse",
+                exponential_buckets(0.001, 2.0, 16).expect("valid"),
+            ),
+            consumer_pending: gauge(
+                "consumer_pending",
+                "Messages in the stream not yet delivered to the consumer",
+            ),
+            consumer_ack_pending: gauge(
+                "consumer_ack_pending",
+                "Messages delivered but not yet acked",
+            ),
+            consumer_redelivered: gauge(
+                "consumer_redelivered",
+                "Messages redelivered and not yet acked",
+            ),
             recoveries,
             registry,
         }

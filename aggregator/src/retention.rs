@@ -37,7 +37,9 @@ pub fn keep_from(g: Granularity, days: u32, now: DateTime<Utc>) -> Option<DateTi
 pub fn parse_partition(g: Granularity, id: &str) -> Option<DateTime<Utc>> {
     let n: u32 = id.trim_matches('\'').parse().ok()?;
     let date = match g {
-        Granularity::Minute => NaiveDate::from_ymd_opt((n / 10_000) as i32, n / 100 % 100, n % 100)?,
+        Granularity::Minute => {
+            NaiveDate::from_ymd_opt((n / 10_000) as i32, n / 100 % 100, n % 100)?
+        }
         Granularity::Hour => NaiveDate::from_ymd_opt((n / 100) as i32, n % 100, 1)?,
         Granularity::Day => NaiveDate::from_ymd_opt(n as i32, 1, 1)?,
     };
@@ -45,7 +47,11 @@ pub fn parse_partition(g: Granularity, id: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Which of `partitions` to drop: those starting before `keep_from`.
-pub fn expired<'a>(g: Granularity, partitions: &'a [String], keep_from: DateTime<Utc>) -> Vec<&'a str> {
+pub fn expired<'a>(
+    g: Granularity,
+    partitions: &'a [String],
+    keep_from: DateTime<Utc>,
+) -> Vec<&'a str> {
     partitions
         .iter()
         .filter(|p| parse_partition(g, p).is_some_and(|start| start < keep_from))
@@ -64,20 +70,41 @@ mod tests {
     #[test]
     fn keep_from_is_a_partition_start() {
         let now = t("2026-03-10T15:30:00Z");
-        assert_eq!(keep_from(Granularity::Minute, 7, now), Some(t("2026-03-03T00:00:00Z")));
-        assert_eq!(keep_from(Granularity::Hour, 400, now), Some(t("2025-02-01T00:00:00Z")));
+        assert_eq!(
+            keep_from(Granularity::Minute, 7, now),
+            Some(t("2026-03-03T00:00:00Z"))
+        );
+        assert_eq!(
+            keep_from(Granularity::Hour, 400, now),
+            Some(t("2025-02-01T00:00:00Z"))
+        );
         assert_eq!(keep_from(Granularity::Day, 0, now), None);
         // 800 days before 2026-03-10 is 2023-12-31.
-        assert_eq!(keep_from(Granularity::Day, 800, now), Some(t("2023-01-01T00:00:00Z")));
+        assert_eq!(
+            keep_from(Granularity::Day, 800, now),
+            Some(t("2023-01-01T00:00:00Z"))
+        );
     }
 
     #[test]
     fn partitions_parse_and_expire() {
-        let parts: Vec<String> = ["20260301", "20260302", "20260303", "20260310", "garbage"].iter().map(|s| s.to_string()).collect();
+        let parts: Vec<String> = ["20260301", "20260302", "20260303", "20260310", "garbage"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let keep = t("2026-03-03T00:00:00Z");
-        assert_eq!(expired(Granularity::Minute, &parts, keep), vec!["20260301", "20260302"]);
-        assert_eq!(parse_partition(Granularity::Hour, "202602"), Some(t("2026-02-01T00:00:00Z")));
-        assert_eq!(parse_partition(Granularity::Day, "2026"), Some(t("2026-01-01T00:00:00Z")));
+        assert_eq!(
+            expired(Granularity::Minute, &parts, keep),
+            vec!["20260301", "20260302"]
+        );
+        assert_eq!(
+            parse_partition(Granularity::Hour, "202602"),
+            Some(t("2026-02-01T00:00:00Z"))
+        );
+        assert_eq!(
+            parse_partition(Granularity::Day, "2026"),
+            Some(t("2026-01-01T00:00:00Z"))
+        );
         assert_eq!(parse_partition(Granularity::Minute, "20261341"), None);
     }
 }

@@ -90,7 +90,10 @@ mod tests {
     #[test]
     fn enum_values_match_declaration_order() {
         assert_eq!(enum_value(EventType::ALL, Some(EventType::Awarded)), 1);
-        assert_eq!(enum_value(EventType::ALL, Some(EventType::BadgeClassUpserted)), 6);
+        assert_eq!(
+            enum_value(EventType::ALL, Some(EventType::BadgeClassUpserted)),
+            6
+        );
         assert_eq!(enum_value(ViewSource::ALL, Some(ViewSource::Other)), 9);
         assert_eq!(enum_value::<AwardMethod>(AwardMethod::ALL, None), 0);
     }

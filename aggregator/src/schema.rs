@@ -139,7 +139,11 @@ impl Schema {
                 "'/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}'",
                 self.database
             );
-            let all = if args.is_empty() { zk } else { format!("{zk}, {args}") };
+            let all = if args.is_empty() {
+                zk
+            } else {
+                format!("{zk}, {args}")
+            };
             format!("Replicated{engine}({all})")
         }
     }
@@ -156,7 +160,14 @@ impl Schema {
 
     /// `CREATE TABLE` for `table` with `columns` and `tail` (engine options),
     /// plus in cluster mode the `Distributed` table over it.
-    fn table(&self, table: &str, columns: &str, engine: &str, args: &str, tail: &str) -> Vec<String> {
+    fn table(
+        &self,
+        table: &str,
+        columns: &str,
+        engine: &str,
+        args: &str,
+        tail: &str,
+    ) -> Vec<String> {
         let db = &self.database;
         let local = self.local(table);
         let mut out = vec![format!(
@@ -175,7 +186,11 @@ impl Schema {
     }
 
     pub fn create_database(&self) -> String {
-        format!("CREATE DATABASE IF NOT EXISTS {}{}", self.database, self.on_cluster())
+        format!(
+            "CREATE DATABASE IF NOT EXISTS {}{}",
+            self.database,
+            self.on_cluster()
+        )
     }
 
     /// Statements run before reading `schema_migrations`: the database and
@@ -507,7 +522,14 @@ mod tests {
         assert!(!all.contains("Replicated"));
         assert!(all.contains("CREATE TABLE IF NOT EXISTS bp.events ("));
         assert!(all.contains("ENGINE = AggregatingMergeTree\nPARTITION BY toYYYYMMDD(bucket)"));
-        for forbidden in ["TTL", "CODEC", "DateTime64", "LowCardinality", "toStartOfInterval", "SimpleAggregateFunction"] {
+        for forbidden in [
+            "TTL",
+            "CODEC",
+            "DateTime64",
+            "LowCardinality",
+            "toStartOfInterval",
+            "SimpleAggregateFunction",
+        ] {
             assert!(!all.contains(forbidden), "{forbidden}");
         }
     }
@@ -516,7 +538,10 @@ mod tests {
     fn cluster_ddl_is_replicated_and_distributed() {
         let s = Schema::new("bp", "prod");
         let v1 = [s.bootstrap(), s.migrations().remove(0).statements].concat();
-        let events: Vec<&String> = v1.iter().filter(|q| q.contains(" bp.events_local") || q.contains(" bp.events ON")).collect();
+        let events: Vec<&String> = v1
+            .iter()
+            .filter(|q| q.contains(" bp.events_local") || q.contains(" bp.events ON"))
+            .collect();
         assert!(events.iter().any(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod")
             && q.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/bp/events_local', '{replica}')")));
         assert!(v1.iter().any(|q| q == "CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod AS bp.events_local ENGINE = Distributed(prod, bp, events_local, rand())"));

@@ -88,7 +88,11 @@ impl Store {
     /// Applies every migration not yet recorded; returns the versions applied now.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
         for stmt in self.schema.bootstrap() {
-            self.admin.query(&stmt).execute().await.map_err(ctx("bootstrap"))?;
+            self.admin
+                .query(&stmt)
+                .execute()
+                .await
+                .map_err(ctx("bootstrap"))?;
         }
         let applied: HashSet<u32> = self
             .admin
@@ -117,7 +121,11 @@ impl Store {
                 .execute()
                 .await
                 .map_err(ctx("record migration"))?;
-            tracing::info!(version = m.version, description = m.description, "schema migration applied");
+            tracing::info!(
+                version = m.version,
+                description = m.description,
+                "schema migration applied"
+            );
             now_applied.push(m.version);
         }
         Ok(now_applied)
@@ -130,7 +138,9 @@ impl Store {
             derived: BTreeMap::new(),
         };
         for table in DERIVED_TABLES {
-            marks.derived.insert(table, self.mark(table, partition).await?);
+            marks
+                .derived
+                .insert(table, self.mark(table, partition).await?);
         }
         Ok(marks)
     }
@@ -193,8 +203,16 @@ impl Store {
                 .await
                 .map_err(ctx(format!("insert into {table}")))?;
         }
-        insert.end().await.map_err(ctx(format!("insert into {table}")))?;
-        tracing::debug!(table, rows = rows.len(), elapsed_ms = started.elapsed().as_millis() as u64, "inserted");
+        insert
+            .end()
+            .await
+            .map_err(ctx(format!("insert into {table}")))?;
+        tracing::debug!(
+            table,
+            rows = rows.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "inserted"
+        );
         Ok(())
     }
 
@@ -214,7 +232,14 @@ impl Store {
             .map_err(ctx(format!("recover {table}")))
     }
 
-    fn recover_query(&self, table: &str, partition: u16, after: u64, upto: u64, keep_from: u32) -> Query {
+    fn recover_query(
+        &self,
+        table: &str,
+        partition: u16,
+        after: u64,
+        upto: u64,
+        keep_from: u32,
+    ) -> Query {
         self.client
             .query(&self.schema.recovery_insert(table))
             .bind(partition)
@@ -240,14 +265,21 @@ impl Store {
                 continue;
             };
             let table = g.table();
-            let local = if self.schema.cluster.is_empty() { table.to_owned() } else { format!("{table}_local") };
+            let local = if self.schema.cluster.is_empty() {
+                table.to_owned()
+            } else {
+                format!("{table}_local")
+            };
             let parts = self
                 .partitions_query(&local)
                 .fetch_all::<String>()
                 .await
                 .map_err(ctx(format!("partitions of {table}")))?;
             for id in retention::expired(g, &parts, keep) {
-                let n: u32 = id.trim_matches('\'').parse().expect("expired() only returns numeric ids");
+                let n: u32 = id
+                    .trim_matches('\'')
+                    .parse()
+                    .expect("expired() only returns numeric ids");
                 self.admin
                     .query(&self.schema.drop_partition(table, n))
                     .execute()
@@ -265,7 +297,10 @@ impl Store {
     /// compatibility test that runs them on every ClickHouse generation.
     pub fn sample_queries(&self) -> Vec<(String, Query)> {
         let mut out = vec![
-            ("applied_versions".to_owned(), self.admin.query(&self.schema.applied_versions())),
+            (
+                "applied_versions".to_owned(),
+                self.admin.query(&self.schema.applied_versions()),
+            ),
             (
                 "record_migration".to_owned(),
                 self.admin
@@ -279,13 +314,22 @@ impl Store {
             ),
         ];
         for table in std::iter::once("events").chain(DERIVED_TABLES) {
-            out.push((format!("high_water_mark:{table}"), self.mark_query(table, 0)));
+            out.push((
+                format!("high_water_mark:{table}"),
+                self.mark_query(table, 0),
+            ));
         }
         for table in DERIVED_TABLES {
-            out.push((format!("recover:{table}"), self.recover_query(table, 0, 0, u64::from(u32::MAX), 0)));
+            out.push((
+                format!("recover:{table}"),
+                self.recover_query(table, 0, 0, u64::from(u32::MAX), 0),
+            ));
         }
         for g in Granularity::ALL {
-            out.push((format!("partitions:{}", g.table()), self.partitions_query(g.table())));
+            out.push((
+                format!("partitions:{}", g.table()),
+                self.partitions_query(g.table()),
+            ));
         }
         out
     }
@@ -299,7 +343,9 @@ mod tests {
     fn marks_order() {
         let mut m = Marks {
             events: 5,
-            derived: [("rollup_minute", 3), ("rollup_hour", 5)].into_iter().collect(),
+            derived: [("rollup_minute", 3), ("rollup_hour", 5)]
+                .into_iter()
+                .collect(),
         };
         assert!(m.all_below(6));
         assert!(!m.all_below(5));

@@ -285,7 +285,10 @@ pub fn validate_platform_event(raw: &Value, now: DateTime<Utc>) -> Result<Event,
     let kind = EventType::parse(type_str).ok_or_else(|| {
         FieldError::new(
             "type",
-            format!("unknown type {type_str:?} (expected one of {})", EventType::expected()),
+            format!(
+                "unknown type {type_str:?} (expected one of {})",
+                EventType::expected()
+            ),
         )
     })?;
     let occurred_str = required_str(obj, "occurred_at")?;
@@ -354,7 +357,8 @@ pub fn validate_platform_event(raw: &Value, now: DateTime<Utc>) -> Result<Event,
         EventType::Awarded => {
             event.award_method = Some(match optional_str(obj, "award_method")? {
                 None => AwardMethod::Other,
-                Some(s) => AwardMethod::parse(s).ok_or_else(|| unknown_value("award_method", s, AwardMethod::expected()))?,
+                Some(s) => AwardMethod::parse(s)
+                    .ok_or_else(|| unknown_value("award_method", s, AwardMethod::expected()))?,
             });
         }
         EventType::Shared => {
@@ -367,11 +371,15 @@ pub fn validate_platform_event(raw: &Value, now: DateTime<Utc>) -> Result<Event,
         EventType::Viewed => {
             let s = required_str(obj, "source")?;
             event.source = Some(
-                ViewSource::parse(s).ok_or_else(|| unknown_value("source", s, ViewSource::expected()))?,
+                ViewSource::parse(s)
+                    .ok_or_else(|| unknown_value("source", s, ViewSource::expected()))?,
             );
             if let Some(c) = optional_str(obj, "country")? {
                 event.country = Some(parse_country(c).ok_or_else(|| {
-                    FieldError::new("country", "must be an ISO 3166-1 alpha-2 code such as \"DE\"")
+                    FieldError::new(
+                        "country",
+                        "must be an ISO 3166-1 alpha-2 code such as \"DE\"",
+                    )
                 })?);
             }
         }

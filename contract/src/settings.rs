@@ -100,7 +100,10 @@ impl ClickHouseConfig {
             ));
         }
         if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
-            return Err(format!("clickhouse.url {:?} must be an http(s) URL", self.url));
+            return Err(format!(
+                "clickhouse.url {:?} must be an http(s) URL",
+                self.url
+            ));
         }
         Ok(())
     }

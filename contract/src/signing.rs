@@ -20,9 +20,14 @@ pub struct PixelIds<'a> {
 
 fn mac(key: &[u8], ids: &PixelIds<'_>) -> [u8; SIG_BYTES] {
     let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for (n, part) in [ids.org_id, ids.issuer_id, ids.badge_class_id, ids.assertion_id]
-        .iter()
-        .enumerate()
+    for (n, part) in [
+        ids.org_id,
+        ids.issuer_id,
+        ids.badge_class_id,
+        ids.assertion_id,
+    ]
+    .iter()
+    .enumerate()
     {
         m.update(if n == 0 { b"v1\n" } else { b"\n" });
         m.update(part.as_bytes());
@@ -117,7 +122,11 @@ mod tests {
     #[test]
     fn url_and_snippet() {
         let url = pixel_url("https://t.example.org/", "k1", b"secret", &IDS);
-        assert!(url.starts_with("https://t.example.org/p.gif?o=acme&i=iss1&b=bc1&a=as1&kid=k1&sig="));
-        assert!(embed_snippet("https://t.example.org", "k1", b"secret", &IDS).contains("&amp;kid=k1"));
+        assert!(
+            url.starts_with("https://t.example.org/p.gif?o=acme&i=iss1&b=bc1&a=as1&kid=k1&sig=")
+        );
+        assert!(
+            embed_snippet("https://t.example.org", "k1", b"secret", &IDS).contains("&amp;kid=k1")
+        );
     }
 }

@@ -94,8 +94,9 @@ mod tests {
         // mapping must never change.
         assert_eq!(partition_of("acme", 8), 7);
         assert_eq!(partition_of("acme", 3), 2);
-        let spread: std::collections::HashSet<u16> =
-            (0..100).map(|i| partition_of(&format!("org{i}"), 4)).collect();
+        let spread: std::collections::HashSet<u16> = (0..100)
+            .map(|i| partition_of(&format!("org{i}"), 4))
+            .collect();
         assert_eq!(spread.len(), 4);
     }
 }

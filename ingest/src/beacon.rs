@@ -136,37 +136,121 @@ const BOT_PATTERNS: &[(BotFamily, &[&str])] = &[
     (
         BotFamily::LinkPreview,
         &[
-            "linkedinbot", "facebookexternalhit", "facebookcatalog", "facebot", "twitterbot",
-            "slackbot", "slack-imgproxy", "discordbot", "whatsapp", "telegrambot", "skypeuripreview",
-            "redditbot", "embedly", "pinterest", "vkshare", "iframely", "mastodon", "bitlybot",
-            "outbrain", "quora link preview", "snapchat", "viber", "line-poker", "microsoftpreview",
-            "teams", "google-pagerenderer",
+            "linkedinbot",
+            "facebookexternalhit",
+            "facebookcatalog",
+            "facebot",
+            "twitterbot",
+            "slackbot",
+            "slack-imgproxy",
+            "discordbot",
+            "whatsapp",
+            "telegrambot",
+            "skypeuripreview",
+            "redditbot",
+            "embedly",
+            "pinterest",
+            "vkshare",
+            "iframely",
+            "mastodon",
+            "bitlybot",
+            "outbrain",
+            "quora link preview",
+            "snapchat",
+            "viber",
+            "line-poker",
+            "microsoftpreview",
+            "teams",
+            "google-pagerenderer",
         ],
     ),
     (
         BotFamily::Search,
         &[
-            "googlebot", "google-inspectiontool", "storebot-google", "adsbot-google", "bingbot",
-            "bingpreview", "yandex", "baiduspider", "duckduckbot", "duckassistbot", "applebot",
-            "sogou", "exabot", "seznambot", "petalbot", "ahrefsbot", "semrushbot", "mj12bot",
-            "dotbot", "gptbot", "chatgpt-user", "oai-searchbot", "ccbot", "claudebot",
-            "perplexitybot", "bytespider", "amazonbot", "yeti/", "qwantify", "mojeekbot",
+            "googlebot",
+            "google-inspectiontool",
+            "storebot-google",
+            "adsbot-google",
+            "bingbot",
+            "bingpreview",
+            "yandex",
+            "baiduspider",
+            "duckduckbot",
+            "duckassistbot",
+            "applebot",
+            "sogou",
+            "exabot",
+            "seznambot",
+            "petalbot",
+            "ahrefsbot",
+            "semrushbot",
+            "mj12bot",
+            "dotbot",
+            "gptbot",
+            "chatgpt-user",
+            "oai-searchbot",
+            "ccbot",
+            "claudebot",
+            "perplexitybot",
+            "bytespider",
+            "amazonbot",
+            "yeti/",
+            "qwantify",
+            "mojeekbot",
         ],
     ),
     (
         BotFamily::Headless,
-        &["headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium", "webdriver", "lighthouse", "slimerjs", "electron/"],
+        &[
+            "headlesschrome",
+            "phantomjs",
+            "puppeteer",
+            "playwright",
+            "selenium",
+            "webdriver",
+            "lighthouse",
+            "slimerjs",
+            "electron/",
+        ],
     ),
     (
         BotFamily::HttpLibrary,
         &[
-            "curl/", "wget/", "python-requests", "python-urllib", "python-httpx", "aiohttp",
-            "httpx", "go-http-client", "java/", "okhttp", "axios/", "node-fetch", "undici",
-            "libwww-perl", "lwp::", "php/", "guzzlehttp", "ruby", "apache-httpclient", "postmanruntime",
-            "httpie", "reqwest", "hyper/", "powershell", "winhttp", "scrapy", "wrk",
+            "curl/",
+            "wget/",
+            "python-requests",
+            "python-urllib",
+            "python-httpx",
+            "aiohttp",
+            "httpx",
+            "go-http-client",
+            "java/",
+            "okhttp",
+            "axios/",
+            "node-fetch",
+            "undici",
+            "libwww-perl",
+            "lwp::",
+            "php/",
+            "guzzlehttp",
+            "ruby",
+            "apache-httpclient",
+            "postmanruntime",
+            "httpie",
+            "reqwest",
+            "hyper/",
+            "powershell",
+            "winhttp",
+            "scrapy",
+            "wrk",
         ],
     ),
-    (BotFamily::Other, &["bot", "crawler", "spider", "crawl", "scan", "monitor", "preview", "fetcher"]),
+    (
+        BotFamily::Other,
+        &[
+            "bot", "crawler", "spider", "crawl", "scan", "monitor", "preview", "fetcher",
+        ],
+    ),
 ];
 
 /// The bot family of a User-Agent, `None` for a browser.
@@ -183,23 +267,57 @@ pub fn bot_family(user_agent: Option<&str>) -> Option<BotFamily> {
 
 /// Known webmail hosts: a view coming from them is source `email`.
 const WEBMAIL_HOSTS: &[&str] = &[
-    "mail.google.com", "outlook.live.com", "outlook.office.com", "outlook.office365.com",
-    "mail.yahoo.com", "mail.aol.com", "mail.proton.me", "mail.protonmail.com", "app.fastmail.com",
-    "mail.zoho.com", "mail.zoho.eu", "mail.yandex.ru", "mail.yandex.com", "e.mail.ru",
-    "webmail.gmx.net", "navigator.gmx.net", "mail.gmx.com", "3c.web.de", "www.icloud.com",
-    "mail.tutanota.com", "app.tuta.com", "mail.qq.com", "mail.163.com",
+    "mail.google.com",
+    "outlook.live.com",
+    "outlook.office.com",
+    "outlook.office365.com",
+    "mail.yahoo.com",
+    "mail.aol.com",
+    "mail.proton.me",
+    "mail.protonmail.com",
+    "app.fastmail.com",
+    "mail.zoho.com",
+    "mail.zoho.eu",
+    "mail.yandex.ru",
+    "mail.yandex.com",
+    "e.mail.ru",
+    "webmail.gmx.net",
+    "navigator.gmx.net",
+    "mail.gmx.com",
+    "3c.web.de",
+    "www.icloud.com",
+    "mail.tutanota.com",
+    "app.tuta.com",
+    "mail.qq.com",
+    "mail.163.com",
 ];
 
 /// Search engines, matched on the host or any parent domain.
 const SEARCH_DOMAINS: &[&str] = &[
-    "bing.com", "duckduckgo.com", "search.yahoo.com", "yandex.com", "yandex.ru", "baidu.com",
-    "ecosia.org", "search.brave.com", "startpage.com", "qwant.com", "search.naver.com",
-    "seznam.cz", "sogou.com", "so.com", "perplexity.ai", "kagi.com",
+    "bing.com",
+    "duckduckgo.com",
+    "search.yahoo.com",
+    "yandex.com",
+    "yandex.ru",
+    "baidu.com",
+    "ecosia.org",
+    "search.brave.com",
+    "startpage.com",
+    "qwant.com",
+    "search.naver.com",
+    "seznam.cz",
+    "sogou.com",
+    "so.com",
+    "perplexity.ai",
+    "kagi.com",
 ];
 
 /// Whether `host` is `domain` or a subdomain of it.
 fn host_matches(host: &str, domain: &str) -> bool {
-    host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 /// Whether `host` is a Google search host (`google.com`, `www.google.co.uk`, …).
@@ -228,7 +346,11 @@ pub fn referer_host(referer: &str) -> Option<String> {
 
 /// The view source of a pixel hit: `src` (if a valid source) wins, else
 /// the Referer host is classified (SPEC §4).
-pub fn view_source(src: Option<&str>, referer: Option<&str>, platform_hosts: &[String]) -> ViewSource {
+pub fn view_source(
+    src: Option<&str>,
+    referer: Option<&str>,
+    platform_hosts: &[String],
+) -> ViewSource {
     if let Some(s) = src.and_then(ViewSource::parse) {
         return s;
     }
@@ -238,16 +360,28 @@ pub fn view_source(src: Option<&str>, referer: Option<&str>, platform_hosts: &[S
     let Some(host) = referer_host(referer) else {
         return ViewSource::Other;
     };
-    if platform_hosts.iter().any(|p| host_matches(&host, &p.to_ascii_lowercase())) {
+    if platform_hosts
+        .iter()
+        .any(|p| host_matches(&host, &p.to_ascii_lowercase()))
+    {
         return ViewSource::Platform;
     }
-    if ["linkedin.com", "lnkd.in"].iter().any(|d| host_matches(&host, d)) {
+    if ["linkedin.com", "lnkd.in"]
+        .iter()
+        .any(|d| host_matches(&host, d))
+    {
         return ViewSource::Linkedin;
     }
-    if ["facebook.com", "fb.com", "fb.me", "messenger.com"].iter().any(|d| host_matches(&host, d)) {
+    if ["facebook.com", "fb.com", "fb.me", "messenger.com"]
+        .iter()
+        .any(|d| host_matches(&host, d))
+    {
         return ViewSource::Facebook;
     }
-    if ["twitter.com", "x.com", "t.co"].iter().any(|d| host_matches(&host, d)) {
+    if ["twitter.com", "x.com", "t.co"]
+        .iter()
+        .any(|d| host_matches(&host, d))
+    {
         return ViewSource::X;
     }
     if WEBMAIL_HOSTS.contains(&host.as_str()) || host.starts_with("webmail.") {
@@ -264,7 +398,13 @@ pub fn share_channel(c: Option<&str>) -> Result<ShareChannel, FieldError> {
     match c {
         None | Some("") => Ok(ShareChannel::Other),
         Some(c) => ShareChannel::parse(c).ok_or_else(|| {
-            FieldError::new("c", format!("unknown channel {c:?} (expected one of {})", ShareChannel::expected()))
+            FieldError::new(
+                "c",
+                format!(
+                    "unknown channel {c:?} (expected one of {})",
+                    ShareChannel::expected()
+                ),
+            )
         }),
     }
 }
@@ -277,7 +417,9 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
     if !is_trusted(&peer) {
         return peer;
     }
-    let Some(xff) = forwarded_for else { return peer };
+    let Some(xff) = forwarded_for else {
+        return peer;
+    };
     let mut client = peer;
     for hop in xff.rsplit(',') {
         match hop.trim().parse::<IpAddr>() {
@@ -353,7 +495,9 @@ mod tests {
 
     #[test]
     fn query_parsing() {
-        let p = BeaconParams::from_query("o=acme&i=iss&b=bc%2E1&a=as+1&kid=k1&sig=ab&src=email&c=x&zz=1");
+        let p = BeaconParams::from_query(
+            "o=acme&i=iss&b=bc%2E1&a=as+1&kid=k1&sig=ab&src=email&c=x&zz=1",
+        );
         assert_eq!(p.org_id, "acme");
         assert_eq!(p.badge_class_id, "bc.1");
         assert_eq!(p.assertion_id, "as 1");
@@ -405,29 +549,53 @@ mod tests {
             (Some("https://x.com/someone/status/1"), ViewSource::X),
             (Some("https://twitter.com/"), ViewSource::X),
             (Some("https://mail.google.com/mail/u/0/"), ViewSource::Email),
-            (Some("https://outlook.live.com/mail/0/inbox"), ViewSource::Email),
+            (
+                Some("https://outlook.live.com/mail/0/inbox"),
+                ViewSource::Email,
+            ),
             (Some("https://www.google.com/"), ViewSource::Search),
-            (Some("https://www.google.co.uk/search?q=badge"), ViewSource::Search),
+            (
+                Some("https://www.google.co.uk/search?q=badge"),
+                ViewSource::Search,
+            ),
             (Some("https://duckduckgo.com/"), ViewSource::Search),
             (Some("https://www.bing.com/search?q=x"), ViewSource::Search),
-            (Some("https://badges.example.org/public/123"), ViewSource::Platform),
-            (Some("https://user:pw@BADGES.example.org:8443/x"), ViewSource::Platform),
+            (
+                Some("https://badges.example.org/public/123"),
+                ViewSource::Platform,
+            ),
+            (
+                Some("https://user:pw@BADGES.example.org:8443/x"),
+                ViewSource::Platform,
+            ),
             (Some("https://notlinkedin.com/"), ViewSource::Other),
-            (Some("https://docs.google.com/document/d/1"), ViewSource::Other),
+            (
+                Some("https://docs.google.com/document/d/1"),
+                ViewSource::Other,
+            ),
             (Some("https://blog.example.net/post"), ViewSource::Other),
             (Some("not a url"), ViewSource::Other),
         ];
         for (referer, want) in cases {
             assert_eq!(view_source(None, referer, &platform), want, "{referer:?}");
         }
-        assert_eq!(view_source(Some("embed"), Some("https://www.linkedin.com/"), &platform), ViewSource::Embed);
-        assert_eq!(view_source(Some("bogus"), Some("https://www.linkedin.com/"), &platform), ViewSource::Linkedin);
+        assert_eq!(
+            view_source(Some("embed"), Some("https://www.linkedin.com/"), &platform),
+            ViewSource::Embed
+        );
+        assert_eq!(
+            view_source(Some("bogus"), Some("https://www.linkedin.com/"), &platform),
+            ViewSource::Linkedin
+        );
     }
 
     #[test]
     fn share_channels() {
         assert_eq!(share_channel(None).unwrap(), ShareChannel::Other);
-        assert_eq!(share_channel(Some("linkedin")).unwrap(), ShareChannel::Linkedin);
+        assert_eq!(
+            share_channel(Some("linkedin")).unwrap(),
+            ShareChannel::Linkedin
+        );
         assert_eq!(share_channel(Some("myspace")).unwrap_err().field, "c");
     }
 
@@ -437,8 +605,14 @@ mod tests {
         let peer: IpAddr = "10.1.2.3".parse().unwrap();
         let outside: IpAddr = "203.0.113.9".parse().unwrap();
         assert_eq!(client_ip(outside, Some("1.2.3.4"), &trusted), outside);
-        assert_eq!(client_ip(peer, Some("198.51.100.1, 10.2.2.2"), &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(peer, Some("6.6.6.6, 198.51.100.1"), &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_ip(peer, Some("198.51.100.1, 10.2.2.2"), &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip(peer, Some("6.6.6.6, 198.51.100.1"), &trusted),
+            "198.51.100.1".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(client_ip(peer, None, &trusted), peer);
         assert_eq!(client_ip(peer, Some("garbage"), &trusted), peer);
     }
@@ -449,7 +623,10 @@ mod tests {
         let k = viewer_key(b"salt-a", ip, "UA", "acme");
         assert_eq!(k, viewer_key(b"salt-a", ip, "UA", "acme"));
         assert_ne!(k, viewer_key(b"salt-b", ip, "UA", "acme"));
-        assert_ne!(k, viewer_key(b"salt-a", "198.51.100.8".parse().unwrap(), "UA", "acme"));
+        assert_ne!(
+            k,
+            viewer_key(b"salt-a", "198.51.100.8".parse().unwrap(), "UA", "acme")
+        );
         assert_ne!(k, viewer_key(b"salt-a", ip, "UA2", "acme"));
         assert_ne!(k, viewer_key(b"salt-a", ip, "UA", "other"));
         assert_ne!(k, 0);

@@ -91,10 +91,8 @@ impl Default for IngestConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
-        let config: Config = settings::load(
-            file,
-            &["ingest.platform_hosts", "ingest.trusted_proxies"],
-        )?;
+        let config: Config =
+            settings::load(file, &["ingest.platform_hosts", "ingest.trusted_proxies"])?;
         config.validate().map_err(settings::LoadError::Invalid)?;
         Ok(config)
     }
@@ -104,10 +102,14 @@ impl Config {
         let i = &self.ingest;
         for (kid, key) in &i.pixel_keys {
             if !is_valid_id(kid) {
-                return Err(format!("ingest.pixel_keys: key id {kid:?} may contain only A-Z, a-z, 0-9 and . _ : -"));
+                return Err(format!(
+                    "ingest.pixel_keys: key id {kid:?} may contain only A-Z, a-z, 0-9 and . _ : -"
+                ));
             }
             if key.len() < 16 {
-                return Err(format!("ingest.pixel_keys.{kid}: secret must be at least 16 characters"));
+                return Err(format!(
+                    "ingest.pixel_keys.{kid}: secret must be at least 16 characters"
+                ));
             }
         }
         for (n, t) in i.tokens.iter().enumerate() {
@@ -115,14 +117,23 @@ impl Config {
                 return Err(format!("ingest.tokens[{n}].sha256 must be 64 hex characters (the SHA-256 of the token)"));
             }
             if t.orgs.is_empty() {
-                return Err(format!("ingest.tokens[{n}].orgs must name at least one org, or \"*\""));
+                return Err(format!(
+                    "ingest.tokens[{n}].orgs must name at least one org, or \"*\""
+                ));
             }
             if let Some(o) = t.orgs.iter().find(|o| o.as_str() != "*" && !is_valid_id(o)) {
-                return Err(format!("ingest.tokens[{n}].orgs: {o:?} is not a valid org id"));
+                return Err(format!(
+                    "ingest.tokens[{n}].orgs: {o:?} is not a valid org id"
+                ));
             }
         }
-        if !i.country_header.is_empty() && axum::http::HeaderName::from_bytes(i.country_header.as_bytes()).is_err() {
-            return Err(format!("ingest.country_header {:?} is not a valid header name", i.country_header));
+        if !i.country_header.is_empty()
+            && axum::http::HeaderName::from_bytes(i.country_header.as_bytes()).is_err()
+        {
+            return Err(format!(
+                "ingest.country_header {:?} is not a valid header name",
+                i.country_header
+            ));
         }
         if i.rate_limit_per_minute == 0 {
             return Err("ingest.rate_limit_per_minute must be at least 1".into());
@@ -151,7 +162,13 @@ mod tests {
         c.ingest.pixel_keys.insert("k1".into(), "short".into());
         assert!(c.validate().unwrap_err().contains("ingest.pixel_keys.k1"));
         c.ingest.pixel_keys.clear();
-        c.ingest.tokens.push(TokenConfig { sha256: "abc".into(), orgs: vec!["*".into()] });
-        assert!(c.validate().unwrap_err().contains("ingest.tokens[0].sha256"));
+        c.ingest.tokens.push(TokenConfig {
+            sha256: "abc".into(),
+            orgs: vec!["*".into()],
+        });
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("ingest.tokens[0].sha256"));
     }
 }

@@ -131,14 +131,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
 /// Counts every request by matched route and status.
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    const ROUTES: [&str; 8] = ["/p.gif", "/s.gif", "/v1/beacon", "/v1/events", "/v1/share.js", "/healthz", "/readyz", "/metrics"];
-    let route = ROUTES.into_iter().find(|r| *r == req.uri().path()).unwrap_or("other");
+    const ROUTES: [&str; 8] = [
+        "/p.gif",
+        "/s.gif",
+        "/v1/beacon",
+        "/v1/events",
+        "/v1/share.js",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ];
+    let route = ROUTES
+        .into_iter()
+        .find(|r| *r == req.uri().path())
+        .unwrap_or("other");
     let response = next.run(req).await;
     s.metrics
         .http_requests
@@ -151,7 +166,10 @@ fn gif() -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store, no-cache, must-revalidate, max-age=0"),
+            ),
             (header::PRAGMA, HeaderValue::from_static("no-cache")),
         ],
         GIF.as_slice(),
@@ -166,7 +184,8 @@ async fn view_pixel(
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
-    s.take_beacon(EventType::Viewed, &params, peer.ip(), &headers).await;
+    s.take_beacon(EventType::Viewed, &params, peer.ip(), &headers)
+        .await;
     gif()
 }
 
@@ -177,7 +196,8 @@ async fn share_pixel(
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
-    s.take_beacon(EventType::Shared, &params, peer.ip(), &headers).await;
+    s.take_beacon(EventType::Shared, &params, peer.ip(), &headers)
+        .await;
     gif()
 }
 
@@ -217,7 +237,10 @@ async fn send_beacon(
         Some("share") => EventType::Shared,
         _ => {
             // Which kind it was meant to be is unknown; count it as a view.
-            s.metrics.beacons.with_label_values(&["view", "invalid"]).inc();
+            s.metrics
+                .beacons
+                .with_label_values(&["view", "invalid"])
+                .inc();
             return StatusCode::NO_CONTENT;
         }
     };
@@ -243,7 +266,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Op
 impl AppState {
     /// Validates a pixel or beacon and queues its event; the outcome goes
     /// to metrics only.
-    async fn take_beacon(&self, kind: EventType, p: &BeaconParams, peer: IpAddr, headers: &HeaderMap) {
+    async fn take_beacon(
+        &self,
+        kind: EventType,
+        p: &BeaconParams,
+        peer: IpAddr,
+        headers: &HeaderMap,
+    ) {
         let outcome = self.beacon_outcome(kind, p, peer, headers).await;
         self.metrics
             .beacons
@@ -251,7 +280,13 @@ impl AppState {
             .inc();
     }
 
-    async fn beacon_outcome(&self, kind: EventType, p: &BeaconParams, peer: IpAddr, headers: &HeaderMap) -> &'static str {
+    async fn beacon_outcome(
+        &self,
+        kind: EventType,
+        p: &BeaconParams,
+        peer: IpAddr,
+        headers: &HeaderMap,
+    ) -> &'static str {
         if p.check_ids().is_err() {
             return "invalid";
         }
@@ -275,13 +310,25 @@ impl AppState {
         };
         let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
         if let Some(family) = beacon::bot_family(Some(user_agent)) {
-            self.metrics.bots.with_label_values(&[family.as_str()]).inc();
+            self.metrics
+                .bots
+                .with_label_values(&[family.as_str()])
+                .inc();
             return "bot";
         }
-        let ip = beacon::client_ip(peer, header_str(headers, "x-forwarded-for"), &self.config.trusted_proxies);
+        let ip = beacon::client_ip(
+            peer,
+            header_str(headers, "x-forwarded-for"),
+            &self.config.trusted_proxies,
+        );
         let now = Utc::now();
         let client = beacon::viewer_key(&self.limiter_key, ip, user_agent, "");
-        if !self.limiter.lock().expect("limiter lock").allow(client, now.timestamp()) {
+        if !self
+            .limiter
+            .lock()
+            .expect("limiter lock")
+            .allow(client, now.timestamp())
+        {
             return "rate_limited";
         }
         let (source, country, viewer_key) = if kind == EventType::Viewed {
@@ -294,7 +341,11 @@ impl AppState {
                     .filter(|c| c != "XX")
             };
             (
-                Some(beacon::view_source(p.src.as_deref(), header_str(headers, header::REFERER), &self.config.platform_hosts)),
+                Some(beacon::view_source(
+                    p.src.as_deref(),
+                    header_str(headers, header::REFERER),
+                    &self.config.platform_hosts,
+                )),
                 country,
                 Some(beacon::viewer_key(&salt, ip, user_agent, &p.org_id)),
             )
@@ -327,7 +378,9 @@ impl AppState {
     /// The token presented in `Authorization: Bearer …`, compared by SHA-256
     /// in constant time against every configured token.
     fn token(&self, headers: &HeaderMap) -> Option<&Token> {
-        let presented = header_str(headers, header::AUTHORIZATION)?.strip_prefix("Bearer ")?.trim();
+        let presented = header_str(headers, header::AUTHORIZATION)?
+            .strip_prefix("Bearer ")?
+            .trim();
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for t in &self.tokens {
@@ -343,23 +396,46 @@ fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
-async fn platform_events(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+async fn platform_events(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(token) = s.token(&headers) else {
-        return json_error(StatusCode::UNAUTHORIZED, "Authorization: a valid Bearer token is required");
+        return json_error(
+            StatusCode::UNAUTHORIZED,
+            "Authorization: a valid Bearer token is required",
+        );
     };
     let bytes: Bytes = match axum::body::to_bytes(body, MAX_EVENTS_BODY).await {
         Ok(b) => b,
-        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("body larger than {MAX_EVENTS_BODY} bytes")),
+        Err(_) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body larger than {MAX_EVENTS_BODY} bytes"),
+            )
+        }
     };
     let doc: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, format!("body is not valid JSON: {e}")),
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                format!("body is not valid JSON: {e}"),
+            )
+        }
     };
     let Some(raw_events) = doc.get("events").and_then(Value::as_array) else {
-        return json_error(StatusCode::BAD_REQUEST, "events: required, must be an array");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "events: required, must be an array",
+        );
     };
     if raw_events.len() > MAX_EVENTS {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("events: more than {MAX_EVENTS} events"));
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("events: more than {MAX_EVENTS} events"),
+        );
     }
     let now = Utc::now();
     let mut valid = Vec::with_capacity(raw_events.len());
@@ -387,15 +463,29 @@ async fn platform_events(State(s): State<Arc<AppState>>, headers: HeaderMap, bod
     let timeout = Duration::from_millis(s.config.publish_timeout_ms);
     match publish_events(&s.jetstream, &valid, s.partitions, timeout, &s.metrics).await {
         Ok((accepted, duplicates)) => {
-            s.metrics.events.with_label_values(&["accepted"]).inc_by(accepted as u64);
-            s.metrics.events.with_label_values(&["duplicate"]).inc_by(duplicates as u64);
-            s.metrics.events.with_label_values(&["rejected"]).inc_by(rejected.len() as u64);
-            Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected })).into_response()
+            s.metrics
+                .events
+                .with_label_values(&["accepted"])
+                .inc_by(accepted as u64);
+            s.metrics
+                .events
+                .with_label_values(&["duplicate"])
+                .inc_by(duplicates as u64);
+            s.metrics
+                .events
+                .with_label_values(&["rejected"])
+                .inc_by(rejected.len() as u64);
+            Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected }))
+                .into_response()
         }
         Err(e) => {
             tracing::warn!(error = %e, events = valid.len(), "platform events not stored; answering 503");
-            let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was accepted, retry later"));
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{e}; nothing was accepted, retry later"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             r
         }
     }
@@ -416,10 +506,18 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if s.nats.connection_state() != async_nats::connection::State::Connected {
         return (StatusCode::SERVICE_UNAVAILABLE, "nats: not connected\n").into_response();
     }
-    let check = tokio::time::timeout(Duration::from_secs(2), s.jetstream.get_stream_no_info(STREAM)).await;
+    let check = tokio::time::timeout(
+        Duration::from_secs(2),
+        s.jetstream.get_stream_no_info(STREAM),
+    )
+    .await;
     match check {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("stream {STREAM}: {e}\n")).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stream {STREAM}: {e}\n"),
+        )
+            .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "nats: timed out\n").into_response(),
     }
 }
@@ -431,7 +529,11 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     encoder
         .encode(&s.metrics.registry.gather(), &mut buf)
         .expect("text encoding of gathered metrics");
-    ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], buf).into_response()
+    (
+        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+        buf,
+    )
+        .into_response()
 }
 
 #[cfg(test)]

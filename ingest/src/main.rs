@@ -1,13 +1,6 @@
 //! badgepulse-ingest: receives badge pixels, share beacons and platform
 //! events, validates them and publishes them durably to NATS JetStream.
 
-mod beacon;
-mod config;
-mod http;
-mod metrics;
-mod publish;
-mod salt;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,9 +12,10 @@ use badgepulse_contract::subject;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::publish::BatcherConfig;
+use badgepulse_ingest::config::Config;
+use badgepulse_ingest::metrics::Metrics;
+use badgepulse_ingest::publish::{self, BatcherConfig};
+use badgepulse_ingest::{http, salt};
 
 #[derive(Parser)]
 #[command(name = "badgepulse-ingest", version, about)]
@@ -64,10 +58,20 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config).await,
-        Command::SignUrl { org, issuer, badge_class, assertion, kid } => {
+        Command::SignUrl {
+            org,
+            issuer,
+            badge_class,
+            assertion,
+            kid,
+        } => {
             let (kid, key) = match kid {
                 Some(k) => {
-                    let key = config.ingest.pixel_keys.get(&k).with_context(|| format!("no pixel key {k:?} in ingest.pixel_keys"))?;
+                    let key = config
+                        .ingest
+                        .pixel_keys
+                        .get(&k)
+                        .with_context(|| format!("no pixel key {k:?} in ingest.pixel_keys"))?;
                     (k, key.clone())
                 }
                 None => config
@@ -78,8 +82,18 @@ async fn main() -> anyhow::Result<()> {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .context("ingest.pixel_keys is empty: configure a key first")?,
             };
-            let ids = PixelIds { org_id: &org, issuer_id: &issuer, badge_class_id: &badge_class, assertion_id: &assertion };
-            for (field, v) in [("--org", &org), ("--issuer", &issuer), ("--badge-class", &badge_class), ("--assertion", &assertion)] {
+            let ids = PixelIds {
+                org_id: &org,
+                issuer_id: &issuer,
+                badge_class_id: &badge_class,
+                assertion_id: &assertion,
+            };
+            for (field, v) in [
+                ("--org", &org),
+                ("--issuer", &issuer),
+                ("--badge-class", &badge_class),
+                ("--assertion", &assertion),
+            ] {
                 badgepulse_contract::event::check_id(field, v)?;
             }
             let base = &config.ingest.public_url;
@@ -109,7 +123,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let nats_config = config.nats.clone();
         tokio::spawn(async move {
             loop {
-                match js.get_or_create_stream(subject::stream_config(&nats_config)).await {
+                match js
+                    .get_or_create_stream(subject::stream_config(&nats_config))
+                    .await
+                {
                     Ok(_) => break,
                     Err(e) => {
                         tracing::warn!(error = %e, "creating stream {}; retrying", subject::STREAM);
@@ -134,7 +151,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics.clone(),
         give_up.clone(),
     );
-    let salts = salt::Salts::new(jetstream.clone(), config.nats.replicas, metrics.salt_fallbacks.clone());
+    let salts = salt::Salts::new(
+        jetstream.clone(),
+        config.nats.replicas,
+        metrics.salt_fallbacks.clone(),
+    );
     let state = Arc::new(http::AppState::new(
         config.ingest.clone(),
         config.nats.partitions,

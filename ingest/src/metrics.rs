@@ -7,8 +7,14 @@ use prometheus::{
 };
 
 /// Outcomes of a pixel or beacon, the `outcome` label.
-pub const BEACON_OUTCOMES: [&str; 6] =
-    ["accepted", "bot", "bad_signature", "invalid", "rate_limited", "dropped"];
+pub const BEACON_OUTCOMES: [&str; 6] = [
+    "accepted",
+    "bot",
+    "bad_signature",
+    "invalid",
+    "rate_limited",
+    "dropped",
+];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -28,37 +34,78 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(format!("badgepulse_ingest_{name}"), help), labels)
-                .expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            let c =
+                IntCounterVec::new(Opts::new(format!("badgepulse_ingest_{name}"), help), labels)
+                    .expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
-        let http_requests = counter_vec("http_requests_total", "HTTP requests by route and status", &["route", "status"]);
-        let beacons = counter_vec("beacons_total", "Pixel and beacon hits by kind (view, share) and outcome", &["kind", "outcome"]);
-        let bots = counter_vec("bots_total", "Beacons dropped as bots, by family", &["family"]);
-        let events = counter_vec("events_total", "Platform events by outcome (accepted, duplicate, rejected)", &["outcome"]);
-        let publish_failures = counter_vec("publish_failures_total", "Failed JetStream publishes by kind (event, beacon_batch)", &["kind"]);
+        let http_requests = counter_vec(
+            "http_requests_total",
+            "HTTP requests by route and status",
+            &["route", "status"],
+        );
+        let beacons = counter_vec(
+            "beacons_total",
+            "Pixel and beacon hits by kind (view, share) and outcome",
+            &["kind", "outcome"],
+        );
+        let bots = counter_vec(
+            "bots_total",
+            "Beacons dropped as bots, by family",
+            &["family"],
+        );
+        let events = counter_vec(
+            "events_total",
+            "Platform events by outcome (accepted, duplicate, rejected)",
+            &["outcome"],
+        );
+        let publish_failures = counter_vec(
+            "publish_failures_total",
+            "Failed JetStream publishes by kind (event, beacon_batch)",
+            &["kind"],
+        );
         let publish_seconds = HistogramVec::new(
-            HistogramOpts::new("badgepulse_ingest_publish_duration_seconds", "Publish to PubAck latency by kind")
-                .buckets(exponential_buckets(0.0001, 2.0, 16).expect("valid")),
+            HistogramOpts::new(
+                "badgepulse_ingest_publish_duration_seconds",
+                "Publish to PubAck latency by kind",
+            )
+            .buckets(exponential_buckets(0.0001, 2.0, 16).expect("valid")),
             &["kind"],
         )
         .expect("valid metric");
-        registry.register(Box::new(publish_seconds.clone())).expect("unique metric");
-        let buffer_depth = IntGauge::new("badgepulse_ingest_buffer_depth", "Beacons waiting to be published").expect("valid metric");
-        registry.register(Box::new(buffer_depth.clone())).expect("unique metric");
-        let batch_size = Histogram::with_opts(
-            HistogramOpts::new("badgepulse_ingest_batch_size", "Beacons per JetStream message")
-                .buckets(exponential_buckets(1.0, 2.0, 13).expect("valid")),
+        registry
+            .register(Box::new(publish_seconds.clone()))
+            .expect("unique metric");
+        let buffer_depth = IntGauge::new(
+            "badgepulse_ingest_buffer_depth",
+            "Beacons waiting to be published",
         )
         .expect("valid metric");
-        registry.register(Box::new(batch_size.clone())).expect("unique metric");
+        registry
+            .register(Box::new(buffer_depth.clone()))
+            .expect("unique metric");
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "badgepulse_ingest_batch_size",
+                "Beacons per JetStream message",
+            )
+            .buckets(exponential_buckets(1.0, 2.0, 13).expect("valid")),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_size.clone()))
+            .expect("unique metric");
         let salt_fallbacks = IntCounter::new(
             "badgepulse_ingest_salt_fallbacks_total",
             "Times the shared daily salt was unavailable and a local stand-in was used",
         )
         .expect("valid metric");
-        registry.register(Box::new(salt_fallbacks.clone())).expect("unique metric");
+        registry
+            .register(Box::new(salt_fallbacks.clone()))
+            .expect("unique metric");
         // Pre-create the closed label sets so every series exists from the start.
         for kind in ["view", "share"] {
             for outcome in BEACON_OUTCOMES {

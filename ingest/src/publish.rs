@@ -59,17 +59,25 @@ pub async fn publish_events(
         }
         let mut duplicates = 0;
         for ack in acks {
-            let ack = ack.await.map_err(|err| PublishError::Unavailable(err.to_string()))?;
+            let ack = ack
+                .await
+                .map_err(|err| PublishError::Unavailable(err.to_string()))?;
             duplicates += usize::from(ack.duplicate);
         }
         Ok((events.len() - duplicates, duplicates))
     };
     let outcome = match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(PublishError::Unavailable(format!("no PubAck within {} ms", timeout.as_millis()))),
+        Err(_) => Err(PublishError::Unavailable(format!(
+            "no PubAck within {} ms",
+            timeout.as_millis()
+        ))),
     };
     match &outcome {
-        Ok(_) => metrics.publish_seconds.with_label_values(&["event"]).observe(started.elapsed().as_secs_f64()),
+        Ok(_) => metrics
+            .publish_seconds
+            .with_label_values(&["event"])
+            .observe(started.elapsed().as_secs_f64()),
         Err(_) => metrics.publish_failures.with_label_values(&["event"]).inc(),
     }
     outcome
@@ -116,7 +124,10 @@ pub fn spawn_batcher(
     give_up: tokio_util::sync::CancellationToken,
 ) -> (BeaconQueue, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.capacity);
-    let queue = BeaconQueue { tx, metrics: metrics.clone() };
+    let queue = BeaconQueue {
+        tx,
+        metrics: metrics.clone(),
+    };
     let handle = tokio::spawn(run_batcher(rx, js, config, metrics, give_up));
     (queue, handle)
 }
@@ -134,7 +145,9 @@ async fn run_batcher(
     let mut oldest: Option<Instant> = None;
     let mut buf = Vec::with_capacity(1024);
     loop {
-        let wait = oldest.map_or(Duration::from_secs(3600), |t| config.max_delay.saturating_sub(t.elapsed()));
+        let wait = oldest.map_or(Duration::from_secs(3600), |t| {
+            config.max_delay.saturating_sub(t.elapsed())
+        });
         let received = tokio::select! {
             n = rx.recv_many(&mut buf, 1024) => Some(n),
             _ = tokio::time::sleep(wait) => None,
@@ -148,7 +161,10 @@ async fn run_batcher(
                     group.push(e);
                     if group.len() >= config.max_beacons {
                         let batch = std::mem::take(group);
-                        launch(&mut tasks, &inflight, &js, &config, &metrics, &give_up, key, batch).await;
+                        launch(
+                            &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, batch,
+                        )
+                        .await;
                     }
                 }
                 oldest.get_or_insert_with(Instant::now);
@@ -156,7 +172,10 @@ async fn run_batcher(
             None => {
                 for (key, group) in groups.iter_mut().filter(|(_, g)| !g.is_empty()) {
                     let batch = std::mem::take(group);
-                    launch(&mut tasks, &inflight, &js, &config, &metrics, &give_up, *key, batch).await;
+                    launch(
+                        &mut tasks, &inflight, &js, &config, &metrics, &give_up, *key, batch,
+                    )
+                    .await;
                 }
                 oldest = None;
             }
@@ -164,7 +183,10 @@ async fn run_batcher(
         while tasks.try_join_next().is_some() {}
     }
     for (key, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
-        launch(&mut tasks, &inflight, &js, &config, &metrics, &give_up, key, group).await;
+        launch(
+            &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, group,
+        )
+        .await;
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -181,7 +203,11 @@ async fn launch(
     (partition, kind): (u16, EventType),
     batch: Vec<Event>,
 ) {
-    let permit = inflight.clone().acquire_owned().await.expect("semaphore never closed");
+    let permit = inflight
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("semaphore never closed");
     let js = js.clone();
     let metrics = metrics.clone();
     let give_up = give_up.clone();
@@ -211,7 +237,9 @@ async fn publish_batch(
     let mut attempt = 0u32;
     loop {
         let started = Instant::now();
-        let mut msg = Publish::build().payload(payload.clone()).message_id(&batch_id);
+        let mut msg = Publish::build()
+            .payload(payload.clone())
+            .message_id(&batch_id);
         if first_try.elapsed() < duplicate_window / 2 {
             msg = msg.header(BEACON_HEADER, "1");
         }
@@ -230,13 +258,19 @@ async fn publish_batch(
         };
         match outcome {
             Ok(()) => {
-                metrics.publish_seconds.with_label_values(&["beacon_batch"]).observe(started.elapsed().as_secs_f64());
+                metrics
+                    .publish_seconds
+                    .with_label_values(&["beacon_batch"])
+                    .observe(started.elapsed().as_secs_f64());
                 metrics.batch_size.observe(n as f64);
                 metrics.buffer_depth.sub(n as i64);
                 return;
             }
             Err(e) => {
-                metrics.publish_failures.with_label_values(&["beacon_batch"]).inc();
+                metrics
+                    .publish_failures
+                    .with_label_values(&["beacon_batch"])
+                    .inc();
                 if attempt % 10 == 0 {
                     tracing::warn!(error = %e, beacons = n, batch_id, attempt, "beacon batch publish failed; retrying");
                 }

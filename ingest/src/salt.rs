@@ -36,7 +36,11 @@ pub struct Salts {
 }
 
 impl Salts {
-    pub fn new(jetstream: jetstream::Context, replicas: usize, fallbacks: prometheus::IntCounter) -> Self {
+    pub fn new(
+        jetstream: jetstream::Context,
+        replicas: usize,
+        fallbacks: prometheus::IntCounter,
+    ) -> Self {
         Salts {
             jetstream,
             replicas,
@@ -62,8 +66,14 @@ impl Salts {
             return c.salt;
         }
         let previous = self.cached.read().expect("salt lock").clone();
-        let cached = match tokio::time::timeout(Duration::from_secs(2), self.shared_salt(day)).await {
-            Ok(Ok(salt)) => Cached { day, salt: salt.into(), shared: true, fetched: Instant::now() },
+        let cached = match tokio::time::timeout(Duration::from_secs(2), self.shared_salt(day)).await
+        {
+            Ok(Ok(salt)) => Cached {
+                day,
+                salt: salt.into(),
+                shared: true,
+                fetched: Instant::now(),
+            },
             outcome => {
                 let error = match outcome {
                     Ok(Err(e)) => e.to_string(),
@@ -76,7 +86,12 @@ impl Salts {
                     Some(p) if p.day == day => p.salt,
                     _ => random_salt().into(),
                 };
-                Cached { day, salt, shared: false, fetched: Instant::now() }
+                Cached {
+                    day,
+                    salt,
+                    shared: false,
+                    fetched: Instant::now(),
+                }
             }
         };
         let salt = cached.salt.clone();

@@ -58,7 +58,8 @@ pub struct IssuerLedger {
     pub name: String,
     #[serde(flatten)]
     pub counts: Counts,
-    pub badge_classes: Vec<BadgeClassLedger>,
+    /// Its badge classes (not `badge_classes`: that is the count).
+    pub classes: Vec<BadgeClassLedger>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -401,7 +402,7 @@ pub(crate) fn build(
                     issuer_id: issuer_id.clone(),
                     name: issuer_name.clone(),
                     counts: issuer_acc.remove(&(o, i)).unwrap_or_default().finish(),
-                    badge_classes: classes
+                    classes: classes
                         .iter()
                         .enumerate()
                         .filter(|(_, c)| c.org == o && c.issuer == i)
@@ -438,7 +439,7 @@ impl Ledger {
     pub fn badge_classes(&self) -> impl Iterator<Item = (&str, &str, &BadgeClassLedger)> {
         self.orgs.iter().flat_map(|o| {
             o.issuers.iter().flat_map(move |i| {
-                i.badge_classes
+                i.classes
                     .iter()
                     .map(move |b| (o.org_id.as_str(), i.issuer_id.as_str(), b))
             })

@@ -49,7 +49,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -64,7 +67,10 @@ fn kill(child: &mut Option<Child>) {
 /// Sends SIGTERM and waits up to `timeout` for the exit; SIGKILL after.
 fn terminate(child: &mut Option<Child>, timeout: Duration) -> Option<std::process::ExitStatus> {
     let mut c = child.take()?;
-    let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(c.id().to_string())
+        .status();
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = c.try_wait() {
@@ -139,7 +145,9 @@ impl Nats {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("connecting to test NATS")
+        async_nats::connect(self.url())
+            .await
+            .expect("connecting to test NATS")
     }
 }
 
@@ -213,7 +221,10 @@ impl ClickHouse {
     async fn spawn(&mut self) {
         let log = fs::File::create(self.dir.path().join("log/stdout.log")).expect("log file");
         let child = Command::new(system_binary("clickhouse-server"))
-            .arg(format!("--config-file={}", self.dir.path().join("config.xml").display()))
+            .arg(format!(
+                "--config-file={}",
+                self.dir.path().join("config.xml").display()
+            ))
             .current_dir(self.dir.path())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -255,7 +266,10 @@ impl ClickHouse {
 
     /// Runs a query expected to return one number.
     pub async fn number(&self, sql: &str) -> u64 {
-        let out = self.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let out = self
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         out.trim()
             .parse()
             .unwrap_or_else(|e| panic!("{sql}: {out:?} is not a number: {e}"))

@@ -82,8 +82,14 @@ async fn start_stack(db: &str) -> Stack {
         config,
         _services: services,
     };
-    for url in [&stack.ingest_url, &stack.aggregator_url, &stack.exporter_url] {
-        wait_http(&format!("{url}/readyz"), Duration::from_secs(60)).await.unwrap();
+    for url in [
+        &stack.ingest_url,
+        &stack.aggregator_url,
+        &stack.exporter_url,
+    ] {
+        wait_http(&format!("{url}/readyz"), Duration::from_secs(60))
+            .await
+            .unwrap();
     }
     stack
 }
@@ -105,29 +111,96 @@ fn ev(id: &str, kind: &str, assertion: Option<&str>, badge: &str, extra: Value) 
 
 fn platform_events() -> Vec<Value> {
     vec![
-        ev("u-b1", "badge_class.upserted", None, "b1", json!({"name": "Rust 101", "skills": ["rust"]})),
-        ev("aw-1", "badge.awarded", Some("a1"), "b1", json!({"award_method": "lms"})),
-        ev("aw-2", "badge.awarded", Some("a2"), "b1", json!({"award_method": "manual"})),
+        ev(
+            "u-b1",
+            "badge_class.upserted",
+            None,
+            "b1",
+            json!({"name": "Rust 101", "skills": ["rust"]}),
+        ),
+        ev(
+            "aw-1",
+            "badge.awarded",
+            Some("a1"),
+            "b1",
+            json!({"award_method": "lms"}),
+        ),
+        ev(
+            "aw-2",
+            "badge.awarded",
+            Some("a2"),
+            "b1",
+            json!({"award_method": "manual"}),
+        ),
         ev("aw-3", "badge.awarded", Some("a3"), "b1", json!({})),
-        ev("aw-4", "badge.awarded", Some("a4"), "b2", json!({"award_method": "api"})),
-        ev("aw-5", "badge.awarded", Some("a5"), "b2", json!({"award_method": "bulk"})),
+        ev(
+            "aw-4",
+            "badge.awarded",
+            Some("a4"),
+            "b2",
+            json!({"award_method": "api"}),
+        ),
+        ev(
+            "aw-5",
+            "badge.awarded",
+            Some("a5"),
+            "b2",
+            json!({"award_method": "bulk"}),
+        ),
         ev("ac-1", "badge.accepted", Some("a1"), "b1", json!({})),
         ev("ac-2", "badge.accepted", Some("a2"), "b1", json!({})),
         ev("ac-4", "badge.accepted", Some("a4"), "b2", json!({})),
-        ev("sh-1", "badge.shared", Some("a1"), "b1", json!({"channel": "linkedin"})),
-        ev("sh-1b", "badge.shared", Some("a1"), "b1", json!({"channel": "x"})),
-        ev("sh-4", "badge.shared", Some("a4"), "b2", json!({"channel": "email"})),
+        ev(
+            "sh-1",
+            "badge.shared",
+            Some("a1"),
+            "b1",
+            json!({"channel": "linkedin"}),
+        ),
+        ev(
+            "sh-1b",
+            "badge.shared",
+            Some("a1"),
+            "b1",
+            json!({"channel": "x"}),
+        ),
+        ev(
+            "sh-4",
+            "badge.shared",
+            Some("a4"),
+            "b2",
+            json!({"channel": "email"}),
+        ),
         ev("rv-5", "badge.revoked", Some("a5"), "b2", json!({})),
-        ev("vw-2", "badge.viewed", Some("a2"), "b1", json!({"source": "search"})),
+        ev(
+            "vw-2",
+            "badge.viewed",
+            Some("a2"),
+            "b1",
+            json!({"source": "search"}),
+        ),
     ]
 }
 
 fn pixel_query(assertion: &str, badge: &str, kid: &str, key: &str) -> String {
-    let ids = PixelIds { org_id: "acme", issuer_id: "i1", badge_class_id: badge, assertion_id: assertion };
-    format!("o=acme&i=i1&b={badge}&a={assertion}&kid={kid}&sig={}", sign(key.as_bytes(), &ids))
+    let ids = PixelIds {
+        org_id: "acme",
+        issuer_id: "i1",
+        badge_class_id: badge,
+        assertion_id: assertion,
+    };
+    format!(
+        "o=acme&i=i1&b={badge}&a={assertion}&kid={kid}&sig={}",
+        sign(key.as_bytes(), &ids)
+    )
 }
 
-async fn post_events(http: &reqwest::Client, stack: &Stack, events: &[Value], token: &str) -> (u16, Value) {
+async fn post_events(
+    http: &reqwest::Client,
+    stack: &Stack,
+    events: &[Value],
+    token: &str,
+) -> (u16, Value) {
     let r = http
         .post(format!("{}/v1/events", stack.ingest_url))
         .bearer_auth(token)
@@ -139,7 +212,15 @@ async fn post_events(http: &reqwest::Client, stack: &Stack, events: &[Value], to
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn pixel(http: &reqwest::Client, stack: &Stack, path: &str, query: &str, ua: &str, xff: &str, referer: Option<&str>) {
+async fn pixel(
+    http: &reqwest::Client,
+    stack: &Stack,
+    path: &str,
+    query: &str,
+    ua: &str,
+    xff: &str,
+    referer: Option<&str>,
+) {
     let mut req = http
         .get(format!("{}/{path}?{query}", stack.ingest_url))
         .header("User-Agent", ua)
@@ -151,7 +232,15 @@ async fn pixel(http: &reqwest::Client, stack: &Stack, path: &str, query: &str, u
     let r = req.send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "image/gif");
-    assert_eq!(r.headers()["cache-control"].to_str().unwrap().split(',').next().unwrap(), "no-store");
+    assert_eq!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap(),
+        "no-store"
+    );
     assert!(r.headers().get("set-cookie").is_none());
     assert_eq!(r.bytes().await.unwrap().len(), 43);
 }
@@ -168,8 +257,20 @@ async fn known_traffic_gives_exact_counts_everywhere() {
 
     // Platform events: first send, one bad neighbour, then the whole batch again.
     let mut first = platform_events();
-    first.push(ev("bad-1", "badge.awarded", Some("a9"), "b1", json!({"award_method": "pigeon"})));
-    first.push(ev("other-org", "badge.awarded", Some("a9"), "b1", json!({"org_id": "globex"})));
+    first.push(ev(
+        "bad-1",
+        "badge.awarded",
+        Some("a9"),
+        "b1",
+        json!({"award_method": "pigeon"}),
+    ));
+    first.push(ev(
+        "other-org",
+        "badge.awarded",
+        Some("a9"),
+        "b1",
+        json!({"org_id": "globex"}),
+    ));
     let (status, body) = post_events(&http, &stack, &first, TOKEN).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 14, "{body}");
@@ -178,69 +279,256 @@ async fn known_traffic_gives_exact_counts_everywhere() {
     assert_eq!(rejected.len(), 2, "{body}");
     assert_eq!(rejected[0]["index"], 14);
     assert_eq!(rejected[0]["event_id"], "bad-1");
-    assert!(rejected[0]["error"].as_str().unwrap().starts_with("award_method:"), "{body}");
-    assert!(rejected[1]["error"].as_str().unwrap().starts_with("org_id:"), "{body}");
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("award_method:"),
+        "{body}"
+    );
+    assert!(
+        rejected[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("org_id:"),
+        "{body}"
+    );
     let (status, body) = post_events(&http, &stack, &platform_events(), TOKEN).await;
     assert_eq!(status, 200);
     assert_eq!(body["accepted"], 0, "{body}");
     assert_eq!(body["duplicates"], 14, "{body}");
     // Wrong token, malformed JSON.
-    assert_eq!(post_events(&http, &stack, &platform_events(), "nope").await.0, 401);
-    let r = http.post(format!("{}/v1/events", stack.ingest_url)).bearer_auth(TOKEN).body("{not json").send().await.unwrap();
+    assert_eq!(
+        post_events(&http, &stack, &platform_events(), "nope")
+            .await
+            .0,
+        401
+    );
+    let r = http
+        .post(format!("{}/v1/events", stack.ingest_url))
+        .bearer_auth(TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // A resend past JetStream's duplicate window (simulated: same event, new
     // message id) must be dropped by the aggregator.
     let nats = stack.nats.client().await;
     let js = async_nats::jetstream::new(nats);
-    let late = badgepulse_contract::event::validate_platform_event(&platform_events()[1], Utc::now()).unwrap();
+    let late =
+        badgepulse_contract::event::validate_platform_event(&platform_events()[1], Utc::now())
+            .unwrap();
     let publish = async_nats::jetstream::message::PublishMessage::build()
         .payload(badgepulse_contract::event::encode_payload(&[late]).into())
         .message_id("late-resend-of-aw-1");
-    js.send_publish("badgepulse.events.0.badge.awarded", publish).await.unwrap().await.unwrap();
+    js.send_publish("badgepulse.events.0.badge.awarded", publish)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     // Pixels: viewer A three times (one through the rotated key), viewer B once.
     let q1 = pixel_query("a1", "b1", "k1", PIXEL_KEY);
-    pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.1", Some("https://www.linkedin.com/feed/")).await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1,
+        BROWSER,
+        "198.51.100.1",
+        Some("https://www.linkedin.com/feed/"),
+    )
+    .await;
     pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.1", None).await;
     let q1_old_key = pixel_query("a1", "b1", "k0", "an-older-rotated-pixel-key");
-    pixel(&http, &stack, "p.gif", &format!("{q1_old_key}&src=email"), BROWSER, "198.51.100.1", None).await;
-    pixel(&http, &stack, "p.gif", &q1, BROWSER, "198.51.100.2", Some("https://badges.example.org/b/1")).await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &format!("{q1_old_key}&src=email"),
+        BROWSER,
+        "198.51.100.1",
+        None,
+    )
+    .await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1,
+        BROWSER,
+        "198.51.100.2",
+        Some("https://badges.example.org/b/1"),
+    )
+    .await;
     // Dropped: bots, bad signature, unknown key, invalid ids.
-    pixel(&http, &stack, "p.gif", &q1, "LinkedInBot/1.0 (compatible; Mozilla/5.0)", "198.51.100.3", None).await;
-    pixel(&http, &stack, "p.gif", &q1, "curl/8.5.0", "198.51.100.3", None).await;
-    pixel(&http, &stack, "p.gif", &q1.replace("sig=", "sig=0"), BROWSER, "198.51.100.4", None).await;
-    pixel(&http, &stack, "p.gif", &q1.replace("kid=k1", "kid=k9"), BROWSER, "198.51.100.4", None).await;
-    pixel(&http, &stack, "p.gif", "o=acme&i=i1", BROWSER, "198.51.100.4", None).await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1,
+        "LinkedInBot/1.0 (compatible; Mozilla/5.0)",
+        "198.51.100.3",
+        None,
+    )
+    .await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1,
+        "curl/8.5.0",
+        "198.51.100.3",
+        None,
+    )
+    .await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1.replace("sig=", "sig=0"),
+        BROWSER,
+        "198.51.100.4",
+        None,
+    )
+    .await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        &q1.replace("kid=k1", "kid=k9"),
+        BROWSER,
+        "198.51.100.4",
+        None,
+    )
+    .await;
+    pixel(
+        &http,
+        &stack,
+        "p.gif",
+        "o=acme&i=i1",
+        BROWSER,
+        "198.51.100.4",
+        None,
+    )
+    .await;
     // Share pixel for a2.
     let q2 = pixel_query("a2", "b1", "k1", PIXEL_KEY);
-    pixel(&http, &stack, "s.gif", &format!("{q2}&c=facebook"), BROWSER, "198.51.100.5", None).await;
+    pixel(
+        &http,
+        &stack,
+        "s.gif",
+        &format!("{q2}&c=facebook"),
+        BROWSER,
+        "198.51.100.5",
+        None,
+    )
+    .await;
 
     // 14 platform events + 4 views + 1 share beacon.
     let expected_rows = 19;
-    eventually(Duration::from_secs(60), "all events in ClickHouse", || async {
-        let n = stack.ch.number(&format!("SELECT count() FROM {db}.events")).await;
-        (n >= expected_rows).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "all events in ClickHouse",
+        || async {
+            let n = stack
+                .ch
+                .number(&format!("SELECT count() FROM {db}.events"))
+                .await;
+            (n >= expected_rows).then_some(())
+        },
+    )
     .await;
     // Let the late duplicate be processed too: the consumer must have nothing pending.
     eventually(Duration::from_secs(30), "consumer drained", || async {
-        let m = http.get(format!("{}/metrics", stack.aggregator_url)).send().await.ok()?.text().await.ok()?;
-        let line = m.lines().find(|l| l.starts_with("badgepulse_aggregator_duplicates_total"))?;
+        let m = http
+            .get(format!("{}/metrics", stack.aggregator_url))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("badgepulse_aggregator_duplicates_total"))?;
         (line.ends_with(" 1")).then_some(())
     })
     .await;
 
     let ch = &stack.ch;
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events")).await, expected_rows);
-    assert_eq!(count(ch, &format!("SELECT count() - uniqExact(org_id, event_id) FROM {db}.events")).await, 0);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE type = 'badge.viewed' AND viewer_key != 0")).await, 4);
-    assert_eq!(count(ch, &format!("SELECT uniqExact(viewer_key) FROM {db}.events WHERE viewer_key != 0")).await, 2);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'email'")).await, 1);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'platform'")).await, 1);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE view_source = 'linkedin'")).await, 1);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE country = 'NL'")).await, 4);
-    assert_eq!(count(ch, &format!("SELECT count() FROM {db}.events WHERE share_channel = 'facebook'")).await, 1);
+    assert_eq!(
+        count(ch, &format!("SELECT count() FROM {db}.events")).await,
+        expected_rows
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() - uniqExact(org_id, event_id) FROM {db}.events")
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!(
+                "SELECT count() FROM {db}.events WHERE type = 'badge.viewed' AND viewer_key != 0"
+            )
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT uniqExact(viewer_key) FROM {db}.events WHERE viewer_key != 0")
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() FROM {db}.events WHERE view_source = 'email'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() FROM {db}.events WHERE view_source = 'platform'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() FROM {db}.events WHERE view_source = 'linkedin'")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() FROM {db}.events WHERE country = 'NL'")
+        )
+        .await,
+        4
+    );
+    assert_eq!(
+        count(
+            ch,
+            &format!("SELECT count() FROM {db}.events WHERE share_channel = 'facebook'")
+        )
+        .await,
+        1
+    );
     for table in ["rollup_minute", "rollup_hour", "rollup_day"] {
         let per_type = ch
             .query(&format!(
@@ -263,12 +551,19 @@ async fn known_traffic_gives_exact_counts_everywhere() {
         .unwrap();
     assert_eq!(lifecycle, "a1\t1\t1\t2\t4\t0\na2\t1\t1\t1\t1\t0\na3\t1\t0\t0\t0\t0\na4\t1\t1\t1\t0\t0\na5\t1\t0\t0\t0\t1\n");
     assert_eq!(
-        ch.query(&format!("SELECT name, skills_aligned FROM {db}.badge_classes FINAL")).await.unwrap(),
+        ch.query(&format!(
+            "SELECT name, skills_aligned FROM {db}.badge_classes FINAL"
+        ))
+        .await
+        .unwrap(),
         "Rust 101\t1\n"
     );
 
     // Privacy: no raw IP or User-Agent in ClickHouse or NATS.
-    let dump = ch.query(&format!("SELECT * FROM {db}.events FORMAT TSV")).await.unwrap();
+    let dump = ch
+        .query(&format!("SELECT * FROM {db}.events FORMAT TSV"))
+        .await
+        .unwrap();
     for secret in ["198.51.100", "Mozilla", "Chrome/120", "127.0.0.1"] {
         assert!(!dump.contains(secret), "events table contains {secret}");
     }
@@ -304,16 +599,35 @@ async fn known_traffic_gives_exact_counts_everywhere() {
     assert_eq!(overview["period_values"]["awarded"], 5, "{overview}");
     assert_eq!(overview["trends"]["awarded"]["previous"], 0);
     assert!(overview["trends"]["awarded"]["change"].is_null());
-    let unauthorised = http.get(format!("{}/api/v1/overview", stack.exporter_url)).send().await.unwrap();
+    let unauthorised = http
+        .get(format!("{}/api/v1/overview", stack.exporter_url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(unauthorised.status(), 401);
 
     // Business metric on /metrics (from the background cache).
-    let line = eventually(Duration::from_secs(30), "badgepulse_badge_events_total", || async {
-        let m = http.get(format!("{}/metrics", stack.exporter_url)).send().await.ok()?.text().await.ok()?;
-        m.lines()
-            .find(|l| l.starts_with("badgepulse_badge_events_total") && l.contains("event=\"viewed\"") && l.contains("org_id=\"acme\""))
-            .map(str::to_owned)
-    })
+    let line = eventually(
+        Duration::from_secs(30),
+        "badgepulse_badge_events_total",
+        || async {
+            let m = http
+                .get(format!("{}/metrics", stack.exporter_url))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            m.lines()
+                .find(|l| {
+                    l.starts_with("badgepulse_badge_events_total")
+                        && l.contains("event=\"viewed\"")
+                        && l.contains("org_id=\"acme\"")
+                })
+                .map(str::to_owned)
+        },
+    )
     .await;
     assert!(line.ends_with(" 5"), "{line}");
     let _ = &stack.config;

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use badgepulse_aggregator::rows::EventRow;
 use badgepulse_aggregator::schema::Schema;
 use badgepulse_aggregator::store::Store;
-use badgepulse_contract::event::{validate_platform_event, AwardMethod, EventType, ShareChannel, ViewSource};
+use badgepulse_contract::event::{
+    validate_platform_event, AwardMethod, EventType, ShareChannel, ViewSource,
+};
 use badgepulse_contract::settings::ClickHouseConfig;
 use badgepulse_tests::ClickHouse;
 use chrono::{DateTime, Utc};
@@ -23,7 +25,10 @@ fn lit(s: &str) -> String {
 }
 
 fn list(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|s| lit(s)).collect::<Vec<_>>().join(", "))
+    format!(
+        "[{}]",
+        items.iter().map(|s| lit(s)).collect::<Vec<_>>().join(", ")
+    )
 }
 
 fn enum_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, value: i8) -> String {
@@ -78,12 +83,18 @@ fn insert_sql(table: &str, rows: &[EventRow]) -> String {
 /// Events of every type over two orgs, crossing day and hour boundaries.
 fn sample_rows() -> Vec<EventRow> {
     let now: DateTime<Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
-    let mut raw: Vec<Value> = vec![json!({"event_id":"u1","type":"badge_class.upserted","occurred_at":"2026-03-01T09:00:00Z",
+    let mut raw: Vec<Value> = vec![
+        json!({"event_id":"u1","type":"badge_class.upserted","occurred_at":"2026-03-01T09:00:00Z",
         "org_id":"acme","issuer_id":"i1","badge_class_id":"rust","name":"Rust 101","skills":["rust"],"catalogs":["c"],
-        "attributes":{"has_criteria":true,"has_expiry":false}})];
-    for (n, (org, when)) in [("acme", "2026-03-01T23:59:30Z"), ("acme", "2026-03-02T00:00:30Z"), ("globex", "2026-03-02T10:15:00Z")]
-        .into_iter()
-        .enumerate()
+        "attributes":{"has_criteria":true,"has_expiry":false}}),
+    ];
+    for (n, (org, when)) in [
+        ("acme", "2026-03-01T23:59:30Z"),
+        ("acme", "2026-03-02T00:00:30Z"),
+        ("globex", "2026-03-02T10:15:00Z"),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let a = format!("a{n}");
         raw.push(json!({"event_id":format!("aw{n}"),"type":"badge.awarded","occurred_at":when,"org_id":org,"issuer_id":"i1","badge_class_id":"rust","assertion_id":a,"award_method":"lms"}));
@@ -95,7 +106,13 @@ fn sample_rows() -> Vec<EventRow> {
     let mut rows: Vec<EventRow> = raw
         .iter()
         .enumerate()
-        .map(|(i, v)| EventRow::new(&validate_platform_event(v, now).expect("valid sample"), 0, i as u64 + 1))
+        .map(|(i, v)| {
+            EventRow::new(
+                &validate_platform_event(v, now).expect("valid sample"),
+                0,
+                i as u64 + 1,
+            )
+        })
         .collect();
     // Beacon views with viewer keys (two distinct viewers, one repeat).
     for (i, key) in [11u64, 12, 11].into_iter().enumerate() {
@@ -122,7 +139,12 @@ fn run_chdb(statements: &[(String, String)]) -> Vec<(String, Result<String, Stri
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3 with chdb-core (deploy/local/install.sh installs it)");
-    child.stdin.take().unwrap().write_all(request.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "chdb_run.py failed");
     let results: Vec<Value> = serde_json::from_slice(&out.stdout).expect("chdb_run.py output");
@@ -161,7 +183,11 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     for (i, ddl) in schema.all_statements().into_iter().enumerate() {
         statements.push((format!("ddl #{i}"), ddl, false));
     }
-    statements.push(("insert events_input".into(), insert_sql("events_input", &sample_rows()), false));
+    statements.push((
+        "insert events_input".into(),
+        insert_sql("events_input", &sample_rows()),
+        false,
+    ));
     let queries: Vec<(String, String)> = store
         .sample_queries()
         .into_iter()
@@ -170,28 +196,70 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     for (name, sql) in queries {
         statements.push((name, sql, true));
     }
+    let exporter_client = clickhouse::Client::default()
+        .with_url(ch.url())
+        .with_database(DB);
+    for (name, q) in badgepulse_exporter::sample_queries(&exporter_client) {
+        statements.push((
+            format!("exporter {name}"),
+            q.sql_display().to_string(),
+            true,
+        ));
+    }
     // The data must actually have landed everywhere for the comparison to mean something.
-    for table in ["events", "rollup_minute", "rollup_hour", "rollup_day", "assertion_lifecycle", "badge_classes"] {
-        statements.push((format!("count {table}"), format!("SELECT count() FROM {DB}.{table}"), true));
+    for table in [
+        "events",
+        "rollup_minute",
+        "rollup_hour",
+        "rollup_day",
+        "assertion_lifecycle",
+        "badge_classes",
+    ] {
+        statements.push((
+            format!("count {table}"),
+            format!("SELECT count() FROM {DB}.{table}"),
+            true,
+        ));
     }
 
     let mut old = Vec::new();
     for (name, sql, _) in &statements {
-        let out = ch.query(sql).await.unwrap_or_else(|e| panic!("ClickHouse 18.16 refused {name}:\n{sql}\n{e}"));
+        let out = ch
+            .query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("ClickHouse 18.16 refused {name}:\n{sql}\n{e}"));
         old.push(out);
     }
-    let new = run_chdb(&statements.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect::<Vec<_>>());
+    let new = run_chdb(
+        &statements
+            .iter()
+            .map(|(n, s, _)| (n.clone(), s.clone()))
+            .collect::<Vec<_>>(),
+    );
     assert_eq!(new.len(), statements.len());
     let mut compared = 0;
     for (((name, sql, compare), old_out), (_, new_out)) in statements.iter().zip(&old).zip(&new) {
-        let new_out = new_out.as_ref().unwrap_or_else(|e| panic!("current ClickHouse (chDB) refused {name}:\n{sql}\n{e}"));
+        let new_out = new_out
+            .as_ref()
+            .unwrap_or_else(|e| panic!("current ClickHouse (chDB) refused {name}:\n{sql}\n{e}"));
         if *compare {
-            assert_eq!(sorted_lines(old_out), sorted_lines(new_out), "{name} differs between 18.16 and current:\n{sql}");
+            assert_eq!(
+                sorted_lines(old_out),
+                sorted_lines(new_out),
+                "{name} differs between 18.16 and current:\n{sql}"
+            );
             compared += 1;
         }
     }
-    assert!(compared >= 10, "only {compared} queries compared");
+    assert!(compared >= 40, "only {compared} queries compared");
     // Sanity: the sample data reached every derived table on 18.16.
-    assert_eq!(ch.number(&format!("SELECT count() FROM {DB}.events")).await, sample_rows().len() as u64);
-    assert_eq!(ch.number(&format!("SELECT count() FROM {DB}.badge_classes")).await, 1);
+    assert_eq!(
+        ch.number(&format!("SELECT count() FROM {DB}.events")).await,
+        sample_rows().len() as u64
+    );
+    assert_eq!(
+        ch.number(&format!("SELECT count() FROM {DB}.badge_classes"))
+            .await,
+        1
+    );
 }
