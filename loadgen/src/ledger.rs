@@ -2,7 +2,7 @@
 //! report for a generated plan, per badge class, issuer, org and overall,
 //! plus what ingest's own counters must show for the traffic.
 //!
-//! Built from [`Fact`]s — one per distinct event the pipeline will store,
+//! Built from facts — one per distinct event the pipeline will store,
 //! after `event_id` deduplication and with bots excluded — so resent
 //! duplicates and bot hits can never be counted here. Must not: know how
 //! traffic is generated or sent.

@@ -7,7 +7,7 @@
 //! - [`generate`]: [`plan`], the pure, seeded model producing platform
 //!   events, beacon hits and the [`Ledger`].
 //! - [`ledger`]: the expected SPEC §7 numbers per badge class, issuer, org.
-//! - [`send`]: [`send()`] a plan to a running ingest and check its counters.
+//! - [`mod@send`]: [`send()`] a plan to a running ingest and check its counters.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
