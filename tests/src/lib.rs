@@ -361,3 +361,101 @@ pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
+
+/// One message read back from a JetStream stream.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub subject: String,
+    pub msg_id: Option<String>,
+    pub beacons: bool,
+    pub payload: Vec<u8>,
+}
+
+/// Every message currently in `stream`, in order, read with an ephemeral
+/// pull consumer (the stream is not changed).
+pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<StoredMessage> {
+    use futures::StreamExt;
+    let js = async_nats::jetstream::new(nats.clone());
+    let mut stream = js.get_stream(stream).await.expect("stream exists");
+    let total = stream.info().await.expect("stream info").state.messages as usize;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("ephemeral consumer");
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(1000)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("fetch");
+        let before = out.len();
+        while let Some(m) = batch.next().await {
+            let m = m.expect("message");
+            let header = |name: &str| {
+                m.headers
+                    .as_ref()
+                    .and_then(|h| h.get(name))
+                    .map(|v| v.to_string())
+            };
+            out.push(StoredMessage {
+                subject: m.subject.to_string(),
+                msg_id: header("Nats-Msg-Id"),
+                beacons: header(badgepulse_contract::subject::BEACON_HEADER).is_some(),
+                payload: m.payload.to_vec(),
+            });
+        }
+        assert!(
+            out.len() > before,
+            "stream {} has {total} messages but only {} could be read",
+            "events",
+            out.len()
+        );
+    }
+    out
+}
+
+/// Every event in the stream's messages (beacon messages carry several).
+pub fn stream_events(messages: &[StoredMessage]) -> Vec<badgepulse_contract::event::Event> {
+    messages
+        .iter()
+        .flat_map(|m| {
+            badgepulse_contract::event::decode_payload(&m.payload).expect("decodable payload")
+        })
+        .collect()
+}
+
+/// The value of the sample `name{labels…}` in Prometheus text output
+/// (labels given must all match; others are ignored). 0 when absent.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
+}
+
+/// Fetches `url` (a `/metrics` endpoint) as text.
+pub async fn scrape(url: &str) -> String {
+    reqwest::get(url)
+        .await
+        .expect("metrics endpoint")
+        .text()
+        .await
+        .expect("metrics text")
+}

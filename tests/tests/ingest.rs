@@ -1,0 +1,639 @@
+//! badgepulse-ingest against a real NATS: every endpoint, every rejection
+//! path, the privacy audit of what reaches NATS and the logs, a NATS restart
+//! in the middle of traffic, and draining on SIGTERM.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use badgepulse_contract::event::EventType;
+use badgepulse_contract::signing::{sign, PixelIds};
+use badgepulse_contract::subject::STREAM;
+use badgepulse_tests::{
+    eventually, free_port, metric_value, scrape, sha256_hex, stream_events, stream_messages,
+    wait_http, Nats, Service,
+};
+use chrono::{SecondsFormat, Timelike, Utc};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "ingest-test-token";
+const ACME_ONLY: &str = "acme-only-token";
+const KEY: &str = "ingest-test-pixel-key-1";
+const OLD_KEY: &str = "ingest-test-pixel-key-0";
+const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
+
+fn config(nats: &Nats, port: u16, extra: &str) -> String {
+    format!(
+        r#"[nats]
+url = "{}"
+[ingest]
+bind = "127.0.0.1:{port}"
+platform_hosts = ["badges.example.org"]
+trusted_proxies = ["127.0.0.1/32"]
+country_header = "CF-IPCountry"
+rate_limit_per_minute = 5
+publish_timeout_ms = 1500
+{extra}
+[ingest.pixel_keys]
+k1 = "{KEY}"
+k0 = "{OLD_KEY}"
+[[ingest.tokens]]
+sha256 = "{}"
+orgs = ["*"]
+[[ingest.tokens]]
+sha256 = "{}"
+orgs = ["acme"]
+"#,
+        nats.url(),
+        sha256_hex(TOKEN),
+        sha256_hex(ACME_ONLY)
+    )
+}
+
+async fn start(nats: &Nats, extra: &str) -> (Service, String) {
+    let port = free_port();
+    let svc = Service::start("badgepulse-ingest", &config(nats, port, extra), &[]);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    (svc, url)
+}
+
+fn signed(o: &str, a: &str, kid: &str, key: &str) -> String {
+    let ids = PixelIds {
+        org_id: o,
+        issuer_id: "i1",
+        badge_class_id: "b1",
+        assertion_id: a,
+    };
+    format!(
+        "o={o}&i=i1&b=b1&a={a}&kid={kid}&sig={}",
+        sign(key.as_bytes(), &ids)
+    )
+}
+
+fn event(id: &str, org: &str) -> Value {
+    json!({"event_id": id, "type": "badge.awarded",
+           "occurred_at": (Utc::now() - chrono::Duration::days(3)).to_rfc3339_opts(SecondsFormat::Secs, true),
+           "org_id": org, "issuer_id": "i1", "badge_class_id": "b1", "assertion_id": format!("as-{id}"), "award_method": "api"})
+}
+
+async fn get(
+    http: &reqwest::Client,
+    url: &str,
+    ua: &str,
+    client_ip: &str,
+    referer: Option<&str>,
+) -> reqwest::Response {
+    let mut req = http
+        .get(url)
+        .header("User-Agent", ua)
+        .header("X-Forwarded-For", client_ip)
+        .header("CF-IPCountry", "FR");
+    if let Some(r) = referer {
+        req = req.header("Referer", r);
+    }
+    req.send().await.unwrap()
+}
+
+async fn beacons(url: &str, kind: &str, outcome: &str) -> f64 {
+    metric_value(
+        &scrape(&format!("{url}/metrics")).await,
+        "badgepulse_ingest_beacons_total",
+        &[("kind", kind), ("outcome", outcome)],
+    )
+}
+
+/// Waits until at least 2 s remain in the current minute, so a burst stays
+/// inside one rate-limit window.
+async fn away_from_minute_boundary() {
+    while Utc::now().second() >= 57 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_and_rejection_path() {
+    let nats = Nats::start().await;
+    let (svc, url) = start(&nats, "").await;
+    let http = reqwest::Client::new();
+
+    // Health, readiness, metrics, share script.
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let js = http.get(format!("{url}/v1/share.js")).send().await.unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(js.text().await.unwrap().contains("sendBeacon"));
+
+    // View pixel: valid (both keys of the rotation), each answered with the GIF.
+    away_from_minute_boundary().await;
+    for (kid, key, ip) in [("k1", KEY, "192.0.2.1"), ("k0", OLD_KEY, "192.0.2.2")] {
+        let r = get(
+            &http,
+            &format!("{url}/p.gif?{}&src=embed", signed("acme", "a1", kid, key)),
+            BROWSER,
+            ip,
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/gif");
+        assert!(r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("no-store"));
+        assert!(r.headers().get("set-cookie").is_none());
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            badgepulse_ingest::http::GIF.as_slice()
+        );
+    }
+    // Rejected pixels: still the GIF, outcome counted.
+    let good = signed("acme", "a1", "k1", KEY);
+    let cases: Vec<(String, &str, &str)> = vec![
+        (good.replace("kid=k1", "kid=k7"), BROWSER, "bad_signature"),
+        (good.replace("&kid=k1", ""), BROWSER, "bad_signature"),
+        (
+            signed("acme", "a1", "k1", "forged-key-forged-key"),
+            BROWSER,
+            "bad_signature",
+        ),
+        (good.replace("a=a1", "a=a2"), BROWSER, "bad_signature"),
+        ("o=acme&i=i1&b=b1".to_owned(), BROWSER, "invalid"),
+        (good.replace("o=acme", "o=ac%20me"), BROWSER, "invalid"),
+        (
+            good.clone(),
+            "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
+            "bot",
+        ),
+        (good.clone(), "facebookexternalhit/1.1", "bot"),
+        (good.clone(), "python-requests/2.31", "bot"),
+        (good.clone(), "", "bot"),
+    ];
+    for (query, ua, outcome) in &cases {
+        let before = beacons(&url, "view", outcome).await;
+        let r = get(
+            &http,
+            &format!("{url}/p.gif?{query}"),
+            ua,
+            "192.0.2.9",
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200, "{query}");
+        assert_eq!(r.bytes().await.unwrap().len(), 43);
+        assert_eq!(
+            beacons(&url, "view", outcome).await,
+            before + 1.0,
+            "{query} with {ua:?} should be {outcome}"
+        );
+    }
+    let m = scrape(&format!("{url}/metrics")).await;
+    assert_eq!(
+        metric_value(
+            &m,
+            "badgepulse_ingest_bots_total",
+            &[("family", "link_preview")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metric_value(
+            &m,
+            "badgepulse_ingest_bots_total",
+            &[("family", "http_library")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&m, "badgepulse_ingest_bots_total", &[("family", "other")]),
+        1.0
+    );
+
+    // Share pixel and sendBeacon.
+    let r = get(
+        &http,
+        &format!("{url}/s.gif?{good}&c=linkedin"),
+        BROWSER,
+        "192.0.2.3",
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    get(
+        &http,
+        &format!("{url}/s.gif?{good}&c=myspace"),
+        BROWSER,
+        "192.0.2.3",
+        None,
+    )
+    .await;
+    assert_eq!(beacons(&url, "share", "invalid").await, 1.0);
+    let ids = json!({"o":"acme","i":"i1","b":"b1","a":"a1","kid":"k1","sig": sign(KEY.as_bytes(), &PixelIds{org_id:"acme",issuer_id:"i1",badge_class_id:"b1",assertion_id:"a1"})});
+    for (body, ct) in [
+        (json!({"type":"share","channel":"email"}), "text/plain"),
+        (json!({"type":"view","src":"email"}), "application/json"),
+    ] {
+        let mut full = ids.clone();
+        full.as_object_mut()
+            .unwrap()
+            .extend(body.as_object().unwrap().clone());
+        let r = http
+            .post(format!("{url}/v1/beacon"))
+            .header("User-Agent", BROWSER)
+            .header("X-Forwarded-For", "192.0.2.4")
+            .header("CF-IPCountry", "FR")
+            .header("Content-Type", ct)
+            .body(full.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let r = http
+        .post(format!("{url}/v1/beacon"))
+        .header("User-Agent", BROWSER)
+        .body("{nonsense")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(beacons(&url, "view", "invalid").await, 3.0);
+
+    // Rate limit: 5 per client per minute.
+    away_from_minute_boundary().await;
+    for _ in 0..7 {
+        get(
+            &http,
+            &format!("{url}/p.gif?{good}"),
+            BROWSER,
+            "203.0.113.77",
+            Some("https://lnkd.in/x"),
+        )
+        .await;
+    }
+    assert_eq!(beacons(&url, "view", "rate_limited").await, 2.0);
+
+    // Platform events: auth, sizes, malformed input, per-event rejections.
+    let post = |body: String, token: Option<&'static str>| {
+        let mut req = http.post(format!("{url}/v1/events")).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let ok_body = json!({"events": [event("p-1", "acme")]}).to_string();
+    assert_eq!(post(ok_body.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(ok_body.clone(), Some("wrong")).await.unwrap().status(),
+        401
+    );
+    let r = post("{\"events\": [".into(), Some(TOKEN)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("JSON"));
+    let r = post("{\"evts\": []}".into(), Some(TOKEN)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("events"));
+    let many: Vec<Value> = (0..1001)
+        .map(|i| event(&format!("m-{i}"), "acme"))
+        .collect();
+    assert_eq!(
+        post(json!({"events": many}).to_string(), Some(TOKEN))
+            .await
+            .unwrap()
+            .status(),
+        413
+    );
+    let huge = json!({"events": [event("big", "acme")], "pad": "x".repeat(1 << 20)}).to_string();
+    assert_eq!(post(huge, Some(TOKEN)).await.unwrap().status(), 413);
+
+    let mut future = event("p-future", "acme");
+    future["occurred_at"] = json!((Utc::now() + chrono::Duration::minutes(10)).to_rfc3339());
+    let mut bad_type = event("p-type", "acme");
+    bad_type["type"] = json!("badge.burned");
+    let mut bad_channel = event("p-ch", "acme");
+    bad_channel["type"] = json!("badge.shared");
+    bad_channel.as_object_mut().unwrap().remove("award_method");
+    bad_channel["channel"] = json!("carrier-pigeon");
+    let mut bad_id = event("p-id", "acme");
+    bad_id["event_id"] = json!("has space");
+    let batch = vec![
+        event("p-1", "acme"),
+        future,
+        bad_type,
+        event("p-2", "globex"),
+        bad_channel,
+        bad_id,
+        json!("not an object"),
+        event("p-3", "acme"),
+        event("p-3", "acme"),
+    ];
+    let r = post(json!({ "events": batch }).to_string(), Some(ACME_ONLY))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["duplicates"], 1, "{body}");
+    let rejected: HashMap<u64, String> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let field = |i: u64| rejected[&i].split(':').next().unwrap().to_owned();
+    assert_eq!(rejected.len(), 6, "{body}");
+    assert_eq!(field(1), "occurred_at");
+    assert_eq!(field(2), "type");
+    assert_eq!(field(3), "org_id");
+    assert_eq!(field(4), "channel");
+    assert_eq!(field(5), "event_id");
+    assert_eq!(field(6), "event");
+    assert_eq!(body["rejected"][0]["event_id"], "p-future");
+    // Resend: duplicates, nothing new.
+    let again = post(
+        json!({"events": [event("p-1", "acme"), event("p-3", "acme")]}).to_string(),
+        Some(TOKEN),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        again.json::<Value>().await.unwrap(),
+        json!({"accepted": 0, "duplicates": 2, "rejected": []})
+    );
+
+    // What reached NATS: the accepted events once each, beacons with their
+    // classification, and no raw IP address or User-Agent anywhere.
+    let client = nats.client().await;
+    let accepted_views = beacons(&url, "view", "accepted").await as usize;
+    let accepted_shares = beacons(&url, "share", "accepted").await as usize;
+    // Two keys of the rotation, the sendBeacon view, five within the rate limit.
+    assert_eq!(accepted_views, 2 + 1 + 5);
+    assert_eq!(accepted_shares, 2);
+    let messages = eventually(Duration::from_secs(10), "beacons published", || async {
+        let msgs = stream_messages(&client, STREAM).await;
+        (stream_events(&msgs).len() == 2 + accepted_views + accepted_shares).then_some(msgs)
+    })
+    .await;
+    let events = stream_events(&messages);
+    let platform: Vec<_> = messages.iter().filter(|m| !m.beacons).collect();
+    assert_eq!(platform.len(), 2);
+    assert_eq!(platform[0].msg_id.as_deref(), Some("p-1"));
+    assert_eq!(platform[0].subject, "badgepulse.events.0.badge.awarded");
+    let views: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Viewed)
+        .collect();
+    assert!(views
+        .iter()
+        .all(|v| v.viewer_key.is_some() && v.country.as_deref() == Some("FR")));
+    let sources: Vec<&str> = views.iter().map(|v| v.source.unwrap().as_str()).collect();
+    assert_eq!(sources.iter().filter(|s| **s == "embed").count(), 2);
+    assert_eq!(sources.iter().filter(|s| **s == "email").count(), 1);
+    assert_eq!(sources.iter().filter(|s| **s == "linkedin").count(), 5);
+    let distinct_viewers: std::collections::HashSet<u64> =
+        views.iter().map(|v| v.viewer_key.unwrap()).collect();
+    assert_eq!(
+        distinct_viewers.len(),
+        4,
+        "192.0.2.1, 192.0.2.2, 192.0.2.4, 203.0.113.77"
+    );
+    let shares: Vec<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Shared)
+        .map(|e| e.channel.unwrap().as_str())
+        .collect();
+    assert_eq!(shares.len(), 2);
+    assert!(shares.contains(&"linkedin") && shares.contains(&"email"));
+    let everything: Vec<u8> = messages.iter().flat_map(|m| m.payload.clone()).collect();
+    let everything = String::from_utf8_lossy(&everything);
+    for secret in [
+        "192.0.2.",
+        "203.0.113.",
+        "127.0.0.1",
+        "Mozilla",
+        "Safari",
+        "LinkedInBot",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "NATS payloads contain {secret}"
+        );
+    }
+    drop(svc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_hold_addresses_or_user_agents() {
+    let nats = Nats::start().await;
+    let port = free_port();
+    let mut svc = Service::start("badgepulse-ingest", &config(&nats, port, ""), &[]);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let good = signed("acme", "a1", "k1", KEY);
+    for q in [good.clone(), good.replace("sig=", "sig=ff")] {
+        get(
+            &http,
+            &format!("{url}/p.gif?{q}"),
+            "Mozilla/5.0 SecretAgent/1.0",
+            "198.51.100.200",
+            None,
+        )
+        .await;
+    }
+    // NATS outage: the warnings logged must not carry request data either.
+    let mut nats = nats;
+    nats.stop();
+    get(
+        &http,
+        &format!("{url}/p.gif?{good}"),
+        "Mozilla/5.0 SecretAgent/1.0",
+        "198.51.100.201",
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart().await;
+    assert!(svc.stop(), "ingest exits cleanly on SIGTERM");
+    let log = svc.log_text();
+    assert!(log.contains("ingest stopped"), "{log}");
+    for secret in ["198.51.100", "SecretAgent"] {
+        let leaks: Vec<&str> = log.lines().filter(|l| l.contains(secret)).collect();
+        assert!(leaks.is_empty(), "log lines carry {secret}: {leaks:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_mid_traffic_loses_nothing_answered() {
+    let mut nats = Nats::start().await;
+    let (svc, url) = start(&nats, "").await;
+    let http = reqwest::Client::new();
+    let good = signed("acme", "a1", "k1", KEY);
+
+    let mut answered_200 = Vec::new();
+    let mut answered_503 = 0;
+    let mut next = 0;
+    let send = |ids: Vec<String>| {
+        let events: Vec<Value> = ids.iter().map(|id| event(id, "acme")).collect();
+        http.post(format!("{url}/v1/events"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "events": events }))
+            .send()
+    };
+    // Phase 1: NATS up. Phase 2: down (503s; pixels buffer). Phase 3: back up.
+    for phase in 0..3 {
+        if phase == 1 {
+            nats.stop();
+        }
+        if phase == 2 {
+            nats.restart().await;
+            wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+        for _ in 0..5 {
+            let ids: Vec<String> = (next..next + 20).map(|i| format!("r-{i}")).collect();
+            next += 20;
+            let r = send(ids.clone()).await.unwrap();
+            match r.status().as_u16() {
+                200 => answered_200.extend(ids),
+                503 => {
+                    assert_eq!(r.headers()["retry-after"], "5");
+                    answered_503 += 1;
+                }
+                s => panic!("unexpected status {s}"),
+            }
+            for n in 0..4 {
+                get(
+                    &http,
+                    &format!("{url}/p.gif?{good}"),
+                    BROWSER,
+                    &format!("198.51.100.{}", 10 + phase * 10 + n),
+                    None,
+                )
+                .await;
+            }
+        }
+        if phase == 1 {
+            let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+            assert_eq!(r.status(), 503, "readyz reports the outage");
+        }
+    }
+    assert!(
+        answered_503 >= 1,
+        "the outage must have been visible to the platform"
+    );
+    assert_eq!(answered_200.len(), 3 * 5 * 20 - answered_503 * 20);
+
+    let accepted_views = beacons(&url, "view", "accepted").await as usize;
+    assert_eq!(accepted_views, 60, "every pixel was taken into the buffer");
+    let client = nats.client().await;
+    let messages = eventually(
+        Duration::from_secs(30),
+        "buffered beacons published after the restart",
+        || async {
+            let msgs = stream_messages(&client, STREAM).await;
+            let views = stream_events(&msgs)
+                .iter()
+                .filter(|e| e.kind == EventType::Viewed)
+                .count();
+            (views >= accepted_views).then_some(msgs)
+        },
+    )
+    .await;
+    let events = stream_events(&messages);
+    let mut per_id: HashMap<&str, usize> = HashMap::new();
+    for e in events.iter().filter(|e| e.kind == EventType::Awarded) {
+        *per_id.entry(e.event_id.as_str()).or_default() += 1;
+    }
+    for id in &answered_200 {
+        assert_eq!(
+            per_id.get(id.as_str()),
+            Some(&1),
+            "event {id} answered 200 must be stored exactly once"
+        );
+    }
+    let views = events
+        .iter()
+        .filter(|e| e.kind == EventType::Viewed)
+        .count();
+    assert_eq!(
+        views, accepted_views,
+        "every accepted beacon stored exactly once"
+    );
+    let view_ids: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e.kind == EventType::Viewed)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(view_ids.len(), views);
+    drop(svc);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_buffered_beacons() {
+    let nats = Nats::start().await;
+    // A long batching delay keeps beacons in the buffer until shutdown.
+    let (mut svc, url) = start(
+        &nats,
+        "batch_max_delay_ms = 60000\nbatch_max_beacons = 4096",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let good = signed("acme", "a1", "k1", KEY);
+    for n in 0..30 {
+        get(
+            &http,
+            &format!("{url}/p.gif?{good}"),
+            BROWSER,
+            &format!("198.51.100.{n}"),
+            None,
+        )
+        .await;
+    }
+    assert_eq!(beacons(&url, "view", "accepted").await, 30.0);
+    let client = nats.client().await;
+    assert_eq!(
+        stream_messages(&client, STREAM).await.len(),
+        0,
+        "still buffered"
+    );
+    assert!(svc.stop(), "clean exit");
+    let events = stream_events(&stream_messages(&client, STREAM).await);
+    assert_eq!(
+        events.len(),
+        30,
+        "every buffered beacon published during the drain"
+    );
+}
