@@ -254,6 +254,7 @@ impl PartitionConsumer {
         let mut marks = marks;
         marks.advance_to(last_seq);
         self.marks = Some(marks);
+        crash_point_after_write();
 
         let last = messages.last().expect("non-empty batch");
         last.double_ack()
@@ -347,6 +348,30 @@ impl PartitionConsumer {
             "message moved to the dead-letter stream"
         );
         Ok(())
+    }
+}
+
+/// Fault injection for the exactly-once tests: with
+/// `BADGEPULSE_TEST_CRASH_AFTER_WRITES=N` in the environment, the process
+/// aborts after its N-th batch is written and before it is acked, the
+/// worst moment for exactly-once. Unset in production: a no-op.
+fn crash_point_after_write() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("BADGEPULSE_TEST_CRASH_AFTER_WRITES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(n) = limit {
+        if WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= *n {
+            tracing::warn!(
+                "BADGEPULSE_TEST_CRASH_AFTER_WRITES reached: aborting between write and ack"
+            );
+            std::process::abort();
+        }
     }
 }
 

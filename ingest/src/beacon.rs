@@ -253,16 +253,43 @@ const BOT_PATTERNS: &[(BotFamily, &[&str])] = &[
     ),
 ];
 
-/// The bot family of a User-Agent, `None` for a browser.
+/// One case-insensitive automaton over every pattern, built once: a
+/// User-Agent is scanned in a single pass on the pixel's hot path.
+struct BotMatcher {
+    automaton: aho_corasick::AhoCorasick,
+    /// Family of each pattern, by pattern index.
+    families: Vec<BotFamily>,
+}
+
+fn bot_matcher() -> &'static BotMatcher {
+    static MATCHER: std::sync::OnceLock<BotMatcher> = std::sync::OnceLock::new();
+    MATCHER.get_or_init(|| {
+        let (families, patterns): (Vec<BotFamily>, Vec<&str>) = BOT_PATTERNS
+            .iter()
+            .flat_map(|(family, needles)| needles.iter().map(move |n| (*family, *n)))
+            .unzip();
+        BotMatcher {
+            automaton: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(patterns)
+                .expect("bot patterns are valid"),
+            families,
+        }
+    })
+}
+
+/// The bot family of a User-Agent, `None` for a browser. When patterns of
+/// several families match, the family listed first in `BOT_PATTERNS` wins.
 pub fn bot_family(user_agent: Option<&str>) -> Option<BotFamily> {
     let ua = match user_agent.map(str::trim) {
         None | Some("") => return Some(BotFamily::Other),
-        Some(ua) => ua.to_ascii_lowercase(),
+        Some(ua) => ua,
     };
-    BOT_PATTERNS
-        .iter()
-        .find(|(_, needles)| needles.iter().any(|n| ua.contains(n)))
-        .map(|(family, _)| *family)
+    let m = bot_matcher();
+    m.automaton
+        .find_overlapping_iter(ua)
+        .map(|hit| m.families[hit.pattern().as_usize()])
+        .min_by_key(|f| BOT_PATTERNS.iter().position(|(x, _)| x == f))
 }
 
 /// Known webmail hosts: a view coming from them is source `email`.
@@ -439,7 +466,10 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
 /// over (client IP, User-Agent, org). Never 0, which means "no key".
 pub fn viewer_key(salt: &[u8], ip: IpAddr, user_agent: &str, org_id: &str) -> u64 {
     let mut m = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes keys of any length");
-    m.update(ip.to_string().as_bytes());
+    match ip {
+        IpAddr::V4(v4) => m.update(&v4.octets()),
+        IpAddr::V6(v6) => m.update(&v6.octets()),
+    }
     m.update(b"\0");
     m.update(user_agent.as_bytes());
     m.update(b"\0");

@@ -274,10 +274,7 @@ impl AppState {
         headers: &HeaderMap,
     ) {
         let outcome = self.beacon_outcome(kind, p, peer, headers).await;
-        self.metrics
-            .beacons
-            .with_label_values(&[kind_label(kind), outcome])
-            .inc();
+        self.metrics.count_beacon(kind_label(kind), outcome);
     }
 
     async fn beacon_outcome(

@@ -16,8 +16,27 @@ pub const BEACON_OUTCOMES: [&str; 6] = [
     "dropped",
 ];
 
+/// Routes, the `route` label of `badgepulse_ingest_http_requests_total`
+/// (anything else is `other`).
+pub const ROUTES: [&str; 8] = [
+    "/p.gif",
+    "/s.gif",
+    "/v1/beacon",
+    "/v1/events",
+    "/v1/share.js",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
+    /// Pre-resolved `beacons_total` series: `[kind][outcome]` (kind 0 = view,
+    /// 1 = share; outcome as in `BEACON_OUTCOMES`), off the label hash on
+    /// the pixel's hot path.
+    beacon_series: Vec<IntCounter>,
+    /// Pre-resolved `http_requests_total{route, status="200"|"204"}`.
+    ok_requests: Vec<[IntCounter; 2]>,
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub beacons: IntCounterVec,
@@ -118,7 +137,24 @@ impl Metrics {
         for kind in ["event", "beacon_batch"] {
             publish_failures.with_label_values(&[kind]);
         }
+        let mut beacon_series = Vec::new();
+        for kind in ["view", "share"] {
+            for outcome in BEACON_OUTCOMES {
+                beacon_series.push(beacons.with_label_values(&[kind, outcome]));
+            }
+        }
+        let ok_requests = ROUTES
+            .iter()
+            .map(|r| {
+                [
+                    http_requests.with_label_values(&[r, "200"]),
+                    http_requests.with_label_values(&[r, "204"]),
+                ]
+            })
+            .collect();
         Metrics {
+            beacon_series,
+            ok_requests,
             registry,
             http_requests,
             beacons,
@@ -129,6 +165,36 @@ impl Metrics {
             buffer_depth,
             batch_size,
             salt_fallbacks,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one beacon of `kind` ("view" or "share") with `outcome`.
+    pub fn count_beacon(&self, kind: &str, outcome: &str) {
+        let k = usize::from(kind == "share");
+        match BEACON_OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(o) => self.beacon_series[k * BEACON_OUTCOMES.len() + o].inc(),
+            None => self.beacons.with_label_values(&[kind, outcome]).inc(),
+        }
+    }
+
+    /// Counts one HTTP request by route and status.
+    pub fn count_request(&self, route: &str, status: u16) {
+        let cached = ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .and_then(|i| match status {
+                200 => Some(&self.ok_requests[i][0]),
+                204 => Some(&self.ok_requests[i][1]),
+                _ => None,
+            });
+        match cached {
+            Some(c) => c.inc(),
+            None => self
+                .http_requests
+                .with_label_values(&[route, &status.to_string()])
+                .inc(),
         }
     }
 }

@@ -310,6 +310,11 @@ pub struct Service {
 impl Service {
     /// Starts `bin` with `config` (TOML) and extra arguments.
     pub fn start(bin: &str, config: &str, args: &[&str]) -> Service {
+        Self::start_with_env(bin, config, args, &[])
+    }
+
+    /// Like [`Service::start`], with extra environment variables.
+    pub fn start_with_env(bin: &str, config: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.toml");
         fs::write(&config_path, config).expect("config file");
@@ -320,6 +325,7 @@ impl Service {
             .arg(&config_path)
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
             .spawn()
@@ -335,6 +341,22 @@ impl Service {
     /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
     pub fn stop(&mut self) -> bool {
         terminate(&mut self.child, Duration::from_secs(30)).is_some_and(|s| s.success())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub async fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// SIGKILL, no chance to clean up.
@@ -458,4 +480,114 @@ pub async fn scrape(url: &str) -> String {
         .text()
         .await
         .expect("metrics text")
+}
+
+/// A Prometheus server (the Debian package) scraping `jobs` every second,
+/// with `rule_files` evaluated every second.
+pub struct Prometheus {
+    pub port: u16,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// `jobs`: (job name, `host:port`) pairs; `rule_files`: paths of rule files.
+    pub async fn start(jobs: &[(&str, &str)], rule_files: &[&Path]) -> Prometheus {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        // JSON strings are YAML strings: no quoting issues with paths.
+        let quote = |s: &str| serde_json::Value::from(s).to_string();
+        let mut config = String::from(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nrule_files:\n",
+        );
+        for f in rule_files {
+            config.push_str(&format!("  - {}\n", quote(&f.display().to_string())));
+        }
+        config.push_str("scrape_configs:\n");
+        for (job, target) in jobs {
+            config.push_str(&format!(
+                "  - job_name: {}\n    static_configs:\n      - targets: [{}]\n",
+                quote(job),
+                quote(target)
+            ));
+        }
+        let config_path = dir.path().join("prometheus.yml");
+        fs::write(&config_path, config).expect("prometheus.yml");
+        let log = fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+        let child = Command::new(system_binary("prometheus"))
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .current_dir(dir.path())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("starting prometheus");
+        let prometheus = Prometheus {
+            port,
+            dir,
+            child: Some(child),
+        };
+        if let Err(e) = wait_http(
+            &format!("{}/-/ready", prometheus.url()),
+            Duration::from_secs(60),
+        )
+        .await
+        {
+            panic!("{e}\n--- prometheus log ---\n{}", prometheus.log_text());
+        }
+        prometheus
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An instant query (`/api/v1/query`): the `data` object
+    /// (`resultType`, `result`), or the server's error.
+    pub async fn query(&self, expr: &str) -> anyhow::Result<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/query", self.url()))
+            .form(&[("query", expr)])
+            .send()
+            .await?;
+        let body: serde_json::Value = r.json().await?;
+        if body["status"] != "success" {
+            anyhow::bail!(
+                "{}: {}",
+                body["errorType"].as_str().unwrap_or("error"),
+                body["error"].as_str().unwrap_or("no error message")
+            );
+        }
+        Ok(body["data"].clone())
+    }
+
+    /// `GET /api/v1/<path>`: the `data` of a successful answer.
+    pub async fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let body: serde_json::Value = reqwest::get(format!("{}/api/v1/{path}", self.url()))
+            .await?
+            .json()
+            .await?;
+        if body["status"] != "success" {
+            anyhow::bail!("{path}: {body}");
+        }
+        Ok(body["data"].clone())
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- log of prometheus ---\n{}", self.log_text());
+        }
+        kill(&mut self.child);
+    }
 }
