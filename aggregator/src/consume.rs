@@ -43,37 +43,57 @@ use crate::store::{Marks, Store};
 
 pub struct PartitionConsumer {
     pub partition: u16,
+    pub stream: jetstream::stream::Stream,
     pub consumer: PullConsumer,
+    /// Consumer (delivery) sequence of the last message received: a jump
+    /// means deliveries were lost in transit.
+    last_delivery: Option<u64>,
     pub jetstream: jetstream::Context,
     pub store: Store,
     pub config: AggregatorConfig,
     pub metrics: Metrics,
     /// Read-held while a batch is written; retention takes the write half.
     pub batch_lock: Arc<RwLock<()>>,
+    /// Stop once the stream holds nothing more for this consumer (rebuild).
+    pub until_caught_up: bool,
     /// High-water marks as last known; `None` forces a re-read.
     marks: Option<Marks>,
 }
 
-/// Creates (or binds to) the durable consumer of `partition`.
-pub async fn durable_consumer(
+/// (Re)creates the durable consumer of `partition` so that it delivers, in
+/// stream order, everything after its ack floor.
+///
+/// JetStream redelivers unacked messages only after `ack_wait` and meanwhile
+/// delivers newer ones; with AckAll, acking a newer message would then ack
+/// older ones never written. Starting over at the ack floor (everything at
+/// or below it is written) restores strict order. Each partition has exactly
+/// one owner, so deleting its consumer is safe.
+pub async fn open_consumer(
     stream: &jetstream::stream::Stream,
     config: &AggregatorConfig,
     partition: u16,
 ) -> Result<PullConsumer, async_nats::Error> {
     let name = format!("{}-{partition}", config.consumer_prefix);
+    let deliver_policy = match stream.get_consumer::<jetstream::consumer::pull::Config>(&name).await {
+        Ok(mut existing) => {
+            let floor = existing.info().await?.ack_floor.stream_sequence;
+            stream.delete_consumer(&name).await?;
+            tracing::info!(partition, ack_floor = floor, "consumer restarts after its ack floor");
+            jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 }
+        }
+        Err(_) => jetstream::consumer::DeliverPolicy::All,
+    };
     let consumer = stream
-        .get_or_create_consumer(
-            &name,
-            jetstream::consumer::pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: subject::partition_filter(partition),
-                ack_policy: jetstream::consumer::AckPolicy::All,
-                ack_wait: Duration::from_secs(config.ack_wait_secs),
-                max_ack_pending: (config.batch_max_messages * 2) as i64,
-                max_deliver: -1,
-                ..Default::default()
-            },
-        )
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: subject::partition_filter(partition),
+            deliver_policy,
+            ack_policy: jetstream::consumer::AckPolicy::All,
+            ack_wait: Duration::from_secs(config.ack_wait_secs),
+            max_ack_pending: (config.batch_max_messages * 2) as i64,
+            max_deliver: -1,
+            ..Default::default()
+        })
         .await?;
     Ok(consumer)
 }
@@ -88,6 +108,7 @@ struct Decoded {
 impl PartitionConsumer {
     pub fn new(
         partition: u16,
+        stream: jetstream::stream::Stream,
         consumer: PullConsumer,
         jetstream: jetstream::Context,
         store: Store,
@@ -97,12 +118,15 @@ impl PartitionConsumer {
     ) -> Self {
         PartitionConsumer {
             partition,
+            stream,
             consumer,
+            last_delivery: None,
             jetstream,
             store,
             config,
             metrics,
             batch_lock,
+            until_caught_up: false,
             marks: None,
         }
     }
@@ -126,7 +150,9 @@ impl PartitionConsumer {
                     continue;
                 }
             };
+            let mut caught_up = false;
             if let Ok(info) = self.consumer.info().await {
+                caught_up = info.num_pending == 0 && info.num_ack_pending == 0;
                 self.metrics
                     .consumer_pending
                     .with_label_values(&[&p])
@@ -140,7 +166,25 @@ impl PartitionConsumer {
                     .with_label_values(&[&p])
                     .set(info.num_redelivered as i64);
             }
+            if let Err(gap) = self.check_deliveries(&messages) {
+                tracing::warn!(partition = self.partition, gap, "deliveries lost in transit; restarting the consumer at its ack floor");
+                self.metrics.nats_errors.inc();
+                match open_consumer(&self.stream, &self.config, self.partition).await {
+                    Ok(c) => self.consumer = c,
+                    Err(e) => {
+                        tracing::warn!(partition = self.partition, error = %e, "reopening the consumer failed");
+                        backoff.sleep(&shutdown).await;
+                    }
+                }
+                self.last_delivery = None;
+                self.marks = None;
+                continue;
+            }
             if messages.is_empty() {
+                if caught_up && self.until_caught_up {
+                    tracing::info!(partition = self.partition, "caught up with the stream");
+                    break;
+                }
                 continue;
             }
             // Retry this batch until it is in; on shutdown leave it unacked.
@@ -167,6 +211,21 @@ impl PartitionConsumer {
             }
         }
         tracing::info!(partition = self.partition, "consumer stopped");
+    }
+
+    /// Checks that `messages` continue the delivery sequence without a hole;
+    /// on success records the last one.
+    fn check_deliveries(&mut self, messages: &[Message]) -> Result<(), String> {
+        for m in messages {
+            let delivery = m.info().map_err(|e| e.to_string())?.consumer_sequence;
+            if let Some(last) = self.last_delivery {
+                if delivery != last + 1 {
+                    return Err(format!("expected delivery {} but got {delivery}", last + 1));
+                }
+            }
+            self.last_delivery = Some(delivery);
+        }
+        Ok(())
     }
 
     /// One pull: up to `batch_max_messages` / `batch_max_bytes`, waiting at
@@ -210,9 +269,9 @@ impl PartitionConsumer {
                 Err(reason) => self.dead_letter(m, seq, &reason).await?,
             }
         }
-        let (first_seq, last_seq) = match (messages.first(), messages.last()) {
-            (Some(f), Some(l)) => (seq_of(f)?, seq_of(l)?),
-            _ => return Ok(()),
+        let seqs = messages.iter().map(seq_of).collect::<anyhow::Result<Vec<u64>>>()?;
+        let (Some(&first_seq), Some(&last_seq)) = (seqs.iter().min(), seqs.iter().max()) else {
+            return Ok(());
         };
 
         let marks = match self.marks.take() {
@@ -256,7 +315,10 @@ impl PartitionConsumer {
         self.marks = Some(marks);
         crash_point_after_write();
 
-        let last = messages.last().expect("non-empty batch");
+        let last = messages
+            .iter()
+            .max_by_key(|m| seq_of(m).unwrap_or(0))
+            .expect("non-empty batch");
         last.double_ack()
             .await
             .map_err(|e| anyhow::anyhow!("ack of seq {last_seq}: {e}"))?;

@@ -33,6 +33,13 @@ enum Command {
     Migrate,
     /// Print every DDL statement of the schema, separated by `;` lines.
     PrintSchema,
+    /// Replay the whole stream from its first message into a fresh
+    /// database, then exit; point `clickhouse.database` at it to switch.
+    Rebuild {
+        /// The database to build (must not exist yet).
+        #[arg(long)]
+        database: String,
+    },
 }
 
 #[tokio::main]
@@ -57,11 +64,27 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(?applied, "schema up to date");
             Ok(())
         }
-        Command::Run => run(config, store).await,
+        Command::Run => run(config, store, false).await,
+        Command::Rebuild { database } => {
+            let mut config = config;
+            let live = config.clickhouse.database.clone();
+            config.clickhouse.database = database.clone();
+            config.aggregator.consumer_prefix = format!("{}-rebuild-{database}", config.aggregator.consumer_prefix);
+            config.validate().map_err(|e| anyhow::anyhow!("--database: {e}"))?;
+            anyhow::ensure!(database != live, "--database must differ from clickhouse.database ({live})");
+            let store = Store::new(&config.clickhouse);
+            anyhow::ensure!(
+                !store.database_exists().await?,
+                "--database {database}: the database already exists; rebuild needs a fresh one"
+            );
+            run(config, store, true).await
+        }
     }
 }
 
-async fn run(config: Config, store: Store) -> anyhow::Result<()> {
+/// Consumes until SIGTERM, or (`rebuild`) until every partition has caught
+/// up with the stream, after which the rebuild's consumers are deleted.
+async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
@@ -125,11 +148,12 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
     ));
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
-        let consumer = consume::durable_consumer(&stream, &config.aggregator, partition)
+        let consumer = consume::open_consumer(&stream, &config.aggregator, partition)
             .await
             .map_err(|e| anyhow::anyhow!("creating consumer of partition {partition}: {e}"))?;
-        let worker = PartitionConsumer::new(
+        let mut worker = PartitionConsumer::new(
             partition,
+            stream.clone(),
             consumer,
             jetstream.clone(),
             store.clone(),
@@ -137,11 +161,21 @@ async fn run(config: Config, store: Store) -> anyhow::Result<()> {
             metrics.clone(),
             batch_lock.clone(),
         );
+        worker.until_caught_up = rebuild;
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     tracing::info!(partitions = ?config.owned_partitions(), admin = %config.aggregator.admin_bind, "aggregator running");
     for t in tasks {
         t.await?;
+    }
+    if rebuild && !shutdown.is_cancelled() {
+        for partition in config.owned_partitions() {
+            let name = format!("{}-{partition}", config.aggregator.consumer_prefix);
+            if let Err(e) = stream.delete_consumer(&name).await {
+                tracing::warn!(consumer = name, error = %e, "could not delete the rebuild consumer");
+            }
+        }
+        tracing::info!(database = config.clickhouse.database, "rebuild complete");
     }
     shutdown.cancel();
     admin.await??;

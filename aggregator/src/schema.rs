@@ -460,6 +460,11 @@ impl Schema {
         )
     }
 
+    /// Whether database `?` exists (1 or 0).
+    pub fn database_exists(&self) -> String {
+        "SELECT count() FROM system.databases WHERE name = ?".to_owned()
+    }
+
     /// The active partitions of table `?` in this database.
     pub fn list_partitions(&self) -> String {
         format!(

@@ -85,6 +85,15 @@ impl Store {
             .map_err(ctx("ping"))
     }
 
+    /// Whether the configured database exists.
+    pub async fn database_exists(&self) -> Result<bool, StoreError> {
+        self.database_exists_query()
+            .fetch_one::<u64>()
+            .await
+            .map(|n| n > 0)
+            .map_err(ctx("look up the database"))
+    }
+
     /// Applies every migration not yet recorded; returns the versions applied now.
     pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
         for stmt in self.schema.bootstrap() {
@@ -246,6 +255,10 @@ impl Store {
             .bind(after)
             .bind(upto)
             .bind(keep_from)
+    }
+
+    fn database_exists_query(&self) -> Query {
+        self.admin.query(&self.schema.database_exists()).bind(&self.schema.database)
     }
 
     fn partitions_query(&self, table: &str) -> Query {

@@ -524,3 +524,33 @@ async fn two_instances_on_disjoint_partitions_equal_one() {
         "per-bucket rollups differ between two instances and one"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_replays_the_stream_into_a_fresh_database() {
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let w = workload(99, 400, 1);
+    let js = jetstream::new(nats.client().await);
+    ensure_streams(&js, 1).await;
+    publish(&js, &w.messages).await;
+    let admin = free_port();
+    let config = aggregator_config(&nats, &ch, "live", 1, &[], admin);
+    let live = Service::start("badgepulse-aggregator", &config, &[]);
+    drained(&nats, "live", 1).await;
+    check_tables(&ch, "live", &w).await;
+    drop(live);
+
+    let mut rebuild = Service::start("badgepulse-aggregator", &config, &["rebuild", "--database", "rebuilt"]);
+    let status = rebuild.wait_for_exit(Duration::from_secs(120)).await.expect("rebuild finishes by itself");
+    assert!(status.success(), "{}", rebuild.log_text());
+    check_tables(&ch, "rebuilt", &w).await;
+    // Its consumers are gone; the live one remains.
+    let stream = js.get_stream(STREAM).await.unwrap();
+    assert!(stream.get_consumer::<jetstream::consumer::pull::Config>("agg-live-rebuild-rebuilt-0").await.is_err());
+    assert!(stream.get_consumer::<jetstream::consumer::pull::Config>("agg-live-0").await.is_ok());
+    // A second rebuild into an existing database is refused, naming it.
+    let mut again = Service::start("badgepulse-aggregator", &config, &["rebuild", "--database", "rebuilt"]);
+    let status = again.wait_for_exit(Duration::from_secs(30)).await.expect("exits");
+    assert!(!status.success());
+    assert!(again.log_text().contains("--database rebuilt: the database already exists"), "{}", again.log_text());
+}
