@@ -160,6 +160,8 @@ impl Drop for Nats {
 /// A ClickHouse server (the Debian 18.16 package).
 pub struct ClickHouse {
     pub http_port: u16,
+    /// Native protocol port (`clickhouse-client --port`).
+    pub tcp_port: u16,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -211,6 +213,7 @@ impl ClickHouse {
         .expect("users.xml");
         let mut ch = ClickHouse {
             http_port,
+            tcp_port,
             dir,
             child: None,
         };
@@ -282,21 +285,22 @@ impl Drop for ClickHouse {
     }
 }
 
-/// The directory holding the workspace's binaries (`target/<profile>`).
+/// A workspace binary of the same profile as the running executable:
+/// next to it (a bin in `target/<profile>/`) or one level up (a test in
+/// `target/<profile>/deps/`).
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable inside target/<profile>/deps");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
-        path.display()
-    );
-    path
+    let dir = exe.parent().expect("executable in a directory");
+    let candidates = [
+        dir.join(name),
+        dir.parent().map(|d| d.join(name)).unwrap_or_default(),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!(
+            "{name} is missing next to {}: build the workspace binaries first (cargo build --workspace --bins)",
+            exe.display()
+        )
+    })
 }
 
 /// A running badgepulse binary; SIGKILLed on drop unless stopped first.

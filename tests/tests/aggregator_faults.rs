@@ -540,17 +540,43 @@ async fn rebuild_replays_the_stream_into_a_fresh_database() {
     check_tables(&ch, "live", &w).await;
     drop(live);
 
-    let mut rebuild = Service::start("badgepulse-aggregator", &config, &["rebuild", "--database", "rebuilt"]);
-    let status = rebuild.wait_for_exit(Duration::from_secs(120)).await.expect("rebuild finishes by itself");
+    let mut rebuild = Service::start(
+        "badgepulse-aggregator",
+        &config,
+        &["rebuild", "--database", "rebuilt"],
+    );
+    let status = rebuild
+        .wait_for_exit(Duration::from_secs(120))
+        .await
+        .expect("rebuild finishes by itself");
     assert!(status.success(), "{}", rebuild.log_text());
     check_tables(&ch, "rebuilt", &w).await;
     // Its consumers are gone; the live one remains.
     let stream = js.get_stream(STREAM).await.unwrap();
-    assert!(stream.get_consumer::<jetstream::consumer::pull::Config>("agg-live-rebuild-rebuilt-0").await.is_err());
-    assert!(stream.get_consumer::<jetstream::consumer::pull::Config>("agg-live-0").await.is_ok());
+    assert!(stream
+        .get_consumer::<jetstream::consumer::pull::Config>("agg-live-rebuild-rebuilt-0")
+        .await
+        .is_err());
+    assert!(stream
+        .get_consumer::<jetstream::consumer::pull::Config>("agg-live-0")
+        .await
+        .is_ok());
     // A second rebuild into an existing database is refused, naming it.
-    let mut again = Service::start("badgepulse-aggregator", &config, &["rebuild", "--database", "rebuilt"]);
-    let status = again.wait_for_exit(Duration::from_secs(30)).await.expect("exits");
+    let mut again = Service::start(
+        "badgepulse-aggregator",
+        &config,
+        &["rebuild", "--database", "rebuilt"],
+    );
+    let status = again
+        .wait_for_exit(Duration::from_secs(30))
+        .await
+        .expect("exits");
     assert!(!status.success());
-    assert!(again.log_text().contains("--database rebuilt: the database already exists"), "{}", again.log_text());
+    assert!(
+        again
+            .log_text()
+            .contains("--database rebuilt: the database already exists"),
+        "{}",
+        again.log_text()
+    );
 }

@@ -1,0 +1,354 @@
+//! Benchmark of badgepulse-aggregator (issue 4), printing ratios against
+//! baselines measured in the same run:
+//!
+//! 1. Throughput: the stream is filled with N events (default 1,000,000),
+//!    then the aggregator writes them all. The physical baseline is
+//!    `clickhouse-client` inserting the same rows from a file into the same
+//!    table (`events_input`, so the same materialised views run).
+//! 2. Freshness: ingest takes pixel hits at a steady rate (default 5,000/s)
+//!    and the time from each sampled hit to its row in `rollup_minute` is
+//!    measured (p50, p99).
+//!
+//! Run with `bench/aggregator.sh` (release build).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use badgepulse_aggregator::rows::EventRow;
+use badgepulse_aggregator::schema::Schema;
+use badgepulse_contract::event::{
+    encode_payload, AwardMethod, Event, EventType, ShareChannel, ViewSource,
+};
+use badgepulse_contract::signing::{sign, PixelIds};
+use badgepulse_contract::subject::{event_subject, BEACON_HEADER};
+use badgepulse_tests::{free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use chrono::{TimeZone, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn events(n: usize) -> Vec<Event> {
+    let mut rng = StdRng::seed_from_u64(1);
+    let start = Utc::now().timestamp() - 86_400;
+    (0..n)
+        .map(|i| {
+            let kind = match i % 10 {
+                0 => EventType::Awarded,
+                1 => EventType::Accepted,
+                2 => EventType::Shared,
+                _ => EventType::Viewed,
+            };
+            let when = Utc
+                .timestamp_opt(start + rng.gen_range(0..86_400), 0)
+                .unwrap();
+            let org = format!("org{}", i % 7);
+            Event {
+                event_id: format!("e{i}"),
+                kind,
+                occurred_at: when,
+                received_at: when,
+                issuer_id: format!("{org}-i{}", i % 3),
+                badge_class_id: format!("{org}-b{}", i % 40),
+                org_id: org,
+                assertion_id: format!("a{}", i / 10),
+                award_method: (kind == EventType::Awarded).then(|| AwardMethod::ALL[i % 6]),
+                channel: (kind == EventType::Shared).then(|| ShareChannel::ALL[i % 9]),
+                source: (kind == EventType::Viewed).then(|| ViewSource::ALL[i % 9]),
+                country: (kind == EventType::Viewed).then(|| "DE".to_owned()),
+                viewer_key: (kind == EventType::Viewed).then(|| rng.gen_range(1..100_000)),
+                badge_class: None,
+            }
+        })
+        .collect()
+}
+
+/// A TabSeparated value (strings escaped as ClickHouse expects).
+fn tsv(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+}
+
+fn tsv_array(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
+}
+
+fn enum_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, v: i8) -> String {
+    if v == 0 {
+        String::new()
+    } else {
+        name(all[(v - 1) as usize]).to_owned()
+    }
+}
+
+fn datetime(t: u32) -> String {
+    Utc.timestamp_opt(i64::from(t), 0)
+        .unwrap()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn tsv_row(r: &EventRow) -> String {
+    [
+        tsv(&r.event_id),
+        enum_name(EventType::ALL, EventType::as_str, r.kind),
+        datetime(r.occurred_at),
+        datetime(r.received_at),
+        tsv(&r.org_id),
+        tsv(&r.issuer_id),
+        tsv(&r.badge_class_id),
+        tsv(&r.assertion_id),
+        enum_name(AwardMethod::ALL, AwardMethod::as_str, r.award_method),
+        enum_name(ShareChannel::ALL, ShareChannel::as_str, r.share_channel),
+        enum_name(ViewSource::ALL, ViewSource::as_str, r.view_source),
+        tsv(&r.country),
+        r.viewer_key.to_string(),
+        tsv(&r.badge_class_name),
+        tsv_array(&r.skills),
+        tsv_array(&r.pathways),
+        tsv_array(&r.courses),
+        tsv_array(&r.catalogs),
+        tsv_array(&r.collections),
+        tsv_array(&r.attribute_keys),
+        format!(
+            "[{}]",
+            r.attribute_values
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        r.partition.to_string(),
+        r.seq.to_string(),
+    ]
+    .join("\t")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args
+        .get(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let rate: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(5_000);
+    let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let evs = events(n);
+
+    // Baseline: clickhouse-client inserting the same rows from a file.
+    for stmt in Schema::new("baseline", "").all_statements() {
+        ch.query(&stmt).await?;
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("rows.tsv");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for (i, e) in evs.iter().enumerate() {
+            writeln!(out, "{}", tsv_row(&EventRow::new(e, 0, i as u64 + 1)))?;
+        }
+    }
+    let started = Instant::now();
+    let status = std::process::Command::new("clickhouse-client")
+        .args([
+            "--port",
+            &ch.tcp_port.to_string(),
+            "--query",
+            "INSERT INTO baseline.events_input FORMAT TabSeparated",
+        ])
+        .stdin(std::fs::File::open(&file)?)
+        .status()?;
+    let baseline_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "clickhouse-client insert failed");
+    anyhow::ensure!(
+        ch.number("SELECT count() FROM baseline.events").await == n as u64,
+        "baseline rows"
+    );
+
+    // Fill the stream: beacon-style batches of 250 events per message.
+    let js = jetstream::new(nats.client().await);
+    js.get_or_create_stream(badgepulse_contract::subject::stream_config(
+        &Default::default(),
+    ))
+    .await?;
+    for (m, chunk) in evs.chunks(2_500).enumerate() {
+        let mut acks = Vec::new();
+        for (k, batch) in chunk.chunks(250).enumerate() {
+            let msg = PublishMessage::build()
+                .payload(encode_payload(batch).into())
+                .message_id(format!("b{m}-{k}"))
+                .header(BEACON_HEADER, "1");
+            acks.push(
+                js.send_publish(event_subject(0, EventType::Viewed), msg)
+                    .await?,
+            );
+        }
+        for a in acks {
+            a.await?;
+        }
+    }
+    let config = |db: &str, admin: u16, ingest: u16, extra: &str| {
+        format!(
+            "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{db}\"\n[aggregator]\nadmin_bind = \"127.0.0.1:{admin}\"\nconsumer_prefix = \"bench-{db}\"\n{extra}\n\
+             [ingest]\nbind = \"127.0.0.1:{ingest}\"\nrate_limit_per_minute = 1000000000\ntrusted_proxies = [\"127.0.0.1/32\"]\n[ingest.pixel_keys]\nk1 = \"bench-pixel-key-0123456789\"\n\
+             [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n",
+            nats.url(),
+            ch.url(),
+            sha256_hex("unused")
+        )
+    };
+    let admin = free_port();
+    let started = Instant::now();
+    let agg = Service::start(
+        "badgepulse-aggregator",
+        &config("bench", admin, free_port(), ""),
+        &[],
+    );
+    loop {
+        let rows = ch
+            .query("SELECT count() FROM bench.events")
+            .await
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if rows >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let aggregator_secs = started.elapsed().as_secs_f64();
+    drop(agg);
+    println!("throughput: {n} events");
+    println!(
+        "  clickhouse-client from a file (baseline): {:>10.0} events/s ({baseline_secs:.2} s)",
+        n as f64 / baseline_secs
+    );
+    println!("  badgepulse-aggregator from JetStream:     {:>10.0} events/s ({aggregator_secs:.2} s, incl. start-up)", n as f64 / aggregator_secs);
+    println!(
+        "  ratio: {:.2} (target >= 0.50)",
+        baseline_secs / aggregator_secs
+    );
+
+    // Freshness: steady pixel traffic through ingest, sampled markers.
+    let (admin, ingest_port) = (free_port(), free_port());
+    let cfg = config("fresh", admin, ingest_port, "flush_interval_ms = 200");
+    let _agg = Service::start("badgepulse-aggregator", &cfg, &[]);
+    let _ingest = Service::start("badgepulse-ingest", &cfg, &[]);
+    wait_http(
+        &format!("http://127.0.0.1:{ingest_port}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    wait_http(
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await?;
+    let http = reqwest::Client::new();
+    let sent: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let seen: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let poller = {
+        let (ch_url, seen) = (ch.url(), seen.clone());
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            loop {
+                let body = http
+                    .post(&ch_url)
+                    .body("SELECT DISTINCT badge_class_id FROM fresh.rollup_minute WHERE badge_class_id LIKE 'm%'")
+                    .send()
+                    .await
+                    .ok();
+                if let Some(r) = body {
+                    if let Ok(text) = r.text().await {
+                        let now = Instant::now();
+                        let mut seen = seen.lock().unwrap();
+                        for line in text.lines() {
+                            seen.entry(line.to_owned()).or_insert(now);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    let total = rate * seconds as usize;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let badge = if i % 50 == 0 {
+            format!("m{i}")
+        } else {
+            "b1".to_owned()
+        };
+        let ids = PixelIds {
+            org_id: "fresh",
+            issuer_id: "i1",
+            badge_class_id: &badge,
+            assertion_id: "a1",
+        };
+        let url = format!(
+            "http://127.0.0.1:{ingest_port}/p.gif?o=fresh&i=i1&b={badge}&a=a1&kid=k1&sig={}",
+            sign(b"bench-pixel-key-0123456789", &ids)
+        );
+        let (http, sent) = (http.clone(), sent.clone());
+        let ip = format!("198.51.{}.{}", (i / 250) % 250, i % 250);
+        while tasks.len() > 256 {
+            tasks.join_next().await;
+        }
+        tasks.spawn(async move {
+            let at = Instant::now();
+            let ok = http
+                .get(&url)
+                .header("User-Agent", ua)
+                .header("X-Forwarded-For", ip)
+                .send()
+                .await
+                .is_ok();
+            if ok && badge.starts_with('m') {
+                sent.lock().unwrap().insert(badge, at);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    poller.abort();
+    let sent = sent.lock().unwrap().clone();
+    let seen = seen.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .filter_map(|(k, t)| seen.get(k).map(|s| s.duration_since(*t).as_secs_f64()))
+        .collect();
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let missing = sent.len() - latencies.len();
+    println!(
+        "freshness: {total} pixel hits at {achieved:.0}/s (asked {rate}/s), {} sampled",
+        sent.len()
+    );
+    println!(
+        "  pixel hit -> visible in rollup_minute: p50 {:.3} s, p99 {:.3} s, max {:.3} s (target p99 < 2 s); not seen: {missing}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
