@@ -58,6 +58,14 @@ pub struct ExporterConfig {
     pub min_awarded: u64,
     /// Longest a single ClickHouse query may take, seconds.
     pub query_timeout_secs: u64,
+    /// Days of `rollup_minute` buckets the aggregator keeps: must equal
+    /// `aggregator.retention_minute_days`. Older minute pieces of a window
+    /// are answered from raw `events`.
+    pub rollup_minute_days: u32,
+    /// Days of `rollup_hour` buckets the aggregator keeps: must equal
+    /// `aggregator.retention_hour_days`. Older hour pieces of a window are
+    /// answered from raw `events`.
+    pub rollup_hour_days: u32,
 }
 
 impl Default for ExporterConfig {
@@ -70,6 +78,8 @@ impl Default for ExporterConfig {
             max_label_issuers: 500,
             min_awarded: 10,
             query_timeout_secs: 30,
+            rollup_minute_days: 7,
+            rollup_hour_days: 400,
         }
     }
 }
@@ -111,6 +121,15 @@ impl Config {
         if e.query_timeout_secs == 0 || e.query_timeout_secs > 3_600 {
             return Err("exporter.query_timeout_secs must be between 1 and 3600".into());
         }
+        if e.rollup_minute_days == 0 {
+            return Err("exporter.rollup_minute_days must be at least 1 (as aggregator.retention_minute_days)".into());
+        }
+        if e.rollup_hour_days == 0 {
+            return Err(
+                "exporter.rollup_hour_days must be at least 1 (as aggregator.retention_hour_days)"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -142,6 +161,12 @@ mod tests {
         assert_eq!(c.exporter.max_label_orgs, 100);
         assert_eq!(c.exporter.max_label_issuers, 500);
         assert_eq!(c.exporter.min_awarded, 10);
+        assert_eq!(c.exporter.rollup_minute_days, 7);
+        assert_eq!(c.exporter.rollup_hour_days, 400);
+        let mut bad = Config::default();
+        bad.exporter.rollup_hour_days = 0;
+        let err = bad.validate().unwrap_err();
+        assert!(err.starts_with("exporter.rollup_hour_days"), "{err}");
     }
 
     #[test]
@@ -192,5 +217,14 @@ mod tests {
         let err = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("bindd"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_example_config_documents_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/badgepulse.example.toml");
+        let mut example = Config::load(Some(&path)).unwrap().exporter;
+        example.api_keys.clear();
+        assert_eq!(example, ExporterConfig::default());
     }
 }

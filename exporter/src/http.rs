@@ -1,39 +1,75 @@
 //! The exporter's HTTP interface (SPEC §8): the analytics API under
 //! `/api/v1/`, `/metrics`, `/healthz` and `/readyz`.
 //!
-//! Handlers parse and check parameters, authenticate (`auth.rs`), call the
-//! store and shape JSON; they hold no SQL. Every error is JSON
-//! `{"error": "…"}` naming the parameter at fault; ClickHouse failures are
-//! logged and answered 503 without internals.
+//! Handlers check parameters (unknown ones are refused, naming them),
+//! authenticate (`auth.rs`), call the analytics data functions
+//! (`analytics.rs`, which renderers such as charts reuse) and answer JSON
+//! or, with `format=csv`, CSV (`csv.rs`); they hold no SQL. Every error is
+//! JSON `{"error": "…"}` whose message starts with the parameter at fault;
+//! ClickHouse failures are logged and answered 503 without internals.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::Serialize;
 
-use crate::auth::{self, ApiKeys, AuthError};
-use crate::measures::{self, Counts, Measures, Trend};
+use crate::analytics::{
+    self, Analytics, NewAnnotation, Order, Ranking, TrendRequest, DEFAULT_ANNOTATIONS,
+    MAX_ANNOTATIONS,
+};
+use crate::auth::{self, ApiKeys, AuthError, Scope};
+use crate::csv::Tabular;
+use crate::measures::{Dimension, NAMES};
 use crate::metrics::Metrics;
-use crate::queries::{Filter, Period};
-use crate::store::{Store, StoreError};
-use crate::window::{resolve_window, Window};
+use crate::queries::Filter;
+use crate::store::StoreError;
+use crate::window::{resolve_window, Granularity, Window};
 
 /// What every handler needs.
 pub struct AppState {
-    pub store: Store,
+    pub analytics: Analytics,
     pub keys: ApiKeys,
     pub metrics: Metrics,
 }
 
+/// Every route of the analytics API with its methods; the OpenAPI
+/// document must describe each (tested).
+pub const API_ROUTES: [(&str, &[&str]); 8] = [
+    ("/api/v1/overview", &["get"]),
+    ("/api/v1/distribution", &["get"]),
+    ("/api/v1/top-badges", &["get"]),
+    ("/api/v1/trends", &["get"]),
+    ("/api/v1/drivers", &["get"]),
+    ("/api/v1/lifecycle", &["get"]),
+    ("/api/v1/annotations", &["get", "post"]),
+    ("/api/v1/openapi.json", &["get"]),
+];
+
+/// Largest `POST /api/v1/annotations` body.
+pub const MAX_ANNOTATION_BODY: usize = 64 * 1024;
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/v1/overview", get(overview))
+        .route("/api/v1/distribution", get(distribution))
+        .route("/api/v1/top-badges", get(top_badges))
+        .route("/api/v1/trends", get(trends))
+        .route("/api/v1/drivers", get(drivers))
+        .route("/api/v1/lifecycle", get(lifecycle))
+        .route(
+            "/api/v1/annotations",
+            get(list_annotations)
+                .post(create_annotation)
+                .layer(DefaultBodyLimit::max(MAX_ANNOTATION_BODY)),
+        )
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -122,13 +158,13 @@ impl From<StoreError> for ApiError {
     }
 }
 
+type QueryPairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
 /// The query string as name/value pairs.
 struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn from_query(
-        query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    ) -> Result<Params, ApiError> {
+    fn from_query(query: QueryPairs) -> Result<Params, ApiError> {
         query
             .map(|Query(pairs)| Params(pairs))
             .map_err(|e| ApiError::bad_request(format!("query string: {}", e.body_text())))
@@ -149,99 +185,384 @@ impl Params {
         }
         Ok(first)
     }
-}
 
-/// Authenticates the request and resolves `org`/`issuer`/`badge_class`
-/// against the key's scope.
-fn authorize(keys: &ApiKeys, headers: &HeaderMap, params: &Params) -> Result<Filter, ApiError> {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    let scope = keys.authenticate(authorization, params.get("access_token")?)?;
-    Ok(auth::resolve(
-        scope,
-        params.get("org")?,
-        params.get("issuer")?,
-        params.get("badge_class")?,
-    )?)
-}
-
-/// The `[from, to)` window of the request (default: the last 30 days).
-fn window(params: &Params) -> Result<Window, ApiError> {
-    let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
-    resolve_window(params.get("from")?, params.get("to")?, now).map_err(ApiError::bad_request)
-}
-
-#[derive(serde::Serialize)]
-pub struct PeriodJson {
-    from: String,
-    to: String,
-}
-
-/// `{metric: {"current", "previous", "change"}}` in measure order.
-pub struct Trends(Vec<(&'static str, Trend)>);
-
-impl Serialize for Trends {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, trend) in &self.0 {
-            map.serialize_entry(name, trend)?;
+    /// Refuses any parameter not in `allowed`, naming it.
+    fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((k, _)) => Err(ApiError::bad_request(format!(
+                "{k}: unknown parameter (expected {})",
+                allowed.join(", ")
+            ))),
+            None => Ok(()),
         }
-        map.end()
+    }
+
+    /// An integer in `min..=max`, or `default` when absent.
+    fn int(&self, name: &str, min: u64, max: u64, default: u64) -> Result<u64, ApiError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name}: expected an integer from {min} to {max}, got {v:?}"
+                    ))
+                }),
+        }
     }
 }
 
-/// The body of `GET /api/v1/overview`.
-#[derive(serde::Serialize)]
-pub struct Overview {
-    scope: Filter,
-    period: PeriodJson,
-    /// All-time values; `from`/`to` do not apply.
-    kpis: Measures,
-    /// Values for `[from, to)`.
-    period_values: Measures,
-    /// The window against the equally long window before it.
-    trends: Trends,
+/// The parameters every analytics GET takes.
+const COMMON_PARAMS: [&str; 7] = [
+    "access_token",
+    "org",
+    "issuer",
+    "badge_class",
+    "from",
+    "to",
+    "format",
+];
+
+/// How to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Csv,
 }
 
-/// `GET /api/v1/overview` (SPEC §7.1, §8).
+/// An authenticated, authorised analytics request.
+struct ApiRequest {
+    params: Params,
+    filter: Filter,
+    window: Window,
+    format: Format,
+}
+
+/// The API key's scope. Authentication comes before any other check, so
+/// a request without a valid key learns nothing about its parameters.
+fn authenticate<'k>(
+    keys: &'k ApiKeys,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<&'k Scope, ApiError> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    Ok(keys.authenticate(authorization, params.get("access_token")?)?)
+}
+
+impl ApiRequest {
+    /// Authenticates, checks that only the common parameters and `extra`
+    /// are present, resolves the scope and the window, and reads `format`.
+    fn new(
+        s: &AppState,
+        headers: &HeaderMap,
+        query: QueryPairs,
+        extra: &[&str],
+    ) -> Result<ApiRequest, ApiError> {
+        let params = Params::from_query(query)?;
+        let scope = authenticate(&s.keys, headers, &params)?;
+        let allowed: Vec<&str> = COMMON_PARAMS.iter().chain(extra).copied().collect();
+        params.only(&allowed)?;
+        let filter = auth::resolve(
+            scope,
+            params.get("org")?,
+            params.get("issuer")?,
+            params.get("badge_class")?,
+        )?;
+        let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
+        let window = resolve_window(params.get("from")?, params.get("to")?, now)
+            .map_err(ApiError::bad_request)?;
+        let format = match params.get("format")? {
+            None | Some("json") => Format::Json,
+            Some("csv") => Format::Csv,
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "format: expected json or csv, got {other:?}"
+                )))
+            }
+        };
+        Ok(ApiRequest {
+            params,
+            filter,
+            window,
+            format,
+        })
+    }
+
+    /// `body` as JSON, or as CSV with `format=csv`.
+    fn respond<T: Serialize + Tabular>(&self, body: &T) -> Response {
+        match self.format {
+            Format::Json => Json(body).into_response(),
+            Format::Csv => (
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!(
+                            "attachment; filename=\"badgepulse-{}.csv\"",
+                            body.csv_name()
+                        ),
+                    ),
+                ],
+                body.table().to_csv(),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// `GET /api/v1/overview` (SPEC §7.1).
 #[tracing::instrument(skip_all)]
 async fn overview(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<Overview>, ApiError> {
-    let params = Params::from_query(query)?;
-    let filter = authorize(&s.keys, &headers, &params)?;
-    let window = window(&params)?;
-    tracing::debug!(?filter, from = window.from(), to = window.to(), "overview");
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &[])?;
+    let body = s.analytics.overview(&req.filter, req.window).await?;
+    Ok(req.respond(&body))
+}
 
-    let previous = async {
-        match window.previous() {
-            Some(p) => s.store.measure_counts(&filter, Period::Window(p)).await,
-            None => Ok(Counts::default()),
+/// `GET /api/v1/distribution?dimension=…` (SPEC §7.2).
+#[tracing::instrument(skip_all)]
+async fn distribution(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["dimension"])?;
+    let expected = || {
+        Dimension::ALL
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let dimension = match req.params.get("dimension")? {
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "dimension: required (one of {})",
+                expected()
+            )))
+        }
+        Some(v) => Dimension::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "dimension: expected one of {}, got {v:?}",
+                expected()
+            ))
+        })?,
+    };
+    let body = s
+        .analytics
+        .distribution(&req.filter, req.window, dimension)
+        .await?;
+    Ok(req.respond(&body))
+}
+
+/// A measure name of SPEC §7, or an error naming `param`.
+fn metric_param(param: &str, value: &str) -> Result<&'static str, ApiError> {
+    analytics::metric(value).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{param}: unknown metric {value:?} (expected one of {})",
+            NAMES.join(", ")
+        ))
+    })
+}
+
+/// `GET /api/v1/top-badges?sort=performance&order=desc&limit=20` (SPEC §7.3).
+#[tracing::instrument(skip_all)]
+async fn top_badges(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["sort", "order", "limit"])?;
+    let mut ranking = Ranking::default();
+    if let Some(v) = req.params.get("sort")? {
+        ranking.sort = metric_param("sort", v)?;
+    }
+    if let Some(v) = req.params.get("order")? {
+        ranking.order = Order::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!("order: expected desc or asc, got {v:?}"))
+        })?;
+    }
+    ranking.limit = req.params.int("limit", 1, 1_000, 20)? as usize;
+    let body = s
+        .analytics
+        .top_badges(&req.filter, req.window, ranking)
+        .await?;
+    Ok(req.respond(&body))
+}
+
+/// The default `metrics` of a trend.
+const DEFAULT_TREND_METRICS: [&str; 4] = ["awarded", "accepted", "shared", "views"];
+
+/// `GET /api/v1/trends?metrics=…&granularity=day` (SPEC §7.4).
+#[tracing::instrument(skip_all)]
+async fn trends(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
+    let metrics = match req.params.get("metrics")? {
+        None => DEFAULT_TREND_METRICS.to_vec(),
+        Some(list) => {
+            let mut out: Vec<&'static str> = Vec::new();
+            for name in list.split(',').map(str::trim) {
+                if name.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "metrics: empty metric name in the list",
+                    ));
+                }
+                let m = metric_param("metrics", name)?;
+                if out.contains(&m) {
+                    return Err(ApiError::bad_request(format!(
+                        "metrics: {name:?} is listed twice"
+                    )));
+                }
+                out.push(m);
+            }
+            out
         }
     };
-    let (all_time, current, previous) = tokio::try_join!(
-        s.store.measure_counts(&filter, Period::AllTime),
-        s.store.measure_counts(&filter, Period::Window(window)),
-        previous,
-    )?;
-    let current = Measures::derive(current);
-    let previous = Measures::derive(previous);
-    let body = Overview {
-        scope: filter,
-        period: PeriodJson {
-            from: window.from_rfc3339(),
-            to: window.to_rfc3339(),
-        },
-        kpis: Measures::derive(all_time),
-        trends: Trends(measures::trends(&current, &previous)),
-        period_values: current,
+    let granularity = match req.params.get("granularity")? {
+        None => Granularity::Day,
+        Some(v) => Granularity::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "granularity: expected one of minute, hour, day, week, month, got {v:?}"
+            ))
+        })?,
     };
-    Ok(Json(body))
+    let request =
+        TrendRequest::new(req.window, granularity, metrics).map_err(ApiError::bad_request)?;
+    let body = s.analytics.trends(&req.filter, req.window, request).await?;
+    Ok(req.respond(&body))
+}
+
+/// `GET /api/v1/drivers` (SPEC §7.5).
+#[tracing::instrument(skip_all)]
+async fn drivers(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &[])?;
+    let body = s.analytics.drivers(&req.filter, req.window).await?;
+    Ok(req.respond(&body))
+}
+
+/// `GET /api/v1/lifecycle` (SPEC §7.6).
+#[tracing::instrument(skip_all)]
+async fn lifecycle(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &[])?;
+    let body = s.analytics.lifecycle(&req.filter, req.window).await?;
+    Ok(req.respond(&body))
+}
+
+/// `GET /api/v1/annotations`: those in scope with `at` in the window.
+#[tracing::instrument(skip_all)]
+async fn list_annotations(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["limit"])?;
+    let limit = req
+        .params
+        .int("limit", 1, MAX_ANNOTATIONS, DEFAULT_ANNOTATIONS)?;
+    let body = s
+        .analytics
+        .annotations(&req.filter, req.window, limit)
+        .await?;
+    Ok(req.respond(&body))
+}
+
+/// The fields of a new annotation.
+const ANNOTATION_FIELDS: [&str; 6] = ["at", "title", "text", "org", "issuer", "badge_class"];
+
+/// `POST /api/v1/annotations` with `{"at","title","text"?,"org"?,"issuer"?,"badge_class"?}`:
+/// `201` and the stored annotation. The scope fields are resolved against
+/// the key like query parameters: a scoped key fills in its own scope and
+/// cannot create outside it.
+#[tracing::instrument(skip_all)]
+async fn create_annotation(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params = Params::from_query(query)?;
+    let scope = authenticate(&s.keys, &headers, &params)?;
+    params.only(&["access_token"])?;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: larger than {} KiB", MAX_ANNOTATION_BODY / 1024),
+            )
+        } else {
+            ApiError::bad_request(format!("body: {}", e.body_text()))
+        }
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("body: not JSON: {e}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("body: expected a JSON object"))?;
+    if let Some(k) = object
+        .keys()
+        .find(|k| !ANNOTATION_FIELDS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{k}: unknown field (expected {})",
+            ANNOTATION_FIELDS.join(", ")
+        )));
+    }
+    let field = |name: &str| -> Result<Option<&str>, ApiError> {
+        match object.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(ApiError::bad_request(format!("{name}: expected a string"))),
+        }
+    };
+    let target = auth::resolve(
+        scope,
+        field("org")?,
+        field("issuer")?,
+        field("badge_class")?,
+    )?;
+    if target.org.is_none() {
+        return Err(ApiError::bad_request(
+            "org: required to create an annotation with an admin key",
+        ));
+    }
+    let at = field("at")?.ok_or_else(|| ApiError::bad_request("at: required"))?;
+    let title = field("title")?.ok_or_else(|| ApiError::bad_request("title: required"))?;
+    let new = NewAnnotation::new(at, title, field("text")?).map_err(ApiError::bad_request)?;
+    let created = s.analytics.create_annotation(&target, new).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let params = Params::from_query(query)?;
+    authenticate(&s.keys, &headers, &params)?;
+    params.only(&["access_token"])?;
+    Ok(Json(crate::openapi::document()).into_response())
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    match s.store.ready().await {
+    match s.analytics.store().ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     }
@@ -264,6 +585,9 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    use crate::analytics::Settings;
+    use crate::store::Store;
+
     fn app() -> Router {
         let metrics = Metrics::new();
         // Nothing listens here: requests that reach the store fail fast.
@@ -279,22 +603,35 @@ mod tests {
                 sha256: auth::hash_key("acme"),
                 scope: "org:acme".into(),
             },
+            crate::config::ApiKeyConfig {
+                sha256: auth::hash_key("b1"),
+                scope: "badge:acme/b1".into(),
+            },
         ])
         .unwrap();
+        let store = Store::new(client, metrics.clone(), Duration::from_secs(5));
         router(Arc::new(AppState {
-            store: Store::new(client, metrics.clone(), Duration::from_secs(5)),
+            analytics: Analytics::new(
+                store,
+                Settings::from_config(&crate::config::ExporterConfig::default()),
+            ),
             keys,
             metrics,
         }))
     }
 
-    async fn get(uri: &str, bearer: Option<&str>) -> (StatusCode, serde_json::Value) {
-        let mut req = axum::http::Request::get(uri);
+    async fn send(
+        method: &str,
+        uri: &str,
+        bearer: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut req = axum::http::Request::builder().method(method).uri(uri);
         if let Some(k) = bearer {
             req = req.header("authorization", format!("Bearer {k}"));
         }
         let resp = app()
-            .oneshot(req.body(Body::empty()).unwrap())
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
             .await
             .unwrap();
         let status = resp.status();
@@ -305,6 +642,18 @@ mod tests {
             status,
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    async fn get(uri: &str, bearer: Option<&str>) -> (StatusCode, serde_json::Value) {
+        send("GET", uri, bearer, "").await
+    }
+
+    /// `uri` answers 400 with an error naming `param`.
+    async fn bad(uri: &str, param: &str) {
+        let (status, body) = get(uri, Some("adm")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        let msg = body["error"].as_str().unwrap();
+        assert!(msg.starts_with(&format!("{param}:")), "{uri}: {msg}");
     }
 
     #[tokio::test]
@@ -341,12 +690,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"].as_str().unwrap().starts_with("to:"), "{body}");
 
-        let (status, body) = get("/api/v1/overview?org=a&org=b", Some("adm")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(
-            body["error"].as_str().unwrap().starts_with("org:"),
-            "{body}"
-        );
+        bad("/api/v1/overview?org=a&org=b", "org").await;
 
         let (status, body) = get("/api/v1/nope", Some("adm")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
@@ -354,9 +698,154 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn store_failure_is_503_json() {
-        let (status, body) = get("/api/v1/overview?from=2024-03-01", Some("acme")).await;
+    async fn every_endpoint_checks_its_parameters() {
+        // Unauthenticated requests learn nothing about their parameters.
+        let (status, _) = get("/api/v1/trends?granularity=year", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        bad("/api/v1/overview?granularity=day", "granularity").await;
+        bad("/api/v1/overview?format=xml", "format").await;
+        bad("/api/v1/distribution", "dimension").await;
+        bad("/api/v1/distribution?dimension=channel", "dimension").await;
+        bad("/api/v1/top-badges?sort=fame", "sort").await;
+        bad("/api/v1/top-badges?order=up", "order").await;
+        bad("/api/v1/top-badges?limit=0", "limit").await;
+        bad("/api/v1/top-badges?limit=1001", "limit").await;
+        bad("/api/v1/top-badges?limit=ten", "limit").await;
+        bad("/api/v1/trends?granularity=year", "granularity").await;
+        bad("/api/v1/trends?metrics=views,fame", "metrics").await;
+        bad("/api/v1/trends?metrics=views,,awarded", "metrics").await;
+        bad("/api/v1/trends?metrics=views,views", "metrics").await;
+        // The default window (30 days) has 43,200 minutes.
+        bad("/api/v1/trends?granularity=minute", "granularity").await;
+        bad("/api/v1/drivers?sort=views", "sort").await;
+        bad("/api/v1/lifecycle?dimension=x", "dimension").await;
+        bad("/api/v1/annotations?limit=100000", "limit").await;
+        bad("/api/v1/openapi.json?format=csv", "format").await;
+        bad("/api/v1/lifecycle?issuer=i1", "org").await;
+    }
+
+    #[tokio::test]
+    async fn annotations_are_validated_before_storing() {
+        let post = |key: &'static str, body: &'static str| async move {
+            send("POST", "/api/v1/annotations", Some(key), body).await
+        };
+        let (status, _) = send("POST", "/api/v1/annotations", None, "{}").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let cases = [
+            ("acme", "nope", StatusCode::BAD_REQUEST, "body:"),
+            ("acme", "[1]", StatusCode::BAD_REQUEST, "body:"),
+            ("acme", r#"{"title":"x"}"#, StatusCode::BAD_REQUEST, "at:"),
+            (
+                "acme",
+                r#"{"at":"2024-03-01"}"#,
+                StatusCode::BAD_REQUEST,
+                "title:",
+            ),
+            (
+                "acme",
+                r#"{"at":"2024-03-01","title":""}"#,
+                StatusCode::BAD_REQUEST,
+                "title:",
+            ),
+            (
+                "acme",
+                r#"{"at":"2024-03-01","title":"x","colour":"red"}"#,
+                StatusCode::BAD_REQUEST,
+                "colour:",
+            ),
+            (
+                "acme",
+                r#"{"at":"2024-03-01","title":5}"#,
+                StatusCode::BAD_REQUEST,
+                "title:",
+            ),
+            (
+                "acme",
+                r#"{"at":"2024-03-01","title":"x","org":"globex"}"#,
+                StatusCode::FORBIDDEN,
+                "org:",
+            ),
+            (
+                "b1",
+                r#"{"at":"2024-03-01","title":"x","badge_class":"b2"}"#,
+                StatusCode::FORBIDDEN,
+                "badge_class:",
+            ),
+            (
+                "adm",
+                r#"{"at":"2024-03-01","title":"x"}"#,
+                StatusCode::BAD_REQUEST,
+                "org:",
+            ),
+        ];
+        for (key, body, status, prefix) in cases {
+            let (got, json) = post(key, body).await;
+            assert_eq!(got, status, "{body}: {json}");
+            assert!(
+                json["error"].as_str().unwrap().starts_with(prefix),
+                "{body}: {json}"
+            );
+        }
+        let big = format!(
+            r#"{{"at":"2024-03-01","title":"x","text":"{}"}}"#,
+            "y".repeat(MAX_ANNOTATION_BODY)
+        );
+        let (status, json) = send("POST", "/api/v1/annotations", Some("acme"), &big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+        assert!(json["error"].as_str().unwrap().starts_with("body:"));
+        // A valid annotation reaches the (absent) store.
+        let (status, _) = post("b1", r#"{"at":"2024-03-01","title":"Launch"}"#).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert!(body["error"].is_string(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn openapi_describes_every_route() {
+        let (status, doc) = get("/api/v1/openapi.json", Some("acme")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["openapi"], "3.0.3");
+        for (path, methods) in API_ROUTES {
+            for m in methods {
+                assert!(
+                    doc["paths"][path][m].is_object(),
+                    "{m} {path} missing from the OpenAPI document"
+                );
+                // And the router serves it (401 without a key, not 404/405).
+                let (status, _) = send(&m.to_uppercase(), path, None, "").await;
+                assert_eq!(status, StatusCode::UNAUTHORIZED, "{m} {path}");
+            }
+        }
+        let documented = doc["paths"].as_object().unwrap().len();
+        assert_eq!(documented, API_ROUTES.len());
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+        assert_eq!(schemes["accessToken"]["name"], "access_token");
+        // Every $ref resolves.
+        let text = doc.to_string();
+        for r in text.split("\"$ref\":\"#/components/").skip(1) {
+            let target = &r[..r.find('"').unwrap()];
+            let (kind, name) = target.split_once('/').unwrap();
+            assert!(
+                doc["components"][kind][name].is_object(),
+                "dangling $ref {target}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_503_json() {
+        for uri in [
+            "/api/v1/overview?from=2024-03-01",
+            "/api/v1/distribution?dimension=view_country",
+            "/api/v1/top-badges",
+            "/api/v1/trends?format=csv",
+            "/api/v1/drivers",
+            "/api/v1/lifecycle",
+            "/api/v1/annotations",
+        ] {
+            let (status, body) = get(uri, Some("acme")).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+            assert!(body["error"].is_string(), "{uri}: {body}");
+        }
     }
 }

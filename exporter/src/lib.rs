@@ -10,18 +10,30 @@
 //!   into day/hour/minute rollup buckets and raw edges.
 //! - [`measures`]: SPEC §7 counts and the ratios and scores derived from
 //!   them.
+//! - [`analytics`]: one data function per analytics endpoint (SPEC §7),
+//!   returning typed bodies that serialise to JSON and convert to CSV;
+//!   HTTP handlers and other renderers (charts) share them.
+//! - [`drivers`]: the drivers analysis (groups, lifts, p-values,
+//!   insights); [`stats`]: the significance tests and special functions.
+//! - [`csv`]: RFC 4180 output with formula neutralisation.
+//! - [`openapi`]: the OpenAPI 3 document of the API.
 //! - [`queries`]: every SQL statement, built but not executed
 //!   ([`queries::sample_queries`] lists them all for compatibility tests).
 //! - [`store`]: executes queries with timing, timeouts and typed errors.
 //! - [`metrics`]: pipeline metrics and the cached business metrics.
 //! - [`http`]: the axum router.
 
+pub mod analytics;
 pub mod auth;
 pub mod config;
+pub mod csv;
+pub mod drivers;
 pub mod http;
 pub mod measures;
 pub mod metrics;
+pub mod openapi;
 pub mod queries;
+pub mod stats;
 pub mod store;
 pub mod window;
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::auth::{hash_key, ApiKeys};
 use badgepulse_exporter::config::Config;
 use badgepulse_exporter::http::{self, AppState};
@@ -101,7 +102,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding exporter.bind {}", e.bind))?;
     let state = Arc::new(AppState {
-        store,
+        analytics: Analytics::new(store, Settings::from_config(e)),
         keys,
         metrics,
     });

@@ -121,6 +121,54 @@ impl Measures {
     }
 }
 
+/// A dimension of the distribution insights (SPEC §7.2). Each is counted
+/// the way its headline measure is: award methods as distinct awarded
+/// assertions (`awarded`), share channels as share events (`shares`),
+/// view sources and countries as view events (`views`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    AwardMethod,
+    ShareChannel,
+    ViewSource,
+    ViewCountry,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 4] = [
+        Dimension::AwardMethod,
+        Dimension::ShareChannel,
+        Dimension::ViewSource,
+        Dimension::ViewCountry,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::AwardMethod => "award_method",
+            Dimension::ShareChannel => "share_channel",
+            Dimension::ViewSource => "view_source",
+            Dimension::ViewCountry => "view_country",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    /// The event type the dimension describes.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Dimension::AwardMethod => "badge.awarded",
+            Dimension::ShareChannel => "badge.shared",
+            Dimension::ViewSource | Dimension::ViewCountry => "badge.viewed",
+        }
+    }
+
+    /// Whether rows count distinct assertions (else events).
+    pub fn counts_assertions(self) -> bool {
+        self == Dimension::AwardMethod
+    }
+}
+
 /// One measure's value: counts stay integers in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]

@@ -23,7 +23,8 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use crate::window::{decompose, Segment, Source, Window};
+use crate::measures::{Counts, Dimension};
+use crate::window::{decompose_with, Granularity, Retention, Segment, Source, Window};
 
 /// Default database when the client names none.
 const DEFAULT_DATABASE: &str = "badgepulse";
@@ -43,13 +44,22 @@ pub struct Filter {
 }
 
 /// The events a query covers in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Period {
     /// Every event ever: `rollup_day` without a time condition (every event
     /// lands in a day bucket, today's included).
     AllTime,
-    /// Events with `occurred_at` in the window.
-    Window(Window),
+    /// Events with `occurred_at` in a window, as decomposed by
+    /// [`crate::window::decompose_with`]: each segment is read from its
+    /// source.
+    Segments(Vec<Segment>),
+}
+
+impl Period {
+    /// `window` decomposed down from `coarsest` with rollup `retention`.
+    pub fn window(window: Window, coarsest: Source, retention: Retention) -> Period {
+        Period::Segments(decompose_with(window, coarsest, retention))
+    }
 }
 
 /// A bind value.
@@ -127,46 +137,101 @@ fn table(client: &Client, name: &str) -> String {
     }
 }
 
-/// Appends ` WHERE …` for `filter` and, if given, `column` in
-/// `[from, to)`; nothing when there is no condition.
-fn push_where(sql: &mut Sql, filter: &Filter, time: Option<(&str, u32, u32)>) {
-    let mut first = true;
-    let mut and = |sql: &mut Sql| {
-        sql.push(if first { " WHERE " } else { " AND " });
-        first = false;
-    };
-    if let Some(org) = &filter.org {
-        and(sql);
-        sql.push("org_id = ").str(org);
+/// Conditions joined by `WHERE … AND …`; nothing when there are none.
+struct Conditions {
+    first: bool,
+}
+
+impl Conditions {
+    fn new() -> Self {
+        Conditions { first: true }
     }
-    if let Some(issuer) = &filter.issuer {
-        and(sql);
-        sql.push("issuer_id = ").str(issuer);
+
+    /// Starts the next condition.
+    fn and<'s>(&mut self, sql: &'s mut Sql) -> &'s mut Sql {
+        sql.push(if self.first { " WHERE " } else { " AND " });
+        self.first = false;
+        sql
     }
-    if let Some(badge_class) = &filter.badge_class {
-        and(sql);
-        sql.push("badge_class_id = ").str(badge_class);
+}
+
+/// Appends ` WHERE …` for `filter`, if given `column` in `[from, to)` and,
+/// if given, `type_column = 'event type'` (a closed-set literal); nothing
+/// when there is no condition.
+fn push_where(
+    sql: &mut Sql,
+    filter: &Filter,
+    time: Option<(&str, u32, u32)>,
+    event_type: Option<(&str, &'static str)>,
+) {
+    let mut c = Conditions::new();
+    push_filter(sql, &mut c, filter);
+    if let Some((column, kind)) = event_type {
+        debug_assert!(EVENT_TYPES.contains(&kind), "{kind}");
+        c.and(sql).push(column).push(" = '").push(kind).push("'");
     }
     if let Some((column, from, to)) = time {
-        and(sql);
-        sql.push(column).push(" >= ").time(from);
+        c.and(sql).push(column).push(" >= ").time(from);
         sql.push(" AND ").push(column).push(" < ").time(to);
     }
 }
 
-/// The columns every state branch yields, in this order: the grouping
-/// columns a caller asks for, then `event_type`, `events`, `assertions`,
-/// `viewers`.
+/// The `org_id`/`issuer_id`/`badge_class_id` conditions of `filter`.
+fn push_filter(sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
+    if let Some(org) = &filter.org {
+        c.and(sql).push("org_id = ").str(org);
+    }
+    if let Some(issuer) = &filter.issuer {
+        c.and(sql).push("issuer_id = ").str(issuer);
+    }
+    if let Some(badge_class) = &filter.badge_class {
+        c.and(sql).push("badge_class_id = ").str(badge_class);
+    }
+}
+
+/// The event types of the schema (`events.type`).
+const EVENT_TYPES: [&str; 6] = [
+    "badge.awarded",
+    "badge.accepted",
+    "badge.shared",
+    "badge.viewed",
+    "badge.revoked",
+    "badge_class.upserted",
+];
+
+/// The columns every state branch yields after its keys, in this order.
 const STATE_COLUMNS: &str = "event_type, events, assertions, viewers";
 
+/// The grouping columns of the state branches: the select expressions
+/// over a rollup and over raw `events` (both yielding the same names and
+/// types), and the names to group by.
+struct Keys<'a> {
+    rollup: &'a str,
+    raw: &'a str,
+    names: &'a str,
+}
+
+impl<'a> Keys<'a> {
+    /// Plain columns present in rollups and `events` alike.
+    fn columns(names: &'a str) -> Keys<'a> {
+        Keys {
+            rollup: names,
+            raw: names,
+            names,
+        }
+    }
+}
+
 /// One `SELECT` yielding aggregate states of `segment` (or of all time,
-/// when `segment` is `None`) with the grouping columns `keys`.
+/// when `segment` is `None`) with the grouping columns `keys`, optionally
+/// only of one event type.
 fn push_state_branch(
     sql: &mut Sql,
     client: &Client,
-    keys: &str,
+    keys: &Keys,
     filter: &Filter,
     segment: Option<Segment>,
+    event_type: Option<&'static str>,
 ) {
     match segment {
         Some(Segment {
@@ -174,31 +239,41 @@ fn push_state_branch(
             from,
             to,
         }) => {
-            sql.push("SELECT ").push(keys).push(
+            sql.push("SELECT ").push(keys.raw).push(
                 ", type AS event_type, countState() AS events, uniqExactState(assertion_id) AS assertions, \
                  uniqExactIfState(viewer_key, viewer_key != 0) AS viewers FROM ",
             );
             sql.push(&table(client, "events"));
-            push_where(sql, filter, Some(("occurred_at", from, to)));
-            sql.push(" GROUP BY ").push(keys).push(", event_type");
+            push_where(
+                sql,
+                filter,
+                Some(("occurred_at", from, to)),
+                event_type.map(|t| ("type", t)),
+            );
+            sql.push(" GROUP BY ").push(keys.names).push(", event_type");
         }
         Some(Segment { source, from, to }) => {
             sql.push("SELECT ")
-                .push(keys)
+                .push(keys.rollup)
                 .push(", ")
                 .push(STATE_COLUMNS)
                 .push(" FROM ");
             sql.push(&table(client, rollup_table(source)));
-            push_where(sql, filter, Some(("bucket", from, to)));
+            push_where(
+                sql,
+                filter,
+                Some(("bucket", from, to)),
+                event_type.map(|t| ("event_type", t)),
+            );
         }
         None => {
             sql.push("SELECT ")
-                .push(keys)
+                .push(keys.rollup)
                 .push(", ")
                 .push(STATE_COLUMNS)
                 .push(" FROM ");
             sql.push(&table(client, "rollup_day"));
-            push_where(sql, filter, None);
+            push_where(sql, filter, None, event_type.map(|t| ("event_type", t)));
         }
     }
 }
@@ -214,16 +289,24 @@ fn rollup_table(source: Source) -> &'static str {
 
 /// `(branch UNION ALL branch …)`: the aggregate states of `period` for
 /// `filter`, with the grouping columns `keys`.
-fn push_states(sql: &mut Sql, client: &Client, keys: &str, filter: &Filter, period: Period) {
+fn push_states(
+    sql: &mut Sql,
+    client: &Client,
+    keys: &Keys,
+    filter: &Filter,
+    period: &Period,
+    event_type: Option<&'static str>,
+) {
     sql.push("(");
     match period {
-        Period::AllTime => push_state_branch(sql, client, keys, filter, None),
-        Period::Window(window) => {
-            for (n, segment) in decompose(window).into_iter().enumerate() {
+        Period::AllTime => push_state_branch(sql, client, keys, filter, None, event_type),
+        Period::Segments(segments) => {
+            assert!(!segments.is_empty(), "a window has at least one segment");
+            for (n, segment) in segments.iter().enumerate() {
                 if n > 0 {
                     sql.push(" UNION ALL ");
                 }
-                push_state_branch(sql, client, keys, filter, Some(segment));
+                push_state_branch(sql, client, keys, filter, Some(*segment), event_type);
             }
         }
     }
@@ -243,10 +326,377 @@ uniqExactMergeIf(assertions, event_type = 'badge.revoked') AS revoked, \
 uniqExact(org_id, badge_class_id) AS badge_classes";
 
 /// One row of [`crate::measures::Counts`] for `filter` and `period`.
-pub fn measure_counts(client: &Client, filter: &Filter, period: Period) -> Query {
+pub fn measure_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
     let mut sql = Sql::default();
     sql.push("SELECT ").push(COUNT_COLUMNS).push(" FROM ");
-    push_states(&mut sql, client, "org_id, badge_class_id", filter, period);
+    push_states(
+        &mut sql,
+        client,
+        &Keys::columns("org_id, badge_class_id"),
+        filter,
+        period,
+        None,
+    );
+    sql.build(client)
+}
+
+/// The counts of one badge class: a row of [`class_counts`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct ClassCounts {
+    pub org_id: String,
+    pub badge_class_id: String,
+    pub awarded: u64,
+    pub accepted: u64,
+    pub shared: u64,
+    pub shares: u64,
+    pub views: u64,
+    pub unique_viewers: u64,
+    pub revoked: u64,
+    pub badge_classes: u64,
+}
+
+impl ClassCounts {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            awarded: self.awarded,
+            accepted: self.accepted,
+            shared: self.shared,
+            shares: self.shares,
+            views: self.views,
+            unique_viewers: self.unique_viewers,
+            revoked: self.revoked,
+            badge_classes: self.badge_classes,
+        }
+    }
+}
+
+/// The counts of every badge class with events in `period` (rows of
+/// [`ClassCounts`], by org and badge class).
+pub fn class_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
+    let mut sql = Sql::default();
+    sql.push("SELECT org_id, badge_class_id, ")
+        .push(COUNT_COLUMNS)
+        .push(" FROM ");
+    push_states(
+        &mut sql,
+        client,
+        &Keys::columns("org_id, badge_class_id"),
+        filter,
+        period,
+        None,
+    );
+    sql.push(" GROUP BY org_id, badge_class_id ORDER BY org_id, badge_class_id");
+    sql.build(client)
+}
+
+/// The latest metadata of one badge class: a row of [`badge_classes`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct BadgeClassRow {
+    pub org_id: String,
+    pub badge_class_id: String,
+    pub name: String,
+    pub skills_aligned: u8,
+    pub in_pathway: u8,
+    pub in_catalog: u8,
+    pub attribute_keys: Vec<String>,
+    pub attribute_values: Vec<u8>,
+}
+
+/// The latest metadata (`argMax` by `updated_at`, which is what
+/// `badge_classes FINAL` keeps) of every badge class in `filter` that was
+/// ever upserted: rows of [`BadgeClassRow`].
+pub fn badge_classes(client: &Client, filter: &Filter) -> Query {
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT org_id, badge_class_id, argMax(name, updated_at) AS latest_name, \
+         argMax(skills_aligned, updated_at) AS latest_skills_aligned, \
+         argMax(in_pathway, updated_at) AS latest_in_pathway, \
+         argMax(in_catalog, updated_at) AS latest_in_catalog, \
+         argMax(attribute_keys, updated_at) AS latest_attribute_keys, \
+         argMax(attribute_values, updated_at) AS latest_attribute_values FROM ",
+    );
+    sql.push(&table(client, "badge_classes"));
+    push_where(&mut sql, filter, None, None);
+    sql.push(" GROUP BY org_id, badge_class_id ORDER BY org_id, badge_class_id");
+    sql.build(client)
+}
+
+/// One value of a distribution: a row of [`distribution`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct DistributionRow {
+    pub value: String,
+    pub count: u64,
+}
+
+/// The counts of `dimension` in `period` (rows of [`DistributionRow`]),
+/// by count descending, then value.
+pub fn distribution(
+    client: &Client,
+    filter: &Filter,
+    period: &Period,
+    dimension: Dimension,
+) -> Query {
+    let keys = match dimension {
+        Dimension::AwardMethod => Keys {
+            rollup: "dim_value AS value",
+            raw: "toString(award_method) AS value",
+            names: "value",
+        },
+        Dimension::ShareChannel => Keys {
+            rollup: "dim_value AS value",
+            raw: "toString(share_channel) AS value",
+            names: "value",
+        },
+        Dimension::ViewSource => Keys {
+            rollup: "dim_value AS value",
+            raw: "toString(view_source) AS value",
+            names: "value",
+        },
+        Dimension::ViewCountry => Keys {
+            rollup: "country AS value",
+            raw: "country AS value",
+            names: "value",
+        },
+    };
+    let measure = if dimension.counts_assertions() {
+        "uniqExactMerge(assertions)"
+    } else {
+        "countMerge(events)"
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT value, ").push(measure).push(" AS n FROM ");
+    push_states(
+        &mut sql,
+        client,
+        &keys,
+        filter,
+        period,
+        Some(dimension.event_type()),
+    );
+    sql.push(" GROUP BY value ORDER BY n DESC, value");
+    sql.build(client)
+}
+
+/// The counts of one trend bucket: a row of [`trend_counts`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct TrendRow {
+    /// Bucket start, epoch seconds.
+    pub t: u32,
+    pub awarded: u64,
+    pub accepted: u64,
+    pub shared: u64,
+    pub shares: u64,
+    pub views: u64,
+    pub unique_viewers: u64,
+    pub revoked: u64,
+    pub badge_classes: u64,
+}
+
+impl TrendRow {
+    pub fn counts(&self) -> Counts {
+        Counts {
+            awarded: self.awarded,
+            accepted: self.accepted,
+            shared: self.shared,
+            shares: self.shares,
+            views: self.views,
+            unique_viewers: self.unique_viewers,
+            revoked: self.revoked,
+            badge_classes: self.badge_classes,
+        }
+    }
+}
+
+/// `granularity`'s bucket start of the DateTime column `column`, as
+/// `UInt32` epoch seconds.
+fn bucket_expr(granularity: Granularity, column: &str) -> String {
+    match granularity {
+        Granularity::Minute => format!("toUInt32(toStartOfMinute({column}))"),
+        Granularity::Hour => format!("toUInt32(toStartOfHour({column}))"),
+        Granularity::Day => format!("toUInt32(toStartOfDay({column}))"),
+        // Dates are day numbers.
+        Granularity::Week => format!("toUInt32(toUInt32(toMonday({column})) * 86400)"),
+        Granularity::Month => format!("toUInt32(toUInt32(toStartOfMonth({column})) * 86400)"),
+    }
+}
+
+/// The counts per `granularity` bucket of `period` (rows of [`TrendRow`]
+/// for the buckets that have events, by time). `period` must be
+/// decomposed down from `granularity.source()` so that every segment's
+/// buckets nest inside trend buckets; raw edges count only the seconds of
+/// the window.
+pub fn trend_counts(
+    client: &Client,
+    filter: &Filter,
+    period: &Period,
+    granularity: Granularity,
+) -> Query {
+    if let Period::Segments(segments) = period {
+        debug_assert!(segments
+            .iter()
+            .all(|s| s.source.step() <= granularity.source().step()));
+    }
+    let rollup = format!(
+        "{} AS t, org_id, badge_class_id",
+        bucket_expr(granularity, "bucket")
+    );
+    let raw = format!(
+        "{} AS t, org_id, badge_class_id",
+        bucket_expr(granularity, "occurred_at")
+    );
+    let keys = Keys {
+        rollup: &rollup,
+        raw: &raw,
+        names: "t, org_id, badge_class_id",
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT t, ").push(COUNT_COLUMNS).push(" FROM ");
+    push_states(&mut sql, client, &keys, filter, period, None);
+    sql.push(" GROUP BY t ORDER BY t");
+    sql.build(client)
+}
+
+/// The lifecycle of a cohort (SPEC §7.6): the row of [`lifecycle`].
+#[derive(Debug, Clone, Default, PartialEq, clickhouse::Row, serde::Deserialize)]
+pub struct LifecycleRow {
+    /// Assertions first awarded in the window.
+    pub awarded: u64,
+    /// … of which accepted.
+    pub accepted: u64,
+    /// … of which accepted and shared.
+    pub shared: u64,
+    /// … of which accepted, shared and viewed.
+    pub viewed: u64,
+    /// Assertions with an award and an accept time, and the median of
+    /// first accept − first award (seconds; 0 when there are none).
+    pub award_to_accept_n: u64,
+    pub award_to_accept_secs: f64,
+    /// Assertions with an accept and a share time; median first share −
+    /// first accept.
+    pub accept_to_share_n: u64,
+    pub accept_to_share_secs: f64,
+    /// Assertions with a share and a view time; median first view − first
+    /// share.
+    pub share_to_view_n: u64,
+    pub share_to_view_secs: f64,
+}
+
+/// `length(d) AS n, median of the sorted array d AS m` (0 when empty:
+/// index 1 of an empty array is the default value).
+fn push_median(sql: &mut Sql, array: &str, n: &str, m: &str) {
+    sql.push("length(")
+        .push(array)
+        .push(") AS ")
+        .push(n)
+        .push(", ");
+    sql.push("(arrayElement(")
+        .push(array)
+        .push(", greatest(1, intDiv(length(")
+        .push(array)
+        .push(") + 1, 2))) + arrayElement(")
+        .push(array)
+        .push(", greatest(1, intDiv(length(")
+        .push(array)
+        .push(") + 2, 2)))) / 2 AS ")
+        .push(m);
+}
+
+/// The lifecycle of the assertions of `filter` first awarded in `window`
+/// (one [`LifecycleRow`]). Presence of an event is tested with its count
+/// (`minIfMerge` yields 1970-01-01 for "never").
+pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
+    let mut sql = Sql::default();
+    sql.push("SELECT awarded, accepted, shared, viewed, ");
+    push_median(&mut sql, "d1", "award_to_accept_n", "award_to_accept_secs");
+    sql.push(", ");
+    push_median(&mut sql, "d2", "accept_to_share_n", "accept_to_share_secs");
+    sql.push(", ");
+    push_median(&mut sql, "d3", "share_to_view_n", "share_to_view_secs");
+    sql.push(
+        " FROM (SELECT count() AS awarded, countIf(ac_n > 0) AS accepted, \
+         countIf(ac_n > 0 AND sh_n > 0) AS shared, \
+         countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS viewed, \
+         arraySort(groupArrayIf(toInt64(ac) - toInt64(aw), ac_n > 0)) AS d1, \
+         arraySort(groupArrayIf(toInt64(sh) - toInt64(ac), ac_n > 0 AND sh_n > 0)) AS d2, \
+         arraySort(groupArrayIf(toInt64(vw) - toInt64(sh), sh_n > 0 AND vw_n > 0)) AS d3 \
+         FROM (SELECT minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
+         minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, \
+         countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
+         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
+    );
+    sql.push(&table(client, "assertion_lifecycle"));
+    push_where(&mut sql, filter, None, None);
+    sql.push(" GROUP BY org_id, issuer_id, badge_class_id, assertion_id)");
+    sql.push(" WHERE aw_n > 0 AND aw >= ")
+        .time(window.from())
+        .push(" AND aw < ")
+        .time(window.to())
+        .push(")");
+    sql.build(client)
+}
+
+/// Where annotations are written.
+pub const ANNOTATIONS_TABLE: &str = "annotations";
+
+/// An annotation (program update shown on trend charts): a row of the
+/// `annotations` table, as inserted and as read by [`annotations`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Serialize, serde::Deserialize)]
+pub struct AnnotationRow {
+    pub id: String,
+    pub org_id: String,
+    /// `''`: the whole org.
+    pub issuer_id: String,
+    /// `''`: every badge class.
+    pub badge_class_id: String,
+    /// Epoch seconds.
+    pub at: u32,
+    pub title: String,
+    pub text: String,
+    /// Epoch seconds.
+    pub created_at: u32,
+}
+
+/// The annotations of `filter` with `at` in `window`, by time, at most
+/// `limit` (rows of [`AnnotationRow`]).
+///
+/// An annotation is in scope when it belongs to the org and everything it
+/// names matches the scope: with an issuer in `filter`, annotations of
+/// the whole org or of that issuer; with a badge class, annotations of
+/// every badge class or of that one, and when no issuer is given either
+/// not tied to an issuer or tied to that badge class. An org (or admin)
+/// scope sees all of its org's annotations.
+pub fn annotations(client: &Client, filter: &Filter, window: Window, limit: u64) -> Query {
+    let mut sql = Sql::default();
+    sql.push(
+        "SELECT id, org_id, issuer_id, badge_class_id, toUInt32(at) AS at_secs, title, text, \
+         toUInt32(created_at) AS created_secs FROM ",
+    );
+    sql.push(&table(client, ANNOTATIONS_TABLE));
+    let mut c = Conditions::new();
+    if let Some(org) = &filter.org {
+        c.and(&mut sql).push("org_id = ").str(org);
+    }
+    if let Some(issuer) = &filter.issuer {
+        c.and(&mut sql)
+            .push("(issuer_id = '' OR issuer_id = ")
+            .str(issuer)
+            .push(")");
+    }
+    if let Some(badge_class) = &filter.badge_class {
+        c.and(&mut sql)
+            .push("(badge_class_id = '' OR badge_class_id = ")
+            .str(badge_class)
+            .push(")");
+        if filter.issuer.is_none() {
+            c.and(&mut sql)
+                .push("(issuer_id = '' OR badge_class_id = ")
+                .str(badge_class)
+                .push(")");
+        }
+    }
+    c.and(&mut sql).push("at >= ").time(window.from());
+    sql.push(" AND at < ").time(window.to());
+    sql.push(" ORDER BY at, id LIMIT ").u64(limit);
     sql.build(client)
 }
 
@@ -326,16 +776,30 @@ pub fn tables_present(client: &Client) -> Query {
 }
 
 /// The tables the exporter reads.
-pub const REQUIRED_TABLES: [&str; 4] = ["events", "rollup_minute", "rollup_hour", "rollup_day"];
+pub const REQUIRED_TABLES: [&str; 7] = [
+    "events",
+    "rollup_minute",
+    "rollup_hour",
+    "rollup_day",
+    "assertion_lifecycle",
+    "badge_classes",
+    ANNOTATIONS_TABLE,
+];
 
 /// A window cutting through day, hour and minute boundaries:
 /// 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z.
 pub const SAMPLE_WINDOW: (u32, u32) = (1_710_025_110, 1_710_205_335);
 
+/// A window cutting through day, hour and minute boundaries around the
+/// compatibility test's data (2026-03-01 to 2026-03-03):
+/// 2026-02-28T22:58:30Z to 2026-03-03T01:02:15Z.
+pub const DATA_WINDOW: (u32, u32) = (1_772_319_510, 1_772_499_735);
+
 /// Every query the exporter can issue, built with representative
-/// parameters (each scope kind, all-time and windows through every source),
-/// named for test output. Used by the compatibility tests that run each
-/// statement on ClickHouse 18.16 and on current ClickHouse (chDB).
+/// parameters (each scope kind, all-time and windows through every source,
+/// every granularity and dimension, rollups kept and expired), named for
+/// test output. Used by the compatibility tests that run each statement
+/// on ClickHouse 18.16 and on current ClickHouse (chDB).
 pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
     let id = |s: &str| Some(s.to_owned());
     let scopes = [
@@ -351,7 +815,7 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             "issuer",
             Filter {
                 org: id("acme"),
-                issuer: id("acme-academy"),
+                issuer: id("i1"),
                 badge_class: None,
             },
         ),
@@ -360,15 +824,15 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             Filter {
                 org: id("acme"),
                 issuer: None,
-                badge_class: id("rust-101"),
+                badge_class: id("rust"),
             },
         ),
         (
             "issuer_badge",
             Filter {
                 org: id("acme"),
-                issuer: id("acme-academy"),
-                badge_class: id("rust-101"),
+                issuer: id("i1"),
+                badge_class: id("rust"),
             },
         ),
         (
@@ -379,33 +843,94 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             },
         ),
     ];
+    let kept = Retention::KEEP_ALL;
+    // Every minute and hour bucket expired: those pieces come from `events`.
+    let expired = Retention {
+        minute_from: u32::MAX,
+        hour_from: u32::MAX,
+    };
     let cross = Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).expect("valid sample window");
+    let data = Window::new(DATA_WINDOW.0, DATA_WINDOW.1).expect("valid data window");
+    let day = Source::Day;
     let periods = [
         ("all_time", Period::AllTime),
-        ("window", Period::Window(cross)),
+        ("window", Period::window(cross, day, kept)),
         (
             "previous_window",
-            Period::Window(cross.previous().expect("after the epoch")),
+            Period::window(cross.previous().expect("after the epoch"), day, kept),
         ),
         // Inside one minute: raw events only.
         (
             "seconds",
-            Period::Window(Window::new(1_710_025_110, 1_710_025_140).expect("valid")),
+            Period::window(
+                Window::new(1_710_025_110, 1_710_025_140).expect("valid"),
+                day,
+                kept,
+            ),
         ),
         // Whole days only.
         (
             "days",
-            Period::Window(Window::new(1_709_251_200, 1_711_929_600).expect("valid")),
+            Period::window(
+                Window::new(1_709_251_200, 1_711_929_600).expect("valid"),
+                day,
+                kept,
+            ),
         ),
+        ("data", Period::window(data, day, kept)),
+        ("data_expired", Period::window(data, day, expired)),
     ];
     let mut out = Vec::new();
     for (scope_name, filter) in &scopes {
         for (period_name, period) in &periods {
             out.push((
                 format!("measure_counts.{scope_name}.{period_name}"),
-                measure_counts(client, filter, *period),
+                measure_counts(client, filter, period),
             ));
         }
+        for (period_name, period) in [
+            ("data", Period::window(data, day, kept)),
+            ("data_expired", Period::window(data, day, expired)),
+        ] {
+            out.push((
+                format!("class_counts.{scope_name}.{period_name}"),
+                class_counts(client, filter, &period),
+            ));
+        }
+        out.push((
+            format!("badge_classes.{scope_name}"),
+            badge_classes(client, filter),
+        ));
+        for dimension in Dimension::ALL {
+            out.push((
+                format!("distribution.{}.{scope_name}", dimension.as_str()),
+                distribution(client, filter, &Period::window(data, day, kept), dimension),
+            ));
+        }
+        for granularity in Granularity::ALL {
+            for (retention_name, retention) in [("kept", kept), ("expired", expired)] {
+                out.push((
+                    format!(
+                        "trend_counts.{}.{scope_name}.{retention_name}",
+                        granularity.as_str()
+                    ),
+                    trend_counts(
+                        client,
+                        filter,
+                        &Period::window(data, granularity.source(), retention),
+                        granularity,
+                    ),
+                ));
+            }
+        }
+        out.push((
+            format!("lifecycle.{scope_name}"),
+            lifecycle(client, filter, data),
+        ));
+        out.push((
+            format!("annotations.{scope_name}"),
+            annotations(client, filter, data, 1000),
+        ));
     }
     out.push(("issuer_totals".into(), issuer_totals(client, 100, 500)));
     out.push((
@@ -434,7 +959,7 @@ mod tests {
             org: Some("acme".into()),
             ..Filter::default()
         };
-        let sql = text(&measure_counts(&client(), &f, Period::AllTime));
+        let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
         assert!(
             sql.contains("FROM bp_test.rollup_day WHERE org_id = 'acme')"),
             "{sql}"
@@ -453,7 +978,11 @@ mod tests {
             issuer: Some("i1".into()),
             badge_class: None,
         };
-        let sql = text(&measure_counts(&client(), &f, Period::Window(w)));
+        let sql = text(&measure_counts(
+            &client(),
+            &f,
+            &Period::window(w, Source::Day, Retention::KEEP_ALL),
+        ));
         assert_eq!(sql.matches(" UNION ALL ").count(), 6, "{sql}");
         for t in ["rollup_day", "rollup_hour", "rollup_minute", "events"] {
             assert!(
@@ -478,7 +1007,7 @@ mod tests {
             org: Some("x' OR 1=1 --".into()),
             ..Filter::default()
         };
-        let sql = text(&measure_counts(&client(), &f, Period::AllTime));
+        let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
         assert!(sql.contains(r"org_id = 'x\' OR 1=1 --'"), "{sql}");
     }
 
@@ -487,7 +1016,7 @@ mod tests {
         let sql = text(&measure_counts(
             &client(),
             &Filter::default(),
-            Period::AllTime,
+            &Period::AllTime,
         ));
         assert!(!sql.contains("WHERE"), "{sql}");
     }
@@ -516,5 +1045,116 @@ mod tests {
             let sql = text(q);
             assert!(!sql.contains('?'), "{name}: unbound: {sql}");
         }
+    }
+
+    fn sample_window() -> Window {
+        Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).unwrap()
+    }
+
+    #[test]
+    fn trends_never_read_coarser_buckets_than_their_granularity() {
+        let f = Filter {
+            org: Some("acme".into()),
+            ..Filter::default()
+        };
+        for g in Granularity::ALL {
+            let period = Period::window(sample_window(), g.source(), Retention::KEEP_ALL);
+            let sql = text(&trend_counts(&client(), &f, &period, g));
+            let reads = |t: &str| sql.contains(&format!("FROM bp_test.{t} "));
+            match g {
+                Granularity::Minute => {
+                    assert!(!reads("rollup_hour") && !reads("rollup_day"), "{sql}")
+                }
+                Granularity::Hour => assert!(!reads("rollup_day") && reads("rollup_hour"), "{sql}"),
+                _ => assert!(reads("rollup_day"), "{sql}"),
+            }
+            assert!(sql.ends_with(" GROUP BY t ORDER BY t"), "{sql}");
+        }
+        let period = Period::window(sample_window(), Source::Day, Retention::KEEP_ALL);
+        let sql = text(&trend_counts(&client(), &f, &period, Granularity::Week));
+        assert!(
+            sql.contains("toUInt32(toUInt32(toMonday(bucket)) * 86400) AS t"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("toUInt32(toUInt32(toMonday(occurred_at)) * 86400) AS t"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("GROUP BY t, org_id, badge_class_id, event_type"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn distribution_reads_one_event_type() {
+        let period = Period::window(sample_window(), Source::Day, Retention::KEEP_ALL);
+        let sql = text(&distribution(
+            &client(),
+            &Filter::default(),
+            &period,
+            Dimension::ShareChannel,
+        ));
+        assert_eq!(
+            sql.matches("WHERE event_type = 'badge.shared'").count(),
+            5,
+            "{sql}"
+        );
+        assert_eq!(
+            sql.matches("WHERE type = 'badge.shared'").count(),
+            2,
+            "{sql}"
+        );
+        assert!(sql.contains("toString(share_channel) AS value"), "{sql}");
+        assert!(
+            sql.starts_with("SELECT value, countMerge(events) AS n"),
+            "{sql}"
+        );
+        let sql = text(&distribution(
+            &client(),
+            &Filter::default(),
+            &period,
+            Dimension::AwardMethod,
+        ));
+        assert!(
+            sql.starts_with("SELECT value, uniqExactMerge(assertions) AS n"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn annotation_scopes() {
+        let w = sample_window();
+        let f = |issuer: Option<&str>, badge: Option<&str>| Filter {
+            org: Some("acme".into()),
+            issuer: issuer.map(Into::into),
+            badge_class: badge.map(Into::into),
+        };
+        let sql = text(&annotations(&client(), &f(None, None), w, 10));
+        assert!(sql.contains("WHERE org_id = 'acme' AND at >= "), "{sql}");
+        assert!(sql.ends_with("ORDER BY at, id LIMIT 10"), "{sql}");
+        let sql = text(&annotations(&client(), &f(Some("i1"), None), w, 10));
+        assert!(
+            sql.contains("AND (issuer_id = '' OR issuer_id = 'i1') AND at"),
+            "{sql}"
+        );
+        let sql = text(&annotations(&client(), &f(None, Some("b1")), w, 10));
+        assert!(sql.contains("AND (badge_class_id = '' OR badge_class_id = 'b1') AND (issuer_id = '' OR badge_class_id = 'b1') AND at"), "{sql}");
+        let sql = text(&annotations(&client(), &f(Some("i1"), Some("b1")), w, 10));
+        assert!(!sql.contains("(issuer_id = '' OR badge_class_id"), "{sql}");
+        let sql = text(&annotations(&client(), &Filter::default(), w, 10));
+        assert!(sql.contains(" WHERE at >= "), "{sql}");
+    }
+
+    #[test]
+    fn lifecycle_cohort_is_by_first_award() {
+        let sql = text(&lifecycle(&client(), &Filter::default(), sample_window()));
+        assert!(sql.contains(
+            "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
+        ), "{sql}");
+        assert!(
+            sql.contains("FROM bp_test.assertion_lifecycle GROUP BY"),
+            "{sql}"
+        );
     }
 }

@@ -9,9 +9,13 @@ use badgepulse_contract::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::{Client, RowOwned, RowRead};
 
-use crate::measures::Counts;
+use crate::measures::{Counts, Dimension};
 use crate::metrics::Metrics;
-use crate::queries::{self, Filter, IssuerTotals, Period, REQUIRED_TABLES};
+use crate::queries::{
+    self, AnnotationRow, BadgeClassRow, ClassCounts, DistributionRow, Filter, IssuerTotals,
+    LifecycleRow, Period, TrendRow, REQUIRED_TABLES,
+};
+use crate::window::{Granularity, Window};
 
 /// A failed ClickHouse query, with the query's name.
 #[derive(Debug, thiserror::Error)]
@@ -111,14 +115,105 @@ impl Store {
     pub async fn measure_counts(
         &self,
         filter: &Filter,
-        period: Period,
+        period: &Period,
     ) -> Result<Counts, StoreError> {
         let name = match period {
             Period::AllTime => "measure_counts_all_time",
-            Period::Window(_) => "measure_counts_window",
+            Period::Segments(_) => "measure_counts_window",
         };
         self.one(name, queries::measure_counts(&self.client, filter, period))
             .await
+    }
+
+    /// The counts of every badge class with events in `period`.
+    pub async fn class_counts(
+        &self,
+        filter: &Filter,
+        period: &Period,
+    ) -> Result<Vec<ClassCounts>, StoreError> {
+        self.all(
+            "class_counts",
+            queries::class_counts(&self.client, filter, period),
+        )
+        .await
+    }
+
+    /// The latest metadata of every upserted badge class in `filter`.
+    pub async fn badge_classes(&self, filter: &Filter) -> Result<Vec<BadgeClassRow>, StoreError> {
+        self.all(
+            "badge_classes",
+            queries::badge_classes(&self.client, filter),
+        )
+        .await
+    }
+
+    /// The counts of `dimension`'s values in `period`.
+    pub async fn distribution(
+        &self,
+        filter: &Filter,
+        period: &Period,
+        dimension: Dimension,
+    ) -> Result<Vec<DistributionRow>, StoreError> {
+        self.all(
+            "distribution",
+            queries::distribution(&self.client, filter, period, dimension),
+        )
+        .await
+    }
+
+    /// The counts per `granularity` bucket that has events in `period`.
+    pub async fn trend_counts(
+        &self,
+        filter: &Filter,
+        period: &Period,
+        granularity: Granularity,
+    ) -> Result<Vec<TrendRow>, StoreError> {
+        self.all(
+            "trend_counts",
+            queries::trend_counts(&self.client, filter, period, granularity),
+        )
+        .await
+    }
+
+    /// The lifecycle of the cohort first awarded in `window`.
+    pub async fn lifecycle(
+        &self,
+        filter: &Filter,
+        window: Window,
+    ) -> Result<LifecycleRow, StoreError> {
+        self.one(
+            "lifecycle",
+            queries::lifecycle(&self.client, filter, window),
+        )
+        .await
+    }
+
+    /// The annotations in scope with `at` in `window`, at most `limit`.
+    pub async fn annotations(
+        &self,
+        filter: &Filter,
+        window: Window,
+        limit: u64,
+    ) -> Result<Vec<AnnotationRow>, StoreError> {
+        self.all(
+            "annotations",
+            queries::annotations(&self.client, filter, window, limit),
+        )
+        .await
+    }
+
+    /// Stores one annotation (a single-row INSERT).
+    pub async fn insert_annotation(&self, row: &AnnotationRow) -> Result<(), StoreError> {
+        const NAME: &str = "insert_annotation";
+        let insert = async {
+            let mut insert = self
+                .client
+                .insert::<AnnotationRow>(queries::ANNOTATIONS_TABLE)
+                .await?;
+            insert.write(row).await?;
+            insert.end().await
+        };
+        self.timed(NAME, insert).await
     }
 
     /// All-time counts per (org, issuer) label pair, bounded in cardinality.

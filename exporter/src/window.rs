@@ -10,7 +10,7 @@
 //! `Hour` or `Minute` starts and ends on that source's bucket boundaries
 //! (UTC), so whole rollup buckets answer it.
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 
 /// A half-open interval `[from, to)` of UTC epoch seconds with `from < to`.
 /// Seconds fit `u32` because ClickHouse's `DateTime` does.
@@ -104,27 +104,203 @@ pub struct Segment {
     pub to: u32,
 }
 
+/// Which rollup buckets the aggregator still keeps (SPEC §6: by default
+/// 7 days of `rollup_minute` and 400 days of `rollup_hour`): minute and
+/// hour buckets starting before these times may have been dropped, so
+/// [`decompose_with`] answers such pieces from raw `events` instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Oldest `rollup_minute` bucket start that is trusted.
+    pub minute_from: u32,
+    /// Oldest `rollup_hour` bucket start that is trusted.
+    pub hour_from: u32,
+}
+
+impl Retention {
+    /// Every rollup bucket is kept.
+    pub const KEEP_ALL: Retention = Retention {
+        minute_from: 0,
+        hour_from: 0,
+    };
+
+    /// The retention at `now` for `minute_days` and `hour_days` of
+    /// retention (`exporter.rollup_*_days`, equal to the aggregator's
+    /// `retention_*_days`).
+    ///
+    /// The aggregator keeps every bucket at or after the start of the
+    /// partition holding `now - days` (a day for minutes, a month for
+    /// hours), so every bucket at or after `now - days` is there. One day
+    /// of margin (`now - (days - 1)`) covers clock skew between the
+    /// services and a retention run that is just starting.
+    pub fn at(now: u32, minute_days: u32, hour_days: u32) -> Retention {
+        let from = |days: u32| now.saturating_sub(days.saturating_sub(1).saturating_mul(86_400));
+        Retention {
+            minute_from: from(minute_days),
+            hour_from: from(hour_days),
+        }
+    }
+}
+
 /// Splits `window` into the coarsest pieces: whole UTC days from
 /// `rollup_day`, the remaining whole hours from `rollup_hour`, the
 /// remaining whole minutes from `rollup_minute` and the sub-minute edges
 /// from raw `events`. At most 7 segments (one day run, and up to two each
-/// of hours, minutes and raw seconds), in time order.
-///
-/// Retention caveat: `rollup_minute` keeps 7 days and `rollup_hour` 400
-/// days by default (`[aggregator] retention_*`). Minute segments lie within
-/// an hour of `from` or `to`, hour segments within a day; a window edge
-/// older than those retentions would read dropped buckets. This version
-/// assumes they are present; the fix is to fall back to raw `events` for
-/// segments older than the configured retention.
+/// of hours, minutes and raw seconds), in time order. Assumes every rollup
+/// bucket is kept; see [`decompose_with`].
 pub fn decompose(window: Window) -> Vec<Segment> {
-    let mut out = Vec::with_capacity(7);
+    decompose_with(window, Source::Day, Retention::KEEP_ALL)
+}
+
+/// [`decompose`] with `coarsest` as the coarsest source used (a trend by
+/// hour must not read whole days) and retention applied: a minute or hour
+/// segment starting before `retention` keeps its buckets is answered from
+/// raw `events` instead (adjacent raw pieces are joined). The invariant of
+/// the module holds for the result.
+pub fn decompose_with(window: Window, coarsest: Source, retention: Retention) -> Vec<Segment> {
+    let mut pieces = Vec::with_capacity(7);
     split(
         u64::from(window.from),
         u64::from(window.to),
-        Source::Day,
-        &mut out,
+        coarsest,
+        &mut pieces,
     );
+    let mut out: Vec<Segment> = Vec::with_capacity(pieces.len());
+    for mut seg in pieces {
+        let expired = match seg.source {
+            Source::Minute => seg.from < retention.minute_from,
+            Source::Hour => seg.from < retention.hour_from,
+            Source::Day | Source::Raw => false,
+        };
+        if expired {
+            seg.source = Source::Raw;
+        }
+        match out.last_mut() {
+            Some(last) if last.source == Source::Raw && seg.source == Source::Raw => {
+                last.to = seg.to;
+            }
+            _ => out.push(seg),
+        }
+    }
     out
+}
+
+/// The bucket size of a trend (SPEC §7.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Granularity {
+    Minute,
+    Hour,
+    Day,
+    /// ISO weeks, starting on Monday 00:00 UTC.
+    Week,
+    /// Calendar months, starting on the 1st 00:00 UTC.
+    Month,
+}
+
+impl Granularity {
+    pub const ALL: [Granularity; 5] = [
+        Granularity::Minute,
+        Granularity::Hour,
+        Granularity::Day,
+        Granularity::Week,
+        Granularity::Month,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Granularity::Minute => "minute",
+            Granularity::Hour => "hour",
+            Granularity::Day => "day",
+            Granularity::Week => "week",
+            Granularity::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Granularity> {
+        Granularity::ALL.into_iter().find(|g| g.as_str() == s)
+    }
+
+    /// The coarsest rollup whose buckets nest inside this granularity's
+    /// buckets: a window for a trend is decomposed down from it.
+    pub fn source(self) -> Source {
+        match self {
+            Granularity::Minute => Source::Minute,
+            Granularity::Hour => Source::Hour,
+            Granularity::Day | Granularity::Week | Granularity::Month => Source::Day,
+        }
+    }
+
+    /// The start of the bucket holding `t` (epoch seconds, UTC). A week
+    /// may start before 1970 (1970-01-01 was a Thursday).
+    pub fn floor(self, t: i64) -> i64 {
+        match self {
+            Granularity::Minute => t.div_euclid(60) * 60,
+            Granularity::Hour => t.div_euclid(3_600) * 3_600,
+            Granularity::Day => t.div_euclid(86_400) * 86_400,
+            Granularity::Week => {
+                let day = t.div_euclid(86_400);
+                // Day 0 (1970-01-01) is a Thursday: 3 days after Monday.
+                (day - (day + 3).rem_euclid(7)) * 86_400
+            }
+            Granularity::Month => {
+                let d = DateTime::<Utc>::from_timestamp(t, 0)
+                    .expect("in range")
+                    .date_naive();
+                month_start(d.year(), d.month())
+            }
+        }
+    }
+
+    /// The start of the bucket after the one starting at `start`.
+    pub fn next(self, start: i64) -> i64 {
+        match self {
+            Granularity::Minute => start + 60,
+            Granularity::Hour => start + 3_600,
+            Granularity::Day => start + 86_400,
+            Granularity::Week => start + 7 * 86_400,
+            Granularity::Month => {
+                let d = DateTime::<Utc>::from_timestamp(start, 0)
+                    .expect("in range")
+                    .date_naive();
+                if d.month() == 12 {
+                    month_start(d.year() + 1, 1)
+                } else {
+                    month_start(d.year(), d.month() + 1)
+                }
+            }
+        }
+    }
+}
+
+fn month_start(year: i32, month: u32) -> i64 {
+    NaiveDate::from_ymd_opt(year, month, 1)
+        .expect("valid month")
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists")
+        .and_utc()
+        .timestamp()
+}
+
+/// The start of every `granularity` bucket overlapping `window`, in order;
+/// `Err(n)` when there are more than `max` (`n` is `max + 1`: counting
+/// stops there).
+pub fn buckets(window: Window, granularity: Granularity, max: usize) -> Result<Vec<i64>, usize> {
+    let mut out = Vec::new();
+    let mut t = granularity.floor(i64::from(window.from));
+    while t < i64::from(window.to) {
+        if out.len() == max {
+            return Err(max + 1);
+        }
+        out.push(t);
+        t = granularity.next(t);
+    }
+    Ok(out)
+}
+
+/// `rfc3339` for a bucket start, which may precede 1970 (ISO weeks).
+pub fn rfc3339_i64(epoch_secs: i64) -> String {
+    DateTime::<Utc>::from_timestamp(epoch_secs, 0)
+        .expect("in range")
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn split(from: u64, to: u64, source: Source, out: &mut Vec<Segment>) {
@@ -366,5 +542,165 @@ mod tests {
         let err = resolve_window(Some("2024-03-10"), Some("soon"), now).unwrap_err();
         assert!(err.starts_with("to:"), "{err}");
         assert_eq!(w.from_rfc3339(), "2024-01-02T00:00:00Z");
+    }
+
+    #[test]
+    fn expired_rollups_fall_back_to_raw_events() {
+        let w = Window::new(t("2024-03-09T22:58:30Z"), t("2024-03-12T01:02:15Z")).unwrap();
+        // Minute buckets kept only from 2024-03-11, hours from 2024-03-10.
+        let r = Retention {
+            minute_from: t("2024-03-11T00:00:00Z"),
+            hour_from: t("2024-03-10T00:00:00Z"),
+        };
+        assert_eq!(
+            decompose_with(w, Source::Day, r),
+            vec![
+                // Raw seconds, expired minutes and expired hours, joined.
+                seg(Source::Raw, "2024-03-09T22:58:30Z", "2024-03-10T00:00:00Z"),
+                seg(Source::Day, "2024-03-10", "2024-03-12"),
+                seg(Source::Hour, "2024-03-12T00:00:00Z", "2024-03-12T01:00:00Z"),
+                seg(
+                    Source::Minute,
+                    "2024-03-12T01:00:00Z",
+                    "2024-03-12T01:02:00Z"
+                ),
+                seg(Source::Raw, "2024-03-12T01:02:00Z", "2024-03-12T01:02:15Z"),
+            ]
+        );
+        // Everything expired: days and raw events only.
+        let all = Retention {
+            minute_from: u32::MAX,
+            hour_from: u32::MAX,
+        };
+        assert_eq!(
+            decompose_with(w, Source::Day, all),
+            vec![
+                seg(Source::Raw, "2024-03-09T22:58:30Z", "2024-03-10T00:00:00Z"),
+                seg(Source::Day, "2024-03-10", "2024-03-12"),
+                seg(Source::Raw, "2024-03-12T00:00:00Z", "2024-03-12T01:02:15Z"),
+            ]
+        );
+        // A segment straddling the retention boundary is read raw whole.
+        let r = Retention {
+            minute_from: 0,
+            hour_from: t("2024-03-12T00:30:00Z"),
+        };
+        assert_eq!(
+            decompose_with(w, Source::Day, r)[4..],
+            [
+                seg(Source::Raw, "2024-03-12T00:00:00Z", "2024-03-12T01:00:00Z"),
+                seg(
+                    Source::Minute,
+                    "2024-03-12T01:00:00Z",
+                    "2024-03-12T01:02:00Z"
+                ),
+                seg(Source::Raw, "2024-03-12T01:02:00Z", "2024-03-12T01:02:15Z")
+            ]
+        );
+        assert_eq!(
+            decompose_with(w, Source::Day, Retention::KEEP_ALL),
+            decompose(w)
+        );
+    }
+
+    #[test]
+    fn retention_matches_the_aggregator_with_a_day_of_margin() {
+        let now = t("2026-03-10T15:30:00Z");
+        let r = Retention::at(now, 7, 400);
+        assert_eq!(r.minute_from, t("2026-03-04T15:30:00Z"));
+        assert_eq!(r.hour_from, now - 399 * 86_400);
+        // The aggregator keeps minutes from 2026-03-03 (the partition of
+        // now − 7 days) and hours from 2025-02-01: our bounds are later.
+        assert!(r.minute_from >= t("2026-03-03T00:00:00Z"));
+        assert!(r.hour_from >= t("2025-02-01T00:00:00Z"));
+        assert_eq!(Retention::at(now, 1, 1).minute_from, now);
+    }
+
+    #[test]
+    fn coarsest_source_limits_the_decomposition() {
+        let w = Window::new(t("2024-03-09T22:58:30Z"), t("2024-03-12T01:02:15Z")).unwrap();
+        for (coarsest, allowed) in [
+            (Source::Hour, [Source::Hour, Source::Minute, Source::Raw]),
+            (Source::Minute, [Source::Minute, Source::Raw, Source::Raw]),
+        ] {
+            let segs = decompose_with(w, coarsest, Retention::KEEP_ALL);
+            assert!(segs.iter().all(|s| allowed.contains(&s.source)), "{segs:?}");
+            assert_eq!(segs.first().unwrap().from, w.from());
+            assert_eq!(segs.last().unwrap().to, w.to());
+            for pair in segs.windows(2) {
+                assert_eq!(pair[0].to, pair[1].from);
+            }
+        }
+        let hours = decompose_with(w, Source::Hour, Retention::KEEP_ALL);
+        assert_eq!(
+            hours[2],
+            seg(Source::Hour, "2024-03-09T23:00:00Z", "2024-03-12T01:00:00Z")
+        );
+    }
+
+    fn ts(s: &str) -> i64 {
+        i64::from(t(s))
+    }
+
+    #[test]
+    fn granularity_floors() {
+        let x = ts("2024-03-13T10:42:17Z"); // a Wednesday
+        assert_eq!(Granularity::Minute.floor(x), ts("2024-03-13T10:42:00Z"));
+        assert_eq!(Granularity::Hour.floor(x), ts("2024-03-13T10:00:00Z"));
+        assert_eq!(Granularity::Day.floor(x), ts("2024-03-13"));
+        assert_eq!(Granularity::Week.floor(x), ts("2024-03-11"));
+        assert_eq!(Granularity::Month.floor(x), ts("2024-03-01"));
+        // ISO weeks: Monday is its own week start, Sunday belongs to the
+        // week before; weeks cross month and year boundaries.
+        assert_eq!(Granularity::Week.floor(ts("2024-03-11")), ts("2024-03-11"));
+        assert_eq!(
+            Granularity::Week.floor(ts("2024-03-17T23:59:59Z")),
+            ts("2024-03-11")
+        );
+        assert_eq!(Granularity::Week.floor(ts("2025-01-01")), ts("2024-12-30"));
+        assert_eq!(Granularity::Week.floor(0), -3 * 86_400);
+        // Months of every length, leap February.
+        assert_eq!(Granularity::Month.next(ts("2024-01-01")), ts("2024-02-01"));
+        assert_eq!(Granularity::Month.next(ts("2024-02-01")), ts("2024-03-01"));
+        assert_eq!(Granularity::Month.next(ts("2024-12-01")), ts("2025-01-01"));
+        assert_eq!(Granularity::Week.next(ts("2024-12-30")), ts("2025-01-06"));
+        for g in Granularity::ALL {
+            assert_eq!(Granularity::parse(g.as_str()), Some(g));
+        }
+        assert_eq!(Granularity::parse("year"), None);
+    }
+
+    #[test]
+    fn buckets_cover_every_overlapping_interval() {
+        let w = Window::new(t("2024-02-28T12:00:00Z"), t("2024-04-02T00:00:00Z")).unwrap();
+        assert_eq!(
+            buckets(w, Granularity::Month, 100).unwrap(),
+            [ts("2024-02-01"), ts("2024-03-01"), ts("2024-04-01")]
+        );
+        assert_eq!(
+            buckets(w, Granularity::Week, 100).unwrap(),
+            [
+                ts("2024-02-26"),
+                ts("2024-03-04"),
+                ts("2024-03-11"),
+                ts("2024-03-18"),
+                ts("2024-03-25"),
+                ts("2024-04-01")
+            ]
+        );
+        let days = buckets(w, Granularity::Day, 100).unwrap();
+        assert_eq!(days.len(), 34);
+        assert_eq!(days[0], ts("2024-02-28"));
+        assert_eq!(days[2], ts("2024-03-01"), "2024 is a leap year");
+        // An exact end excludes the bucket starting there.
+        let w = Window::new(t("2024-03-01"), t("2024-03-02")).unwrap();
+        assert_eq!(buckets(w, Granularity::Hour, 24).unwrap().len(), 24);
+        assert_eq!(buckets(w, Granularity::Hour, 23), Err(24));
+        let one = Window::new(t("2024-03-01T10:00:05Z"), t("2024-03-01T10:00:06Z")).unwrap();
+        assert_eq!(
+            buckets(one, Granularity::Minute, 1).unwrap(),
+            [ts("2024-03-01T10:00:00Z")]
+        );
+        assert_eq!(rfc3339_i64(-3 * 86_400), "1969-12-29T00:00:00Z");
     }
 }

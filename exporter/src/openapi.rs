@@ -1,0 +1,306 @@
+//! The OpenAPI 3.0 description of the analytics API (SPEC §8), served at
+//! `GET /api/v1/openapi.json`. Hand-written: it must list every route of
+//! `http::API_ROUTES` (a test checks it) with its parameters, response
+//! schemas and both ways to present an API key.
+
+use serde_json::{json, Value};
+
+use crate::analytics::{MAX_ANNOTATIONS, MAX_BUCKETS};
+use crate::measures::{Dimension, NAMES};
+use crate::window::Granularity;
+
+fn param_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/parameters/{name}") })
+}
+
+/// The parameters every GET endpoint takes: scope, window and format.
+fn common(tabular: bool) -> Vec<Value> {
+    let mut p: Vec<Value> = ["org", "issuer", "badge_class", "from", "to"]
+        .iter()
+        .map(|n| param_ref(n))
+        .collect();
+    if tabular {
+        p.push(param_ref("format"));
+    }
+    p
+}
+
+fn with(mut base: Vec<Value>, extra: Vec<Value>) -> Vec<Value> {
+    base.extend(extra);
+    base
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// A 200 answer with a JSON schema and, for tabular endpoints, CSV.
+fn ok(schema: &str, tabular: bool) -> Value {
+    let mut content = json!({ "application/json": { "schema": schema_ref(schema) } });
+    if tabular {
+        content["text/csv"] = json!({
+            "schema": { "type": "string" },
+            "description": "With format=csv: RFC 4180, header row; text cells starting with = + - @ tab or CR are prefixed with '"
+        });
+    }
+    json!({ "description": "OK", "content": content })
+}
+
+fn errors() -> Value {
+    let e = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": schema_ref("Error") } } });
+    json!({
+        "400": e("A bad parameter; the message starts with its name"),
+        "401": e("Missing or unknown API key"),
+        "403": e("The parameters reach outside the key's scope"),
+        "503": e("ClickHouse is unavailable; retry later"),
+    })
+}
+
+fn get(summary: &str, params: Vec<Value>, schema: &str, tabular: bool) -> Value {
+    let mut responses = errors();
+    responses["200"] = ok(schema, tabular);
+    json!({ "get": { "summary": summary, "parameters": params, "responses": responses } })
+}
+
+fn nullable_number() -> Value {
+    json!({ "type": "number", "nullable": true })
+}
+
+fn measures_schema() -> Value {
+    let mut props = serde_json::Map::new();
+    for name in NAMES {
+        let counted = !matches!(
+            name,
+            "acceptance_rate"
+                | "share_rate"
+                | "engagement_score"
+                | "external_impact_score"
+                | "reach_score"
+                | "performance"
+        );
+        props.insert(
+            name.to_owned(),
+            if counted {
+                json!({ "type": "integer", "minimum": 0 })
+            } else {
+                nullable_number()
+            },
+        );
+    }
+    json!({ "type": "object", "description": "Every measure of SPEC §7; ratios are null when their denominator is 0", "properties": props })
+}
+
+fn group_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "badge_classes": { "type": "integer" },
+            "awarded": { "type": "integer" },
+            "engagement_score": nullable_number(),
+            "reach_score": nullable_number(),
+            "acceptance_rate": nullable_number(),
+            "share_rate": nullable_number(),
+            "external_impact_score": nullable_number()
+        }
+    })
+}
+
+fn per_measure_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "engagement_score": nullable_number(),
+            "reach_score": nullable_number(),
+            "acceptance_rate": nullable_number(),
+            "share_rate": nullable_number(),
+            "external_impact_score": nullable_number()
+        }
+    })
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let names: Vec<&str> = NAMES.to_vec();
+    let dimensions: Vec<&str> = Dimension::ALL.iter().map(|d| d.as_str()).collect();
+    let granularities: Vec<&str> = Granularity::ALL.iter().map(|g| g.as_str()).collect();
+    let time = |d: &str| json!({ "type": "string", "description": d, "example": "2024-03-01" });
+    let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$" });
+    let scope_obj = json!({
+        "type": "object",
+        "properties": { "org": { "type": "string", "nullable": true }, "issuer": { "type": "string", "nullable": true }, "badge_class": { "type": "string", "nullable": true } }
+    });
+    let period_obj = json!({
+        "type": "object",
+        "properties": { "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" } }
+    });
+    let annotation = json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string", "format": "uuid" },
+            "at": { "type": "string", "format": "date-time" },
+            "title": { "type": "string", "maxLength": 200 },
+            "text": { "type": "string" },
+            "org": { "type": "string" },
+            "issuer": { "type": "string", "nullable": true },
+            "badge_class": { "type": "string", "nullable": true },
+            "created_at": { "type": "string", "format": "date-time" }
+        }
+    });
+    let mut annotations_path = get(
+        "Annotations in scope with `at` in [from, to)",
+        with(
+            common(true),
+            vec![
+                json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_ANNOTATIONS, "default": 1000 } }),
+            ],
+        ),
+        "AnnotationList",
+        true,
+    );
+    let mut post_responses = errors();
+    post_responses["201"] = json!({ "description": "Created", "content": { "application/json": { "schema": schema_ref("Annotation") } } });
+    post_responses["413"] = json!({ "description": "Body larger than 64 KiB", "content": { "application/json": { "schema": schema_ref("Error") } } });
+    annotations_path["post"] = json!({
+        "summary": "Create an annotation (a program update shown on trend charts). A scoped key creates inside its own scope; org is required for admin keys.",
+        "requestBody": { "required": true, "content": { "application/json": { "schema": schema_ref("NewAnnotation") } } },
+        "responses": post_responses
+    });
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "badgepulse analytics API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Post-award analytics for digital badges (SPEC §7–8). Windows are [from, to) in UTC; from/to take RFC 3339 or YYYY-MM-DD (00:00 UTC) and default to the last 30 days. Scoped keys are narrowed to their scope automatically. Errors are JSON {\"error\"} naming the parameter."
+        },
+        "security": [ { "bearerAuth": [] }, { "accessToken": [] } ],
+        "paths": {
+            "/api/v1/overview": get("KPI tiles (all time), period values and trend indicators against the previous equally long window", common(true), "Overview", true),
+            "/api/v1/distribution": get(
+                "Counts and shares by award method, share channel, view source or view country",
+                with(common(true), vec![json!({ "name": "dimension", "in": "query", "required": true, "schema": { "type": "string", "enum": dimensions } })]),
+                "Distribution",
+                true,
+            ),
+            "/api/v1/top-badges": get(
+                "Badge classes ranked by a measure; classes with fewer than min_awarded awards last, flagged low_sample",
+                with(common(true), vec![
+                    json!({ "name": "sort", "in": "query", "schema": { "type": "string", "enum": names, "default": "performance" } }),
+                    json!({ "name": "order", "in": "query", "schema": { "type": "string", "enum": ["desc", "asc"], "default": "desc" } }),
+                    json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 20 } }),
+                ]),
+                "TopBadges",
+                true,
+            ),
+            "/api/v1/trends": get(
+                "Time series per bucket; every bucket overlapping the window is present (zeros when empty)",
+                with(common(true), vec![
+                    json!({ "name": "metrics", "in": "query", "description": "Comma-separated measure names", "schema": { "type": "string", "default": "awarded,accepted,shared,views" } }),
+                    json!({ "name": "granularity", "in": "query", "description": format!("Bucket size (ISO weeks start on Monday); at most {MAX_BUCKETS} buckets"), "schema": { "type": "string", "enum": granularities, "default": "day" } }),
+                ]),
+                "Trends",
+                true,
+            ),
+            "/api/v1/drivers": get("Performance drivers: badge classes with and without each attribute, lifts and p-values", common(true), "Drivers", true),
+            "/api/v1/lifecycle": get("Funnel of the assertions awarded in the window: Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed", common(true), "Lifecycle", true),
+            "/api/v1/annotations": annotations_path,
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } }, "401": { "description": "Missing or unknown API key" } }
+                }
+            }
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": { "type": "http", "scheme": "bearer", "description": "Authorization: Bearer KEY" },
+                "accessToken": { "type": "apiKey", "in": "query", "name": "access_token", "description": "?access_token=KEY, for browsers" }
+            },
+            "parameters": {
+                "org": { "name": "org", "in": "query", "schema": id.clone(), "description": "Narrow to an org (required with issuer/badge_class for admin keys)" },
+                "issuer": { "name": "issuer", "in": "query", "schema": id.clone() },
+                "badge_class": { "name": "badge_class", "in": "query", "schema": id },
+                "from": { "name": "from", "in": "query", "schema": time("Window start, inclusive (default: to − 30 days)") },
+                "to": { "name": "to", "in": "query", "schema": time("Window end, exclusive (default: now)") },
+                "format": { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Scope": scope_obj,
+                "Period": period_obj,
+                "Measures": measures_schema(),
+                "Overview": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                        "kpis": schema_ref("Measures"), "period_values": schema_ref("Measures"),
+                        "trends": { "type": "object", "additionalProperties": { "type": "object", "properties": { "current": nullable_number(), "previous": nullable_number(), "change": nullable_number() } } }
+                    }
+                },
+                "Distribution": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "dimension": { "type": "string" },
+                        "rows": { "type": "array", "items": { "type": "object", "properties": { "value": { "type": "string" }, "count": { "type": "integer" }, "share": nullable_number() } } }
+                    }
+                },
+                "TopBadges": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "sort": { "type": "string" }, "order": { "type": "string" }, "min_awarded": { "type": "integer" },
+                        "rows": { "type": "array", "items": { "allOf": [
+                            { "type": "object", "properties": { "org_id": { "type": "string" }, "badge_class_id": { "type": "string" }, "name": { "type": "string" }, "low_sample": { "type": "boolean" } } },
+                            schema_ref("Measures")
+                        ] } }
+                    }
+                },
+                "Trends": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "granularity": { "type": "string" },
+                        "series": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "object", "properties": { "t": { "type": "string", "format": "date-time" }, "value": nullable_number() } } } },
+                        "annotations": { "type": "array", "items": schema_ref("Annotation") }
+                    }
+                },
+                "Group": group_schema(),
+                "PerMeasure": per_measure_schema(),
+                "Drivers": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                        "drivers": { "type": "array", "items": { "type": "object", "properties": {
+                            "attribute": { "type": "string" }, "with": schema_ref("Group"), "without": schema_ref("Group"),
+                            "lift": schema_ref("PerMeasure"), "p_value": schema_ref("PerMeasure") } } },
+                        "insights": { "type": "array", "items": { "type": "string" } }
+                    }
+                },
+                "Lifecycle": {
+                    "type": "object",
+                    "properties": {
+                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                        "stages": { "type": "array", "items": { "type": "object", "properties": {
+                            "stage": { "type": "string", "enum": ["awarded", "accepted", "shared", "viewed"] }, "count": { "type": "integer" },
+                            "conversion": nullable_number(), "drop_off": nullable_number() } } },
+                        "median_hours": { "type": "object", "properties": { "award_to_accept": nullable_number(), "accept_to_share": nullable_number(), "share_to_view": nullable_number() } }
+                    }
+                },
+                "Annotation": annotation,
+                "AnnotationList": {
+                    "type": "object",
+                    "properties": { "scope": schema_ref("Scope"), "period": schema_ref("Period"), "annotations": { "type": "array", "items": schema_ref("Annotation") } }
+                },
+                "NewAnnotation": {
+                    "type": "object",
+                    "required": ["at", "title"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "at": { "type": "string", "description": "RFC 3339 or YYYY-MM-DD" },
+                        "title": { "type": "string", "minLength": 1, "maxLength": 200 },
+                        "text": { "type": "string", "maxLength": 10000 },
+                        "org": { "type": "string" }, "issuer": { "type": "string" }, "badge_class": { "type": "string" }
+                    }
+                }
+            }
+        }
+    })
+}
