@@ -29,6 +29,7 @@ pub struct AggregatorConfig {
     pub admin_bind: SocketAddr,
     /// Partitions this instance consumes; empty: all of `nats.partitions`.
     /// Each partition must be owned by exactly one running instance.
+    #[serde(deserialize_with = "settings::list")]
     pub partitions: Vec<u16>,
     /// Most messages per batch.
     pub batch_max_messages: usize,
@@ -79,7 +80,7 @@ impl AggregatorConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
-        let config: Config = settings::load(file, &["aggregator.partitions"])?;
+        let config: Config = settings::load(file)?;
         config.validate().map_err(settings::LoadError::Invalid)?;
         Ok(config)
     }

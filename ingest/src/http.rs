@@ -503,11 +503,7 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     if s.nats.connection_state() != async_nats::connection::State::Connected {
         return (StatusCode::SERVICE_UNAVAILABLE, "nats: not connected\n").into_response();
     }
-    let check = tokio::time::timeout(
-        Duration::from_secs(2),
-        s.jetstream.get_stream_no_info(STREAM),
-    )
-    .await;
+    let check = tokio::time::timeout(Duration::from_secs(2), s.jetstream.get_stream(STREAM)).await;
     match check {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => (

@@ -112,7 +112,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let nats = async_nats::ConnectOptions::new()
         .name("badgepulse-ingest")
         .retry_on_initial_connect()
-        .connect(config.nats.url.as_str())
+        .connect(config.nats.server_addrs().map_err(anyhow::Error::msg)?)
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let jetstream = async_nats::jetstream::new(nats.clone());

@@ -595,3 +595,107 @@ impl Drop for Prometheus {
         kill(&mut self.child);
     }
 }
+
+/// A 3-node (or n-node) NATS cluster with JetStream on loopback.
+pub struct NatsCluster {
+    pub ports: Vec<u16>,
+    cluster_ports: Vec<u16>,
+    dir: TempDir,
+    children: Vec<Option<Child>>,
+}
+
+impl NatsCluster {
+    pub async fn start(nodes: usize) -> NatsCluster {
+        let mut c = NatsCluster {
+            ports: (0..nodes).map(|_| free_port()).collect(),
+            cluster_ports: (0..nodes).map(|_| free_port()).collect(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            children: (0..nodes).map(|_| None).collect(),
+        };
+        for n in 0..nodes {
+            c.spawn(n);
+        }
+        for p in c.ports.clone() {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                assert!(Instant::now() < deadline, "nats node on {p} did not start");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        c
+    }
+
+    fn spawn(&mut self, n: usize) {
+        let routes: Vec<String> = self
+            .cluster_ports
+            .iter()
+            .map(|p| format!("nats-route://127.0.0.1:{p}"))
+            .collect();
+        let store = self.dir.path().join(format!("n{n}"));
+        let conf = self.dir.path().join(format!("n{n}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "server_name: n{n}\nlisten: 127.0.0.1:{}\njetstream {{ store_dir: \"{}\" }}\ncluster {{\n  name: badgepulse\n  listen: 127.0.0.1:{}\n  routes: [{}]\n}}\n",
+                self.ports[n],
+                store.display(),
+                self.cluster_ports[n],
+                routes.join(", ")
+            ),
+        )
+        .expect("nats config");
+        let log = fs::File::create(self.dir.path().join(format!("n{n}.log"))).expect("log");
+        self.children[n] = Some(
+            Command::new(system_binary("nats-server"))
+                .arg("-c")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting nats-server"),
+        );
+    }
+
+    /// All nodes' URLs, comma separated (as `[nats] url` takes them).
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// SIGKILLs node `n`.
+    pub fn kill(&mut self, n: usize) {
+        kill(&mut self.children[n]);
+    }
+
+    /// Starts node `n` again on its port and data.
+    pub fn restart(&mut self, n: usize) {
+        kill(&mut self.children[n]);
+        self.spawn(n);
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .ports
+            .iter()
+            .map(|p| {
+                format!("nats://127.0.0.1:{p}")
+                    .parse()
+                    .expect("valid address")
+            })
+            .collect();
+        async_nats::connect(addrs)
+            .await
+            .expect("connecting to the test NATS cluster")
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            kill(c);
+        }
+    }
+}

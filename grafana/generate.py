@@ -1,0 +1,1656 @@
+#!/usr/bin/env python3
+"""Writes the Grafana dashboards in grafana/dashboards/ (the JSON files are
+generated: edit this file, then run it).
+
+    python3 grafana/generate.py          # rewrite the JSON files
+    python3 grafana/generate.py --check  # exit 1 if a JSON file is stale
+
+Rules every ClickHouse query here follows (tests/tests/grafana_dashboards.rs
+runs each one, expanded, on ClickHouse 18.16 and on current ClickHouse):
+- Only the grafana-clickhouse-datasource macros `$__timeFilter(col)`,
+  `$__fromTime`, `$__toTime` and `$__interval_s`. Never `$__timeInterval`:
+  it expands to `toStartOfInterval`, which 18.16 lacks; buckets are
+  `toDateTime(intDiv(toUInt32(t), $__interval_s) * $__interval_s, 'UTC')`.
+- The datasource pastes a single-value variable as it is (no quotes; only
+  multi-value selections are quoted), and the custom "All" value `__all`
+  unformatted. So variables are single-value and quoted in the SQL:
+  `('${org}' = '__all' OR org_id = '${org}')`. Ids are `[A-Za-z0-9._:-]`
+  (SPEC §3), so they never need escaping.
+- Windows are half-open, `[from, to)`, like the analytics API: rollup
+  buckets with `bucket >= $__fromTime AND bucket < $__toTime`. Rollup
+  panels read `rollup_hour` (kept 400 days by default), so a window is
+  exact when its edges are whole hours; all-time values read `rollup_day`.
+- Distinct counts merge the rollups' states (`uniqExactMerge`,
+  `uniqExactIfMerge`), so they stay exact across buckets.
+- Table names are unqualified: the datasource's default database
+  (`badgepulse`) applies.
+- No alias repeats a column name of the table it reads (current
+  ClickHouse resolves such aliases inside aggregates).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+DASHBOARDS = Path(__file__).resolve().parent / "dashboards"
+
+CH = {"type": "grafana-clickhouse-datasource", "uid": "badgepulse-clickhouse"}
+PROM = {"type": "prometheus", "uid": "badgepulse-prometheus"}
+
+# --------------------------------------------------------------------------
+# SQL building blocks
+# --------------------------------------------------------------------------
+
+ALL = "__all"
+
+
+def var_filter(var, column):
+    return f"('${{{var}}}' = '{ALL}' OR {column} = '${{{var}}}')"
+
+
+ORG = var_filter("org", "org_id")
+ISSUER = var_filter("issuer", "issuer_id")
+BADGE = var_filter("badge_class", "badge_class_id")
+SCOPE = f"{ORG}\nAND {ISSUER}\nAND {BADGE}"
+WINDOW = "bucket >= $__fromTime AND bucket < $__toTime"
+# The window and the equally long window just before it.
+TWO_WINDOWS = "bucket >= toDateTime(2 * toUInt32($__fromTime) - toUInt32($__toTime)) AND bucket < $__toTime"
+
+
+def bucket(column):
+    return f"toDateTime(intDiv(toUInt32({column}), $__interval_s) * $__interval_s, 'UTC')"
+
+
+def indent(sql, n=2):
+    pad = " " * n
+    return "\n".join(pad + line if line else line for line in sql.split("\n"))
+
+
+# The counted measures of SPEC §7 merged from rollup states; `cond` narrows
+# the rows (e.g. the current or previous window).
+COUNTS = [
+    ("awarded", "uniqExactMergeIf(assertions, event_type = 'badge.awarded'{c})"),
+    ("accepted", "uniqExactMergeIf(assertions, event_type = 'badge.accepted'{c})"),
+    ("shared", "uniqExactMergeIf(assertions, event_type = 'badge.shared'{c})"),
+    ("shares", "countMergeIf(events, event_type = 'badge.shared'{c})"),
+    ("views", "countMergeIf(events, event_type = 'badge.viewed'{c})"),
+    ("unique_viewers", "uniqExactIfMergeIf(viewers, event_type = 'badge.viewed'{c})"),
+]
+
+
+def counts(prefix="", cond=""):
+    c = f" AND {cond}" if cond else ""
+    return [f"{expr.format(c=c)} AS {prefix}{name}" for name, expr in COUNTS]
+
+
+# Derived measures of SPEC §7 over count columns named `{p}awarded` etc.
+DERIVED = {
+    "acceptance_rate": "if({p}awarded = 0, NULL, least(1, {p}accepted / {p}awarded))",
+    "share_rate": "if({p}accepted = 0, NULL, least(1, {p}shared / {p}accepted))",
+    "engagement_score": "if({p}awarded = 0, NULL, 100 * (least({p}accepted, {p}awarded) + least({p}shared, {p}awarded)) / (2 * {p}awarded))",
+    "external_impact_score": "if({p}shares = 0, NULL, {p}views / {p}shares)",
+    "reach_score": "if({p}awarded = 0, NULL, 100 * ({p}views / {p}awarded) / ({p}views / {p}awarded + 1))",
+}
+DERIVED["performance"] = (
+    "if({p}awarded = 0, NULL, (" + DERIVED["engagement_score"] + " + " + DERIVED["reach_score"] + ") / 2)"
+)
+
+
+def derived(name, prefix=""):
+    return DERIVED[name].format(p=prefix)
+
+
+def sql(*lines):
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# Dashboard building blocks
+# --------------------------------------------------------------------------
+
+
+class Layout:
+    """Places panels left to right, top to bottom, on Grafana's 24-column grid."""
+
+    def __init__(self):
+        self.panels = []
+        self.x = 0
+        self.y = 0
+        self.line_h = 0
+
+    def _id(self):
+        return len(self.panels) + 1
+
+    def row(self, title):
+        self.newline()
+        self.panels.append(
+            {
+                "id": self._id(),
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.y += 1
+
+    def newline(self):
+        if self.x > 0:
+            self.y += self.line_h
+            self.x = 0
+            self.line_h = 0
+
+    def add(self, panel, w, h):
+        if self.x + w > 24:
+            self.newline()
+        panel = {"id": self._id(), **panel, "gridPos": {"h": h, "w": w, "x": self.x, "y": self.y}}
+        self.panels.append(panel)
+        self.x += w
+        self.line_h = max(self.line_h, h)
+        if self.x == 24:
+            self.newline()
+
+
+def ch_target(raw_sql, time_series=False, ref="A"):
+    return {
+        "datasource": CH,
+        "editorType": "sql",
+        "format": 0 if time_series else 1,
+        "queryType": "timeseries" if time_series else "table",
+        "rawSql": raw_sql,
+        "refId": ref,
+    }
+
+
+def prom_target(expr, legend, ref="A"):
+    return {
+        "datasource": PROM,
+        "editorType": "code",
+        "expr": expr,
+        "legendFormat": legend,
+        "range": True,
+        "refId": ref,
+    }
+
+
+def overrides(names):
+    """Field display names: {column: "Display name"}."""
+    return [
+        {"matcher": {"id": "byName", "options": col}, "properties": [{"id": "displayName", "value": name}]}
+        for col, name in names.items()
+    ]
+
+
+def unit_override(cols, unit, decimals=None):
+    props = [{"id": "unit", "value": unit}]
+    if decimals is not None:
+        props.append({"id": "decimals", "value": decimals})
+    return [{"matcher": {"id": "byName", "options": c}, "properties": props} for c in cols]
+
+
+def field_config(unit="short", decimals=None, extra_overrides=(), custom=None, thresholds=None, min_=None, max_=None):
+    defaults = {"unit": unit}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    if min_ is not None:
+        defaults["min"] = min_
+    if max_ is not None:
+        defaults["max"] = max_
+    defaults["thresholds"] = thresholds or {"mode": "absolute", "steps": [{"color": "blue", "value": None}]}
+    defaults["color"] = {"mode": "thresholds"} if thresholds else {"mode": "palette-classic"}
+    if custom is not None:
+        defaults["custom"] = custom
+    return {"defaults": defaults, "overrides": list(extra_overrides)}
+
+
+def stat(title, description, targets, fc, fields="", text_mode="value_and_name", color_mode="value"):
+    return {
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": fc,
+        "options": {
+            "reduceOptions": {"values": False, "calcs": ["lastNotNull"], "fields": fields},
+            "orientation": "auto",
+            "textMode": text_mode,
+            "colorMode": color_mode,
+            "graphMode": "none",
+            "justifyMode": "auto",
+        },
+    }
+
+
+TS_CUSTOM = {
+    "drawStyle": "line",
+    "lineWidth": 2,
+    "fillOpacity": 10,
+    "pointSize": 4,
+    "showPoints": "auto",
+    "spanNulls": False,
+    "axisSoftMin": 0,
+}
+
+
+def timeseries(title, description, targets, fc=None, interval=None, bars=False):
+    fc = fc or field_config()
+    custom = dict(TS_CUSTOM)
+    if bars:
+        custom.update({"drawStyle": "bars", "fillOpacity": 60, "lineWidth": 1})
+    fc["defaults"].setdefault("custom", custom)
+    panel = {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": fc,
+        "options": {
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
+    }
+    if interval:
+        panel["interval"] = interval
+    return panel
+
+
+def table(title, description, targets, fc=None, sort_by=None):
+    options = {"showHeader": True, "cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    if sort_by:
+        options["sortBy"] = [{"displayName": sort_by[0], "desc": sort_by[1]}]
+    return {
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": fc or field_config(),
+        "options": options,
+    }
+
+
+def piechart(title, description, targets, value_field):
+    return {
+        "type": "piechart",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": field_config(),
+        "options": {
+            "reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": f"/^{value_field}$/"},
+            "pieType": "donut",
+            "displayLabels": ["name", "percent"],
+            "legend": {"displayMode": "table", "placement": "right", "showLegend": True, "values": ["value", "percent"]},
+            "tooltip": {"mode": "single", "sort": "none"},
+        },
+    }
+
+
+def bargauge(title, description, targets, fc, values=False, fields=""):
+    return {
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": fc,
+        "options": {
+            "reduceOptions": {"values": values, "calcs": ["lastNotNull"], "fields": fields},
+            "orientation": "horizontal",
+            "displayMode": "gradient",
+            "showUnfilled": True,
+            "valueMode": "color",
+            "namePlacement": "auto",
+            "minVizHeight": 16,
+            "minVizWidth": 8,
+            "sizing": "auto",
+        },
+    }
+
+
+def barchart(title, description, targets, fc, x_field):
+    return {
+        "type": "barchart",
+        "title": title,
+        "description": description,
+        "datasource": targets[0]["datasource"],
+        "targets": targets,
+        "fieldConfig": fc,
+        "options": {
+            "xField": x_field,
+            "orientation": "horizontal",
+            "barWidth": 0.8,
+            "groupWidth": 0.7,
+            "showValue": "auto",
+            "stacking": "none",
+            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+            "tooltip": {"mode": "multi", "sort": "none"},
+        },
+    }
+
+
+def text_panel(content):
+    return {"type": "text", "title": "", "options": {"mode": "markdown", "content": content}}
+
+
+# --------------------------------------------------------------------------
+# Template variables, annotations, links
+# --------------------------------------------------------------------------
+
+ORG_QUERY = "SELECT DISTINCT org_id FROM rollup_day ORDER BY org_id"
+ISSUER_QUERY = sql(
+    "SELECT DISTINCT issuer_id FROM rollup_day",
+    f"WHERE {ORG}",
+    "ORDER BY issuer_id",
+)
+# Two columns: the value (badge class id), then the text shown.
+BADGE_QUERY = sql(
+    "SELECT badge_class_id, any(if(name = '', badge_class_id, concat(name, ' (', badge_class_id, ')'))) AS label",
+    "FROM (",
+    "  SELECT DISTINCT org_id, badge_class_id FROM rollup_day",
+    f"  WHERE {ORG} AND {ISSUER}",
+    ") AS l ANY LEFT JOIN (",
+    f"  SELECT org_id, badge_class_id, name FROM badge_classes FINAL WHERE {ORG}",
+    ") AS r USING (org_id, badge_class_id)",
+    "GROUP BY badge_class_id",
+    "ORDER BY badge_class_id",
+)
+
+
+def variable(name, label, query, hide):
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": CH,
+        "query": query,
+        "definition": query,
+        "includeAll": True,
+        "allValue": ALL,
+        "multi": False,
+        # On dashboard load; never on Pipeline health, where they are hidden
+        # (kept only so links carry the scope): that dashboard must load when
+        # ClickHouse is down.
+        "refresh": 0 if hide else 1,
+        "sort": 0,
+        "regex": "",
+        "hide": hide,
+        "skipUrlSync": False,
+        "current": {"selected": True, "text": "All", "value": "$__all"},
+        "options": [],
+    }
+
+
+def variables(hide=0):
+    return [
+        variable("org", "Organisation", ORG_QUERY, hide),
+        variable("issuer", "Issuer", ISSUER_QUERY, hide),
+        variable("badge_class", "Badge class", BADGE_QUERY, hide),
+    ]
+
+
+# Program updates that concern the scope: org-wide ones (empty issuer and
+# badge class) and those for the selected issuer / badge class.
+ANNOTATION_SQL = sql(
+    "SELECT at AS time, title, text,",
+    "  arrayStringConcat(arrayFilter(x -> x != '', [org_id, issuer_id, badge_class_id]), ',') AS tags",
+    "FROM annotations",
+    "WHERE $__timeFilter(at)",
+    f"  AND {ORG}",
+    # An annotation of another issuer shows for a badge class only if it names it.
+    f"  AND (issuer_id = '' OR issuer_id = '${{issuer}}'",
+    f"       OR ('${{issuer}}' = '{ALL}' AND ('${{badge_class}}' = '{ALL}' OR badge_class_id = '${{badge_class}}')))",
+    f"  AND (badge_class_id = '' OR {BADGE})",
+    "ORDER BY at",
+)
+
+ANNOTATIONS = [
+    {
+        "name": "Program updates",
+        "enable": True,
+        "hide": False,
+        "iconColor": "purple",
+        "datasource": CH,
+        "target": {"editorType": "sql", "format": 1, "rawSql": ANNOTATION_SQL, "refId": "Anno"},
+    }
+]
+
+LINKS = [
+    {
+        "title": "badgepulse",
+        "type": "dashboards",
+        "tags": ["badgepulse"],
+        "asDropdown": False,
+        "includeVars": True,
+        "keepTime": True,
+        "icon": "external link",
+        "targetBlank": False,
+        "tooltip": "",
+        "url": "",
+    }
+]
+
+
+def dashboard(uid, title, description, layout, time_from, annotations=True, refresh="", hide_vars=0):
+    return {
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["badgepulse"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "timezone": "utc",
+        "weekStart": "monday",
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "refresh": refresh,
+        "time": {"from": time_from, "to": "now"},
+        "timepicker": {},
+        "templating": {"list": variables(hide_vars)},
+        "annotations": {"list": ANNOTATIONS if annotations else []},
+        "links": LINKS,
+        "panels": layout.panels,
+    }
+
+
+# --------------------------------------------------------------------------
+# Shared queries
+# --------------------------------------------------------------------------
+
+KPI_LABELS = {
+    "awarded": "Awarded",
+    "accepted": "Accepted",
+    "shared": "Shared",
+    "views": "Views",
+    "unique_viewers": "Unique viewers",
+    "acceptance_rate": "Acceptance rate",
+    "share_rate": "Share rate",
+    "engagement_score": "LES (engagement score)",
+    "external_impact_score": "EIS (views per share)",
+}
+KPI_UNITS = {
+    "acceptance_rate": ("percentunit", 1),
+    "share_rate": ("percentunit", 1),
+    "engagement_score": ("none", 1),
+    "external_impact_score": ("none", 2),
+}
+
+
+def kpi_unit_overrides():
+    out = []
+    for col, (unit, dec) in KPI_UNITS.items():
+        out += unit_override([col], unit, dec)
+    return out
+
+
+def all_time_kpis_sql():
+    cols = ",\n  ".join(
+        name if name not in DERIVED else f"{derived(name)} AS {name}" for name in KPI_LABELS
+    )
+    return sql(
+        f"SELECT\n  {cols}",
+        "FROM (",
+        "  SELECT",
+        indent(",\n".join(counts()), 4),
+        "  FROM rollup_day",
+        f"  WHERE {indent(SCOPE, 4).strip()}",
+        ")",
+    )
+
+
+def period_kpi_sql(metric):
+    """One row: the metric in the window and its change against the
+    equally long window before (NULL when the previous value is 0 or
+    NULL), like `trends` in GET /api/v1/overview."""
+    count_cols = counts("", "cur") + counts("prev_", "NOT cur")
+    inner = sql(
+        "SELECT",
+        indent(",\n".join(count_cols), 2),
+        "FROM (",
+        "  SELECT event_type, events, assertions, viewers, bucket >= $__fromTime AS cur",
+        "  FROM rollup_hour",
+        f"  WHERE {TWO_WINDOWS}",
+        f"    AND {indent(SCOPE, 4).strip()}",
+        ")",
+    )
+    if metric in DERIVED:
+        inner = sql(
+            f"SELECT {derived(metric)} AS {metric}, {derived(metric, 'prev_')} AS prev_{metric}",
+            "FROM (",
+            indent(inner),
+            ")",
+        )
+    return sql(
+        f"SELECT {metric}, if(prev_{metric} = 0, NULL, (toFloat64({metric}) - prev_{metric}) / prev_{metric}) AS change",
+        "FROM (",
+        indent(inner),
+        ")",
+    )
+
+
+def trend_sql(metrics, table="rollup_hour"):
+    """Per `$__interval_s` bucket: count columns plus derived `metrics`."""
+    cols = ["time"] + [m for m in metrics]
+    outer = ",\n  ".join(c if c not in DERIVED else f"{derived(c)} AS {c}" for c in cols)
+    return sql(
+        f"SELECT\n  {outer}",
+        "FROM (",
+        "  SELECT",
+        f"    {bucket('bucket')} AS time,",
+        indent(",\n".join(counts()), 4),
+        f"  FROM {table}",
+        f"  WHERE {WINDOW}",
+        f"    AND {indent(SCOPE, 4).strip()}",
+        "  GROUP BY time",
+        ")",
+        "ORDER BY time",
+    )
+
+
+def per_badge_counts_sql():
+    return sql(
+        "SELECT org_id, badge_class_id, any(issuer_id) AS issuer,",
+        indent(",\n".join(counts()), 2),
+        "FROM rollup_hour",
+        f"WHERE {WINDOW}",
+        f"  AND {indent(SCOPE, 2).strip()}",
+        "GROUP BY org_id, badge_class_id",
+    )
+
+
+# Lifecycle: one row per assertion of the scope, with its first times and
+# whether it reached each stage (minIf states are 1970-01-01 when never).
+LIFECYCLE_BASE = sql(
+    "SELECT",
+    "  minIfMerge(first_awarded) AS t_awarded,",
+    "  minIfMerge(first_accepted) AS t_accepted,",
+    "  minIfMerge(first_shared) AS t_shared,",
+    "  minIfMerge(first_viewed) AS t_viewed,",
+    "  countIfMerge(awarded) > 0 AS is_awarded,",
+    "  countIfMerge(accepted) > 0 AS is_accepted,",
+    "  countIfMerge(shares) > 0 AS is_shared,",
+    "  countIfMerge(views) > 0 AS is_viewed",
+    "FROM assertion_lifecycle",
+    f"WHERE {indent(SCOPE, 2).strip()}",
+    "GROUP BY org_id, issuer_id, badge_class_id, assertion_id",
+)
+
+# The cohort of SPEC §7.6: assertions first awarded in the window, with the
+# nested stages Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed.
+COHORT = sql(
+    "SELECT t_awarded, t_accepted, t_shared, t_viewed, is_shared, is_viewed,",
+    "  is_accepted AS st_accepted,",
+    "  is_accepted AND is_shared AS st_shared,",
+    "  is_accepted AND is_shared AND is_viewed AS st_viewed",
+    "FROM (",
+    indent(LIFECYCLE_BASE),
+    ")",
+    "WHERE is_awarded AND t_awarded >= $__fromTime AND t_awarded < $__toTime",
+)
+
+
+def sorted_seconds(a, b, cond):
+    """The sorted seconds from `a` to `b` of the rows where `cond` holds."""
+    return f"arraySort(groupArrayIf(toInt64({b}) - toInt64({a}), {cond}))"
+
+
+def median_hours(array):
+    """The median of a sorted array of seconds, in hours (the mean of the two
+    middle values for an even length, as the API); NULL when empty."""
+    lo = f"{array}[greatest(1, intDiv(length({array}) + 1, 2))]"
+    hi = f"{array}[greatest(1, intDiv(length({array}) + 2, 2))]"
+    return f"if(length({array}) = 0, NULL, ({lo} + {hi}) / 2 / 3600)"
+
+
+def ratio(num, den):
+    return f"if({den} = 0, NULL, {num} / {den})"
+
+
+# --------------------------------------------------------------------------
+# Dashboards
+# --------------------------------------------------------------------------
+
+
+def performance_overview():
+    l = Layout()
+    l.row("All time")
+    fc = field_config(
+        extra_overrides=overrides(KPI_LABELS) + kpi_unit_overrides(),
+        thresholds={"mode": "absolute", "steps": [{"color": "blue", "value": None}]},
+    )
+    l.add(
+        stat(
+            "All-time KPIs",
+            "All-time values for the scope (the time picker does not apply), as the KPI tiles of GET /api/v1/overview (kpis).",
+            [ch_target(all_time_kpis_sql())],
+            fc,
+        ),
+        24,
+        4,
+    )
+    l.row("Selected period vs the previous period")
+    trend_thresholds = {"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 0}]}
+    for metric, label in KPI_LABELS.items():
+        unit, dec = KPI_UNITS.get(metric, ("short", 0))
+        fc = field_config(
+            unit=unit,
+            decimals=dec,
+            thresholds={"mode": "absolute", "steps": [{"color": "blue", "value": None}]},
+            extra_overrides=overrides({metric: label, "change": "vs previous period"})
+            + [
+                {
+                    "matcher": {"id": "byName", "options": "change"},
+                    "properties": [
+                        {"id": "unit", "value": "percentunit"},
+                        {"id": "decimals", "value": 1},
+                        {"id": "thresholds", "value": trend_thresholds},
+                    ],
+                }
+            ],
+        )
+        l.add(
+            stat(
+                label,
+                f"{label} for events in the selected window, and its change against the equally long window just before "
+                "((current − previous) / previous; empty when previous is 0), as period_values and trends of GET /api/v1/overview.",
+                [ch_target(period_kpi_sql(metric))],
+                fc,
+            ),
+            8,
+            4,
+        )
+    l.row("Activity")
+    l.add(
+        timeseries(
+            "Lifecycle events over time",
+            "Per bucket: distinct assertions awarded, accepted and shared, and badge views.",
+            [ch_target(trend_sql(["awarded", "accepted", "shared", "views"]), time_series=True)],
+            field_config(extra_overrides=overrides(KPI_LABELS)),
+            interval="1h",
+        ),
+        24,
+        9,
+    )
+    l.add(
+        timeseries(
+            "Acceptance and share rate over time",
+            "Per bucket: accepted ÷ awarded and shared ÷ accepted (capped at 100 %).",
+            [ch_target(trend_sql(["acceptance_rate", "share_rate"]), time_series=True)],
+            field_config(unit="percentunit", extra_overrides=overrides(KPI_LABELS), min_=0, max_=1),
+            interval="1h",
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "LES and EIS over time",
+            "Per bucket: Learner Engagement Score (0–100) and External Impact Score (views per share).",
+            [ch_target(trend_sql(["engagement_score", "external_impact_score"]), time_series=True)],
+            field_config(
+                unit="none",
+                decimals=2,
+                extra_overrides=overrides(KPI_LABELS)
+                + [
+                    {
+                        "matcher": {"id": "byName", "options": "external_impact_score"},
+                        "properties": [{"id": "custom.axisPlacement", "value": "right"}],
+                    }
+                ],
+            ),
+            interval="1h",
+        ),
+        12,
+        8,
+    )
+    return dashboard(
+        "badgepulse-overview",
+        "badgepulse / Performance overview",
+        "KPIs of the selected organisation, issuer and badge class: all time, and the selected window against the one before.",
+        l,
+        "now-30d",
+    )
+
+
+DIMENSIONS = [
+    # (title, alias, event type, value expression, count label)
+    ("Award method", "award_method", "badge.awarded", "dim_value", "awards"),
+    ("Share channel", "share_channel", "badge.shared", "dim_value", "shares"),
+    ("View source", "view_source", "badge.viewed", "dim_value", "views"),
+    ("Viewer country", "view_country", "badge.viewed", "if(country = '', 'unknown', country)", "views"),
+]
+
+
+def distribution_sql(alias, event_type, value, count_name):
+    where = sql(
+        f"WHERE event_type = '{event_type}' AND {WINDOW}",
+        f"  AND {indent(SCOPE, 2).strip()}",
+    )
+    return sql(
+        f"SELECT {value} AS {alias}, countMerge(events) AS {count_name},",
+        f"  {count_name} / (SELECT countMerge(events) FROM rollup_hour",
+        indent(where, 4),
+        "  ) AS share",
+        "FROM rollup_hour",
+        where,
+        f"GROUP BY {alias}",
+        f"ORDER BY {count_name} DESC, {alias}",
+    )
+
+
+def distribution_over_time_sql(alias, event_type, value, count_name):
+    return sql(
+        f"SELECT {bucket('bucket')} AS time, {value} AS {alias}, countMerge(events) AS {count_name}",
+        "FROM rollup_hour",
+        f"WHERE event_type = '{event_type}' AND {WINDOW}",
+        f"  AND {indent(SCOPE, 2).strip()}",
+        f"GROUP BY time, {alias}",
+        f"ORDER BY time, {alias}",
+    )
+
+
+def distribution_insights():
+    l = Layout()
+    for title, alias, event_type, value, count_name in DIMENSIONS:
+        l.row(title)
+        l.add(
+            piechart(
+                f"{title}: share of {count_name}",
+                f"{count_name.capitalize()} in the window by {title.lower()}.",
+                [ch_target(distribution_sql(alias, event_type, value, count_name))],
+                count_name,
+            ),
+            8,
+            8,
+        )
+        l.add(
+            table(
+                f"{title}: counts",
+                f"{count_name.capitalize()} and share of the total by {title.lower()}, as GET /api/v1/distribution?dimension={alias}.",
+                [ch_target(distribution_sql(alias, event_type, value, count_name))],
+                field_config(extra_overrides=unit_override(["share"], "percentunit", 1)),
+            ),
+            6,
+            8,
+        )
+        l.add(
+            timeseries(
+                f"{title} over time",
+                f"{count_name.capitalize()} per bucket by {title.lower()}.",
+                [ch_target(distribution_over_time_sql(alias, event_type, value, count_name), time_series=True)],
+                interval="1h",
+                bars=True,
+            ),
+            10,
+            8,
+        )
+    return dashboard(
+        "badgepulse-distribution",
+        "badgepulse / Distribution insights",
+        "How badges are awarded, where they are shared, where their viewers come from.",
+        l,
+        "now-30d",
+    )
+
+
+TOP_COLUMNS = [
+    "awarded",
+    "accepted",
+    "shared",
+    "shares",
+    "views",
+    "unique_viewers",
+    "acceptance_rate",
+    "share_rate",
+    "engagement_score",
+    "external_impact_score",
+    "reach_score",
+    "performance",
+]
+TOP_LABELS = {
+    "badge_class_id": "Badge class",
+    "badge_name": "Name",
+    "issuer": "Issuer",
+    "awarded": "Awarded",
+    "accepted": "Accepted",
+    "shared": "Shared",
+    "shares": "Shares",
+    "views": "Views",
+    "unique_viewers": "Unique viewers",
+    "acceptance_rate": "Acceptance rate",
+    "share_rate": "Share rate",
+    "engagement_score": "LES",
+    "external_impact_score": "EIS",
+    "reach_score": "Reach",
+    "performance": "Performance",
+    "low_sample": "Low sample",
+}
+
+
+TOP_ORDER = "ORDER BY low_sample, performance DESC, awarded DESC, badge_class_id"
+
+
+def top_badges_sql(limit):
+    cols = ",\n  ".join(c if c not in DERIVED else f"{derived(c)} AS {c}" for c in TOP_COLUMNS)
+    return sql(
+        "SELECT badge_class_id, if(name = '', badge_class_id, name) AS badge_name, issuer,",
+        f"  {cols},",
+        "  awarded < 10 AS low_sample",
+        "FROM (",
+        indent(per_badge_counts_sql()),
+        ") AS l ANY LEFT JOIN (",
+        f"  SELECT org_id, badge_class_id, name FROM badge_classes FINAL WHERE {ORG}",
+        ") AS r USING (org_id, badge_class_id)",
+        TOP_ORDER,
+        f"LIMIT {limit}",
+    )
+
+
+def top_badges():
+    l = Layout()
+    rate_overrides = (
+        overrides(TOP_LABELS)
+        + unit_override(["acceptance_rate", "share_rate"], "percentunit", 1)
+        + unit_override(["engagement_score", "reach_score", "performance"], "none", 1)
+        + unit_override(["external_impact_score"], "none", 2)
+        + [
+            {
+                "matcher": {"id": "byName", "options": "performance"},
+                "properties": [
+                    {"id": "custom.cellOptions", "value": {"type": "gauge", "mode": "basic"}},
+                    {"id": "min", "value": 0},
+                    {"id": "max", "value": 100},
+                ],
+            },
+            {
+                "matcher": {"id": "byName", "options": "low_sample"},
+                "properties": [
+                    {
+                        "id": "mappings",
+                        "value": [
+                            {
+                                "type": "value",
+                                "options": {
+                                    "0": {"text": "", "index": 0},
+                                    "1": {"text": "low sample", "color": "orange", "index": 1},
+                                },
+                            }
+                        ],
+                    },
+                    {"id": "custom.cellOptions", "value": {"type": "color-text"}},
+                ],
+            },
+        ]
+    )
+    l.add(
+        table(
+            "Top performing badges",
+            "Badge classes ranked by performance = (LES + reach score) / 2 for events in the window. "
+            "Badge classes with fewer than 10 awards in the window come after the others, flagged low sample "
+            "(GET /api/v1/top-badges).",
+            [ch_target(top_badges_sql(100))],
+            field_config(extra_overrides=rate_overrides),
+        ),
+        24,
+        12,
+    )
+    l.add(
+        bargauge(
+            "Performance, top 10",
+            "Performance (0–100) of the ten best badge classes with enough awards.",
+            [ch_target(sql("SELECT badge_name, performance", "FROM (", indent(top_badges_sql(10)), ")", TOP_ORDER))],
+            field_config(
+                unit="none",
+                decimals=1,
+                min_=0,
+                max_=100,
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": "red", "value": None}, {"color": "yellow", "value": 40}, {"color": "green", "value": 70}],
+                },
+            ),
+            values=True,
+            fields="/^performance$/",
+        ),
+        12,
+        10,
+    )
+    l.add(
+        barchart(
+            "Lifecycle of the top 10",
+            "Distinct assertions awarded, accepted and shared per badge class.",
+            [ch_target(sql("SELECT badge_name, awarded, accepted, shared", "FROM (", indent(top_badges_sql(10)), ")", TOP_ORDER))],
+            field_config(extra_overrides=overrides(TOP_LABELS), custom={"fillOpacity": 80, "lineWidth": 1, "axisSoftMin": 0}),
+            "badge_name",
+        ),
+        12,
+        10,
+    )
+    return dashboard(
+        "badgepulse-top-badges",
+        "badgepulse / Top performing badges",
+        "Badge classes ranked by performance, with every measure of SPEC §7.",
+        l,
+        "now-30d",
+    )
+
+
+DRIVER_GROUP = [
+    # (alias, aggregate over the badge classes of a group; `{g}` is the group condition)
+    ("badge_classes", "countIf({g})"),
+    ("awarded", "sumIf(awarded, {g})"),
+    ("engagement_score", "if(countIf({g} AND awarded > 0) = 0, NULL, avgIf(engagement_score, {g} AND awarded > 0))"),
+    ("reach_score", "if(countIf({g} AND awarded > 0) = 0, NULL, avgIf(reach_score, {g} AND awarded > 0))"),
+    ("acceptance_rate", "if(sumIf(awarded, {g}) = 0, NULL, least(1, sumIf(accepted, {g}) / sumIf(awarded, {g})))"),
+    ("share_rate", "if(sumIf(accepted, {g}) = 0, NULL, least(1, sumIf(shared, {g}) / sumIf(accepted, {g})))"),
+    ("external_impact_score", "if(sumIf(shares, {g}) = 0, NULL, sumIf(views, {g}) / sumIf(shares, {g}))"),
+]
+LIFT_MEASURES = ["engagement_score", "reach_score", "acceptance_rate", "share_rate", "external_impact_score"]
+
+# The badge classes of the scope that have metadata (were ever upserted; a
+# class without metadata has no attributes to judge), with their driver
+# attributes and their counts in the window (0 without events).
+BADGE_ATTRIBUTES = sql(
+    "SELECT badge_class_id, if(name = '', badge_class_id, name) AS badge_name,",
+    "  awarded, accepted, shared, shares, views,",
+    f"  {derived('engagement_score')} AS engagement_score,",
+    f"  {derived('reach_score')} AS reach_score,",
+    "  skills_aligned, in_pathway, in_catalog,",
+    "  arrayFilter((k, v) -> v = 1, attribute_keys, attribute_values) AS true_attributes",
+    "FROM (",
+    "  SELECT org_id, badge_class_id, name, skills_aligned, in_pathway, in_catalog, attribute_keys, attribute_values",
+    "  FROM badge_classes FINAL",
+    f"  WHERE {indent(SCOPE, 4).strip()}",
+    ") AS l ANY LEFT JOIN (",
+    indent(per_badge_counts_sql()),
+    ") AS r USING (org_id, badge_class_id)",
+)
+
+ATTRIBUTE_NAMES = sql(
+    "arrayConcat(['skills_aligned', 'in_pathway', 'in_catalog'],",
+    f"  (SELECT groupUniqArrayArray(attribute_keys) FROM badge_classes FINAL WHERE {ORG} AND {ISSUER} AND {BADGE}))",
+)
+
+
+def drivers_sql():
+    groups = []
+    for alias, agg in DRIVER_GROUP:
+        groups.append(f"{agg.format(g='has_attr')} AS with_{alias}")
+        groups.append(f"{agg.format(g='NOT has_attr')} AS without_{alias}")
+    lifts = [
+        f"if(without_{m} = 0, NULL, with_{m} / without_{m} - 1) AS lift_{m}" for m in LIFT_MEASURES
+    ]
+    per_attribute = sql(
+        "SELECT attribute,",
+        indent(",\n".join(groups), 2),
+        "FROM (",
+        "  SELECT attribute, awarded, accepted, shared, shares, views, engagement_score, reach_score,",
+        "    multiIf(attribute = 'skills_aligned', skills_aligned = 1,",
+        "            attribute = 'in_pathway', in_pathway = 1,",
+        "            attribute = 'in_catalog', in_catalog = 1,",
+        "            has(true_attributes, attribute)) AS has_attr",
+        "  FROM (",
+        indent(BADGE_ATTRIBUTES, 4),
+        "  )",
+        f"  ARRAY JOIN {indent(ATTRIBUTE_NAMES, 2).strip()} AS attribute",
+        ")",
+        "GROUP BY attribute",
+    )
+    cols = ["attribute"] + [f"with_{a}" for a, _ in DRIVER_GROUP] + [f"without_{a}" for a, _ in DRIVER_GROUP]
+    return sql(
+        "SELECT " + ", ".join(cols) + ",",
+        "  " + ",\n  ".join(lifts),
+        "FROM (",
+        indent(per_attribute),
+        ")",
+        "ORDER BY attribute",
+    )
+
+
+def performance_drivers():
+    l = Layout()
+    labels = {"attribute": "Attribute"}
+    for alias, _ in DRIVER_GROUP:
+        nice = alias.replace("_", " ")
+        labels[f"with_{alias}"] = f"With: {nice}"
+        labels[f"without_{alias}"] = f"Without: {nice}"
+    for m in LIFT_MEASURES:
+        labels[f"lift_{m}"] = f"Lift: {m.replace('_', ' ')}"
+    rates = [f"{g}_{m}" for g in ("with", "without") for m in ("acceptance_rate", "share_rate")]
+    lift_cols = [f"lift_{m}" for m in LIFT_MEASURES]
+    l.add(
+        text_panel(
+            "Each **driver attribute** of a badge class (skills aligned, in a pathway or course, in a catalog or "
+            "collection, and every boolean attribute the platform sends) splits the badge classes of the scope that have "
+            "metadata in two groups. Scores are means over the group's badge classes with awards in the window; rates "
+            "are pooled over the group's events in the window. **Lift** = with ÷ without − 1. The analytics API (`GET /api/v1/drivers`) adds significance tests "
+            "and plain-language insights."
+        ),
+        24,
+        3,
+    )
+    l.add(
+        table(
+            "Driver attributes: with vs without",
+            "Per driver attribute, the badge classes that have it against those that do not.",
+            [ch_target(drivers_sql())],
+            field_config(
+                extra_overrides=overrides(labels)
+                + unit_override(rates, "percentunit", 1)
+                + unit_override(
+                    [f"{g}_{m}" for g in ("with", "without") for m in ("engagement_score", "reach_score")], "none", 1
+                )
+                + unit_override(["with_external_impact_score", "without_external_impact_score"], "none", 2)
+                + unit_override(lift_cols, "percentunit", 1)
+            ),
+        ),
+        24,
+        9,
+    )
+    for measure, title in [("engagement_score", "LES lift by attribute"), ("reach_score", "Reach lift by attribute")]:
+        l.add(
+            barchart(
+                title,
+                f"How much higher (or lower) the mean {measure.replace('_', ' ')} is with the attribute than without it.",
+                [ch_target(sql(f"SELECT attribute, lift_{measure}", "FROM (", indent(drivers_sql()), ")", "ORDER BY attribute"))],
+                field_config(
+                    unit="percentunit",
+                    decimals=1,
+                    extra_overrides=overrides(labels),
+                    custom={"fillOpacity": 80, "lineWidth": 1},
+                ),
+                "attribute",
+            ),
+            12,
+            9,
+        )
+    class_labels = {
+        "badge_class_id": "Badge class",
+        "badge_name": "Name",
+        "awarded": "Awarded",
+        "engagement_score": "LES",
+        "reach_score": "Reach",
+        "skills_aligned": "Skills aligned",
+        "in_pathway": "In pathway",
+        "in_catalog": "In catalog",
+        "attributes": "Attributes",
+    }
+    l.add(
+        table(
+            "Badge classes and their attributes",
+            "The badge classes of the scope that have metadata: driver attributes, and awards and scores in the window.",
+            [
+                ch_target(
+                    sql(
+                        "SELECT badge_class_id, badge_name, awarded, engagement_score, reach_score,",
+                        "  skills_aligned, in_pathway, in_catalog, arrayStringConcat(true_attributes, ', ') AS attributes",
+                        "FROM (",
+                        indent(BADGE_ATTRIBUTES),
+                        ")",
+                        "ORDER BY awarded DESC, badge_class_id",
+                        "LIMIT 200",
+                    )
+                )
+            ],
+            field_config(
+                extra_overrides=overrides(class_labels)
+                + unit_override(["engagement_score", "reach_score"], "none", 1)
+                + [
+                    {
+                        "matcher": {"id": "byRegexp", "options": "^(skills_aligned|in_pathway|in_catalog)$"},
+                        "properties": [
+                            {
+                                "id": "mappings",
+                                "value": [{"type": "value", "options": {"0": {"text": "no", "index": 0}, "1": {"text": "yes", "index": 1}}}],
+                            }
+                        ],
+                    }
+                ]
+            ),
+        ),
+        24,
+        10,
+    )
+    return dashboard(
+        "badgepulse-drivers",
+        "badgepulse / Performance drivers",
+        "Which attributes of a badge class go with higher engagement and reach.",
+        l,
+        "now-90d",
+    )
+
+
+STAGES = [("Awarded", "1"), ("Accepted", "st_accepted"), ("Shared", "st_shared"), ("Viewed", "st_viewed")]
+
+
+def funnel_sql():
+    cols = ",\n  ".join(f"countIf({cond}) AS {stage}" for stage, cond in STAGES)
+    return sql(f"SELECT\n  {cols}", "FROM (", indent(COHORT), ")")
+
+
+def stage_table_sql():
+    counts_ = [f"countIf({cond})" for _, cond in STAGES]
+    conv = ["1"] + [ratio(counts_[i], counts_[i - 1]) for i in range(1, 4)]
+    names = ", ".join(f"'{s}'" for s, _ in STAGES)
+    return sql(
+        "SELECT stage, assertions, conversion, 1 - conversion AS drop_off",
+        "FROM (",
+        f"  SELECT [{names}] AS stages,",
+        f"    [{', '.join(counts_)}] AS stage_counts,",
+        f"    [{', '.join(conv)}] AS conversions",
+        "  FROM (",
+        indent(COHORT, 4),
+        "  )",
+        ")",
+        "ARRAY JOIN stages AS stage, stage_counts AS assertions, conversions AS conversion",
+    )
+
+
+def conversion_over_time_sql():
+    return sql(
+        f"SELECT {bucket('t_awarded')} AS time,",
+        f"  {ratio('countIf(st_accepted)', 'count()')} AS award_to_accept,",
+        f"  {ratio('countIf(st_shared)', 'countIf(st_accepted)')} AS accept_to_share,",
+        f"  {ratio('countIf(st_viewed)', 'countIf(st_shared)')} AS share_to_view",
+        "FROM (",
+        indent(COHORT),
+        ")",
+        "GROUP BY time",
+        "ORDER BY time",
+    )
+
+
+def median_hours_sql():
+    # Award → accept for the accepted, accept → first share for the shared
+    # (and accepted), first share → first view for the shared and viewed.
+    return sql(
+        "SELECT",
+        f"  {median_hours('d1')} AS award_to_accept,",
+        f"  {median_hours('d2')} AS accept_to_share,",
+        f"  {median_hours('d3')} AS share_to_view",
+        "FROM (",
+        "  SELECT",
+        f"    {sorted_seconds('t_awarded', 't_accepted', 'st_accepted')} AS d1,",
+        f"    {sorted_seconds('t_accepted', 't_shared', 'st_shared')} AS d2,",
+        f"    {sorted_seconds('t_shared', 't_viewed', 'is_shared AND is_viewed')} AS d3",
+        "  FROM (",
+        indent(COHORT, 4),
+        "  )",
+        ")",
+    )
+
+
+def lifecycle_and_trends():
+    l = Layout()
+    l.row("Lifecycle of the badges awarded in the window")
+    stage_colors = {"Awarded": "blue", "Accepted": "green", "Shared": "purple", "Viewed": "orange"}
+    l.add(
+        bargauge(
+            "Lifecycle funnel",
+            "The assertions first awarded in the window, and how many of them reached each stage; "
+            "a stage counts an assertion that has that event and every earlier stage's (GET /api/v1/lifecycle).",
+            [ch_target(funnel_sql())],
+            field_config(
+                extra_overrides=[
+                    {
+                        "matcher": {"id": "byName", "options": s},
+                        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": c}}],
+                    }
+                    for s, c in stage_colors.items()
+                ],
+                min_=0,
+            ),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        table(
+            "Stage conversion and drop-off",
+            "Conversion = count ÷ the previous stage's count; drop-off = 1 − conversion.",
+            [ch_target(stage_table_sql())],
+            field_config(
+                extra_overrides=overrides(
+                    {"stage": "Stage", "assertions": "Assertions", "conversion": "Conversion", "drop_off": "Drop-off"}
+                )
+                + unit_override(["conversion", "drop_off"], "percentunit", 1)
+            ),
+        ),
+        12,
+        8,
+    )
+    conv_labels = {
+        "award_to_accept": "Awarded → Accepted",
+        "accept_to_share": "Accepted → Shared",
+        "share_to_view": "Shared → Viewed",
+    }
+    l.add(
+        timeseries(
+            "Stage conversion over time",
+            "Per award bucket: the share of the cohort awarded in that bucket that went on to the next stage.",
+            [ch_target(conversion_over_time_sql(), time_series=True)],
+            field_config(unit="percentunit", extra_overrides=overrides(conv_labels), min_=0, max_=1),
+            interval="1h",
+        ),
+        16,
+        8,
+    )
+    l.add(
+        stat(
+            "Median time between stages",
+            "Median hours from award to acceptance, acceptance to first share, and first share to first view, "
+            "for the cohort awarded in the window.",
+            [ch_target(median_hours_sql())],
+            field_config(unit="h", decimals=1, extra_overrides=overrides(conv_labels)),
+        ),
+        8,
+        8,
+    )
+    l.row("Trends")
+    l.add(
+        timeseries(
+            "Awarded, accepted, shared, viewed",
+            "Per bucket: distinct assertions awarded, accepted, shared, and views; annotations mark program updates.",
+            [ch_target(trend_sql(["awarded", "accepted", "shared", "views"]), time_series=True)],
+            field_config(extra_overrides=overrides(KPI_LABELS)),
+            interval="1h",
+            bars=True,
+        ),
+        24,
+        9,
+    )
+    l.add(
+        timeseries(
+            "Unique viewers and shares",
+            "Per bucket: distinct viewers (keys change daily, so days do not add up) and share events.",
+            [ch_target(trend_sql(["unique_viewers", "shares"]), time_series=True)],
+            field_config(extra_overrides=overrides({**KPI_LABELS, "shares": "Shares"})),
+            interval="1h",
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Engagement and reach over time",
+            "Per bucket: LES and reach score (0–100).",
+            [ch_target(trend_sql(["engagement_score", "reach_score"]), time_series=True)],
+            field_config(
+                unit="none", decimals=1, extra_overrides=overrides({**KPI_LABELS, "reach_score": "Reach score"}), min_=0, max_=100
+            ),
+            interval="1h",
+        ),
+        12,
+        8,
+    )
+    l.add(
+        table(
+            "Program updates in the window",
+            "The annotations of the scope (POST /api/v1/annotations), also shown on the charts.",
+            [ch_target(ANNOTATION_SQL)],
+            field_config(extra_overrides=overrides({"time": "When", "title": "Title", "text": "Text", "tags": "Scope"})),
+        ),
+        24,
+        6,
+    )
+    return dashboard(
+        "badgepulse-lifecycle",
+        "badgepulse / Lifecycle and trends",
+        "Where the lifecycle Awarded → Accepted → Shared → Viewed drops off, and how it moves over time.",
+        l,
+        "now-90d",
+    )
+
+
+RI = "$__rate_interval"
+
+
+def pipeline_health():
+    l = Layout()
+    jobs = "badgepulse-ingest|badgepulse-aggregator|badgepulse-exporter"
+    l.row("Services")
+    l.add(
+        stat(
+            "Targets up",
+            "1 when Prometheus can scrape the service (alert BadgepulseServiceDown).",
+            [prom_target(f'sum by (job) (up{{job=~"{jobs}"}})', "{{job}}")],
+            field_config(
+                thresholds={"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}]},
+                decimals=0,
+            ),
+            color_mode="background",
+        ),
+        12,
+        4,
+    )
+    l.add(
+        stat(
+            "Dead letters in range",
+            "Messages the aggregator could not decode and moved to BADGEPULSE_DEAD_LETTERS (alert BadgepulseDeadLetters).",
+            [prom_target("sum(increase(badgepulse_aggregator_dead_letters_total[$__range]))", "dead letters")],
+            field_config(
+                thresholds={"mode": "absolute", "steps": [{"color": "green", "value": None}, {"color": "red", "value": 1}]},
+                decimals=0,
+            ),
+            color_mode="background",
+        ),
+        6,
+        4,
+    )
+    l.add(
+        stat(
+            "Consumer pending",
+            "Messages in the stream not yet delivered to the aggregator, all partitions (alert BadgepulseConsumerLagGrowing).",
+            [prom_target("sum(badgepulse_aggregator_consumer_pending)", "pending")],
+            field_config(
+                thresholds={
+                    "mode": "absolute",
+                    "steps": [{"color": "green", "value": None}, {"color": "yellow", "value": 1000}, {"color": "red", "value": 10000}],
+                },
+                decimals=0,
+            ),
+        ),
+        6,
+        4,
+    )
+
+    l.row("Ingest")
+    l.add(
+        timeseries(
+            "Requests by route and status",
+            "HTTP requests per second.",
+            [prom_target(f"sum by (route, status) (rate(badgepulse_ingest_http_requests_total[{RI}]))", "{{route}} {{status}}")],
+            field_config(unit="reqps"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Beacon outcomes",
+            "Pixel and beacon hits per second by kind and outcome (accepted, bot, bad_signature, invalid, rate_limited, dropped).",
+            [prom_target(f"sum by (kind, outcome) (rate(badgepulse_ingest_beacons_total[{RI}]))", "{{kind}} {{outcome}}")],
+            field_config(unit="reqps"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Platform events by outcome",
+            "Events per second from POST /v1/events: accepted, duplicate (inside JetStream's window), rejected.",
+            [prom_target(f"sum by (outcome) (rate(badgepulse_ingest_events_total[{RI}]))", "{{outcome}}")],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Bots dropped by family",
+            "Beacons dropped as bots per second.",
+            [prom_target(f"sum by (family) (rate(badgepulse_ingest_bots_total[{RI}]))", "{{family}}")],
+            field_config(unit="reqps"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Publish failures",
+            "Failed JetStream publishes per second (alert BadgepulseIngestPublishFailures).",
+            [prom_target(f"sum by (kind) (rate(badgepulse_ingest_publish_failures_total[{RI}]))", "{{kind}}")],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Publish latency (publish → PubAck)",
+            "p50 and p99 by kind (event, beacon_batch).",
+            [
+                prom_target(
+                    f"histogram_quantile(0.5, sum by (le, kind) (rate(badgepulse_ingest_publish_duration_seconds_bucket[{RI}])))",
+                    "p50 {{kind}}",
+                    "A",
+                ),
+                prom_target(
+                    f"histogram_quantile(0.99, sum by (le, kind) (rate(badgepulse_ingest_publish_duration_seconds_bucket[{RI}])))",
+                    "p99 {{kind}}",
+                    "B",
+                ),
+            ],
+            field_config(unit="s"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Beacon queue",
+            "Beacons waiting to be published (a full queue drops beacons, outcome dropped).",
+            [prom_target("sum(badgepulse_ingest_buffer_depth)", "queued")],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Beacons per message",
+            "p50 and p99 of the micro-batch size; salt fallbacks per second.",
+            [
+                prom_target(f"histogram_quantile(0.5, sum by (le) (rate(badgepulse_ingest_batch_size_bucket[{RI}])))", "p50", "A"),
+                prom_target(f"histogram_quantile(0.99, sum by (le) (rate(badgepulse_ingest_batch_size_bucket[{RI}])))", "p99", "B"),
+                prom_target(f"sum(rate(badgepulse_ingest_salt_fallbacks_total[{RI}]))", "salt fallbacks/s", "C"),
+            ],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+
+    l.row("Aggregator")
+    l.add(
+        timeseries(
+            "Consumer backlog",
+            "Per partition: messages not yet delivered, delivered but not acked, and redelivered.",
+            [
+                prom_target("sum by (partition) (badgepulse_aggregator_consumer_pending)", "pending p{{partition}}", "A"),
+                prom_target("sum by (partition) (badgepulse_aggregator_consumer_ack_pending)", "ack pending p{{partition}}", "B"),
+                prom_target("sum by (partition) (badgepulse_aggregator_consumer_redelivered)", "redelivered p{{partition}}", "C"),
+            ],
+            field_config(unit="short"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Throughput",
+            "Messages processed, rows written to events, duplicates skipped, per second.",
+            [
+                prom_target(f"sum(rate(badgepulse_aggregator_messages_total[{RI}]))", "messages", "A"),
+                prom_target(f"sum(rate(badgepulse_aggregator_events_written_total[{RI}]))", "events written", "B"),
+                prom_target(f"sum(rate(badgepulse_aggregator_duplicates_total[{RI}]))", "duplicates", "C"),
+                prom_target(f"sum(rate(badgepulse_aggregator_batches_total[{RI}]))", "batches", "D"),
+            ],
+            field_config(unit="short"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Flush latency",
+            "Time to write one batch to ClickHouse: p50 and p99.",
+            [
+                prom_target(f"histogram_quantile(0.5, sum by (le) (rate(badgepulse_aggregator_flush_duration_seconds_bucket[{RI}])))", "p50", "A"),
+                prom_target(f"histogram_quantile(0.99, sum by (le) (rate(badgepulse_aggregator_flush_duration_seconds_bucket[{RI}])))", "p99", "B"),
+            ],
+            field_config(unit="s"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Batch size",
+            "Events per batch: p50 and p99.",
+            [
+                prom_target(f"histogram_quantile(0.5, sum by (le) (rate(badgepulse_aggregator_batch_events_bucket[{RI}])))", "p50", "A"),
+                prom_target(f"histogram_quantile(0.99, sum by (le) (rate(badgepulse_aggregator_batch_events_bucket[{RI}])))", "p99", "B"),
+            ],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Dead letters and recoveries",
+            "Messages moved to the dead-letter stream, and tables recomputed after a partial batch, per second.",
+            [
+                prom_target(f"sum(rate(badgepulse_aggregator_dead_letters_total[{RI}]))", "dead letters", "A"),
+                prom_target(
+                    f"sum by (table) (rate(badgepulse_aggregator_recoveries_total[{RI}])) or on() vector(0)", "recovered {{table}}", "B"
+                ),
+            ],
+            field_config(unit="short"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "ClickHouse errors",
+            "Failed ClickHouse statements per second: aggregator writes (retried; alert BadgepulseClickHouseInsertErrors) "
+            "and exporter queries by query (alert BadgepulseExporterQueryErrors).",
+            [
+                prom_target(f"sum(rate(badgepulse_aggregator_clickhouse_errors_total[{RI}]))", "aggregator inserts", "A"),
+                prom_target(
+                    f"sum by (query) (rate(badgepulse_exporter_query_errors_total[{RI}])) or on() vector(0)", "exporter {{query}}", "B"
+                ),
+                prom_target(f"sum(rate(badgepulse_exporter_refresh_errors_total[{RI}]))", "exporter metric refreshes", "C"),
+            ],
+            field_config(unit="short"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
+            "NATS errors",
+            "Failed JetStream fetches, acks or dead-letter publishes of the aggregator per second.",
+            [prom_target(f"sum(rate(badgepulse_aggregator_nats_errors_total[{RI}]))", "nats errors")],
+            field_config(unit="short"),
+        ),
+        12,
+        8,
+    )
+
+    l.row("Exporter")
+    l.add(
+        timeseries(
+            "API requests by route and status",
+            "HTTP responses per second.",
+            [prom_target(f"sum by (route, status) (rate(badgepulse_exporter_http_requests_total[{RI}]))", "{{route}} {{status}}")],
+            field_config(unit="reqps"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Query latency p99",
+            "ClickHouse query latency of the exporter by query.",
+            [
+                prom_target(
+                    f"histogram_quantile(0.99, sum by (le, query) (rate(badgepulse_exporter_query_duration_seconds_bucket[{RI}])))",
+                    "{{query}}",
+                )
+            ],
+            field_config(unit="s"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Business metrics age",
+            "Seconds since the exporter last refreshed its cached business metrics (alert BadgepulseExporterMetricsStale).",
+            [prom_target("time() - max(badgepulse_exporter_last_refresh_timestamp_seconds)", "age")],
+            field_config(unit="s"),
+        ),
+        8,
+        8,
+    )
+    l.add(
+        timeseries(
+            "Badge events on /metrics, all orgs",
+            "badgepulse_badge_events_total by event (all time, from the exporter's cache).",
+            [prom_target("sum by (event) (badgepulse_badge_events_total)", "{{event}}")],
+            field_config(unit="short"),
+        ),
+        24,
+        8,
+    )
+    return dashboard(
+        "badgepulse-pipeline",
+        "badgepulse / Pipeline health",
+        "Ingest, NATS JetStream, aggregator, ClickHouse and exporter, from the services' Prometheus metrics.",
+        l,
+        "now-1h",
+        annotations=False,
+        refresh="30s",
+        hide_vars=2,
+    )
+
+
+BUILDERS = {
+    "performance-overview.json": performance_overview,
+    "distribution-insights.json": distribution_insights,
+    "top-badges.json": top_badges,
+    "performance-drivers.json": performance_drivers,
+    "lifecycle-and-trends.json": lifecycle_and_trends,
+    "pipeline-health.json": pipeline_health,
+}
+
+
+def render(builder):
+    return json.dumps(builder(), indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv):
+    check = "--check" in argv[1:]
+    stale = []
+    DASHBOARDS.mkdir(parents=True, exist_ok=True)
+    for name, builder in BUILDERS.items():
+        path = DASHBOARDS / name
+        text = render(builder)
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            if check:
+                stale.append(name)
+            else:
+                path.write_text(text, encoding="utf-8")
+    expected = set(BUILDERS)
+    extra = sorted(p.name for p in DASHBOARDS.glob("*.json") if p.name not in expected)
+    if check and (stale or extra):
+        for name in stale:
+            print(f"grafana/dashboards/{name} is stale: run python3 grafana/generate.py", file=sys.stderr)
+        for name in extra:
+            print(f"grafana/dashboards/{name} is not generated by grafana/generate.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
