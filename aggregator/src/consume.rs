@@ -301,7 +301,9 @@ impl PartitionConsumer {
             }
         } else {
             if !rows.is_empty() {
-                self.store.insert("events", &rows).await?;
+                self.store
+                    .insert(&self.store.schema.local("events"), &rows)
+                    .await?;
             }
             let now = chrono::Utc::now();
             for table in DERIVED_TABLES {

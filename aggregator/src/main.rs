@@ -116,14 +116,29 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let jetstream = async_nats::jetstream::new(nats.clone());
-    let stream = jetstream
-        .get_or_create_stream(subject::stream_config(&config.nats))
-        .await
-        .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", subject::STREAM))?;
-    jetstream
-        .get_or_create_stream(subject::dead_letter_stream_config(&config.nats))
-        .await
-        .map_err(|e| anyhow::anyhow!("creating stream {}: {e}", subject::DEAD_LETTER_STREAM))?;
+    // JetStream may not take requests yet (a cluster still electing its
+    // leader): keep trying, like the migration above.
+    let stream = loop {
+        let created = async {
+            let events = jetstream
+                .get_or_create_stream(subject::stream_config(&config.nats))
+                .await?;
+            jetstream
+                .get_or_create_stream(subject::dead_letter_stream_config(&config.nats))
+                .await?;
+            Ok::<_, async_nats::Error>(events)
+        };
+        match created.await {
+            Ok(stream) => break stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "creating the JetStream streams failed; retrying in 2 s");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind(config.aggregator.admin_bind)
         .await
@@ -154,9 +169,18 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     ));
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
-        let consumer = consume::open_consumer(&stream, &config.aggregator, partition)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating consumer of partition {partition}: {e}"))?;
+        let consumer = loop {
+            match consume::open_consumer(&stream, &config.aggregator, partition).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "opening the consumer failed; retrying in 2 s");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Ok(()),
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        };
         let mut worker = PartitionConsumer::new(
             partition,
             stream.clone(),

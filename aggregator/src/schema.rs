@@ -101,6 +101,26 @@ fn view_source_enum() -> String {
     enum8(ViewSource::ALL, ViewSource::as_str, true)
 }
 
+/// Removes the `COMMENT '…'` of every column line (one column per line,
+/// as this file writes them), keeping the separating comma.
+fn strip_comments(columns: &str) -> String {
+    columns
+        .lines()
+        .map(|line| match line.find(" COMMENT '") {
+            Some(at) => {
+                let comma = if line.trim_end().ends_with(',') {
+                    ","
+                } else {
+                    ""
+                };
+                format!("{}{comma}", &line[..at])
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Generates DDL for one database, optionally in cluster mode.
 #[derive(Debug, Clone)]
 pub struct Schema {
@@ -150,7 +170,7 @@ impl Schema {
 
     /// In cluster mode, the name of the replicated local table behind a
     /// `Distributed` table of the plain name.
-    fn local(&self, table: &str) -> String {
+    pub fn local(&self, table: &str) -> String {
         if self.cluster.is_empty() {
             table.to_owned()
         } else {
@@ -170,14 +190,23 @@ impl Schema {
     ) -> Vec<String> {
         let db = &self.database;
         let local = self.local(table);
+        // ClickHouse 18.16 refuses replicated tables with column comments
+        // ("Table structure in ZooKeeper is too different from local table
+        // structure"), so in cluster mode the comments live on the
+        // Distributed tables, which are the ones analysts query.
+        let local_columns = if self.cluster.is_empty() {
+            columns.to_owned()
+        } else {
+            strip_comments(columns)
+        };
         let mut out = vec![format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{local}{on} (\n{columns}\n) ENGINE = {engine}\n{tail}",
+            "CREATE TABLE IF NOT EXISTS {db}.{local}{on} (\n{local_columns}\n) ENGINE = {engine}\n{tail}",
             on = self.on_cluster(),
             engine = self.engine(engine, args, &local),
         )];
         if !self.cluster.is_empty() {
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {db}.{table}{on} AS {db}.{local} ENGINE = Distributed({cluster}, {db}, {local}, rand())",
+                "CREATE TABLE IF NOT EXISTS {db}.{table}{on} (\n{columns}\n) ENGINE = Distributed({cluster}, {db}, {local}, rand())",
                 on = self.on_cluster(),
                 cluster = self.cluster,
             ));
@@ -451,10 +480,11 @@ impl Schema {
     pub fn recovery_insert(&self, table: &str) -> String {
         let db = &self.database;
         format!(
-            "INSERT INTO {db}.{table} {}",
+            "INSERT INTO {db}.{} {}",
+            self.local(table),
             self.derived_select(
                 table,
-                &format!("{db}.events"),
+                &format!("{db}.{}", self.local("events")),
                 "AND partition = ? AND seq > ? AND seq <= ? AND occurred_at >= toDateTime(?, 'UTC')"
             )
         )
@@ -484,12 +514,18 @@ impl Schema {
     }
 
     /// The highest stream sequence of partition `?` folded into `table`.
+    ///
+    /// Progress, duplicate lookups and recovery read and write the *local*
+    /// tables in cluster mode: the aggregator writes through the node it is
+    /// connected to (`events_input` is local), and reading a `Distributed`
+    /// table could reach a replica that has not caught up yet.
     pub fn high_water_mark(&self, table: &str) -> String {
         let db = &self.database;
+        let local = self.local(table);
         if table == "events" {
-            format!("SELECT max(seq) FROM {db}.events WHERE partition = ?")
+            format!("SELECT max(seq) FROM {db}.{local} WHERE partition = ?")
         } else {
-            format!("SELECT maxMerge(max_seq) FROM {db}.{table} WHERE partition = ?")
+            format!("SELECT maxMerge(max_seq) FROM {db}.{local} WHERE partition = ?")
         }
     }
 
@@ -498,8 +534,9 @@ impl Schema {
     /// take an array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {
         format!(
-            "SELECT org_id, event_id FROM {}.events WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
-            self.database
+            "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
+            self.database,
+            self.local("events")
         )
     }
 
@@ -549,7 +586,27 @@ mod tests {
             .collect();
         assert!(events.iter().any(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod")
             && q.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/bp/events_local', '{replica}')")));
-        assert!(v1.iter().any(|q| q == "CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod AS bp.events_local ENGINE = Distributed(prod, bp, events_local, rand())"));
+        let distributed = v1
+            .iter()
+            .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod ("))
+            .unwrap();
+        assert!(distributed.ends_with("ENGINE = Distributed(prod, bp, events_local, rand())"));
+        assert!(
+            distributed.contains("event_id String COMMENT 'Idempotency key"),
+            "comments live on the Distributed table"
+        );
+        let local = v1
+            .iter()
+            .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod ("))
+            .unwrap();
+        assert!(
+            !local.contains("COMMENT"),
+            "18.16 refuses comments on replicated tables: {local}"
+        );
+        assert!(
+            local.contains("    event_id String,\n") && local.contains("    seq UInt64\n)"),
+            "{local}"
+        );
         assert!(v1.iter().any(|q| q.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/bp/badge_classes_local', '{replica}', updated_at)")));
         assert!(v1.iter().any(|q| q.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS bp.rollup_hour_mv ON CLUSTER prod TO bp.rollup_hour_local")));
         assert!(v1[0] == "CREATE DATABASE IF NOT EXISTS bp ON CLUSTER prod");

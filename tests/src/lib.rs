@@ -168,9 +168,13 @@ pub struct ClickHouse {
 
 impl ClickHouse {
     pub async fn start() -> ClickHouse {
+        Self::start_configured(free_port(), free_port(), "").await
+    }
+
+    /// Starts a server on the given ports with `extra` XML inside the
+    /// top-level element (cluster, ZooKeeper, macros…).
+    pub async fn start_configured(http_port: u16, tcp_port: u16, extra: &str) -> ClickHouse {
         let dir = tempfile::tempdir().expect("temp dir");
-        let http_port = free_port();
-        let tcp_port = free_port();
         let d = dir.path().display();
         for sub in ["data", "tmp", "user_files", "log", "format_schemas"] {
             fs::create_dir_all(dir.path().join(sub)).expect("ClickHouse dirs");
@@ -195,6 +199,7 @@ impl ClickHouse {
     <default_database>default</default_database>
     <timezone>UTC</timezone>
     <mlock_executable>false</mlock_executable>
+{extra}
 </yandex>
 "#
             ),
@@ -698,4 +703,94 @@ impl Drop for NatsCluster {
             kill(c);
         }
     }
+}
+
+/// A standalone ZooKeeper (Debian package `zookeeper`) for replicated
+/// ClickHouse tables.
+pub struct ZooKeeper {
+    pub port: u16,
+    _dir: TempDir,
+    child: Option<Child>,
+}
+
+impl ZooKeeper {
+    pub async fn start() -> ZooKeeper {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let cfg = dir.path().join("zoo.cfg");
+        fs::write(
+            &cfg,
+            format!(
+                "tickTime=500\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("zoo.cfg");
+        let script = Path::new("/usr/share/zookeeper/bin/zkServer.sh");
+        assert!(
+            script.exists(),
+            "ZooKeeper missing: run deploy/local/install.sh"
+        );
+        let log = fs::File::create(dir.path().join("zookeeper.log")).expect("log");
+        let child = Command::new(script)
+            .arg("start-foreground")
+            .arg(&cfg)
+            .env("ZOO_LOG_DIR", dir.path())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting ZooKeeper");
+        let zk = ZooKeeper {
+            port,
+            _dir: dir,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let mut answer = String::new();
+                if s.write_all(b"ruok").is_ok()
+                    && s.read_to_string(&mut answer).is_ok()
+                    && answer == "imok"
+                {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "ZooKeeper did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        zk
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// ClickHouse 18.16 replicas of one shard, cluster `name`, coordinated by
+/// `zk`: what `[clickhouse] cluster = "name"` expects.
+pub async fn clickhouse_replicas(zk: &ZooKeeper, name: &str, replicas: usize) -> Vec<ClickHouse> {
+    let ports: Vec<(u16, u16, u16)> = (0..replicas)
+        .map(|_| (free_port(), free_port(), free_port()))
+        .collect();
+    let replica_xml: String = ports
+        .iter()
+        .map(|(_, tcp, _)| format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"))
+        .collect();
+    let mut nodes = Vec::new();
+    for (n, (http, tcp, interserver)) in ports.iter().enumerate() {
+        let extra = format!(
+            "<interserver_http_port>{interserver}</interserver_http_port>\n<interserver_http_host>127.0.0.1</interserver_http_host>\n\
+             <zookeeper><node><host>127.0.0.1</host><port>{zk}</port></node></zookeeper>\n\
+             <remote_servers><{name}><shard><internal_replication>true</internal_replication>{replica_xml}</shard></{name}></remote_servers>\n\
+             <macros><shard>01</shard><replica>r{n}</replica></macros>\n\
+             <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>",
+            zk = zk.port
+        );
+        nodes.push(ClickHouse::start_configured(*http, *tcp, &extra).await);
+    }
+    nodes
 }

@@ -1,0 +1,225 @@
+//! Cluster mode on a real replicated ClickHouse: two 18.16 replicas of one
+//! shard coordinated by ZooKeeper, `[clickhouse] cluster = "badgepulse"`
+//! (`ON CLUSTER` DDL, `Replicated*` tables behind `Distributed` ones). The
+//! same demo traffic goes through one ingest to two aggregators, one
+//! writing to the cluster and one to a single server. The exporter reading
+//! the cluster through the *other* replica must answer exactly as the
+//! exporter of the single server.
+
+use std::time::Duration;
+
+use badgepulse_tests::{
+    clickhouse_replicas, eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service,
+    ZooKeeper,
+};
+use chrono::Utc;
+use serde_json::Value;
+
+const TOKEN: &str = "cluster-ch-token";
+const KEY: &str = "cluster-ch-pixel-key-0123";
+const API_KEY: &str = "cluster-ch-api-key";
+
+fn config(
+    nats: &Nats,
+    ch_url: &str,
+    cluster: &str,
+    prefix: &str,
+    ports: (u16, u16, u16),
+) -> String {
+    format!(
+        "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{ch_url}\"\ndatabase = \"bp\"\ncluster = \"{cluster}\"\n\
+         [ingest]\nbind = \"127.0.0.1:{}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nplatform_hosts = [\"badges.example.org\"]\ncountry_header = \"CF-IPCountry\"\n\
+         [ingest.pixel_keys]\nk1 = \"{KEY}\"\n[[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n\
+         [aggregator]\nadmin_bind = \"127.0.0.1:{}\"\nconsumer_prefix = \"{prefix}\"\nflush_interval_ms = 100\n\
+         [exporter]\nbind = \"127.0.0.1:{}\"\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
+        nats.url(),
+        ports.0,
+        sha256_hex(TOKEN),
+        ports.1,
+        ports.2,
+        sha256_hex(API_KEY)
+    )
+}
+
+async fn get(url: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_cluster_answers_like_a_single_server() {
+    let zk = ZooKeeper::start().await;
+    let replicas = clickhouse_replicas(&zk, "badgepulse", 2).await;
+    let single = ClickHouse::start().await;
+    let nats = Nats::start().await;
+
+    let (ingest, cluster_admin, cluster_exporter) = (free_port(), free_port(), free_port());
+    let (single_admin, single_exporter) = (free_port(), free_port());
+    // Aggregator writes through replica 0; the cluster's exporter reads replica 1.
+    let cluster_write = config(
+        &nats,
+        &replicas[0].url(),
+        "badgepulse",
+        "agg-cluster",
+        (ingest, cluster_admin, cluster_exporter),
+    );
+    let cluster_read = config(
+        &nats,
+        &replicas[1].url(),
+        "badgepulse",
+        "agg-cluster",
+        (ingest, cluster_admin, cluster_exporter),
+    );
+    let single_cfg = config(
+        &nats,
+        &single.url(),
+        "",
+        "agg-single",
+        (ingest, single_admin, single_exporter),
+    );
+    let _ingest = Service::start("badgepulse-ingest", &single_cfg, &[]);
+    let _agg_cluster = Service::start("badgepulse-aggregator", &cluster_write, &[]);
+    let _agg_single = Service::start("badgepulse-aggregator", &single_cfg, &[]);
+    for port in [ingest, cluster_admin, single_admin] {
+        wait_http(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    }
+    // The schema exists on both replicas, replicated and distributed.
+    for node in &replicas {
+        let engines = node
+            .query("SELECT name, engine FROM system.tables WHERE database = 'bp' ORDER BY name")
+            .await
+            .unwrap();
+        assert!(engines.contains("events\tDistributed"), "{engines}");
+        assert!(
+            engines.contains("events_local\tReplicatedMergeTree"),
+            "{engines}"
+        );
+        assert!(
+            engines.contains("rollup_day_local\tReplicatedAggregatingMergeTree"),
+            "{engines}"
+        );
+    }
+    let _exp_cluster = Service::start("badgepulse-exporter", &cluster_read, &[]);
+    let _exp_single = Service::start("badgepulse-exporter", &single_cfg, &[]);
+    for port in [cluster_exporter, single_exporter] {
+        wait_http(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+
+    let plan = badgepulse_loadgen::plan(11, 1, Utc::now(), 5);
+    let expected: u64 = plan.ledger.traffic.events_by_type.values().sum();
+    badgepulse_loadgen::send(
+        &plan,
+        &badgepulse_loadgen::Target {
+            ingest: format!("http://127.0.0.1:{ingest}"),
+            token: TOKEN.into(),
+            kid: "k1".into(),
+            key: KEY.into(),
+            concurrency: 16,
+            check_metrics: false,
+        },
+    )
+    .await
+    .unwrap();
+
+    for (name, node) in [
+        ("single", &single),
+        ("replica 0", &replicas[0]),
+        ("replica 1", &replicas[1]),
+    ] {
+        let table = if name == "single" {
+            "bp.events"
+        } else {
+            "bp.events_local"
+        };
+        eventually(
+            Duration::from_secs(120),
+            &format!("{expected} events on {name}"),
+            || async {
+                (node.number(&format!("SELECT count() FROM {table}")).await == expected)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    // Let every replicated rollup catch up on replica 1 before comparing.
+    for table in [
+        "rollup_minute_local",
+        "rollup_hour_local",
+        "rollup_day_local",
+        "assertion_lifecycle_local",
+        "badge_classes_local",
+    ] {
+        eventually(
+            Duration::from_secs(60),
+            &format!("{table} replicated"),
+            || async {
+                let a = replicas[0]
+                    .number(&format!("SELECT count() FROM bp.{table}"))
+                    .await;
+                let b = replicas[1]
+                    .number(&format!("SELECT count() FROM bp.{table}"))
+                    .await;
+                (a == b && a > 0).then_some(())
+            },
+        )
+        .await;
+    }
+
+    let from = (Utc::now() - chrono::Duration::days(3))
+        .format("%Y-%m-%dT%H:00:00Z")
+        .to_string();
+    let to = Utc::now().format("%Y-%m-%dT%H:%M:00Z").to_string();
+    let window = format!("from={from}&to={to}");
+    let paths = [
+        format!("overview?{window}"),
+        format!("distribution?dimension=award_method&{window}"),
+        format!("distribution?dimension=share_channel&{window}"),
+        format!("distribution?dimension=view_source&{window}"),
+        format!("distribution?dimension=view_country&{window}"),
+        format!("top-badges?sort=performance&limit=50&{window}"),
+        format!(
+            "trends?metrics=awarded,accepted,shared,views,unique_viewers&granularity=day&{window}"
+        ),
+        format!("lifecycle?{window}"),
+        format!("drivers?{window}"),
+    ];
+    for path in &paths {
+        let c = get(&format!(
+            "http://127.0.0.1:{cluster_exporter}/api/v1/{path}"
+        ))
+        .await;
+        let s = get(&format!("http://127.0.0.1:{single_exporter}/api/v1/{path}")).await;
+        assert_eq!(
+            c, s,
+            "/api/v1/{path} differs between the cluster and a single server"
+        );
+    }
+    let overview = get(&format!(
+        "http://127.0.0.1:{cluster_exporter}/api/v1/overview?{window}"
+    ))
+    .await;
+    assert_eq!(
+        overview["kpis"]["awarded"], plan.ledger.totals.awarded,
+        "{overview}"
+    );
+    assert_eq!(
+        overview["kpis"]["views"], plan.ledger.totals.views,
+        "{overview}"
+    );
+}
