@@ -185,7 +185,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     batcher.await?;
     deadline.abort();
-    nats.flush().await.ok();
+    // Bounded: with NATS gone, a flush would wait for it forever.
+    let _ = tokio::time::timeout(Duration::from_secs(5), nats.flush()).await;
     tracing::info!("ingest stopped");
     Ok(())
 }

@@ -637,3 +637,36 @@ async fn sigterm_drains_buffered_beacons() {
         "every buffered beacon published during the drain"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_nats_outage_exits_after_the_drain_deadline() {
+    let mut nats = Nats::start().await;
+    let (mut svc, url) = start(&nats, "drain_timeout_secs = 2").await;
+    let http = reqwest::Client::new();
+    nats.stop();
+    let good = signed("acme", "a1", "k1", KEY);
+    get(
+        &http,
+        &format!("{url}/p.gif?{good}"),
+        BROWSER,
+        "198.51.100.9",
+        None,
+    )
+    .await;
+    assert_eq!(beacons(&url, "view", "accepted").await, 1.0);
+    let started = std::time::Instant::now();
+    assert!(
+        svc.stop(),
+        "ingest exits by itself (not killed) although NATS is gone"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "exit took {:?}",
+        started.elapsed()
+    );
+    let log = svc.log_text();
+    assert!(
+        log.contains("beacon batch not published"),
+        "the lost batch is logged: {log}"
+    );
+}
