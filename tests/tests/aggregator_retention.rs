@@ -1,0 +1,98 @@
+//! Retention on a real ClickHouse: expired rollup partitions are dropped
+//! whole, coarser rollups keep their data, and exactly-once recovery never
+//! re-adds rows to what retention dropped (even though dropping lowers the
+//! table's high-water mark).
+
+use badgepulse_aggregator::config::AggregatorConfig;
+use badgepulse_aggregator::retention::keep_from;
+use badgepulse_aggregator::rows::EventRow;
+use badgepulse_aggregator::schema::Granularity;
+use badgepulse_aggregator::store::Store;
+use badgepulse_contract::event::{validate_platform_event, Event};
+use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_tests::ClickHouse;
+use chrono::{Duration, SecondsFormat, Utc};
+use serde_json::json;
+
+fn awarded(id: &str, days_ago: i64) -> Event {
+    let now = Utc::now();
+    let at = (now - Duration::days(days_ago)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    validate_platform_event(
+        &json!({"event_id": id, "type": "badge.awarded", "occurred_at": at, "org_id": "acme",
+                "issuer_id": "i1", "badge_class_id": "b1", "assertion_id": id}),
+        now,
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn expired_partitions_are_dropped_and_never_recomputed() {
+    let ch = ClickHouse::start().await;
+    let store = Store::new(&ClickHouseConfig {
+        url: ch.url(),
+        database: "ret".into(),
+        ..Default::default()
+    });
+    store.migrate().await.unwrap();
+    // The backfill arrives last: the expired rows carry the highest sequences.
+    let rows: Vec<EventRow> = [
+        ("now", 0),
+        ("two-days", 2),
+        ("eight-days", 8),
+        ("thirty-days", 30),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (id, days))| EventRow::new(&awarded(id, *days), 0, i as u64 + 1))
+    .collect();
+    store.insert("events_input", &rows).await.unwrap();
+    let count = |table: &str| format!("SELECT countMerge(events) FROM ret.{table}");
+    assert_eq!(ch.number(&count("rollup_minute")).await, 4);
+
+    let config = AggregatorConfig::default();
+    let now = Utc::now();
+    let dropped = store.enforce_retention(&config, now).await.unwrap();
+    let minute_dropped: Vec<&str> = dropped
+        .iter()
+        .filter(|(t, _)| t == "rollup_minute")
+        .map(|(_, p)| p.as_str())
+        .collect();
+    assert_eq!(
+        minute_dropped.len(),
+        2,
+        "the 8- and 30-day-old daily partitions: {dropped:?}"
+    );
+    assert!(
+        dropped.iter().all(|(t, _)| t == "rollup_minute"),
+        "hour (400 days) and day (forever) keep everything: {dropped:?}"
+    );
+    assert_eq!(ch.number(&count("rollup_minute")).await, 2);
+    assert_eq!(ch.number(&count("rollup_hour")).await, 4);
+    assert_eq!(ch.number(&count("rollup_day")).await, 4);
+    assert_eq!(
+        ch.number("SELECT count() FROM ret.events").await,
+        4,
+        "raw events are kept forever"
+    );
+
+    // The minute rollup's mark fell to 2 (its rows with seq 3 and 4 are
+    // gone); a restart would recompute (2, 4] — and must add nothing.
+    let marks = store.marks(0).await.unwrap();
+    assert_eq!(marks.derived["rollup_minute"], 2);
+    assert_eq!(marks.derived["rollup_hour"], 4);
+    let keep = keep_from(Granularity::Minute, config.retention_minute_days, now)
+        .unwrap()
+        .timestamp() as u32;
+    store.recover("rollup_minute", 0, 2, 4, keep).await.unwrap();
+    assert_eq!(
+        ch.number(&count("rollup_minute")).await,
+        2,
+        "recovery re-added expired buckets"
+    );
+    // A second run finds nothing more to drop.
+    assert!(store
+        .enforce_retention(&config, now)
+        .await
+        .unwrap()
+        .is_empty());
+}
