@@ -7,12 +7,16 @@
 //! or, with `format=csv`, CSV (`csv.rs`); they hold no SQL. Every error is
 //! JSON `{"error": "…"}` whose message starts with the parameter at fault;
 //! ClickHouse failures are logged and answered 503 without internals.
+//!
+//! Charts (`/api/v1/charts/NAME.png|svg`) and the HTML report (`/report`)
+//! take the same parameters, auth and scope as the JSON endpoints, fetch
+//! the same bodies and hand them to `charts.rs` / `report.rs`.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -25,6 +29,7 @@ use crate::analytics::{
     MAX_ANNOTATIONS,
 };
 use crate::auth::{self, ApiKeys, AuthError, Scope};
+use crate::charts::{self, ChartData, ChartKind, ImageFormat, Size};
 use crate::csv::Tabular;
 use crate::measures::{Dimension, NAMES};
 use crate::metrics::Metrics;
@@ -70,6 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(DefaultBodyLimit::max(MAX_ANNOTATION_BODY)),
         )
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/charts/{file}", get(chart))
+        .route("/report", get(report))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -332,6 +339,16 @@ async fn distribution(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["dimension"])?;
+    let dimension = dimension_param(&req.params)?;
+    let body = s
+        .analytics
+        .distribution(&req.filter, req.window, dimension)
+        .await?;
+    Ok(req.respond(&body))
+}
+
+/// The required `dimension` parameter.
+fn dimension_param(params: &Params) -> Result<Dimension, ApiError> {
     let expected = || {
         Dimension::ALL
             .iter()
@@ -339,25 +356,18 @@ async fn distribution(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let dimension = match req.params.get("dimension")? {
-        None => {
-            return Err(ApiError::bad_request(format!(
-                "dimension: required (one of {})",
-                expected()
-            )))
-        }
+    match params.get("dimension")? {
+        None => Err(ApiError::bad_request(format!(
+            "dimension: required (one of {})",
+            expected()
+        ))),
         Some(v) => Dimension::parse(v).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "dimension: expected one of {}, got {v:?}",
                 expected()
             ))
-        })?,
-    };
-    let body = s
-        .analytics
-        .distribution(&req.filter, req.window, dimension)
-        .await?;
-    Ok(req.respond(&body))
+        }),
+    }
 }
 
 /// A measure name of SPEC §7, or an error naming `param`.
@@ -378,21 +388,27 @@ async fn top_badges(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["sort", "order", "limit"])?;
-    let mut ranking = Ranking::default();
-    if let Some(v) = req.params.get("sort")? {
-        ranking.sort = metric_param("sort", v)?;
-    }
-    if let Some(v) = req.params.get("order")? {
-        ranking.order = Order::parse(v).ok_or_else(|| {
-            ApiError::bad_request(format!("order: expected desc or asc, got {v:?}"))
-        })?;
-    }
-    ranking.limit = req.params.int("limit", 1, 1_000, 20)? as usize;
+    let ranking = ranking_param(&req.params)?;
     let body = s
         .analytics
         .top_badges(&req.filter, req.window, ranking)
         .await?;
     Ok(req.respond(&body))
+}
+
+/// The `sort`, `order` and `limit` parameters of top badges.
+fn ranking_param(params: &Params) -> Result<Ranking, ApiError> {
+    let mut ranking = Ranking::default();
+    if let Some(v) = params.get("sort")? {
+        ranking.sort = metric_param("sort", v)?;
+    }
+    if let Some(v) = params.get("order")? {
+        ranking.order = Order::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!("order: expected desc or asc, got {v:?}"))
+        })?;
+    }
+    ranking.limit = params.int("limit", 1, 1_000, 20)? as usize;
+    Ok(ranking)
 }
 
 /// The default `metrics` of a trend.
@@ -406,7 +422,14 @@ async fn trends(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
-    let metrics = match req.params.get("metrics")? {
+    let request = trend_param(&req.params, req.window)?;
+    let body = s.analytics.trends(&req.filter, req.window, request).await?;
+    Ok(req.respond(&body))
+}
+
+/// The `metrics` and `granularity` parameters of a trend over `window`.
+fn trend_param(params: &Params, window: Window) -> Result<TrendRequest, ApiError> {
+    let metrics = match params.get("metrics")? {
         None => DEFAULT_TREND_METRICS.to_vec(),
         Some(list) => {
             let mut out: Vec<&'static str> = Vec::new();
@@ -427,18 +450,19 @@ async fn trends(
             out
         }
     };
-    let granularity = match req.params.get("granularity")? {
-        None => Granularity::Day,
+    TrendRequest::new(window, granularity_param(params)?, metrics).map_err(ApiError::bad_request)
+}
+
+/// The `granularity` parameter (default `day`).
+fn granularity_param(params: &Params) -> Result<Granularity, ApiError> {
+    match params.get("granularity")? {
+        None => Ok(Granularity::Day),
         Some(v) => Granularity::parse(v).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "granularity: expected one of minute, hour, day, week, month, got {v:?}"
             ))
-        })?,
-    };
-    let request =
-        TrendRequest::new(req.window, granularity, metrics).map_err(ApiError::bad_request)?;
-    let body = s.analytics.trends(&req.filter, req.window, request).await?;
-    Ok(req.respond(&body))
+        }),
+    }
 }
 
 /// `GET /api/v1/drivers` (SPEC §7.5).
@@ -547,6 +571,130 @@ async fn create_annotation(
     let new = NewAnnotation::new(at, title, field("text")?).map_err(ApiError::bad_request)?;
     let created = s.analytics.create_annotation(&target, new).await?;
     Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// The extra parameters of each chart: its JSON endpoint's, plus the size.
+fn chart_params(kind: ChartKind) -> &'static [&'static str] {
+    match kind {
+        ChartKind::Overview | ChartKind::Drivers | ChartKind::Lifecycle => &["width", "height"],
+        ChartKind::Distribution => &["dimension", "width", "height"],
+        ChartKind::TopBadges => &["sort", "order", "limit", "width", "height"],
+        ChartKind::Trends => &["metrics", "granularity", "width", "height"],
+    }
+}
+
+/// Refuses `format` where the answer has one fixed format.
+fn no_format(params: &Params, why: &str) -> Result<(), ApiError> {
+    match params.get("format")? {
+        None => Ok(()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "format: not accepted here; {why}"
+        ))),
+    }
+}
+
+/// `GET /api/v1/charts/{overview|trends|distribution|top-badges|drivers|lifecycle}.{png|svg}`:
+/// the matching JSON endpoint's body drawn as a chart of
+/// `width`×`height` pixels.
+#[tracing::instrument(skip_all, fields(file = %file))]
+async fn chart(
+    State(s): State<Arc<AppState>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let (kind, format) = match charts::parse_file(&file) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            // Authentication still comes first.
+            let params = Params::from_query(query)?;
+            authenticate(&s.keys, &headers, &params)?;
+            return Err(ApiError::new(StatusCode::NOT_FOUND, e));
+        }
+    };
+    let req = ApiRequest::new(&s, &headers, query, chart_params(kind))?;
+    no_format(
+        &req.params,
+        "the file extension (.png or .svg) selects the format",
+    )?;
+    let size = Size::parse(req.params.get("width")?, req.params.get("height")?)
+        .map_err(ApiError::bad_request)?;
+    let (a, f, w) = (&s.analytics, &req.filter, req.window);
+    let data = match kind {
+        ChartKind::Overview => ChartData::Overview(a.overview(f, w).await?),
+        ChartKind::Trends => {
+            let request = trend_param(&req.params, w)?;
+            ChartData::Trends(a.trends(f, w, request).await?)
+        }
+        ChartKind::Distribution => {
+            let dimension = dimension_param(&req.params)?;
+            ChartData::Distribution(a.distribution(f, w, dimension).await?)
+        }
+        ChartKind::TopBadges => {
+            let ranking = ranking_param(&req.params)?;
+            ChartData::TopBadges(a.top_badges(f, w, ranking).await?)
+        }
+        ChartKind::Drivers => ChartData::Drivers(a.drivers(f, w).await?),
+        ChartKind::Lifecycle => ChartData::Lifecycle(a.lifecycle(f, w).await?),
+    };
+    let svg = data.svg(size);
+    let body = match format {
+        ImageFormat::Svg => svg.into_bytes(),
+        ImageFormat::Png => charts::png_async(svg).await.map_err(|e| {
+            tracing::error!(error = %e, "chart rendering failed");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "chart: rendering failed")
+        })?,
+    };
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// `GET /report`: the printable HTML report of the scope and window
+/// (`granularity` sets the trend buckets, default `day`).
+#[tracing::instrument(skip_all)]
+async fn report(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["granularity"])?;
+    no_format(&req.params, "the report is HTML")?;
+    let trend_request = TrendRequest::new(
+        req.window,
+        granularity_param(&req.params)?,
+        DEFAULT_TREND_METRICS.to_vec(),
+    )
+    .map_err(ApiError::bad_request)?;
+    let (a, f, w) = (&s.analytics, &req.filter, req.window);
+    let (overview, trends, top_badges, drivers, lifecycle, d0, d1, d2, d3) = tokio::try_join!(
+        a.overview(f, w),
+        a.trends(f, w, trend_request),
+        a.top_badges(f, w, Ranking::default()),
+        a.drivers(f, w),
+        a.lifecycle(f, w),
+        a.distribution(f, w, Dimension::AwardMethod),
+        a.distribution(f, w, Dimension::ShareChannel),
+        a.distribution(f, w, Dimension::ViewSource),
+        a.distribution(f, w, Dimension::ViewCountry),
+    )?;
+    let html = crate::report::render(&crate::report::ReportData {
+        overview,
+        trends,
+        distributions: vec![d0, d1, d2, d3],
+        top_badges,
+        drivers,
+        lifecycle,
+        generated_at: chrono::Utc::now().timestamp(),
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, crate::report::CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "private, no-store"),
+        ],
+        html,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/openapi.json`.
@@ -833,6 +981,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn charts_and_report_check_their_parameters() {
+        // Authentication first, whatever the chart or parameter.
+        for uri in [
+            "/api/v1/charts/overview.png",
+            "/api/v1/charts/pie.png?width=1",
+            "/report?granularity=year",
+        ] {
+            let (status, _) = get(uri, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}");
+        }
+        for uri in ["/api/v1/charts/pie.png", "/api/v1/charts/overview.gif"] {
+            let (status, body) = get(uri, Some("adm")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
+            assert!(body["error"].as_str().unwrap().starts_with("chart:"));
+        }
+        bad("/api/v1/charts/overview.png?width=199", "width").await;
+        bad("/api/v1/charts/overview.svg?width=4001", "width").await;
+        bad("/api/v1/charts/lifecycle.svg?height=big", "height").await;
+        bad("/api/v1/charts/overview.svg?format=csv", "format").await;
+        // Each chart takes its JSON endpoint's parameters, and only those.
+        bad(
+            "/api/v1/charts/overview.svg?dimension=award_method",
+            "dimension",
+        )
+        .await;
+        bad("/api/v1/charts/distribution.svg", "dimension").await;
+        bad("/api/v1/charts/top-badges.png?limit=0", "limit").await;
+        bad(
+            "/api/v1/charts/trends.png?granularity=minute",
+            "granularity",
+        )
+        .await;
+        bad("/api/v1/charts/trends.svg?metrics=fame", "metrics").await;
+        bad("/api/v1/charts/drivers.svg?sort=views", "sort").await;
+        bad("/report?sort=views", "sort").await;
+        bad("/report?format=csv", "format").await;
+        bad("/report?granularity=minute", "granularity").await;
+        let (status, body) = get("/report?org=globex", Some("acme")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        let (status, _) = get("/report?access_token=b1&badge_class=b2", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
     async fn store_failure_is_503_json() {
         for uri in [
             "/api/v1/overview?from=2024-03-01",
@@ -842,6 +1034,9 @@ mod tests {
             "/api/v1/drivers",
             "/api/v1/lifecycle",
             "/api/v1/annotations",
+            "/api/v1/charts/overview.png?width=300",
+            "/api/v1/charts/distribution.svg?dimension=share_channel",
+            "/report",
         ] {
             let (status, body) = get(uri, Some("acme")).await;
             assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");

@@ -15,6 +15,8 @@
 //!   HTTP handlers and other renderers (charts) share them.
 //! - [`drivers`]: the drivers analysis (groups, lifts, p-values,
 //!   insights); [`stats`]: the significance tests and special functions.
+//! - [`charts`]: the analytics bodies drawn as SVG, rasterised to PNG;
+//!   [`report`]: the printable HTML report of a scope.
 //! - [`csv`]: RFC 4180 output with formula neutralisation.
 //! - [`openapi`]: the OpenAPI 3 document of the API.
 //! - [`queries`]: every SQL statement, built but not executed
@@ -25,6 +27,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod charts;
 pub mod config;
 pub mod csv;
 pub mod drivers;
@@ -33,6 +36,7 @@ pub mod measures;
 pub mod metrics;
 pub mod openapi;
 pub mod queries;
+pub mod report;
 pub mod stats;
 pub mod store;
 pub mod window;

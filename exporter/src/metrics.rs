@@ -2,12 +2,17 @@
 //!
 //! - Pipeline metrics `badgepulse_exporter_…` live in a registry owned by
 //!   the process and passed explicitly.
-//! - Business metrics (`badgepulse_badge_events_total`, rates, scores) are
+//! - Business metrics (`badgepulse_badge_events_total`, rates, scores,
+//!   award methods, share channels, view sources, lifecycle stages) are
 //!   rebuilt from ClickHouse by [`refresh_loop`] every
 //!   `exporter.refresh_interval_secs` into a fresh registry that replaces
 //!   the cached one: a scrape only encodes the cache and never waits on
-//!   ClickHouse. Label cardinality is bounded by the query
-//!   (`queries::issuer_totals`).
+//!   ClickHouse. A refresh replaces all of them or none.
+//! - Label cardinality is bounded by the queries (`queries::issuer_totals`,
+//!   `dimension_totals`, `lifecycle_totals`): at most
+//!   `exporter.max_label_orgs` orgs and `max_label_issuers` (org, issuer)
+//!   pairs, the rest folded into `__other__`; methods, channels, sources
+//!   and stages are closed sets.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,7 +24,7 @@ use prometheus::{
 use tokio_util::sync::CancellationToken;
 
 use crate::measures::{Counts, Measures};
-use crate::queries::IssuerTotals;
+use crate::queries::{DimensionTotals, IssuerTotals, LifecycleTotals};
 use crate::store::Store;
 
 /// Pipeline metrics plus the cached business metrics.
@@ -131,10 +136,23 @@ impl Default for Metrics {
     }
 }
 
-/// The business metrics of SPEC §9 for `rows` (already bounded in
-/// cardinality), in a fresh registry. Rates and scores whose denominator is
-/// 0 are left out rather than exported as NaN.
-pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
+/// What one refresh of the business metrics reads, already bounded in
+/// label cardinality.
+#[derive(Debug, Clone, Default)]
+pub struct BusinessRows {
+    pub issuers: Vec<IssuerTotals>,
+    pub dimensions: Vec<DimensionTotals>,
+    pub lifecycle: Vec<LifecycleTotals>,
+}
+
+/// Label value for an empty distribution value (e.g. a view without a
+/// source), as in `/api/v1/distribution` for countries.
+const UNKNOWN_LABEL: &str = "unknown";
+
+/// The business metrics of SPEC §9 for `rows`, in a fresh registry. Rates
+/// and scores whose denominator is 0 are left out rather than exported as
+/// NaN.
+pub fn business_registry(rows: &BusinessRows) -> Registry {
     let registry = Registry::new();
     let labels = &["org_id", "issuer_id"];
     let events = IntCounterVec::new(
@@ -176,7 +194,7 @@ pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
         "All-time views per share",
     );
 
-    for row in rows {
+    for row in &rows.issuers {
         let ids = [row.org_id.as_str(), row.issuer_id.as_str()];
         for (event, value) in [
             ("awarded", row.awarded),
@@ -211,7 +229,96 @@ pub fn business_registry(rows: &[IssuerTotals]) -> Registry {
             }
         }
     }
+
+    let counter = |name: &str, help: &str, label: &str| {
+        let c =
+            IntCounterVec::new(Opts::new(name, help), &["org_id", label]).expect("valid metric");
+        registry
+            .register(Box::new(c.clone()))
+            .expect("unique metric");
+        c
+    };
+    let methods = counter(
+        "badgepulse_award_method_total",
+        "All-time awarded assertions by org and award method",
+        "method",
+    );
+    let channels = counter(
+        "badgepulse_share_channel_total",
+        "All-time share events by org and channel",
+        "channel",
+    );
+    let sources = counter(
+        "badgepulse_view_source_total",
+        "All-time view events by org and source",
+        "source",
+    );
+    for row in &rows.dimensions {
+        let family = match row.event_type.as_str() {
+            "badge.awarded" => &methods,
+            "badge.shared" => &channels,
+            "badge.viewed" => &sources,
+            other => {
+                tracing::warn!(
+                    event_type = other,
+                    "unexpected event type in dimension totals"
+                );
+                continue;
+            }
+        };
+        let value = if row.value.is_empty() {
+            UNKNOWN_LABEL
+        } else {
+            row.value.as_str()
+        };
+        family
+            .with_label_values(&[row.org_id.as_str(), value])
+            .inc_by(row.count);
+    }
+
+    let lifecycle = GaugeVec::new(
+        Opts::new(
+            "badgepulse_lifecycle_assertions",
+            "All-time assertions by lifecycle stage: each stage counts the awarded assertions having that event and every earlier stage's (awarded >= accepted >= shared >= viewed)",
+        ),
+        &["org_id", "stage"],
+    )
+    .expect("valid metric");
     registry
+        .register(Box::new(lifecycle.clone()))
+        .expect("unique metric");
+    for row in &rows.lifecycle {
+        for (stage, value) in [
+            ("awarded", row.awarded),
+            ("accepted", row.accepted),
+            ("shared", row.shared),
+            ("viewed", row.viewed),
+        ] {
+            lifecycle
+                .with_label_values(&[row.org_id.as_str(), stage])
+                .set(value as f64);
+        }
+    }
+    registry
+}
+
+/// Reads everything [`business_registry`] needs, the three queries
+/// concurrently.
+async fn read_business(
+    store: &Store,
+    max_orgs: u64,
+    max_issuers: u64,
+) -> Result<BusinessRows, crate::store::StoreError> {
+    let (issuers, dimensions, lifecycle) = tokio::try_join!(
+        store.issuer_totals(max_orgs, max_issuers),
+        store.dimension_totals(max_orgs),
+        store.lifecycle_totals(max_orgs),
+    )?;
+    Ok(BusinessRows {
+        issuers,
+        dimensions,
+        lifecycle,
+    })
 }
 
 /// Recomputes the business metrics now and then every `interval` until
@@ -233,7 +340,7 @@ pub async fn refresh_loop(
         }
         let refreshed = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = store.issuer_totals(max_orgs as u64, max_issuers as u64) => r,
+            r = read_business(&store, max_orgs as u64, max_issuers as u64) => r,
         };
         match refreshed {
             Ok(rows) => {
@@ -241,7 +348,12 @@ pub async fn refresh_loop(
                 metrics
                     .last_refresh
                     .set(chrono::Utc::now().timestamp() as f64);
-                tracing::debug!(rows = rows.len(), "business metrics refreshed");
+                tracing::debug!(
+                    issuers = rows.issuers.len(),
+                    dimensions = rows.dimensions.len(),
+                    orgs = rows.lifecycle.len(),
+                    "business metrics refreshed"
+                );
             }
             Err(e) => {
                 metrics.refresh_errors.inc();
@@ -275,6 +387,15 @@ mod tests {
         }
     }
 
+    fn dim(org: &str, event_type: &str, value: &str, count: u64) -> DimensionTotals {
+        DimensionTotals {
+            org_id: org.into(),
+            event_type: event_type.into(),
+            value: value.into(),
+            count,
+        }
+    }
+
     #[test]
     fn renders_business_and_pipeline_metrics() {
         let m = Metrics::new();
@@ -284,10 +405,26 @@ mod tests {
         let before = String::from_utf8(m.render()).unwrap();
         assert!(!before.contains("badgepulse_badge_events_total"));
 
-        m.set_business(business_registry(&[
-            row("acme", "academy", 10, 5, 2, 8),
-            row("acme", "__other__", 0, 0, 0, 3),
-        ]));
+        m.set_business(business_registry(&BusinessRows {
+            issuers: vec![
+                row("acme", "academy", 10, 5, 2, 8),
+                row("acme", "__other__", 0, 0, 0, 3),
+            ],
+            dimensions: vec![
+                dim("acme", "badge.awarded", "api", 7),
+                dim("acme", "badge.awarded", "bulk", 3),
+                dim("acme", "badge.shared", "linkedin", 2),
+                dim("acme", "badge.viewed", "", 4),
+                dim("__other__", "badge.viewed", "direct", 7),
+            ],
+            lifecycle: vec![LifecycleTotals {
+                org_id: "acme".into(),
+                awarded: 10,
+                accepted: 5,
+                shared: 2,
+                viewed: 1,
+            }],
+        }));
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains("# TYPE badgepulse_badge_events_total counter"),
@@ -318,11 +455,30 @@ mod tests {
         assert!(text.contains(
             r#"badgepulse_exporter_http_requests_total{route="/api/v1/overview",status="200"} 1"#
         ));
+        for line in [
+            "# TYPE badgepulse_award_method_total counter",
+            r#"badgepulse_award_method_total{method="api",org_id="acme"} 7"#,
+            r#"badgepulse_award_method_total{method="bulk",org_id="acme"} 3"#,
+            r#"badgepulse_share_channel_total{channel="linkedin",org_id="acme"} 2"#,
+            r#"badgepulse_view_source_total{org_id="acme",source="unknown"} 4"#,
+            r#"badgepulse_view_source_total{org_id="__other__",source="direct"} 7"#,
+            "# TYPE badgepulse_lifecycle_assertions gauge",
+            r#"badgepulse_lifecycle_assertions{org_id="acme",stage="awarded"} 10"#,
+            r#"badgepulse_lifecycle_assertions{org_id="acme",stage="accepted"} 5"#,
+            r#"badgepulse_lifecycle_assertions{org_id="acme",stage="shared"} 2"#,
+            r#"badgepulse_lifecycle_assertions{org_id="acme",stage="viewed"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
 
         // A refresh replaces the series: vanished label pairs disappear.
-        m.set_business(business_registry(&[row("globex", "labs", 1, 1, 0, 0)]));
+        m.set_business(business_registry(&BusinessRows {
+            issuers: vec![row("globex", "labs", 1, 1, 0, 0)],
+            ..BusinessRows::default()
+        }));
         let text = String::from_utf8(m.render()).unwrap();
         assert!(!text.contains(r#"org_id="acme""#), "{text}");
         assert!(text.contains(r#"org_id="globex""#), "{text}");
+        assert!(!text.contains("badgepulse_lifecycle_assertions{"), "{text}");
     }
 }

@@ -714,29 +714,45 @@ pub struct IssuerTotals {
     pub unique_viewers: u64,
 }
 
+/// `(SELECT org_id FROM rollup_day … LIMIT max_orgs)`: the `max_orgs`
+/// orgs with the most events of all time (ties by `org_id`). Every
+/// `/metrics` query folds the other orgs into [`OTHER_LABEL`] with this
+/// same set.
+fn push_top_orgs(sql: &mut Sql, client: &Client, max_orgs: u64) {
+    sql.push("(SELECT org_id FROM ")
+        .push(&table(client, "rollup_day"));
+    sql.push(" GROUP BY org_id ORDER BY countMerge(events) DESC, org_id LIMIT ")
+        .u64(max_orgs)
+        .push(")");
+}
+
+/// `if(org_id IN (top orgs), org_id, '__other__')`.
+fn push_org_label(sql: &mut Sql, client: &Client, max_orgs: u64) {
+    sql.push("if(org_id IN ");
+    push_top_orgs(sql, client, max_orgs);
+    sql.push(", org_id, '").push(OTHER_LABEL).push("')");
+}
+
 /// All-time counts per (org, issuer) for `/metrics`, with label
 /// cardinality bounded in SQL: orgs beyond the `max_orgs` most active
 /// (by event count) become `__other__`, and (org, issuer) pairs beyond the
 /// `max_issuers` most active pairs of the kept orgs get issuer
-/// `__other__`. Folding merges states, so distinct counts stay exact.
+/// `__other__`. Issuers folded within an org merge states, so distinct
+/// counts stay exact; folded orgs add up their per-org distinct counts, so
+/// equal assertion ids (or viewer keys) of two orgs are never merged.
 pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query {
     let day = table(client, "rollup_day");
-    let top_orgs = |sql: &mut Sql| {
-        sql.push("(SELECT org_id FROM ").push(&day);
-        sql.push(" GROUP BY org_id ORDER BY countMerge(events) DESC, org_id LIMIT ")
-            .u64(max_orgs)
-            .push(")");
-    };
     let mut sql = Sql::default();
-    sql.push("SELECT if(org_id IN ");
-    top_orgs(&mut sql);
-    sql.push(", org_id, '")
-        .push(OTHER_LABEL)
-        .push("') AS org, ");
+    sql.push(
+        "SELECT org, issuer, sum(aw) AS awarded, sum(ac) AS accepted, sum(sh) AS shared, \
+         sum(sh_n) AS shares, sum(vw_n) AS views, sum(uv) AS unique_viewers FROM (SELECT org_id, ",
+    );
+    push_org_label(&mut sql, client, max_orgs);
+    sql.push(" AS org, ");
     sql.push("if((org_id, issuer_id) IN (SELECT org_id, issuer_id FROM ")
         .push(&day);
     sql.push(" WHERE org_id IN ");
-    top_orgs(&mut sql);
+    push_top_orgs(&mut sql, client, max_orgs);
     sql.push(
         " GROUP BY org_id, issuer_id ORDER BY countMerge(events) DESC, org_id, issuer_id LIMIT ",
     )
@@ -745,15 +761,90 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
         .push(OTHER_LABEL)
         .push("') AS issuer, ");
     sql.push(
-        "uniqExactMergeIf(assertions, event_type = 'badge.awarded') AS awarded, \
-         uniqExactMergeIf(assertions, event_type = 'badge.accepted') AS accepted, \
-         uniqExactMergeIf(assertions, event_type = 'badge.shared') AS shared, \
-         countMergeIf(events, event_type = 'badge.shared') AS shares, \
-         countMergeIf(events, event_type = 'badge.viewed') AS views, \
-         uniqExactIfMergeIf(viewers, event_type = 'badge.viewed') AS unique_viewers FROM ",
+        "uniqExactMergeIf(assertions, event_type = 'badge.awarded') AS aw, \
+         uniqExactMergeIf(assertions, event_type = 'badge.accepted') AS ac, \
+         uniqExactMergeIf(assertions, event_type = 'badge.shared') AS sh, \
+         countMergeIf(events, event_type = 'badge.shared') AS sh_n, \
+         countMergeIf(events, event_type = 'badge.viewed') AS vw_n, \
+         uniqExactIfMergeIf(viewers, event_type = 'badge.viewed') AS uv FROM ",
     );
     sql.push(&day)
-        .push(" GROUP BY org, issuer ORDER BY org, issuer");
+        .push(" GROUP BY org_id, org, issuer) GROUP BY org, issuer ORDER BY org, issuer");
+    sql.build(client)
+}
+
+/// All-time count of one distribution value of one org label for
+/// `/metrics`: a row of [`dimension_totals`].
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct DimensionTotals {
+    pub org_id: String,
+    /// `badge.awarded` (award method), `badge.shared` (share channel) or
+    /// `badge.viewed` (view source).
+    pub event_type: String,
+    /// The award method, channel or source (a closed set).
+    pub value: String,
+    /// As in `/api/v1/distribution`: distinct awarded assertions for award
+    /// methods, events for channels and sources.
+    pub count: u64,
+}
+
+/// All-time award methods, share channels and view sources per org for
+/// `/metrics` (rows of [`DimensionTotals`], by org, type, value), orgs
+/// beyond the `max_orgs` most active folded into `__other__` by adding up
+/// their per-org counts.
+pub fn dimension_totals(client: &Client, max_orgs: u64) -> Query {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    push_org_label(&mut sql, client, max_orgs);
+    sql.push(
+        " AS org, ty, value, sum(n) AS count FROM (SELECT org_id, toString(event_type) AS ty, \
+         dim_value AS value, if(event_type = 'badge.awarded', uniqExactMerge(assertions), \
+         countMerge(events)) AS n FROM ",
+    );
+    sql.push(&table(client, "rollup_day"));
+    sql.push(
+        " WHERE event_type IN ('badge.awarded', 'badge.shared', 'badge.viewed') \
+         GROUP BY org_id, event_type, dim_value) GROUP BY org, ty, value ORDER BY org, ty, value",
+    );
+    sql.build(client)
+}
+
+/// All-time lifecycle stage counts of one org label for `/metrics`: a row
+/// of [`lifecycle_totals`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct LifecycleTotals {
+    pub org_id: String,
+    /// Assertions with a `badge.awarded`.
+    pub awarded: u64,
+    /// … and a `badge.accepted`.
+    pub accepted: u64,
+    /// … and a `badge.shared`.
+    pub shared: u64,
+    /// … and a `badge.viewed`.
+    pub viewed: u64,
+}
+
+/// All-time lifecycle stages per org for `/metrics` (rows of
+/// [`LifecycleTotals`], by org): SPEC §7.6 nesting over every assertion
+/// ever awarded, orgs beyond the `max_orgs` most active folded into
+/// `__other__`.
+pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
+    let mut sql = Sql::default();
+    sql.push("SELECT ");
+    push_org_label(&mut sql, client, max_orgs);
+    sql.push(
+        " AS org, sum(s1) AS awarded, sum(s2) AS accepted, sum(s3) AS shared, sum(s4) AS viewed \
+         FROM (SELECT org_id, countIf(aw_n > 0) AS s1, countIf(aw_n > 0 AND ac_n > 0) AS s2, \
+         countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0) AS s3, \
+         countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS s4 \
+         FROM (SELECT org_id, countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
+         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
+    );
+    sql.push(&table(client, "assertion_lifecycle"));
+    sql.push(
+        " GROUP BY org_id, issuer_id, badge_class_id, assertion_id) GROUP BY org_id) \
+         GROUP BY org ORDER BY org",
+    );
     sql.build(client)
 }
 
@@ -937,6 +1028,16 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
         "issuer_totals.tight_limits".into(),
         issuer_totals(client, 1, 1),
     ));
+    out.push(("dimension_totals".into(), dimension_totals(client, 100)));
+    out.push((
+        "dimension_totals.tight_limits".into(),
+        dimension_totals(client, 1),
+    ));
+    out.push(("lifecycle_totals".into(), lifecycle_totals(client, 100)));
+    out.push((
+        "lifecycle_totals.tight_limits".into(),
+        lifecycle_totals(client, 1),
+    ));
     out.push(("tables_present".into(), tables_present(client)));
     out
 }
@@ -1033,6 +1134,35 @@ mod tests {
         let sql = text(&issuer_totals(&client(), 3, 7));
         assert_eq!(sql.matches("LIMIT 3)").count(), 2, "{sql}");
         assert!(sql.contains("LIMIT 7)"), "{sql}");
+    }
+
+    #[test]
+    fn org_totals_fold_with_the_same_top_orgs() {
+        let top = "(SELECT org_id FROM bp_test.rollup_day GROUP BY org_id \
+                   ORDER BY countMerge(events) DESC, org_id LIMIT 3)";
+        for sql in [
+            text(&dimension_totals(&client(), 3)),
+            text(&lifecycle_totals(&client(), 3)),
+        ] {
+            assert!(
+                sql.starts_with(&format!(
+                    "SELECT if(org_id IN {top}, org_id, '__other__') AS org"
+                )),
+                "{sql}"
+            );
+        }
+        let sql = text(&lifecycle_totals(&client(), 3));
+        assert!(
+            sql.contains("countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS s4"),
+            "{sql}"
+        );
+        // Folded orgs add up per-org distinct counts rather than merging
+        // states across orgs.
+        let sql = text(&issuer_totals(&client(), 3, 7));
+        assert!(
+            sql.contains(" GROUP BY org_id, org, issuer) GROUP BY org, issuer"),
+            "{sql}"
+        );
     }
 
     #[test]

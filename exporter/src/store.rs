@@ -12,8 +12,8 @@ use clickhouse::{Client, RowOwned, RowRead};
 use crate::measures::{Counts, Dimension};
 use crate::metrics::Metrics;
 use crate::queries::{
-    self, AnnotationRow, BadgeClassRow, ClassCounts, DistributionRow, Filter, IssuerTotals,
-    LifecycleRow, Period, TrendRow, REQUIRED_TABLES,
+    self, AnnotationRow, BadgeClassRow, ClassCounts, DimensionTotals, DistributionRow, Filter,
+    IssuerTotals, LifecycleRow, LifecycleTotals, Period, TrendRow, REQUIRED_TABLES,
 };
 use crate::window::{Granularity, Window};
 
@@ -225,6 +225,32 @@ impl Store {
         self.all(
             "issuer_totals",
             queries::issuer_totals(&self.client, max_orgs, max_issuers),
+        )
+        .await
+    }
+
+    /// All-time award methods, share channels and view sources per org
+    /// label, bounded in cardinality.
+    pub async fn dimension_totals(
+        &self,
+        max_orgs: u64,
+    ) -> Result<Vec<DimensionTotals>, StoreError> {
+        self.all(
+            "dimension_totals",
+            queries::dimension_totals(&self.client, max_orgs),
+        )
+        .await
+    }
+
+    /// All-time lifecycle stage counts per org label, bounded in
+    /// cardinality.
+    pub async fn lifecycle_totals(
+        &self,
+        max_orgs: u64,
+    ) -> Result<Vec<LifecycleTotals>, StoreError> {
+        self.all(
+            "lifecycle_totals",
+            queries::lifecycle_totals(&self.client, max_orgs),
         )
         .await
     }

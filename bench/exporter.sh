@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Benchmark of the badgepulse-exporter analytics API (issue 5): p50/p95
+# latency of every endpoint over a 30-day and a long window, against the
+# same numbers computed from raw `events` in the same run.
+#
+#   bench/exporter.sh [EVENTS=10000000] [REPS=30] [RAW_REPS=10]
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+cd "$ROOT"
+deploy/local/install.sh
+cargo build --release --locked -q -p badgepulse-exporter -p badgepulse-tests --bins
+exec "$CARGO_TARGET_DIR/release/bench_exporter" "${1:-10000000}" "${2:-30}" "${3:-10}"

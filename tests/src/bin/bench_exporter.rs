@@ -1,0 +1,461 @@
+//! Benchmark of the analytics API of badgepulse-exporter (issue 5),
+//! printing ratios against a baseline measured in the same run.
+//!
+//! 1. A ClickHouse 18.16 fixture gets the aggregator's schema, and N events
+//!    (default 10,000,000) are generated server-side into `events_input`
+//!    in chunks of 1,000,000, so the materialised views fill `events`, the
+//!    rollups and `assertion_lifecycle` exactly as the aggregator's inserts
+//!    do. The data: 10 orgs, 40 issuers, 400 badge classes (popularity
+//!    skewed), about N / 8 assertions, every award method, share channel and
+//!    view source (skewed), 8 countries, 500,000 viewer keys, `occurred_at`
+//!    spread over the last 400 days.
+//! 2. The real badgepulse-exporter answers every analytics endpoint for the
+//!    busiest org with a 30-day window and a long window (400 days; 200
+//!    days for hourly trends, within the 5,000-bucket limit); each is
+//!    requested REPS times (default 30) after one warm-up request.
+//! 3. The baseline computes the same numbers with plain SQL over raw
+//!    `events` (`uniqExact`, `countIf`, …), RAW_REPS times (default 10),
+//!    also over HTTP.
+//!
+//! The exporter's `/metrics` refresh (all-time business metrics) runs once
+//! before the measurements and its query times are printed; it is then
+//! held off (`refresh_interval_secs = 3600`) so that it does not compete
+//! with the API requests.
+//!
+//! Targets: every endpoint p95 < 300 ms and ≥ 10× faster (p50) than the
+//! raw computation. Run with `bench/exporter.sh [N] [REPS] [RAW_REPS]`
+//! (release build).
+
+use std::time::{Duration, Instant};
+
+use badgepulse_aggregator::schema::Schema;
+use badgepulse_tests::{
+    eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Service,
+};
+use chrono::{TimeZone, Utc};
+
+const DB: &str = "bench";
+const API_KEY: &str = "bench-exporter-key";
+const CHUNK: u64 = 1_000_000;
+const DAYS: u64 = 400;
+const ORGS: u64 = 10;
+const ISSUERS: u64 = 40;
+const CLASSES: u64 = 400;
+/// The org every request is scoped to (the busiest, by construction).
+const ORG: &str = "org0";
+
+/// Generates events `[offset, offset + count)`: the deterministic
+/// pseudo-random columns all come from `intHash64` of the event number.
+fn generate_sql(offset: u64, count: u64, assertions: u64, now: i64) -> String {
+    let span = DAYS * 86_400;
+    // Skew: squares of uniform numbers favour small indices (class 0 and
+    // org 0 are the busiest, `linkedin`/`direct`/`US` the most common).
+    format!(
+        "INSERT INTO {DB}.events_input (event_id, type, occurred_at, received_at, org_id, issuer_id, \
+         badge_class_id, assertion_id, award_method, share_channel, view_source, country, viewer_key, \
+         partition, seq) \
+         SELECT concat('e', toString(n)) AS event_id, \
+         multiIf(r < 12, 'badge.awarded', r < 20, 'badge.accepted', r < 25, 'badge.shared', r < 99, 'badge.viewed', 'badge.revoked') AS type, \
+         toDateTime({now} - intHash64(n * 3 + 1) % {span}, 'UTC') AS occurred_at, occurred_at AS received_at, \
+         concat('org', toString(c % {ORGS})) AS org_id, \
+         concat('org', toString(c % {ORGS}), '-i', toString(c % {ISSUERS})) AS issuer_id, \
+         concat('org', toString(c % {ORGS}), '-b', toString(c)) AS badge_class_id, \
+         concat('a', toString(a)) AS assertion_id, \
+         if(r < 12, ['api', 'lms', 'bulk', 'manual', 'integration', 'other'][1 + toUInt64(6 * pow(x1, 2))], '') AS award_method, \
+         if(r >= 20 AND r < 25, ['linkedin', 'x', 'facebook', 'email', 'link_copy', 'embed', 'download', 'wallet', 'other'][1 + toUInt64(9 * pow(x1, 2))], '') AS share_channel, \
+         if(r >= 25 AND r < 99, ['direct', 'linkedin', 'platform', 'search', 'email', 'x', 'facebook', 'embed', 'other'][1 + toUInt64(9 * pow(x1, 2))], '') AS view_source, \
+         if(r >= 25 AND r < 99, ['US', 'GB', 'DE', 'IN', 'CA', 'FR', 'BR', ''][1 + toUInt64(8 * pow(x2, 2))], '') AS country, \
+         if(r >= 25 AND r < 99, 1 + intHash64(n * 5 + 4) % 500000, 0) AS viewer_key, \
+         toUInt16(c % {ORGS}) AS partition, n + 1 AS seq \
+         FROM (SELECT number + {offset} AS n, intHash64(n) % 100 AS r, \
+         toUInt64({assertions} * pow((intHash64(n * 7 + 5) % 1000000) / 1000000, 1.5)) AS a, \
+         toUInt64({CLASSES} * pow((intHash32(a) % 1000000) / 1000000, 2)) AS c, \
+         (intHash64(n * 11 + 6) % 1000000) / 1000000 AS x1, \
+         (intHash64(n * 13 + 7) % 1000000) / 1000000 AS x2 \
+         FROM system.numbers LIMIT {count})"
+    )
+}
+
+/// One `badge_class.upserted` per class, with driver attributes.
+fn classes_sql(now: i64) -> String {
+    let at = now - (DAYS * 86_400) as i64;
+    format!(
+        "INSERT INTO {DB}.events_input (event_id, type, occurred_at, received_at, org_id, issuer_id, \
+         badge_class_id, badge_class_name, skills, pathways, catalogs, attribute_keys, attribute_values, \
+         partition, seq) \
+         SELECT concat('u', toString(c)), 'badge_class.upserted', toDateTime({at}, 'UTC'), toDateTime({at}, 'UTC'), \
+         concat('org', toString(c % {ORGS})), concat('org', toString(c % {ORGS}), '-i', toString(c % {ISSUERS})), \
+         concat('org', toString(c % {ORGS}), '-b', toString(c)), concat('Badge ', toString(c)), \
+         if(c % 2 = 0, ['rust'], emptyArrayString()), if(c % 3 = 0, ['p1'], emptyArrayString()), \
+         if(c % 5 < 2, ['main'], emptyArrayString()), ['stackable'], [toUInt8(c % 7 < 3)], \
+         toUInt16(c % {ORGS}), 0 \
+         FROM (SELECT number AS c FROM system.numbers LIMIT {CLASSES})"
+    )
+}
+
+/// `[from, to)` as epoch seconds and as RFC 3339 query parameters.
+#[derive(Clone, Copy)]
+struct Span {
+    from: i64,
+    to: i64,
+}
+
+impl Span {
+    fn days(to: i64, days: i64) -> Span {
+        Span {
+            from: to - days * 86_400,
+            to,
+        }
+    }
+
+    fn params(&self) -> String {
+        let f = |t: i64| {
+            Utc.timestamp_opt(t, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        };
+        format!("from={}&to={}", f(self.from), f(self.to))
+    }
+
+    /// `occurred_at` in the span, for raw SQL.
+    fn cond(&self, column: &str) -> String {
+        format!(
+            "{column} >= toDateTime({}, 'UTC') AND {column} < toDateTime({}, 'UTC')",
+            self.from, self.to
+        )
+    }
+}
+
+/// The SPEC §7 counts over raw `events` as SELECT expressions, each
+/// restricted by `cond`.
+fn raw_counts(cond: &str) -> String {
+    format!(
+        "uniqExactIf(assertion_id, type = 'badge.awarded' AND {cond}), \
+         uniqExactIf(assertion_id, type = 'badge.accepted' AND {cond}), \
+         uniqExactIf(assertion_id, type = 'badge.shared' AND {cond}), \
+         countIf(type = 'badge.shared' AND {cond}), countIf(type = 'badge.viewed' AND {cond}), \
+         uniqExactIf(viewer_key, type = 'badge.viewed' AND viewer_key != 0 AND {cond}), \
+         uniqExactIf(assertion_id, type = 'badge.revoked' AND {cond}), \
+         uniqExactIf(badge_class_id, {cond})"
+    )
+}
+
+/// The API request and the equivalent raw SQL of one endpoint and span.
+fn cases(span: Span, hour_span: Span) -> Vec<(String, String, String)> {
+    let org = format!("org_id = '{ORG}'");
+    let w = span.cond("occurred_at");
+    let p = span.params();
+    let previous = Span {
+        from: span.from - (span.to - span.from),
+        to: span.from,
+    };
+    let mut out = vec![(
+        "overview".to_owned(),
+        format!("/api/v1/overview?org={ORG}&{p}"),
+        format!(
+            "SELECT {}, {}, {} FROM {DB}.events WHERE {org}",
+            raw_counts("1"),
+            raw_counts(&w),
+            raw_counts(&previous.cond("occurred_at"))
+        ),
+    )];
+    for (dimension, ty, expr, measure) in [
+        (
+            "award_method",
+            "badge.awarded",
+            "toString(award_method)",
+            "uniqExact(assertion_id)",
+        ),
+        (
+            "share_channel",
+            "badge.shared",
+            "toString(share_channel)",
+            "count()",
+        ),
+        (
+            "view_source",
+            "badge.viewed",
+            "toString(view_source)",
+            "count()",
+        ),
+        ("view_country", "badge.viewed", "country", "count()"),
+    ] {
+        out.push((
+            format!("distribution {dimension}"),
+            format!("/api/v1/distribution?org={ORG}&dimension={dimension}&{p}"),
+            format!(
+                "SELECT {expr} AS value, {measure} AS n FROM {DB}.events WHERE {org} AND type = '{ty}' \
+                 AND {w} GROUP BY value ORDER BY n DESC, value"
+            ),
+        ));
+    }
+    let per_class = format!(
+        "SELECT badge_class_id, {}, argMaxIf(badge_class_name, occurred_at, type = 'badge_class.upserted') AS name, \
+         argMaxIf(skills, occurred_at, type = 'badge_class.upserted') AS skills, \
+         argMaxIf(attribute_keys, occurred_at, type = 'badge_class.upserted') AS attribute_keys \
+         FROM {DB}.events WHERE {org} AND ({w} OR type = 'badge_class.upserted') \
+         GROUP BY badge_class_id ORDER BY badge_class_id",
+        raw_counts(&w)
+    );
+    out.push((
+        "top-badges".to_owned(),
+        format!("/api/v1/top-badges?org={ORG}&{p}"),
+        per_class.clone(),
+    ));
+    for (granularity, bucket, s) in [
+        ("day", "toStartOfDay", span),
+        ("hour", "toStartOfHour", hour_span),
+    ] {
+        out.push((
+            format!("trends {granularity}"),
+            format!(
+                "/api/v1/trends?org={ORG}&granularity={granularity}&metrics=awarded,accepted,shared,views,unique_viewers&{}",
+                s.params()
+            ),
+            format!(
+                "SELECT {bucket}(occurred_at) AS t, {} FROM {DB}.events WHERE {org} AND {} GROUP BY t ORDER BY t",
+                raw_counts("1"),
+                s.cond("occurred_at")
+            ),
+        ));
+    }
+    out.push((
+        "drivers".to_owned(),
+        format!("/api/v1/drivers?org={ORG}&{p}"),
+        per_class,
+    ));
+    out.push((
+        "lifecycle".to_owned(),
+        format!("/api/v1/lifecycle?org={ORG}&{p}"),
+        format!(
+            "SELECT count(), countIf(ac_n > 0), countIf(ac_n > 0 AND sh_n > 0), \
+             countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0), \
+             quantileExactIf(0.5)(toInt64(ac) - toInt64(aw), ac_n > 0), \
+             quantileExactIf(0.5)(toInt64(sh) - toInt64(ac), ac_n > 0 AND sh_n > 0), \
+             quantileExactIf(0.5)(toInt64(vw) - toInt64(sh), sh_n > 0 AND vw_n > 0) \
+             FROM (SELECT minIf(occurred_at, type = 'badge.awarded') AS aw, \
+             minIf(occurred_at, type = 'badge.accepted') AS ac, minIf(occurred_at, type = 'badge.shared') AS sh, \
+             minIf(occurred_at, type = 'badge.viewed') AS vw, countIf(type = 'badge.awarded') AS aw_n, \
+             countIf(type = 'badge.accepted') AS ac_n, countIf(type = 'badge.shared') AS sh_n, \
+             countIf(type = 'badge.viewed') AS vw_n FROM {DB}.events \
+             WHERE {org} AND type != 'badge_class.upserted' GROUP BY issuer_id, badge_class_id, assertion_id) \
+             WHERE aw_n > 0 AND {}",
+            span.cond("aw")
+        ),
+    ));
+    out
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).ceil() as usize]
+}
+
+/// p50 and p95 in milliseconds of `reps` runs of `run` (after one
+/// warm-up run).
+async fn measure<F, Fut>(reps: usize, mut run: F) -> anyhow::Result<(f64, f64)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    run().await?;
+    let mut ms = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let started = Instant::now();
+        run().await?;
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok((percentile(&ms, 0.5), percentile(&ms, 0.95)))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
+    let n = arg(1, 10_000_000);
+    let reps = arg(2, 30) as usize;
+    let raw_reps = arg(3, 10) as usize;
+    let now = Utc::now().timestamp();
+
+    let ch = ClickHouse::start().await;
+    for statement in Schema::new(DB, "").all_statements() {
+        ch.query(&statement).await?;
+    }
+    let started = Instant::now();
+    ch.query(&classes_sql(now)).await?;
+    let assertions = (n / 8).max(1);
+    let mut offset = 0;
+    while offset < n {
+        let count = CHUNK.min(n - offset);
+        ch.query(&generate_sql(offset, count, assertions, now))
+            .await?;
+        offset += count;
+    }
+    let load_secs = started.elapsed().as_secs_f64();
+    // Let background merges settle, as they would under steady traffic.
+    let settle = Instant::now();
+    while ch.number("SELECT count() FROM system.merges").await > 0
+        && settle.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "data: {n} events loaded in {load_secs:.1} s (+{:.1} s of merges); rows: events {}, rollup_minute {}, rollup_hour {}, rollup_day {}, assertion_lifecycle {}; org {ORG}: {} events",
+        settle.elapsed().as_secs_f64(),
+        ch.number(&format!("SELECT count() FROM {DB}.events")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.rollup_minute")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.rollup_hour")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.rollup_day")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.assertion_lifecycle")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.events WHERE org_id = '{ORG}'")).await,
+    );
+
+    println!(
+        "rollup keys: distinct (day, org, issuer, class, type) {} vs rollup_day keys incl. dim_value, country {}",
+        ch.number(&format!(
+            "SELECT uniqExact(toDate(occurred_at), org_id, issuer_id, badge_class_id, type) FROM {DB}.events"
+        ))
+        .await,
+        ch.number(&format!(
+            "SELECT count() FROM (SELECT 1 FROM {DB}.rollup_day GROUP BY bucket, org_id, issuer_id, badge_class_id, event_type, dim_value, country)"
+        ))
+        .await,
+    );
+
+    // The /metrics refresh runs once at start-up (timed below) and then
+    // not again during the measurements.
+    let port = free_port();
+    let config = format!(
+        "[clickhouse]\nurl = \"{}\"\ndatabase = \"{DB}\"\n[exporter]\nbind = \"127.0.0.1:{port}\"\n\
+         refresh_interval_secs = 3600\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
+        ch.url(),
+        sha256_hex(API_KEY)
+    );
+    let _exporter = Service::start("badgepulse-exporter", &config, &[]);
+    let base = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    let refreshed = eventually(
+        Duration::from_secs(600),
+        "the first /metrics refresh",
+        || async {
+            let text = scrape(&format!("{base}/metrics")).await;
+            (metric_value(
+                &text,
+                "badgepulse_exporter_last_refresh_timestamp_seconds",
+                &[],
+            ) > 0.0)
+                .then_some(text)
+        },
+    )
+    .await;
+    let refresh_ms = |query: &str| {
+        1000.0
+            * metric_value(
+                &refreshed,
+                "badgepulse_exporter_query_duration_seconds_sum",
+                &[("query", query)],
+            )
+    };
+    println!(
+        "/metrics refresh (background, all time): issuer_totals {:.0} ms, dimension_totals {:.0} ms, lifecycle_totals {:.0} ms",
+        refresh_ms("issuer_totals"),
+        refresh_ms("dimension_totals"),
+        refresh_ms("lifecycle_totals")
+    );
+
+    let http = reqwest::Client::new();
+    println!(
+        "latency in ms, org scope ({ORG}); API: {reps} requests, raw events: {raw_reps} queries, each after one warm-up"
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9} {:>9} {:>8}  targets",
+        "endpoint [window]", "p50", "p95", "raw p50", "raw p95", "speed-up"
+    );
+    let mut failed = Vec::new();
+    let windows = [
+        ("30d", Span::days(now, 30), Span::days(now, 30)),
+        ("400d", Span::days(now, 400), Span::days(now, 200)),
+    ];
+    for (window_name, span, hour_span) in windows {
+        for (name, path, raw_sql) in cases(span, hour_span) {
+            let url = format!("{base}{path}");
+            let (p50, p95) = measure(reps, || {
+                let r = http.get(&url).bearer_auth(API_KEY).send();
+                async move {
+                    let r = r.await?;
+                    let status = r.status();
+                    let body = r.bytes().await?;
+                    anyhow::ensure!(
+                        status.is_success(),
+                        "{status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                    Ok(())
+                }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+            let (raw50, raw95) = measure(raw_reps, || {
+                let q = ch.query(&raw_sql);
+                async move { q.await.map(drop) }
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("raw {name}: {e}"))?;
+            let speedup = raw50 / p50;
+            let ok = p95 < 300.0 && speedup >= 10.0;
+            let label = if name == "trends hour" && window_name == "400d" {
+                format!("{name} [200d]")
+            } else {
+                format!("{name} [{window_name}]")
+            };
+            if !ok {
+                failed.push(label.clone());
+            }
+            println!(
+                "{label:<34} {p50:>9.1} {p95:>9.1} {raw50:>9.1} {raw95:>9.1} {speedup:>7.1}x  {}",
+                if ok { "ok" } else { "MISSED" }
+            );
+        }
+    }
+    // Where the API's time goes: the exporter's own ClickHouse query
+    // latency histogram, as a mean per query over the whole run.
+    let text = scrape(&format!("{base}/metrics")).await;
+    let mut per_query = Vec::new();
+    for line in text.lines() {
+        let Some(rest) =
+            line.strip_prefix("badgepulse_exporter_query_duration_seconds_count{query=\"")
+        else {
+            continue;
+        };
+        let Some((query, count)) = rest.split_once("\"} ") else {
+            continue;
+        };
+        let count: f64 = count.parse().unwrap_or(0.0);
+        let sum = metric_value(
+            &text,
+            "badgepulse_exporter_query_duration_seconds_sum",
+            &[("query", query)],
+        );
+        per_query.push(format!(
+            "{query} {:.1} ms x {count}",
+            1000.0 * sum / count.max(1.0)
+        ));
+    }
+    println!(
+        "exporter ClickHouse queries, mean over the run: {}",
+        per_query.join(", ")
+    );
+    println!(
+        "targets (p95 < 300 ms and >= 10x faster than raw events): {}",
+        if failed.is_empty() {
+            "all met".to_owned()
+        } else {
+            format!("missed by {}", failed.join(", "))
+        }
+    );
+    Ok(())
+}
