@@ -254,7 +254,18 @@ impl PartitionConsumer {
             .await?;
         let mut out = Vec::new();
         while let Some(m) = batch.next().await {
-            out.push(m?);
+            match m {
+                Ok(m) => out.push(m),
+                // The server ends a pull with a status when the next message
+                // would pass `max_bytes` (409 "Message Size Exceeds
+                // MaxBytes"): the messages received so far are the batch.
+                // Dropping them would leave a hole in the delivery order.
+                Err(e) if !out.is_empty() => {
+                    tracing::debug!(partition = self.partition, error = %e, messages = out.len(), "pull ended early");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(out)
     }

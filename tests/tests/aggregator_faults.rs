@@ -580,3 +580,22 @@ async fn rebuild_replays_the_stream_into_a_fresh_database() {
         again.log_text()
     );
 }
+
+/// Regression: a pull that reaches `batch_max_bytes` ends with a 409
+/// status after some messages; those messages are the batch (dropping them
+/// stalled the consumer, found by the benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_ending_at_the_byte_budget_still_make_progress() {
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let w = workload(5, 2_000, 1);
+    let js = jetstream::new(nats.client().await);
+    ensure_streams(&js, 1).await;
+    publish(&js, &w.messages).await;
+    let admin = free_port();
+    let config =
+        aggregator_config(&nats, &ch, "budget", 1, &[], admin) + "batch_max_bytes = 1048576\n";
+    let _agg = Service::start("badgepulse-aggregator", &config, &[]);
+    drained(&nats, "budget", 1).await;
+    check_tables(&ch, "budget", &w).await;
+}
