@@ -11,4 +11,4 @@ deploy/local/install.sh
 echo "== build"
 cargo build --workspace --bins --locked
 echo "== unit and integration tests"
-cargo test --workspace --locked -- --test-threads=2
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2

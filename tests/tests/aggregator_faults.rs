@@ -467,6 +467,16 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
     )
     .await
     .unwrap();
+    // Until the final instance has recreated its consumer, `drained` could
+    // read the killed instance's consumer; so first wait for the rows (a
+    // real loss times out here), then for nothing pending.
+    let count = format!("SELECT count() FROM {db}.events");
+    eventually(
+        Duration::from_secs(300),
+        "every ledger event in ClickHouse",
+        || async { (ch.number(&count).await >= w.distinct_events).then_some(()) },
+    )
+    .await;
     drained(&nats, db, 1).await;
     check_tables(&ch, db, &w).await;
     assert_eq!(
