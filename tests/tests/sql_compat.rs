@@ -207,10 +207,18 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
         ));
     }
     // The analysts' example queries in docs/clickhouse.md.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/clickhouse.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/clickhouse.md"
+    ))
+    .unwrap();
     let mut examples = 0;
     for (i, block) in doc.split("```sql\n").skip(1).enumerate() {
-        let sql = block.split("```").next().unwrap().replace("badgepulse.", &format!("{DB}."));
+        let sql = block
+            .split("```")
+            .next()
+            .unwrap()
+            .replace("badgepulse.", &format!("{DB}."));
         statements.push((format!("docs/clickhouse.md example {i}"), sql, true));
         examples += 1;
     }

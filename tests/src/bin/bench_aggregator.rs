@@ -247,7 +247,10 @@ async fn main() -> anyhow::Result<()> {
 
     // Freshness: steady pixel traffic through ingest, sampled markers, on an
     // empty stream (the throughput phase's million events are purged).
-    js.get_stream(badgepulse_contract::subject::STREAM).await?.purge().await?;
+    js.get_stream(badgepulse_contract::subject::STREAM)
+        .await?
+        .purge()
+        .await?;
     let (admin, ingest_port) = (free_port(), free_port());
     let cfg = config("fresh", admin, ingest_port, "flush_interval_ms = 200");
     let _agg = Service::start("badgepulse-aggregator", &cfg, &[]);
