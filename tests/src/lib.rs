@@ -387,6 +387,28 @@ impl Drop for Service {
     }
 }
 
+/// Starts aggregator, ingest and exporter with one `config` and waits until
+/// each answers `/readyz` on its port (`ready_ports`, any order).
+pub async fn start_services(config: &str, ready_ports: &[u16]) -> Vec<Service> {
+    let services = [
+        "badgepulse-aggregator",
+        "badgepulse-ingest",
+        "badgepulse-exporter",
+    ]
+    .iter()
+    .map(|bin| Service::start(bin, config, &[]))
+    .collect();
+    for port in ready_ports {
+        wait_http(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+    services
+}
+
 /// Lowercase hex SHA-256, as configured for tokens and API keys.
 pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
-use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use badgepulse_tests::{
+    eventually, free_port, sha256_hex, start_services, ClickHouse, Nats, Service,
+};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -497,19 +499,7 @@ rollup_hour_days = 6
             sha256_hex(key)
         ));
     }
-    let services = vec![
-        Service::start("badgepulse-aggregator", &config, &[]),
-        Service::start("badgepulse-ingest", &config, &[]),
-        Service::start("badgepulse-exporter", &config, &[]),
-    ];
-    for port in [ingest, aggregator, exporter] {
-        wait_http(
-            &format!("http://127.0.0.1:{port}/readyz"),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    }
+    let services = start_services(&config, &[ingest, aggregator, exporter]).await;
     Stack {
         ch,
         ingest_url: format!("http://127.0.0.1:{ingest}"),

@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use badgepulse_tests::{
+    eventually, free_port, sha256_hex, start_services, ClickHouse, Nats, Service,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -162,19 +164,7 @@ min_awarded = 5
             sha256_hex(key)
         ));
     }
-    let services = vec![
-        Service::start("badgepulse-aggregator", &config, &[]),
-        Service::start("badgepulse-ingest", &config, &[]),
-        Service::start("badgepulse-exporter", &config, &[]),
-    ];
-    for port in [ingest, aggregator, exporter] {
-        wait_http(
-            &format!("http://127.0.0.1:{port}/readyz"),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    }
+    let services = start_services(&config, &[ingest, aggregator, exporter]).await;
     Stack {
         ch,
         ingest_url: format!("http://127.0.0.1:{ingest}"),
