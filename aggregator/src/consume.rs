@@ -6,7 +6,9 @@
 //!   from (`events.seq`, `max_seq` states in derived tables), so each table
 //!   knows its high-water mark per partition.
 //! - A partition is consumed by one task, in stream order, one batch at a
-//!   time; each table receives a batch in a single INSERT.
+//!   time; each table receives a batch in a single INSERT, moved
+//!   server-side from a staging table so a client killed mid-upload never
+//!   leaves part of a batch behind (`Store::write`).
 //! - Normal path: when no table has seen the batch, one INSERT into the Null
 //!   table `events_input` fans it out to every table through materialised
 //!   views.
@@ -303,17 +305,24 @@ impl PartitionConsumer {
 
         let marks = match self.marks.take() {
             Some(m) => m,
-            None => self.store.marks(self.partition).await?,
+            None => {
+                // First batch, or after an error: the staging table may be
+                // gone (dropped database, new node), so make sure it is there.
+                self.store.ensure_staging(self.partition).await?;
+                self.store.marks(self.partition).await?
+            }
         };
         let rows = self.new_rows(&decoded, marks.events).await?;
         if marks.all_below(first_seq) {
             if !rows.is_empty() {
-                self.store.insert("events_input", &rows).await?;
+                self.store
+                    .write(self.partition, "events_input", &rows)
+                    .await?;
             }
         } else {
             if !rows.is_empty() {
                 self.store
-                    .insert(&self.store.schema.local("events"), &rows)
+                    .write(self.partition, &self.store.schema.local("events"), &rows)
                     .await?;
             }
             let now = chrono::Utc::now();

@@ -490,6 +490,62 @@ impl Schema {
         )
     }
 
+    /// The node-local staging table of `partition`. Every batch is uploaded
+    /// here first and then moved by one server-side `INSERT … SELECT`, so a
+    /// client that dies mid-upload leaves a half-filled staging table (which
+    /// the next attempt truncates) instead of half a batch in `events`:
+    /// ClickHouse commits the received prefix of an INSERT whose client
+    /// disconnects.
+    pub fn staging_table(&self, partition: u16) -> String {
+        format!("{}.{}", self.database, Self::staging_name(partition))
+    }
+
+    /// The staging table's name without the database.
+    pub fn staging_name(partition: u16) -> String {
+        format!("events_staging_{partition}")
+    }
+
+    /// Creates the staging table of `partition` (Memory: it only ever holds
+    /// the batch in flight, and a server restart losing it is harmless).
+    pub fn create_staging(&self, partition: u16) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n{}\n) ENGINE = Memory",
+            self.staging_table(partition),
+            strip_comments(&Self::event_columns())
+        )
+    }
+
+    pub fn truncate_staging(&self, partition: u16) -> String {
+        format!("TRUNCATE TABLE {}", self.staging_table(partition))
+    }
+
+    /// Moves the staged batch of `partition` into `target` (`events_input`
+    /// on the normal path, the local `events` on the recovery path).
+    pub fn commit_staging(&self, partition: u16, target: &str) -> String {
+        format!(
+            "INSERT INTO {db}.{target} ({cols}) SELECT {cols} FROM {staging}",
+            db = self.database,
+            cols = Self::event_column_names().join(", "),
+            staging = self.staging_table(partition),
+        )
+    }
+
+    /// The `query_id` of every write statement of `partition`. ClickHouse
+    /// refuses a query whose id is already running, so a restarted
+    /// aggregator cannot overlap a statement its killed predecessor left
+    /// running on the server: it gets an error and retries.
+    pub fn write_query_id(&self, partition: u16) -> String {
+        format!("badgepulse-{}-write-{partition}", self.database)
+    }
+
+    /// The names of the `events` columns, in order.
+    pub fn event_column_names() -> Vec<String> {
+        Self::event_columns()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .collect()
+    }
+
     /// Whether database `?` exists (1 or 0).
     pub fn database_exists(&self) -> String {
         "SELECT count() FROM system.databases WHERE name = ?".to_owned()

@@ -198,29 +198,61 @@ impl Store {
             .bind(ids)
     }
 
-    /// Inserts `rows` into `table` in one INSERT (one block: all or nothing).
-    pub async fn insert(&self, table: &str, rows: &[EventRow]) -> Result<(), StoreError> {
+    /// Creates the staging table of `partition` if it is missing (it is
+    /// node-local and not part of the migrations: partitions are config).
+    pub async fn ensure_staging(&self, partition: u16) -> Result<(), StoreError> {
+        self.client
+            .query(&self.schema.create_staging(partition))
+            .execute()
+            .await
+            .map_err(ctx("create the staging table"))
+    }
+
+    /// Writes `rows` of `partition` into `target` all or nothing: truncate
+    /// the staging table, upload, then one server-side `INSERT … SELECT`.
+    /// A client killed mid-upload only ever leaves a partial *staging*
+    /// table. All three statements carry the partition's `query_id`, so
+    /// none overlaps a statement a killed predecessor left running.
+    pub async fn write(
+        &self,
+        partition: u16,
+        target: &str,
+        rows: &[EventRow],
+    ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut insert = self
+        let client = self
             .client
-            .insert::<EventRow>(table)
+            .clone()
+            .with_setting("query_id", self.schema.write_query_id(partition));
+        client
+            .query(&self.schema.truncate_staging(partition))
+            .execute()
             .await
-            .map_err(ctx(format!("insert into {table}")))?;
+            .map_err(ctx("truncate the staging table"))?;
+        // The crate quotes the name as one identifier: no `db.` prefix (the
+        // client is bound to the database).
+        let staging = Schema::staging_name(partition);
+        let upload = ctx(format!("upload to {staging}"));
+        let mut insert = client
+            .insert::<EventRow>(&staging)
+            .await
+            .map_err(ctx(format!("upload to {staging}")))?;
         for row in rows {
-            insert
-                .write(row)
-                .await
-                .map_err(ctx(format!("insert into {table}")))?;
+            if let Err(e) = insert.write(row).await {
+                return Err(upload(e));
+            }
         }
-        insert
-            .end()
+        insert.end().await.map_err(upload)?;
+        client
+            .query(&self.schema.commit_staging(partition, target))
+            .execute()
             .await
-            .map_err(ctx(format!("insert into {table}")))?;
+            .map_err(ctx(format!("move the batch into {target}")))?;
         tracing::debug!(
-            table,
+            target,
             rows = rows.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
-            "inserted"
+            "batch written"
         );
         Ok(())
     }
@@ -332,6 +364,22 @@ impl Store {
             out.push((
                 format!("high_water_mark:{table}"),
                 self.mark_query(table, 0),
+            ));
+        }
+        // The staged write on an empty staging table: runs every statement
+        // without adding rows.
+        out.push((
+            "create_staging".to_owned(),
+            self.client.query(&self.schema.create_staging(0)),
+        ));
+        out.push((
+            "truncate_staging".to_owned(),
+            self.client.query(&self.schema.truncate_staging(0)),
+        ));
+        for target in ["events_input".to_owned(), self.schema.local("events")] {
+            out.push((
+                format!("commit_staging:{target}"),
+                self.client.query(&self.schema.commit_staging(0, &target)),
             ));
         }
         for table in DERIVED_TABLES {

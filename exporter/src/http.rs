@@ -46,7 +46,7 @@ pub struct AppState {
 
 /// Every route of the analytics API with its methods; the OpenAPI
 /// document must describe each (tested).
-pub const API_ROUTES: [(&str, &[&str]); 8] = [
+pub const API_ROUTES: [(&str, &[&str]); 10] = [
     ("/api/v1/overview", &["get"]),
     ("/api/v1/distribution", &["get"]),
     ("/api/v1/top-badges", &["get"]),
@@ -55,6 +55,8 @@ pub const API_ROUTES: [(&str, &[&str]); 8] = [
     ("/api/v1/lifecycle", &["get"]),
     ("/api/v1/annotations", &["get", "post"]),
     ("/api/v1/openapi.json", &["get"]),
+    ("/api/v1/charts/{chart}.{ext}", &["get"]),
+    ("/report", &["get"]),
 ];
 
 /// Largest `POST /api/v1/annotations` body.
@@ -965,6 +967,20 @@ mod tests {
         }
         let documented = doc["paths"].as_object().unwrap().len();
         assert_eq!(documented, API_ROUTES.len());
+        // Every parameter a chart accepts is documented on the chart path.
+        let chart_doc: Vec<&str> = doc["paths"]["/api/v1/charts/{chart}.{ext}"]["get"]
+            ["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for kind in ChartKind::ALL {
+            for p in chart_params(kind) {
+                assert!(chart_doc.contains(p), "chart parameter {p} undocumented");
+            }
+            assert!(doc.to_string().contains(&format!("\"{}\"", kind.as_str())));
+        }
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
         assert_eq!(schemes["accessToken"]["name"], "access_token");

@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::analytics::{MAX_ANNOTATIONS, MAX_BUCKETS};
+use crate::charts::{ChartKind, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE};
 use crate::measures::{Dimension, NAMES};
 use crate::window::Granularity;
 
@@ -166,6 +167,44 @@ pub fn document() -> Value {
         "responses": post_responses
     });
 
+    let charts: Vec<&str> = ChartKind::ALL.iter().map(|c| c.as_str()).collect();
+    let side = |name: &str, default: u32| json!({ "name": name, "in": "query", "schema": { "type": "integer", "minimum": MIN_SIDE, "maximum": MAX_SIDE, "default": default } });
+    let only = |charts: &str, p: Value| {
+        let mut p = p;
+        p["description"] = json!(format!(
+            "Only for the {charts} chart; as on the JSON endpoint"
+        ));
+        p
+    };
+    let mut chart_params = common(false);
+    chart_params.extend([
+        json!({ "name": "chart", "in": "path", "required": true, "schema": { "type": "string", "enum": charts } }),
+        json!({ "name": "ext", "in": "path", "required": true, "description": "Image format", "schema": { "type": "string", "enum": ["png", "svg"] } }),
+        side("width", DEFAULT_WIDTH),
+        side("height", DEFAULT_HEIGHT),
+        only("distribution", json!({ "name": "dimension", "in": "query", "schema": { "type": "string", "enum": dimensions } })),
+        only("top-badges", json!({ "name": "sort", "in": "query", "schema": { "type": "string", "enum": names } })),
+        only("top-badges", json!({ "name": "order", "in": "query", "schema": { "type": "string", "enum": ["desc", "asc"] } })),
+        only("top-badges", json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } })),
+        only("trends", json!({ "name": "metrics", "in": "query", "schema": { "type": "string" } })),
+        only("trends", json!({ "name": "granularity", "in": "query", "schema": { "type": "string", "enum": granularities } })),
+    ]);
+    let mut chart_responses = errors();
+    chart_responses["404"] = json!({ "description": "No such chart or extension", "content": { "application/json": { "schema": schema_ref("Error") } } });
+    chart_responses["200"] = json!({ "description": "The chart", "content": {
+        "image/png": { "schema": { "type": "string", "format": "binary" } },
+        "image/svg+xml": { "schema": { "type": "string" } } } });
+    let charts_path = json!({ "get": {
+        "summary": "The data of the JSON endpoint of the same name drawn as a PNG or SVG chart of width×height pixels",
+        "parameters": chart_params, "responses": chart_responses } });
+    let mut report_params = common(false);
+    report_params.push(json!({ "name": "granularity", "in": "query", "description": "Trend buckets", "schema": { "type": "string", "enum": granularities, "default": "day" } }));
+    let mut report_responses = errors();
+    report_responses["200"] = json!({ "description": "A self-contained printable HTML page (inline SVG charts, no external resources)", "content": { "text/html": { "schema": { "type": "string" } } } });
+    let report_path = json!({ "get": {
+        "summary": "The whole analytics workspace of the scope and window as one printable HTML page: KPI tiles with trend arrows, charts and tables",
+        "parameters": report_params, "responses": report_responses } });
+
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -204,6 +243,8 @@ pub fn document() -> Value {
             "/api/v1/drivers": get("Performance drivers: badge classes with and without each attribute, lifts and p-values", common(true), "Drivers", true),
             "/api/v1/lifecycle": get("Funnel of the assertions awarded in the window: Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed", common(true), "Lifecycle", true),
             "/api/v1/annotations": annotations_path,
+            "/api/v1/charts/{chart}.{ext}": charts_path,
+            "/report": report_path,
             "/api/v1/openapi.json": {
                 "get": {
                     "summary": "This document",

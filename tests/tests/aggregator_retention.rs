@@ -45,7 +45,8 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
     .enumerate()
     .map(|(i, (id, days))| EventRow::new(&awarded(id, *days), 0, i as u64 + 1))
     .collect();
-    store.insert("events_input", &rows).await.unwrap();
+    store.ensure_staging(0).await.unwrap();
+    store.write(0, "events_input", &rows).await.unwrap();
     let count = |table: &str| format!("SELECT countMerge(events) FROM ret.{table}");
     assert_eq!(ch.number(&count("rollup_minute")).await, 4);
 

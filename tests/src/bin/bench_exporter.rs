@@ -22,6 +22,9 @@
 //! held off (`refresh_interval_secs = 3600`) so that it does not compete
 //! with the API requests.
 //!
+//! With `BENCH_HOLD=1` the run stops after loading and keeps ClickHouse
+//! up (its URL is printed) for query experiments, until Ctrl-C.
+//!
 //! Targets: every endpoint p95 < 300 ms and ≥ 10× faster (p50) than the
 //! raw computation. Run with `bench/exporter.sh [N] [REPS] [RAW_REPS]`
 //! (release build).
@@ -314,6 +317,14 @@ async fn main() -> anyhow::Result<()> {
         ch.number(&format!("SELECT count() FROM {DB}.events WHERE org_id = '{ORG}'")).await,
     );
 
+    if std::env::var_os("BENCH_HOLD").is_some() {
+        println!(
+            "BENCH_HOLD: ClickHouse with the data stays up at {} (database {DB}) until Ctrl-C",
+            ch.url()
+        );
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
     println!(
         "rollup keys: distinct (day, org, issuer, class, type) {} vs rollup_day keys incl. dim_value, country {}",
         ch.number(&format!(
