@@ -109,6 +109,9 @@ pub async fn open_consumer(
     Ok(consumer)
 }
 
+/// How long after its `expires` a pull is given to end on its own.
+const PULL_GRACE: Duration = Duration::from_millis(250);
+
 /// A decoded message of the batch.
 struct Decoded {
     seq: u64,
@@ -148,10 +151,14 @@ impl PartitionConsumer {
         let p = self.partition.to_string();
         let mut backoff = Backoff::default();
         while !shutdown.is_cancelled() {
+            let fetch_started = Instant::now();
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 b = self.fetch() => b,
             };
+            self.metrics
+                .fetch_seconds
+                .observe(fetch_started.elapsed().as_secs_f64());
             let messages = match batch {
                 Ok(m) => m,
                 Err(e) => {
@@ -246,17 +253,43 @@ impl PartitionConsumer {
     /// One pull: up to `batch_max_messages` / `batch_max_bytes`, waiting at
     /// most `flush_interval_ms`.
     async fn fetch(&self) -> Result<Vec<Message>, async_nats::Error> {
+        let expires = Duration::from_millis(self.config.flush_interval_ms.max(50));
+        // The server ends a pull at `expires` with a status message; when
+        // that status goes missing (seen with nats-server 2.9 on pulls that
+        // got some messages), async-nats waits another 5 s, stalling
+        // freshness. So stop reading shortly after `expires` ourselves. The
+        // server sends nothing more on an expired pull; and were a message
+        // ever lost this way, the delivery-gap check would reopen the
+        // consumer at its ack floor.
+        // Messages still streaming in past the deadline extend it: only a
+        // pull idle for `PULL_GRACE` after its expiry is cut.
+        let mut deadline = tokio::time::Instant::now() + expires + PULL_GRACE;
         let mut batch = self
             .consumer
             .batch()
             .max_messages(self.config.batch_max_messages)
             .max_bytes(self.config.batch_max_bytes)
-            .expires(Duration::from_millis(self.config.flush_interval_ms.max(50)))
+            .expires(expires)
             .messages()
             .await?;
         let mut out = Vec::new();
-        while let Some(m) = batch.next().await {
-            match m {
+        loop {
+            let next = match tokio::time::timeout_at(deadline, batch.next()).await {
+                Ok(Some(next)) => {
+                    deadline = deadline.max(tokio::time::Instant::now() + PULL_GRACE);
+                    next
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::debug!(
+                        partition = self.partition,
+                        messages = out.len(),
+                        "pull ended by the client-side deadline"
+                    );
+                    break;
+                }
+            };
+            match next {
                 Ok(m) => out.push(m),
                 // The server ends a pull with a status when the next message
                 // would pass `max_bytes` (409 "Message Size Exceeds

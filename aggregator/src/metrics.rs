@@ -20,6 +20,7 @@ pub struct Metrics {
     pub batch_messages: Histogram,
     pub batch_events: Histogram,
     pub flush_seconds: Histogram,
+    pub fetch_seconds: Histogram,
     pub consumer_pending: IntGaugeVec,
     pub consumer_ack_pending: IntGaugeVec,
     pub consumer_redelivered: IntGaugeVec,
@@ -101,6 +102,11 @@ impl Metrics {
             flush_seconds: histogram(
                 "flush_duration_seconds",
                 "Time to write one batch to ClickHouse",
+                exponential_buckets(0.001, 2.0, 16).expect("valid"),
+            ),
+            fetch_seconds: histogram(
+                "fetch_duration_seconds",
+                "Time one pull from JetStream took, waiting for messages included",
                 exponential_buckets(0.001, 2.0, 16).expect("valid"),
             ),
             consumer_pending: gauge(

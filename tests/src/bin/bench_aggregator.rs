@@ -260,7 +260,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let (admin, ingest_port) = (free_port(), free_port());
     let cfg = config("fresh", admin, ingest_port, "flush_interval_ms = 200");
-    let _agg = Service::start("badgepulse-aggregator", &cfg, &[]);
+    let agg_log = std::env::var("BENCH_AGGREGATOR_LOG").ok();
+    let agg = Service::start_with_env(
+        "badgepulse-aggregator",
+        &cfg,
+        &[],
+        &[(
+            "RUST_LOG",
+            if agg_log.is_some() {
+                "badgepulse_aggregator=debug"
+            } else {
+                "info"
+            },
+        )],
+    );
     let _ingest = Service::start("badgepulse-ingest", &cfg, &[]);
     wait_http(
         &format!("http://127.0.0.1:{ingest_port}/readyz"),
@@ -272,14 +285,44 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(30),
     )
     .await?;
+    // When each marker reaches NATS: splits ingest's share of the latency
+    // from the aggregator's and ClickHouse's.
+    let in_nats: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let nats_watch = {
+        let in_nats = in_nats.clone();
+        let mut sub = nats
+            .client()
+            .await
+            .subscribe(format!(
+                "{}.>",
+                badgepulse_contract::subject::SUBJECT_PREFIX
+            ))
+            .await?;
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            while let Some(m) = sub.next().await {
+                let now = Instant::now();
+                if let Ok(events) = badgepulse_contract::event::decode_payload(&m.payload) {
+                    let mut in_nats = in_nats.lock().unwrap();
+                    for e in events {
+                        if e.badge_class_id.starts_with('m') {
+                            in_nats.entry(e.badge_class_id).or_insert(now);
+                        }
+                    }
+                }
+            }
+        })
+    };
     let http = reqwest::Client::new();
     let sent: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
     let seen: std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>> = Default::default();
+    let slowest_poll: std::sync::Arc<std::sync::Mutex<f64>> = Default::default();
     let poller = {
-        let (ch_url, seen) = (ch.url(), seen.clone());
+        let (ch_url, seen, slowest_poll) = (ch.url(), seen.clone(), slowest_poll.clone());
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             loop {
+                let poll_started = Instant::now();
                 let body = http
                     .post(&ch_url)
                     .body("SELECT DISTINCT badge_class_id FROM fresh.rollup_minute WHERE badge_class_id LIKE 'm%'")
@@ -289,6 +332,9 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(r) = body {
                     if let Ok(text) = r.text().await {
                         let now = Instant::now();
+                        let took = now.duration_since(poll_started).as_secs_f64();
+                        let mut slowest = slowest_poll.lock().unwrap();
+                        *slowest = slowest.max(took);
                         let mut seen = seen.lock().unwrap();
                         for line in text.lines() {
                             seen.entry(line.to_owned()).or_insert(now);
@@ -344,14 +390,27 @@ async fn main() -> anyhow::Result<()> {
     let achieved = total as f64 / started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(5)).await;
     poller.abort();
+    nats_watch.abort();
+    if let Some(path) = agg_log {
+        std::fs::write(&path, agg.log_text())?;
+    }
+    let in_nats = in_nats.lock().unwrap().clone();
     // Where the time goes: the aggregator's own write latency per batch.
     let metrics = scrape(&format!("http://127.0.0.1:{admin}/metrics")).await;
-    let flushes = metric_value(&metrics, "badgepulse_aggregator_flush_seconds_count", &[]);
-    let flush_sum = metric_value(&metrics, "badgepulse_aggregator_flush_seconds_sum", &[]);
+    let flushes = metric_value(
+        &metrics,
+        "badgepulse_aggregator_flush_duration_seconds_count",
+        &[],
+    );
+    let flush_sum = metric_value(
+        &metrics,
+        "badgepulse_aggregator_flush_duration_seconds_sum",
+        &[],
+    );
     let over_1s = flushes
         - metric_value(
             &metrics,
-            "badgepulse_aggregator_flush_seconds_bucket",
+            "badgepulse_aggregator_flush_duration_seconds_bucket",
             &[("le", "1.024")],
         );
     let sent = sent.lock().unwrap().clone();
@@ -372,9 +431,53 @@ async fn main() -> anyhow::Result<()> {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
+    let mut to_nats: Vec<f64> = sent
+        .iter()
+        .filter_map(|(k, t)| in_nats.get(k).map(|s| s.duration_since(*t).as_secs_f64()))
+        .collect();
+    to_nats.sort_by(|a, b| a.partial_cmp(b).unwrap());
     println!(
-        "  aggregator batches: {flushes:.0}, mean write {:.0} ms, {over_1s:.0} over 1.024 s",
-        1000.0 * flush_sum / flushes.max(1.0)
+        "  slowest visibility poll of rollup_minute: {:.3} s",
+        *slowest_poll.lock().unwrap()
+    );
+    println!(
+        "  of which pixel hit -> in NATS: p50 {:.3} s, p99 {:.3} s",
+        percentile(&to_nats, 0.5),
+        percentile(&to_nats, 0.99)
+    );
+    let slow: Vec<f64> = sent
+        .iter()
+        .filter_map(|(k, t)| {
+            let l = seen.get(k)?.duration_since(*t).as_secs_f64();
+            (l > 2.0).then(|| t.duration_since(started).as_secs_f64())
+        })
+        .collect();
+    if slow.is_empty() {
+        println!("  over 2 s: none of {}", latencies.len());
+    } else {
+        let (first, last) = slow
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), t| (a.min(*t), b.max(*t)));
+        println!(
+            "  over 2 s: {} of {}, sent between {first:.1} s and {last:.1} s into the run",
+            slow.len(),
+            latencies.len()
+        );
+    }
+    let fetches = metric_value(
+        &metrics,
+        "badgepulse_aggregator_fetch_duration_seconds_count",
+        &[],
+    );
+    let fetch_sum = metric_value(
+        &metrics,
+        "badgepulse_aggregator_fetch_duration_seconds_sum",
+        &[],
+    );
+    println!(
+        "  aggregator: {flushes:.0} batches, mean write {:.0} ms, {over_1s:.0} over 1.024 s; {fetches:.0} pulls, mean {:.0} ms",
+        1000.0 * flush_sum / flushes.max(1.0),
+        1000.0 * fetch_sum / fetches.max(1.0)
     );
     Ok(())
 }
