@@ -19,6 +19,7 @@
 //!     key: "demo-pixel-key-0123456789".into(),
 //!     concurrency: 32,
 //!     check_metrics: true,
+//!     rate: None,
 //! };
 //! let report = badgepulse_loadgen::send(&plan, &target).await?;
 //! assert_eq!(report.events_sent, plan.ledger.traffic.platform_events_sent);

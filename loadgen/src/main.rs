@@ -52,6 +52,10 @@ struct DemoArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=1024))]
     concurrency: u32,
+    /// Start at most this many requests per second (a steady rate);
+    /// default: as fast as --concurrency allows.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Do not compare ingest's /metrics counters with the ledger (needed
     /// when other traffic reaches the same ingest).
     #[arg(long)]
@@ -74,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             key: args.key.clone().expect("required by clap"),
             concurrency: args.concurrency as usize,
             check_metrics: !args.no_metrics_check,
+            rate: args.rate,
         };
         let report = send(&plan, &target)
             .await

@@ -53,6 +53,42 @@ pub struct Target {
     /// bot and event counters to have moved exactly as the ledger says.
     /// Only meaningful when nothing else sends to this ingest meanwhile.
     pub check_metrics: bool,
+    /// Requests started per second at most (a steady rate, for soaks);
+    /// `None`: as fast as `concurrency` allows.
+    pub rate: Option<f64>,
+}
+
+/// Spaces request starts `1 / rate` apart, shared by every task: each
+/// caller takes the next free slot and sleeps until it. A pacer that falls
+/// behind (ingest slower than the rate) does not burst to catch up.
+#[derive(Debug)]
+struct Pacer {
+    interval: Option<Duration>,
+    next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Pacer {
+        Pacer {
+            interval: rate
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    async fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let slot = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + interval;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
 }
 
 /// What was sent and what ingest answered.
@@ -113,10 +149,11 @@ pub async fn send(plan: &Plan, target: &Target) -> anyhow::Result<SendReport> {
     };
     let started = Instant::now();
     let mut report = SendReport::default();
+    let pacer = Pacer::new(target.rate);
 
     for events in [&plan.events, &plan.late_events] {
         let answers: Vec<EventsAnswer> = futures::stream::iter(events.chunks(EVENTS_PER_REQUEST))
-            .map(|chunk| post_events(&client, &base, &target.token, chunk))
+            .map(|chunk| paced(&pacer, post_events(&client, &base, &target.token, chunk)))
             .buffer_unordered(MAX_EVENT_REQUESTS_IN_FLIGHT.min(target.concurrency))
             .try_collect()
             .await?;
@@ -128,7 +165,7 @@ pub async fn send(plan: &Plan, target: &Target) -> anyhow::Result<SendReport> {
 
     for beacons in [&plan.share_beacons, &plan.view_beacons] {
         futures::stream::iter(beacons)
-            .map(|b| hit(&client, &base, target, b))
+            .map(|b| paced(&pacer, hit(&client, &base, target, b)))
             .buffer_unordered(target.concurrency)
             .try_collect::<()>()
             .await?;
@@ -159,6 +196,14 @@ pub async fn send(plan: &Plan, target: &Target) -> anyhow::Result<SendReport> {
         }
     }
     Ok(report)
+}
+
+/// Runs `request` once `pacer` gives it a slot. (A named async fn, not a
+/// closure returning an async block, so the futures stay `Send` for any
+/// borrow and `send` can run in a spawned task.)
+async fn paced<F: std::future::Future>(pacer: &Pacer, request: F) -> F::Output {
+    pacer.wait().await;
+    request.await
 }
 
 /// One `POST /v1/events`, retried with backoff while ingest answers 503.
@@ -416,6 +461,31 @@ impl IngestCounters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn pacer_spaces_request_starts_by_the_rate() {
+        let pacer = std::sync::Arc::new(Pacer::new(Some(200.0)));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let p = pacer.clone();
+                tokio::spawn(async move { p.wait().await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // 40 starts at 200/s: the last one 39 × 5 ms after the first.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(190), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        let unpaced = Pacer::new(None);
+        let t = Instant::now();
+        for _ in 0..1000 {
+            unpaced.wait().await;
+        }
+        assert!(t.elapsed() < Duration::from_millis(50));
+    }
 
     const METRICS: &str = r#"# HELP badgepulse_ingest_beacons_total Pixel and beacon hits
 # TYPE badgepulse_ingest_beacons_total counter

@@ -133,6 +133,11 @@ impl Nats {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the server (SIGTERM) keeping its data.
     pub fn stop(&mut self) {
         terminate(&mut self.child, Duration::from_secs(10));
@@ -246,6 +251,31 @@ impl ClickHouse {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// Makes the `default` user read-only (`readonly = 1`: SELECTs only) or
+    /// writable again by rewriting `users.xml`; the server reloads it by
+    /// itself within seconds, without a restart.
+    pub fn set_read_only(&self, read_only: bool) {
+        let users = self.dir.path().join("users.xml");
+        let text = fs::read_to_string(&users).expect("users.xml");
+        let (from, to) = if read_only {
+            (
+                "<default><max_memory_usage>",
+                "<default><readonly>1</readonly><max_memory_usage>",
+            )
+        } else {
+            (
+                "<default><readonly>1</readonly><max_memory_usage>",
+                "<default><max_memory_usage>",
+            )
+        };
+        fs::write(&users, text.replacen(from, to, 1)).expect("users.xml");
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn stop(&mut self) {
@@ -375,6 +405,11 @@ impl Service {
 
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 

@@ -132,6 +132,7 @@ async fn replicated_cluster_answers_like_a_single_server() {
             key: KEY.into(),
             concurrency: 16,
             check_metrics: false,
+            rate: None,
         },
     )
     .await

@@ -1,0 +1,410 @@
+//! The fault matrix of issue 8 at reduced size, under load, against the
+//! real binaries, NATS and ClickHouse 18.16:
+//! - the network between the aggregator and ClickHouse cut (a local TCP
+//!   proxy that drops every connection and refuses new ones for a while);
+//! - ClickHouse made read-only for a while;
+//! - ingest SIGKILLed mid-traffic and restarted; the exporter SIGKILLed
+//!   and restarted.
+//!
+//! Each checks what the user saw and that nothing acknowledged was lost
+//! or counted twice: ClickHouse holds exactly the ledger's events, once,
+//! and the exporter's all-time overview of every org equals the ledger.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use badgepulse_loadgen::{plan, send, Plan, Target};
+use badgepulse_tests::{
+    eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Nats, Service,
+};
+use chrono::Utc;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+const TOKEN: &str = "faults-platform-token";
+const API_KEY: &str = "faults-api-key";
+const PIXEL_KEY: &str = "faults-pixel-key-0123456789";
+
+/// A TCP proxy to `upstream` that can cut the network: drop every open
+/// connection and refuse new ones until restored.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<AbortHandle>>> = Default::default();
+        let accept = {
+            let (cut, open) = (cut.clone(), open.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if cut.load(Ordering::SeqCst) {
+                        drop(client);
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    open.lock().unwrap().push(task.abort_handle());
+                }
+            })
+            .abort_handle()
+        };
+        Proxy {
+            port,
+            cut,
+            open,
+            accept,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for conn in self.open.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+struct Stack {
+    nats: Nats,
+    ch: ClickHouse,
+    ports: (u16, u16, u16),
+    config: String,
+    services: Vec<Service>,
+    _proxy: Option<Proxy>,
+}
+
+fn config(nats: &Nats, clickhouse_url: &str, ports: (u16, u16, u16)) -> String {
+    format!(
+        r#"[nats]
+url = "{nats}"
+[clickhouse]
+url = "{clickhouse_url}"
+database = "faults"
+[ingest]
+bind = "127.0.0.1:{ingest}"
+platform_hosts = ["badges.example.org"]
+trusted_proxies = ["127.0.0.1/32"]
+country_header = "CF-IPCountry"
+rate_limit_per_minute = 1000000000
+[ingest.pixel_keys]
+k1 = "{PIXEL_KEY}"
+[[ingest.tokens]]
+sha256 = "{token}"
+orgs = ["*"]
+[aggregator]
+admin_bind = "127.0.0.1:{aggregator}"
+flush_interval_ms = 100
+[exporter]
+bind = "127.0.0.1:{exporter}"
+refresh_interval_secs = 1
+[[exporter.api_keys]]
+sha256 = "{api_key}"
+scope = "admin"
+"#,
+        nats = nats.url(),
+        ingest = ports.0,
+        aggregator = ports.1,
+        exporter = ports.2,
+        token = sha256_hex(TOKEN),
+        api_key = sha256_hex(API_KEY),
+    )
+}
+
+/// NATS, ClickHouse and the three services; with `proxied`, the
+/// aggregator reaches ClickHouse through a [`Proxy`].
+async fn stack(proxied: bool) -> (Stack, Option<Arc<Proxy>>) {
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let ports = (free_port(), free_port(), free_port());
+    let config = config(&nats, &ch.url(), ports);
+    let proxy = if proxied {
+        Some(Arc::new(
+            Proxy::start(ch.url().trim_start_matches("http://").to_owned()).await,
+        ))
+    } else {
+        None
+    };
+    let aggregator_config = match &proxy {
+        Some(p) => config.replace(&ch.url(), &p.url()),
+        None => config.clone(),
+    };
+    let services = vec![
+        Service::start("badgepulse-aggregator", &aggregator_config, &[]),
+        Service::start("badgepulse-ingest", &config, &[]),
+        Service::start("badgepulse-exporter", &config, &[]),
+    ];
+    for port in [ports.0, ports.1, ports.2] {
+        wait_http(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    }
+    (
+        Stack {
+            nats,
+            ch,
+            ports,
+            config,
+            services,
+            _proxy: None,
+        },
+        proxy,
+    )
+}
+
+fn target(stack: &Stack) -> Target {
+    Target {
+        ingest: format!("http://127.0.0.1:{}", stack.ports.0),
+        token: TOKEN.into(),
+        kid: "k1".into(),
+        key: PIXEL_KEY.into(),
+        concurrency: 8,
+        check_metrics: true,
+        // About 10 s of traffic for a scale-1 plan.
+        rate: Some(100.0),
+    }
+}
+
+async fn clickhouse_errors(stack: &Stack) -> f64 {
+    let m = scrape(&format!("http://127.0.0.1:{}/metrics", stack.ports.1)).await;
+    metric_value(&m, "badgepulse_aggregator_clickhouse_errors_total", &[])
+}
+
+async fn overview(stack: &Stack, org: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!(
+            "http://127.0.0.1:{}/api/v1/overview?org={org}",
+            stack.ports.2
+        ))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Every event of the ledger in ClickHouse exactly once, and the exporter's
+/// all-time KPIs of every org equal to the ledger.
+async fn check_ledger(stack: &Stack, plan: &Plan) {
+    let expected: u64 = plan.ledger.traffic.events_by_type.values().sum();
+    eventually(
+        Duration::from_secs(120),
+        &format!("{expected} events in ClickHouse"),
+        || async {
+            (stack.ch.number("SELECT count() FROM faults.events").await >= expected).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stack.ch.number("SELECT count() FROM faults.events").await,
+        expected
+    );
+    assert_eq!(
+        stack
+            .ch
+            .number("SELECT count() - uniqExact(org_id, event_id) FROM faults.events")
+            .await,
+        0
+    );
+    for org in &plan.ledger.orgs {
+        let c = &org.counts;
+        let want = json!({
+            "awarded": c.awarded, "accepted": c.accepted, "shared": c.shared,
+            "shares": c.shares, "views": c.views, "unique_viewers": c.unique_viewers,
+            "revoked": c.revoked, "badge_classes": c.badge_classes,
+        });
+        eventually(
+            Duration::from_secs(30),
+            &format!("overview of {} equal to the ledger", org.org_id),
+            || async {
+                let kpis = overview(stack, &org.org_id).await["kpis"].clone();
+                want.as_object()
+                    .unwrap()
+                    .iter()
+                    .all(|(k, v)| kpis[k] == *v)
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_to_clickhouse_cut_for_a_while_loses_nothing() {
+    let (stack, proxy) = stack(true).await;
+    let proxy = proxy.unwrap();
+    let plan = plan(31, 1, Utc::now(), 5);
+    let target = target(&stack);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.cut();
+        // The aggregator notices (its writes fail) while ingest keeps
+        // taking traffic: the events wait in the stream.
+        eventually(
+            Duration::from_secs(30),
+            "aggregator ClickHouse errors",
+            || async { (clickhouse_errors(&stack).await > 0.0).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        proxy.restore();
+    };
+    let (report, ()) = tokio::join!(send(&plan, &target), fault);
+    let report = report.expect("every request answered as a healthy ingest would");
+    assert!(report.ingest.is_some(), "ingest counters checked");
+    check_ledger(&stack, &plan).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_read_only_for_a_while_loses_nothing() {
+    let (stack, _) = stack(false).await;
+    let plan = plan(32, 1, Utc::now(), 5);
+    let target = target(&stack);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.ch.set_read_only(true);
+        eventually(
+            Duration::from_secs(30),
+            "aggregator writes refused by the read-only server",
+            || async { (clickhouse_errors(&stack).await > 0.0).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.ch.set_read_only(false);
+    };
+    let (report, ()) = tokio::join!(send(&plan, &target), fault);
+    report.expect("every request answered as a healthy ingest would");
+    let log = &stack.services[0];
+    check_ledger(&stack, &plan).await;
+    assert!(
+        log.log_text().contains("readonly"),
+        "the aggregator logged why its writes failed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_and_exporter_sigkilled_and_restarted_lose_nothing_answered() {
+    let (mut stack, _) = stack(false).await;
+    let url = format!("http://127.0.0.1:{}/v1/events", stack.ports.0);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let batches = 30;
+    let per_batch = 50;
+    let (mut refused, mut answered_200) = (0, 0);
+    for b in 0..batches {
+        if b == 10 {
+            // SIGKILL mid-traffic, restart on the same port.
+            stack.services[1].kill();
+            stack.services[1] = Service::start("badgepulse-ingest", &stack.config, &[]);
+        }
+        let events: Vec<Value> = (0..per_batch)
+            .map(|i| {
+                let n = b * per_batch + i;
+                json!({"event_id": format!("k-{n}"), "type": "badge.awarded", "occurred_at": now,
+                       "org_id": "acme", "issuer_id": "i1", "badge_class_id": "b1",
+                       "assertion_id": format!("a-{n}"), "award_method": "api"})
+            })
+            .collect();
+        // Like a platform client: resend until ingest answers 200.
+        loop {
+            match http
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&json!({ "events": events }))
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => {
+                    answered_200 += 1;
+                    break;
+                }
+                Ok(r) => panic!("unexpected {}: {}", r.status(), r.text().await.unwrap()),
+                Err(_) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    assert_eq!(answered_200, batches);
+    assert!(refused > 0, "the restart window was visible to the client");
+    let expected = (batches * per_batch) as u64;
+    eventually(
+        Duration::from_secs(60),
+        "every event answered 200 in ClickHouse",
+        || async {
+            (stack.ch.number("SELECT count() FROM faults.events").await >= expected).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stack.ch.number("SELECT count() FROM faults.events").await,
+        expected
+    );
+    assert_eq!(
+        stack
+            .ch
+            .number("SELECT count() - uniqExact(org_id, event_id) FROM faults.events")
+            .await,
+        0
+    );
+
+    // The exporter keeps no state: SIGKILLed and restarted, it answers the same.
+    let before = eventually(
+        Duration::from_secs(30),
+        "awarded in the overview",
+        || async {
+            let o = overview(&stack, "acme").await;
+            (o["kpis"]["awarded"] == expected).then_some(o["kpis"].clone())
+        },
+    )
+    .await;
+    stack.services[2].kill();
+    stack.services[2] = Service::start("badgepulse-exporter", &stack.config, &[]);
+    wait_http(
+        &format!("http://127.0.0.1:{}/readyz", stack.ports.2),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(overview(&stack, "acme").await["kpis"], before);
+    let _ = &stack.nats;
+}
