@@ -12,3 +12,5 @@ echo "== build"
 cargo build --workspace --bins --locked
 echo "== unit and integration tests"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2
+echo "== fuzz targets, 60 s each (issue 8)"
+scripts/fuzz.sh 60
