@@ -9,6 +9,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 SECONDS_EACH="${1:-60}"
 cd "$ROOT/fuzz"
+# cargo-fuzz needs nightly (libFuzzer's coverage instrumentation).
+if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal
+fi
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked
 fi
