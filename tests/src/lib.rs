@@ -169,6 +169,8 @@ pub struct ClickHouse {
     pub tcp_port: u16,
     dir: TempDir,
     child: Option<Child>,
+    /// Whether `data/` is a tmpfs this fixture mounted.
+    mounted: bool,
 }
 
 impl ClickHouse {
@@ -179,6 +181,37 @@ impl ClickHouse {
     /// Starts a server on the given ports with `extra` XML inside the
     /// top-level element (cluster, ZooKeeper, macros…).
     pub async fn start_configured(http_port: u16, tcp_port: u16, extra: &str) -> ClickHouse {
+        let mut ch = Self::configure(http_port, tcp_port, extra);
+        ch.spawn().await;
+        ch
+    }
+
+    /// Starts a server whose data directory is a tmpfs of `mib` MiB, so a
+    /// test can fill its disk ([`ClickHouse::data_dir`]). Needs the
+    /// privilege to mount (root); the tmpfs is unmounted on drop.
+    pub async fn start_on_small_disk(mib: u32) -> anyhow::Result<ClickHouse> {
+        let mut ch = Self::configure(free_port(), free_port(), "");
+        let data = ch.data_dir();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(&data)
+            .status()?;
+        anyhow::ensure!(
+            status.success(),
+            "mount -t tmpfs on {} failed",
+            data.display()
+        );
+        ch.mounted = true;
+        ch.spawn().await;
+        Ok(ch)
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn configure(http_port: u16, tcp_port: u16, extra: &str) -> ClickHouse {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().display();
         for sub in ["data", "tmp", "user_files", "log", "format_schemas"] {
@@ -221,14 +254,13 @@ impl ClickHouse {
 "#,
         )
         .expect("users.xml");
-        let mut ch = ClickHouse {
+        ClickHouse {
             http_port,
             tcp_port,
             dir,
             child: None,
-        };
-        ch.spawn().await;
-        ch
+            mounted: false,
+        }
     }
 
     async fn spawn(&mut self) {
@@ -317,6 +349,9 @@ impl ClickHouse {
 impl Drop for ClickHouse {
     fn drop(&mut self) {
         kill(&mut self.child);
+        if self.mounted {
+            let _ = Command::new("umount").arg(self.data_dir()).status();
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //! - the network between the aggregator and ClickHouse cut (a local TCP
 //!   proxy that drops every connection and refuses new ones for a while);
 //! - ClickHouse made read-only for a while;
+//! - ClickHouse's disk filled for a while (its data directory on a small
+//!   tmpfs, filled with a file);
 //! - ingest SIGKILLed mid-traffic and restarted; the exporter SIGKILLed
 //!   and restarted.
 //!
@@ -144,8 +146,12 @@ scope = "admin"
 /// NATS, ClickHouse and the three services; with `proxied`, the
 /// aggregator reaches ClickHouse through a [`Proxy`].
 async fn stack(proxied: bool) -> (Stack, Option<Arc<Proxy>>) {
+    stack_on(ClickHouse::start().await, proxied).await
+}
+
+/// [`stack`] on a given ClickHouse server.
+async fn stack_on(ch: ClickHouse, proxied: bool) -> (Stack, Option<Arc<Proxy>>) {
     let nats = Nats::start().await;
-    let ch = ClickHouse::start().await;
     let ports = (free_port(), free_port(), free_port());
     let config = config(&nats, &ch.url(), ports);
     let proxy = if proxied {
@@ -407,4 +413,43 @@ async fn ingest_and_exporter_sigkilled_and_restarted_lose_nothing_answered() {
     .unwrap();
     assert_eq!(overview(&stack, "acme").await["kpis"], before);
     let _ = &stack.nats;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_disk_full_for_a_while_loses_nothing() {
+    let ch = ClickHouse::start_on_small_disk(128)
+        .await
+        .expect("a tmpfs for ClickHouse's data (the tests run as root)");
+    let filler = ch.data_dir().join("filler");
+    let (stack, _) = stack_on(ch, false).await;
+    let plan = plan(33, 1, Utc::now(), 5);
+    let target = target(&stack);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Fill the disk: write until the filesystem refuses.
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {
+            written += 1;
+        }
+        assert!(written > 0, "nothing written before the disk was full");
+        eventually(
+            Duration::from_secs(30),
+            "aggregator writes refused on a full disk",
+            || async { (clickhouse_errors(&stack).await > 0.0).then_some(()) },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(file);
+        std::fs::remove_file(&filler).unwrap();
+    };
+    let (report, ()) = tokio::join!(send(&plan, &target), fault);
+    report.expect("ingest answers as usual while ClickHouse's disk is full");
+    check_ledger(&stack, &plan).await;
+    assert!(
+        stack.services[0].log_text().contains("No space left")
+            || stack.services[0].log_text().contains("Cannot write"),
+        "the aggregator logged why its writes failed"
+    );
 }
