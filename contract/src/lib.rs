@@ -7,10 +7,15 @@
 //! - [`signing`]: pixel signatures and signed pixel URLs.
 //! - [`settings`]: the `[nats]` and `[clickhouse]` config sections and the
 //!   loader every binary uses (`--config FILE` + `BADGEPULSE__…` overrides).
+//! - [`server`]: the HTTP server loop of ingest and the exporter, with the
+//!   limits every public endpoint needs against slow and oversized clients
+//!   (header read timeout, header size).
 //!
-//! This crate does no I/O besides reading the config file.
+//! This crate does no I/O besides reading the config file and, in
+//! [`server`], serving the connections of a listener it is handed.
 
 pub mod event;
+pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod subject;

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use badgepulse_contract::server;
 use badgepulse_contract::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -66,6 +67,10 @@ pub struct ExporterConfig {
     /// `aggregator.retention_hour_days`. Older hour pieces of a window are
     /// answered from raw `events`.
     pub rollup_hour_days: u32,
+    /// How long a client has to send a request's headers, seconds, counted
+    /// from the connection's start or its previous response: slow
+    /// (slowloris) and idle keep-alive connections are closed after it.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for ExporterConfig {
@@ -80,6 +85,7 @@ impl Default for ExporterConfig {
             query_timeout_secs: 30,
             rollup_minute_days: 7,
             rollup_hour_days: 400,
+            header_read_timeout_secs: server::DEFAULT_HEADER_READ_TIMEOUT_SECS,
         }
     }
 }
@@ -130,6 +136,10 @@ impl Config {
                     .into(),
             );
         }
+        server::validate_header_read_timeout(
+            "exporter.header_read_timeout_secs",
+            e.header_read_timeout_secs,
+        )?;
         Ok(())
     }
 }
@@ -163,10 +173,18 @@ mod tests {
         assert_eq!(c.exporter.min_awarded, 10);
         assert_eq!(c.exporter.rollup_minute_days, 7);
         assert_eq!(c.exporter.rollup_hour_days, 400);
+        assert_eq!(c.exporter.header_read_timeout_secs, 10);
         let mut bad = Config::default();
         bad.exporter.rollup_hour_days = 0;
         let err = bad.validate().unwrap_err();
         assert!(err.starts_with("exporter.rollup_hour_days"), "{err}");
+        let mut bad = Config::default();
+        bad.exporter.header_read_timeout_secs = 301;
+        let err = bad.validate().unwrap_err();
+        assert!(
+            err.starts_with("exporter.header_read_timeout_secs"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use badgepulse_contract::server;
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::auth::{hash_key, ApiKeys};
 use badgepulse_exporter::config::Config;
@@ -107,11 +108,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
     });
     tracing::info!(bind = %e.bind, database = %config.clickhouse.database, "exporter running");
-    let server_shutdown = shutdown.clone();
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await
-        .context("serving HTTP")?;
+    server::serve(
+        listener,
+        http::router(state),
+        Duration::from_secs(e.header_read_timeout_secs),
+        shutdown.cancelled(),
+    )
+    .await;
     shutdown.cancel();
     refresher.await?;
     tracing::info!("exporter stopped");

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use badgepulse_contract::event::is_valid_id;
+use badgepulse_contract::server;
 use badgepulse_contract::settings::{self, NatsConfig};
 use ipnet::IpNet;
 use serde::de::IgnoredAny;
@@ -68,6 +69,10 @@ pub struct IngestConfig {
     pub publish_timeout_ms: u64,
     /// On SIGTERM, how long to keep trying to publish buffered beacons, seconds.
     pub drain_timeout_secs: u64,
+    /// How long a client has to send a request's headers, seconds, counted
+    /// from the connection's start or its previous response: slow
+    /// (slowloris) and idle keep-alive connections are closed after it.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -87,6 +92,7 @@ impl Default for IngestConfig {
             max_inflight_batches: 32,
             publish_timeout_ms: 5_000,
             drain_timeout_secs: 30,
+            header_read_timeout_secs: server::DEFAULT_HEADER_READ_TIMEOUT_SECS,
         }
     }
 }
@@ -148,6 +154,10 @@ impl Config {
         if i.publish_timeout_ms == 0 {
             return Err("ingest.publish_timeout_ms must be at least 1".into());
         }
+        server::validate_header_read_timeout(
+            "ingest.header_read_timeout_secs",
+            i.header_read_timeout_secs,
+        )?;
         Ok(())
     }
 }
@@ -171,5 +181,9 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("ingest.tokens[0].sha256"));
+        c.ingest.tokens.clear();
+        c.ingest.header_read_timeout_secs = 0;
+        let err = c.validate().unwrap_err();
+        assert!(err.starts_with("ingest.header_read_timeout_secs"), "{err}");
     }
 }

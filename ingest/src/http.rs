@@ -21,6 +21,7 @@ use badgepulse_contract::event::{raw_event_id, validate_platform_event, Event, E
 use badgepulse_contract::signing::{verify, PixelIds};
 use badgepulse_contract::subject::STREAM;
 use chrono::Utc;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -45,6 +46,12 @@ pub const MAX_EVENTS: usize = 1_000;
 pub const MAX_EVENTS_BODY: usize = 1 << 20;
 /// Largest `POST /v1/beacon` body.
 pub const MAX_BEACON_BODY: usize = 8 << 10;
+/// How much of a body over its limit is still read, and thrown away, before
+/// the answer. A connection closed with request bytes unread is reset by
+/// the kernel, which can destroy the answer (`413`, `204`) before the
+/// client reads it; reading the rest lets the client see the answer and
+/// keep the connection. A body larger still is cut off.
+pub const MAX_DISCARDED_BODY: usize = 4 << 20;
 
 /// The share-button script served at `/v1/share.js`.
 const SHARE_JS: &str = include_str!("share.js");
@@ -228,9 +235,8 @@ async fn send_beacon(
     headers: HeaderMap,
     body: Body,
 ) -> StatusCode {
-    let parsed = axum::body::to_bytes(body, MAX_BEACON_BODY)
+    let parsed = read_body(body, MAX_BEACON_BODY)
         .await
-        .ok()
         .and_then(|b| serde_json::from_slice::<BeaconBody>(&b).ok());
     let kind = match parsed.as_ref().map(|b| b.kind.as_str()) {
         Some("view") => EventType::Viewed,
@@ -389,6 +395,24 @@ impl AppState {
     }
 }
 
+/// The body if it is at most `limit` bytes; `None` if it is larger (the
+/// rest read and discarded, up to [`MAX_DISCARDED_BODY`]) or broken off.
+async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        total += chunk.len();
+        if total <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if total > limit + MAX_DISCARDED_BODY {
+            return None;
+        }
+    }
+    (total <= limit).then(|| Bytes::from(kept))
+}
+
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
@@ -404,9 +428,9 @@ async fn platform_events(
             "Authorization: a valid Bearer token is required",
         );
     };
-    let bytes: Bytes = match axum::body::to_bytes(body, MAX_EVENTS_BODY).await {
-        Ok(b) => b,
-        Err(_) => {
+    let bytes: Bytes = match read_body(body, MAX_EVENTS_BODY).await {
+        Some(b) => b,
+        None => {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {MAX_EVENTS_BODY} bytes"),

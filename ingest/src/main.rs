@@ -1,14 +1,13 @@
 //! badgepulse-ingest: receives badge pixels, share beacons and platform
 //! events, validates them and publishes them durably to NATS JetStream.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use badgepulse_contract::signing::{embed_snippet, pixel_url, PixelIds};
-use badgepulse_contract::subject;
+use badgepulse_contract::{server, subject};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -169,11 +168,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding ingest.bind {}", config.ingest.bind))?;
     tracing::info!(bind = %config.ingest.bind, "ingest listening");
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let serve_shutdown = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { serve_shutdown.cancelled().await })
-        .await?;
+    // Requests carry ConnectInfo<SocketAddr>: handlers key beacons by the peer.
+    server::serve(
+        listener,
+        http::router(state.clone()),
+        Duration::from_secs(config.ingest.header_read_timeout_secs),
+        shutdown.cancelled(),
+    )
+    .await;
 
     // Drain: no more requests; publish what is buffered, within the deadline.
     tracing::info!("draining buffered beacons");

@@ -48,6 +48,10 @@ fn the_example_documents_the_defaults() {
         ingest.ingest.publish_timeout_ms,
         defaults.publish_timeout_ms
     );
+    assert_eq!(
+        ingest.ingest.header_read_timeout_secs,
+        defaults.header_read_timeout_secs
+    );
     let aggregator = badgepulse_aggregator::config::Config::load(Some(&path)).unwrap();
     let mut expected = badgepulse_aggregator::config::AggregatorConfig::default();
     expected.partitions = Vec::new();

@@ -3,12 +3,19 @@
 //! injection inputs for every endpoint of ingest and the exporter. Nothing
 //! may crash or answer 5xx, every rejection must name the problem, and
 //! nothing may be stored but the one valid event sent alongside.
+//!
+//! Also hostile clients rather than input: slowloris connections, idle
+//! keep-alive connections and oversized header blocks, over raw TCP.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use badgepulse_contract::server::MAX_HEADER_BYTES;
 use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const TOKEN: &str = "hostile-token";
 const API_KEY: &str = "hostile-api-key";
@@ -251,5 +258,381 @@ async fn hostile_corpus_is_rejected_clearly_and_stores_nothing() {
         )
         .await
             == 1
+    );
+}
+
+/// `header_read_timeout_secs` of both services in the slow-client test.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How late after `HEADER_TIMEOUT` a close may come (scheduling on a busy
+/// two-core machine), and how early (timer granularity).
+const LATE: Duration = Duration::from_secs(3);
+const EARLY: Duration = Duration::from_millis(100);
+/// Slow connections held open against each service at once.
+const SLOW_CONNECTIONS: usize = 200;
+
+/// A slowloris connection: when connecting began (the server's clock for
+/// it cannot start earlier), when it was connected (nor much later) and
+/// when the server closed it.
+struct SlowConnection {
+    connecting: Instant,
+    connected: Instant,
+    closed: Option<Instant>,
+}
+
+/// Opens a slowloris connection: a request line and the start of a header,
+/// never finished.
+async fn open_slow(addr: SocketAddr) -> (TcpStream, Instant, Instant) {
+    let connecting = Instant::now();
+    let mut s = TcpStream::connect(addr).await.expect("connecting");
+    let connected = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .await
+        .expect("sending the request line");
+    (s, connecting, connected)
+}
+
+/// Keeps a slowloris connection going, one more header byte every 500 ms,
+/// until the server closes it (EOF, reset or a failed write) or, if it
+/// never does, `give_up` passes.
+async fn drip(
+    (mut s, connecting, connected): (TcpStream, Instant, Instant),
+    give_up: Duration,
+) -> SlowConnection {
+    let mut drip = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_millis(500),
+        Duration::from_millis(500),
+    );
+    let give_up = tokio::time::sleep(give_up);
+    tokio::pin!(give_up);
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        tokio::select! {
+            r = s.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break Some(Instant::now()),
+                Ok(_) => {} // a response before the close is allowed
+            },
+            _ = drip.tick() => {
+                if s.write_all(b"a").await.is_err() {
+                    break Some(Instant::now());
+                }
+            }
+            () = &mut give_up => break None,
+        }
+    };
+    SlowConnection {
+        connecting,
+        connected,
+        closed,
+    }
+}
+
+/// Opens `SLOW_CONNECTIONS` slowloris connections to `addr` one after the
+/// other (a burst of simultaneous connects overflows the 128-connection
+/// accept queue, and the kernel's retry a second later is not what is
+/// measured here), sends `normal` (a URL on the same server) while they
+/// are all open and dripping, and checks that it was answered before any of
+/// them was closed and that each was closed `HEADER_TIMEOUT` after it
+/// opened. Returns the normal request's latency and the latest close after
+/// connecting.
+async fn slowloris_against(addr: SocketAddr, normal: &str) -> (Duration, Duration) {
+    let give_up = HEADER_TIMEOUT + LATE + LATE;
+    let mut slow = Vec::with_capacity(SLOW_CONNECTIONS);
+    for _ in 0..SLOW_CONNECTIONS {
+        slow.push(tokio::spawn(drip(open_slow(addr).await, give_up)));
+    }
+
+    let sent = Instant::now();
+    let r = reqwest::Client::new()
+        .get(normal)
+        .header("User-Agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{normal}");
+    assert!(!r.bytes().await.unwrap().is_empty());
+    let answered = Instant::now();
+
+    let mut latest = Duration::ZERO;
+    for (n, task) in slow.into_iter().enumerate() {
+        let c = task.await.unwrap();
+        let closed = c.closed.unwrap_or_else(|| {
+            panic!("slow connection {n} to {addr} still open after {give_up:?}")
+        });
+        let (earliest, after) = (closed - c.connecting, closed - c.connected);
+        assert!(
+            earliest + EARLY >= HEADER_TIMEOUT && after <= HEADER_TIMEOUT + LATE,
+            "slow connection {n} to {addr} closed {after:?} after connecting \
+             ({earliest:?} after starting to), not about {HEADER_TIMEOUT:?}"
+        );
+        assert!(
+            answered < closed,
+            "{normal} was answered only after slow connection {n} was closed"
+        );
+        latest = latest.max(after);
+    }
+    (answered - sent, latest)
+}
+
+/// Sends one complete request with keep-alive, reads the response, then
+/// sends nothing: returns how long after sending the request the server
+/// closed the connection (its clock starts once it has answered).
+async fn idle_keep_alive(addr: SocketAddr) -> Duration {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let sent = Instant::now();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !response.ends_with(b"ok\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert_ne!(n, 0, "closed before the response ended: {response:?}");
+        response.extend_from_slice(&buf[..n]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
+    let n = tokio::time::timeout(HEADER_TIMEOUT + LATE, s.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("idle keep-alive connection to {addr} still open"))
+        .unwrap_or(0);
+    assert_eq!(n, 0, "unexpected bytes on an idle connection");
+    sent.elapsed()
+}
+
+/// Reads one HTTP/1.1 response (`content-length`, or a `204`) from `s`, on
+/// a connection that stays open; returns its status.
+async fn read_response(s: &mut TcpStream) -> u16 {
+    let mut response = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = tokio::time::timeout(HEADER_TIMEOUT, s.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        assert_ne!(n, 0, "connection closed after {response:?}");
+        response.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&response[..head_end]).to_lowercase();
+    let status: u16 = head[9..12].parse().expect("a status code");
+    let length: usize = match head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+    {
+        Some(n) => n.trim().parse().unwrap(),
+        None if status == 204 => 0,
+        None => panic!("no content-length in {head:?}"),
+    };
+    while response.len() < head_end + length {
+        let n = s.read(&mut buf).await.unwrap();
+        assert_ne!(n, 0, "connection closed mid-body");
+        response.extend_from_slice(&buf[..n]);
+    }
+    status
+}
+
+/// Sends `GET /healthz` with one header of `header_len` bytes and
+/// `Connection: close`, reading while writing; returns what the server sent
+/// before closing (empty if it reset the connection first).
+async fn request_with_header(addr: SocketAddr, header_len: usize) -> String {
+    let s = TcpStream::connect(addr).await.unwrap();
+    let (mut read, mut write) = s.into_split();
+    let request = format!(
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(header_len)
+    );
+    // The server may stop reading (and close) part-way: write errors are
+    // expected then.
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(request.as_bytes()).await;
+        write
+    });
+    let mut response = Vec::new();
+    let read_all = read.read_to_end(&mut response);
+    // A reset after a 431 is fine: what was read before it is kept.
+    let _ = tokio::time::timeout(HEADER_TIMEOUT + LATE, read_all)
+        .await
+        .unwrap_or_else(|_| panic!("{header_len}-byte header to {addr}: connection left open"));
+    drop(writer.await.unwrap());
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Issue 8, slow clients: against the real ingest and exporter binaries with
+/// `header_read_timeout_secs = 2`, slowloris connections are closed at the
+/// timeout while a normal request is answered, idle keep-alive connections
+/// are closed too, oversized header blocks are refused, bodies over
+/// ingest's limits are answered on a connection that stays usable, and a
+/// slow connection holds SIGTERM's drain only until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
+    // The exporter's HTTP server needs no ClickHouse to answer /healthz:
+    // nothing listens on the configured port.
+    let nats = Nats::start().await;
+    let (ingest_port, exporter_port, no_clickhouse) = (free_port(), free_port(), free_port());
+    let timeout = HEADER_TIMEOUT.as_secs();
+    let config = format!(
+        "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"http://127.0.0.1:{no_clickhouse}\"\n\
+         [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\nheader_read_timeout_secs = {timeout}\n\
+         [ingest.pixel_keys]\nk1 = \"slow-pixel-key-0123456\"\n\
+         [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"acme\"]\n\
+         [exporter]\nbind = \"127.0.0.1:{exporter_port}\"\nheader_read_timeout_secs = {timeout}\n",
+        nats.url(),
+        sha256_hex(TOKEN)
+    );
+    let mut ingest = Service::start("badgepulse-ingest", &config, &[]);
+    let mut exporter = Service::start("badgepulse-exporter", &config, &[]);
+    let ingest_addr: SocketAddr = ([127, 0, 0, 1], ingest_port).into();
+    let exporter_addr: SocketAddr = ([127, 0, 0, 1], exporter_port).into();
+    wait_http(
+        &format!("http://{ingest_addr}/readyz"),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    wait_http(
+        &format!("http://{exporter_addr}/healthz"),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+
+    // Slowloris: every connection is closed at the timeout although bytes
+    // keep arriving; a normal request meanwhile is answered.
+    let (pixel_latency, ingest_latest) = slowloris_against(
+        ingest_addr,
+        &format!("http://{ingest_addr}/p.gif?o=acme&i=i1&b=b1&a=a1&kid=k1&sig=00"),
+    )
+    .await;
+    let (healthz_latency, exporter_latest) =
+        slowloris_against(exporter_addr, &format!("http://{exporter_addr}/healthz")).await;
+
+    // Idle keep-alive connections are not held forever.
+    let (ingest_idle, exporter_idle) =
+        tokio::join!(idle_keep_alive(ingest_addr), idle_keep_alive(exporter_addr));
+    for (addr, idle) in [(ingest_addr, ingest_idle), (exporter_addr, exporter_idle)] {
+        assert!(
+            idle + EARLY >= HEADER_TIMEOUT && idle <= HEADER_TIMEOUT + LATE,
+            "idle keep-alive connection to {addr} closed after {idle:?}"
+        );
+    }
+
+    // Header blocks: under the limit answered, over it refused (431, or a
+    // close without an answer), never buffered and served.
+    let mut refusals = Vec::new();
+    for addr in [ingest_addr, exporter_addr] {
+        let ok = request_with_header(addr, MAX_HEADER_BYTES / 2).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{addr}: {ok:?}");
+        let refused = request_with_header(addr, 100 << 10).await;
+        assert!(
+            refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
+            "{addr}: a 100 kB header got {refused:?}"
+        );
+        refusals.push(
+            refused
+                .lines()
+                .next()
+                .unwrap_or("closed, no answer")
+                .to_owned(),
+        );
+        // Many moderate headers adding up past the limit count as one block.
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (mut read, mut write) = s.into_split();
+        let mut request = String::from("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        for n in 0..8 {
+            request.push_str(&format!(
+                "X-Part-{n}: {}\r\n",
+                "p".repeat(MAX_HEADER_BYTES / 6)
+            ));
+        }
+        request.push_str("\r\n");
+        let writer = tokio::spawn(async move {
+            let _ = write.write_all(request.as_bytes()).await;
+            write
+        });
+        let mut response = Vec::new();
+        let _ = tokio::time::timeout(HEADER_TIMEOUT + LATE, read.read_to_end(&mut response))
+            .await
+            .expect("connection left open");
+        drop(writer.await.unwrap());
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 431"),
+            "{addr}: headers adding up to {} bytes got {response:?}",
+            8 * (MAX_HEADER_BYTES / 6)
+        );
+        refusals.push(
+            response
+                .lines()
+                .next()
+                .unwrap_or("closed, no answer")
+                .to_owned(),
+        );
+    }
+
+    // Bodies over ingest's limits: the answer arrives and the connection
+    // stays usable, because the rest of the body is read, not left unread
+    // (the kernel would then reset the connection, destroying the answer).
+    let mut s = TcpStream::connect(ingest_addr).await.unwrap();
+    let beacon = "x".repeat(100 << 10);
+    let events = format!("{{\"events\": [], \"pad\": \"{}\"}}", "x".repeat(1_100_000));
+    for (request, status) in [
+        (
+            format!(
+                "POST /v1/beacon HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{beacon}",
+                beacon.len()
+            ),
+            204,
+        ),
+        (
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{events}",
+                events.len()
+            ),
+            413,
+        ),
+        (
+            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_owned(),
+            200,
+        ),
+    ] {
+        let what = request.lines().next().unwrap().to_owned();
+        s.write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: ingest stopped reading: {e}"));
+        assert_eq!(read_response(&mut s).await, status, "{what}");
+    }
+
+    // SIGTERM with a slow connection open: the drain waits for it at most
+    // until its header timeout, then both services exit cleanly.
+    let give_up = HEADER_TIMEOUT + LATE + LATE;
+    let held = [
+        tokio::spawn(drip(open_slow(ingest_addr).await, give_up)),
+        tokio::spawn(drip(open_slow(exporter_addr).await, give_up)),
+    ];
+    let stopping = Instant::now();
+    let (ingest_ok, exporter_ok) = tokio::join!(
+        tokio::task::spawn_blocking(move || ingest.stop()),
+        tokio::task::spawn_blocking(move || exporter.stop()),
+    );
+    let stopped = stopping.elapsed();
+    assert!(ingest_ok.unwrap(), "ingest exits 0 on SIGTERM");
+    assert!(exporter_ok.unwrap(), "the exporter exits 0 on SIGTERM");
+    assert!(
+        stopped <= HEADER_TIMEOUT + LATE,
+        "SIGTERM took {stopped:?} with slow connections open"
+    );
+    for h in held {
+        assert!(h.await.unwrap().closed.is_some());
+    }
+
+    eprintln!(
+        "slow clients: {SLOW_CONNECTIONS} slowloris connections per service closed at most \
+         {ingest_latest:?} (ingest) / {exporter_latest:?} (exporter) after connecting, timeout \
+         {HEADER_TIMEOUT:?}; meanwhile /p.gif answered in {pixel_latency:?}, /healthz in \
+         {healthz_latency:?}; idle keep-alive closed after {ingest_idle:?} / {exporter_idle:?}; \
+         SIGTERM with slow connections open: {stopped:?}; oversized header blocks \
+         (ingest one, ingest many, exporter one, exporter many): {refusals:?}"
     );
 }
