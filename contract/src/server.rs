@@ -20,8 +20,9 @@
 //! Every request carries `ConnectInfo<SocketAddr>` (the peer), as
 //! `into_make_service_with_connect_info::<SocketAddr>()` would add it.
 //!
-//! Not covered: a body sent slowly after complete headers. Handlers bound
-//! a body's size, not how long it takes to arrive.
+//! Bodies are the handlers' business: ingest reads its bodies within the
+//! same timeout (`408` after it); the exporter's only body, a ≤ 64 KiB
+//! annotation, is bounded in size, not in time.
 
 use std::future::Future;
 use std::io;

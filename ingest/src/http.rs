@@ -235,8 +235,9 @@ async fn send_beacon(
     headers: HeaderMap,
     body: Body,
 ) -> StatusCode {
-    let parsed = read_body(body, MAX_BEACON_BODY)
+    let parsed = read_body(body, MAX_BEACON_BODY, s.body_deadline())
         .await
+        .ok()
         .and_then(|b| serde_json::from_slice::<BeaconBody>(&b).ok());
     let kind = match parsed.as_ref().map(|b| b.kind.as_str()) {
         Some("view") => EventType::Viewed,
@@ -270,6 +271,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Op
 }
 
 impl AppState {
+    /// How long a request body may take to arrive.
+    fn body_deadline(&self) -> Duration {
+        Duration::from_secs(self.config.header_read_timeout_secs)
+    }
+
     /// Validates a pixel or beacon and queues its event; the outcome goes
     /// to metrics only.
     async fn take_beacon(
@@ -395,22 +401,44 @@ impl AppState {
     }
 }
 
-/// The body if it is at most `limit` bytes; `None` if it is larger (the
-/// rest read and discarded, up to [`MAX_DISCARDED_BODY`]) or broken off.
-async fn read_body(body: Body, limit: usize) -> Option<Bytes> {
-    let mut stream = body.into_data_stream();
-    let mut kept = Vec::new();
-    let mut total = 0usize;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.ok()?;
-        total += chunk.len();
-        if total <= limit {
-            kept.extend_from_slice(&chunk);
-        } else if total > limit + MAX_DISCARDED_BODY {
-            return None;
+/// Why a request body was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyError {
+    /// Larger than the limit (the rest read and discarded, up to
+    /// [`MAX_DISCARDED_BODY`], so the answer reaches the client).
+    TooLarge,
+    /// Not complete within the deadline: a slow client (issue 8).
+    TooSlow,
+    /// The client broke the body off.
+    Broken,
+}
+
+/// The body if it is at most `limit` bytes and arrives completely within
+/// `deadline` (the header read timeout: the server bounds how long headers
+/// may take, this bounds the body).
+async fn read_body(body: Body, limit: usize, deadline: Duration) -> Result<Bytes, BodyError> {
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut kept = Vec::new();
+        let mut total = 0usize;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| BodyError::Broken)?;
+            total += chunk.len();
+            if total <= limit {
+                kept.extend_from_slice(&chunk);
+            } else if total > limit + MAX_DISCARDED_BODY {
+                return Err(BodyError::TooLarge);
+            }
         }
-    }
-    (total <= limit).then(|| Bytes::from(kept))
+        if total <= limit {
+            Ok(Bytes::from(kept))
+        } else {
+            Err(BodyError::TooLarge)
+        }
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(BodyError::TooSlow))
 }
 
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -428,13 +456,25 @@ async fn platform_events(
             "Authorization: a valid Bearer token is required",
         );
     };
-    let bytes: Bytes = match read_body(body, MAX_EVENTS_BODY).await {
-        Some(b) => b,
-        None => {
+    let bytes: Bytes = match read_body(body, MAX_EVENTS_BODY, s.body_deadline()).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body larger than {MAX_EVENTS_BODY} bytes"),
             )
+        }
+        Err(BodyError::TooSlow) => {
+            return json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "body not received within {} s (ingest.header_read_timeout_secs)",
+                    s.body_deadline().as_secs()
+                ),
+            )
+        }
+        Err(BodyError::Broken) => {
+            return json_error(StatusCode::BAD_REQUEST, "body broken off by the client")
         }
     };
     let doc: Value = match serde_json::from_slice(&bytes) {

@@ -8,6 +8,8 @@
 //!   events, beacon hits and the [`Ledger`].
 //! - [`ledger`]: the expected SPEC §7 numbers per badge class, issuer, org.
 //! - [`mod@send`]: [`send()`] a plan to a running ingest and check its counters.
+//! - [`mod@check`]: [`check()`] a running pipeline (exporter API,
+//!   ClickHouse) against a ledger.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -27,10 +29,12 @@
 //! ```
 
 pub mod catalog;
+pub mod check;
 pub mod generate;
 pub mod ledger;
 pub mod send;
 
+pub use check::{check, Pipeline};
 pub use generate::{plan, Beacon, BeaconKind, Plan, Transport, MAX_HITS_PER_CLIENT, MAX_SCALE};
 pub use ledger::{Counts, Ledger};
 pub use send::{send, IngestCounters, SendReport, Target};

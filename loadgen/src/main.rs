@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use badgepulse_loadgen::{plan, send, Target, MAX_SCALE};
+use badgepulse_loadgen::{plan, send, Ledger, Pipeline, Target, MAX_SCALE};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -21,6 +21,29 @@ enum Command {
     /// Generate seeded badge traffic, send it to ingest and write the ledger
     /// of what the pipeline must report for it.
     Demo(DemoArgs),
+    /// Compare a running pipeline with a ledger written by `demo`: every
+    /// org's all-time KPIs from the exporter and, with --clickhouse, the
+    /// rows of `events` by type. Exits non-zero listing every difference.
+    Check(CheckArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    /// The ledger JSON written by `demo --ledger`.
+    #[arg(long)]
+    ledger: PathBuf,
+    /// Base URL of badgepulse-exporter.
+    #[arg(long, default_value = "http://127.0.0.1:8081")]
+    exporter: String,
+    /// API key whose scope covers every org of the ledger.
+    #[arg(long)]
+    api_key: String,
+    /// ClickHouse HTTP URL, to check the `events` table too.
+    #[arg(long)]
+    clickhouse: Option<String>,
+    /// The database with `events`.
+    #[arg(long, default_value = "badgepulse")]
+    database: String,
 }
 
 #[derive(clap::Args)]
@@ -67,7 +90,10 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Command::Demo(args) = Cli::parse().command;
+    let args = match Cli::parse().command {
+        Command::Demo(args) => args,
+        Command::Check(args) => return check(args).await,
+    };
     let plan = plan(args.seed, args.scale, chrono::Utc::now(), args.days);
     let t = &plan.ledger.traffic;
     if !args.dry_run {
@@ -127,4 +153,34 @@ async fn main() -> anyhow::Result<()> {
         println!("ledger written to {}", path.display());
     }
     Ok(())
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let text = std::fs::read(&args.ledger)
+        .with_context(|| format!("reading the ledger {}", args.ledger.display()))?;
+    let ledger: Ledger = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a ledger", args.ledger.display()))?;
+    let pipeline = Pipeline {
+        exporter: args.exporter,
+        api_key: args.api_key,
+        clickhouse: args.clickhouse.map(|url| (url, args.database)),
+    };
+    let differences = badgepulse_loadgen::check(&ledger, &pipeline).await?;
+    if differences.is_empty() {
+        println!(
+            "the pipeline equals the ledger: {} orgs' all-time KPIs{}",
+            ledger.orgs.len(),
+            if pipeline.clickhouse.is_some() {
+                " and every event type's rows in ClickHouse"
+            } else {
+                ""
+            }
+        );
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the pipeline differs from the ledger:\n  - {}",
+            differences.join("\n  - ")
+        )
+    }
 }

@@ -495,13 +495,33 @@ pub struct StoredMessage {
 }
 
 /// Every message currently in `stream`, in order, read with an ephemeral
-/// pull consumer (the stream is not changed).
+/// pull consumer (the stream is not changed). Panics on any failure; see
+/// [`try_stream_messages`] to retry instead.
 pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<StoredMessage> {
+    try_stream_messages(nats, stream)
+        .await
+        .unwrap_or_else(|e| panic!("reading stream {stream}: {e}"))
+}
+
+/// [`stream_messages`], with an error instead of a panic (e.g. while a
+/// NATS cluster elects a new leader).
+pub async fn try_stream_messages(
+    nats: &async_nats::Client,
+    stream: &str,
+) -> anyhow::Result<Vec<StoredMessage>> {
     use futures::StreamExt;
     let js = async_nats::jetstream::new(nats.clone());
-    let mut stream = js.get_stream(stream).await.expect("stream exists");
-    let total = stream.info().await.expect("stream info").state.messages as usize;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = stream
+    let mut stream_handle = js
+        .get_stream(stream)
+        .await
+        .map_err(|e| anyhow::anyhow!("stream: {e}"))?;
+    let total = stream_handle
+        .info()
+        .await
+        .map_err(|e| anyhow::anyhow!("stream info: {e}"))?
+        .state
+        .messages as usize;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = stream_handle
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
             ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
@@ -509,7 +529,7 @@ pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<Sto
             ..Default::default()
         })
         .await
-        .expect("ephemeral consumer");
+        .map_err(|e| anyhow::anyhow!("ephemeral consumer: {e}"))?;
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
         let mut batch = consumer
@@ -518,10 +538,10 @@ pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<Sto
             .expires(Duration::from_secs(2))
             .messages()
             .await
-            .expect("fetch");
+            .map_err(|e| anyhow::anyhow!("fetch: {e}"))?;
         let before = out.len();
         while let Some(m) = batch.next().await {
-            let m = m.expect("message");
+            let m = m.map_err(|e| anyhow::anyhow!("message: {e}"))?;
             let header = |name: &str| {
                 m.headers
                     .as_ref()
@@ -535,14 +555,13 @@ pub async fn stream_messages(nats: &async_nats::Client, stream: &str) -> Vec<Sto
                 payload: m.payload.to_vec(),
             });
         }
-        assert!(
+        anyhow::ensure!(
             out.len() > before,
-            "stream {} has {total} messages but only {} could be read",
-            "events",
+            "stream {stream} has {total} messages but only {} could be read",
             out.len()
         );
     }
-    out
+    Ok(out)
 }
 
 /// Every event in the stream's messages (beacon messages carry several).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use badgepulse_contract::event::EventType;
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::{
-    eventually, free_port, sha256_hex, stream_events, stream_messages, wait_http, ClickHouse,
+    eventually, free_port, sha256_hex, stream_events, try_stream_messages, wait_http, ClickHouse,
     NatsCluster, Service,
 };
 use chrono::{SecondsFormat, Utc};
@@ -121,9 +121,11 @@ async fn stream_leader_killed_mid_traffic_loses_nothing_acknowledged() {
         "stream readable after the leader change",
         || async {
             let c = cluster.client().await;
-            let msgs = tokio::time::timeout(Duration::from_secs(20), stream_messages(&c, STREAM))
-                .await
-                .ok()?;
+            let msgs =
+                tokio::time::timeout(Duration::from_secs(20), try_stream_messages(&c, STREAM))
+                    .await
+                    .ok()?
+                    .ok()?;
             Some(stream_events(&msgs))
         },
     )

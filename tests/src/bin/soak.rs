@@ -202,37 +202,17 @@ async fn main() -> anyhow::Result<()> {
         "ClickHouse: {stored} events stored, {expected} expected, {twice} twice; {pending} pending"
     );
 
-    // The exporter's all-time KPIs per org equal the ledger.
-    let http = reqwest::Client::new();
-    let mut mismatches = Vec::new();
-    for org in &plan.ledger.orgs {
-        let overview: serde_json::Value = http
-            .get(format!(
-                "http://127.0.0.1:{}/api/v1/overview?org={}",
-                ports.2, org.org_id
-            ))
-            .bearer_auth(API_KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let c = &org.counts;
-        for (name, want) in [
-            ("awarded", c.awarded),
-            ("accepted", c.accepted),
-            ("shared", c.shared),
-            ("shares", c.shares),
-            ("views", c.views),
-            ("unique_viewers", c.unique_viewers),
-            ("revoked", c.revoked),
-            ("badge_classes", c.badge_classes),
-        ] {
-            let got = overview["kpis"][name].as_u64();
-            if got != Some(want) {
-                mismatches.push(format!("{} {name}: {got:?}, ledger {want}", org.org_id));
-            }
-        }
-    }
+    // The exporter's all-time KPIs per org and ClickHouse's rows by type
+    // equal the ledger.
+    let mismatches = badgepulse_loadgen::check(
+        &plan.ledger,
+        &badgepulse_loadgen::Pipeline {
+            exporter: format!("http://127.0.0.1:{}", ports.2),
+            api_key: API_KEY.into(),
+            clickhouse: Some((ch.url(), "soak".into())),
+        },
+    )
+    .await?;
 
     // Memory table.
     let samples = samples.lock().unwrap().clone();

@@ -1,0 +1,137 @@
+//! Compares a running pipeline with a [`Ledger`]: the exporter's all-time
+//! KPIs of every org, and optionally the rows of ClickHouse's `events` by
+//! type. Used by `badgepulse-loadgen check` and the demo.
+//!
+//! Must not: write anything. Every difference is reported, not only the
+//! first.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use crate::ledger::{Counts, Ledger};
+
+/// Where the pipeline answers.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Base URL of badgepulse-exporter.
+    pub exporter: String,
+    /// An API key whose scope covers every org of the ledger.
+    pub api_key: String,
+    /// ClickHouse HTTP URL and database, to check `events` too.
+    pub clickhouse: Option<(String, String)>,
+}
+
+/// The KPIs of SPEC §7 that the ledger states exactly.
+pub fn exact_kpis(c: &Counts) -> [(&'static str, u64); 8] {
+    [
+        ("awarded", c.awarded),
+        ("accepted", c.accepted),
+        ("shared", c.shared),
+        ("shares", c.shares),
+        ("views", c.views),
+        ("unique_viewers", c.unique_viewers),
+        ("revoked", c.revoked),
+        ("badge_classes", c.badge_classes),
+    ]
+}
+
+/// Differences between `kpis` (an overview's `kpis` object) and `expected`,
+/// as `org metric: got …, ledger …`.
+pub fn kpi_differences(org: &str, kpis: &Value, expected: &Counts) -> Vec<String> {
+    exact_kpis(expected)
+        .into_iter()
+        .filter_map(|(name, want)| {
+            let got = kpis[name].as_u64();
+            (got != Some(want)).then(|| format!("{org} {name}: got {got:?}, ledger {want}"))
+        })
+        .collect()
+}
+
+/// Every difference between the pipeline and `ledger`; empty when equal.
+pub async fn check(ledger: &Ledger, pipeline: &Pipeline) -> anyhow::Result<Vec<String>> {
+    let http = reqwest::Client::new();
+    let base = pipeline.exporter.trim_end_matches('/');
+    let mut differences = Vec::new();
+    for org in &ledger.orgs {
+        let url = format!("{base}/api/v1/overview?org={}", org.org_id);
+        let resp = http
+            .get(&url)
+            .bearer_auth(&pipeline.api_key)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        let status = resp.status();
+        let body: Value = resp
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: not JSON"))?;
+        anyhow::ensure!(status.is_success(), "GET {url} answered {status}: {body}");
+        differences.extend(kpi_differences(&org.org_id, &body["kpis"], &org.counts));
+    }
+    if let Some((url, database)) = &pipeline.clickhouse {
+        let sql = format!(
+            "SELECT toString(type), count(), count() - uniqExact(org_id, event_id) FROM {database}.events GROUP BY type FORMAT TSV"
+        );
+        let text = http
+            .post(url)
+            .body(sql)
+            .send()
+            .await
+            .with_context(|| format!("querying ClickHouse at {url}"))?
+            .error_for_status()
+            .with_context(|| format!("querying ClickHouse at {url}"))?
+            .text()
+            .await?;
+        let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if let [ty, n, twice] = cols[..] {
+                stored.insert(ty.to_owned(), n.parse()?);
+                if twice != "0" {
+                    differences.push(format!("events {ty}: {twice} stored twice"));
+                }
+            }
+        }
+        for (ty, want) in &ledger.traffic.events_by_type {
+            let got = stored.get(ty).copied().unwrap_or(0);
+            if got != *want {
+                differences.push(format!("events {ty}: {got} rows, ledger {want}"));
+            }
+        }
+    }
+    Ok(differences)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kpi_differences_name_org_metric_and_both_values() {
+        let expected = Counts {
+            awarded: 3,
+            views: 7,
+            ..Counts::default()
+        };
+        let kpis = serde_json::json!({"awarded": 3, "accepted": 0, "shared": 0, "shares": 0,
+            "views": 6, "unique_viewers": 0, "revoked": 0, "badge_classes": 0});
+        assert_eq!(
+            kpi_differences("acme", &kpis, &expected),
+            vec!["acme views: got Some(6), ledger 7".to_owned()]
+        );
+        assert!(kpi_differences(
+            "acme",
+            &serde_json::json!({"awarded": 3, "accepted": 0, "shared": 0, "shares": 0,
+            "views": 7, "unique_viewers": 0, "revoked": 0, "badge_classes": 0}),
+            &expected
+        )
+        .is_empty());
+        // A missing metric is a difference, not a pass.
+        assert_eq!(
+            kpi_differences("acme", &serde_json::json!({}), &expected).len(),
+            8
+        );
+    }
+}
