@@ -20,9 +20,8 @@
 //! Every request carries `ConnectInfo<SocketAddr>` (the peer), as
 //! `into_make_service_with_connect_info::<SocketAddr>()` would add it.
 //!
-//! Bodies are the handlers' business: ingest reads its bodies within the
-//! same timeout (`408` after it); the exporter's only body, a ≤ 64 KiB
-//! annotation, is bounded in size, not in time.
+//! Bodies are the handlers' business: ingest and the exporter read theirs
+//! within the same timeout and answer `408` after it.
 
 use std::future::Future;
 use std::io;
@@ -58,6 +57,24 @@ pub fn validate_header_read_timeout(key: &str, secs: u64) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// Pending connections the kernel queues for [`bind`]'s listener (the
+/// standard library asks for 128; a burst of slow clients can fill that).
+/// The kernel caps it at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`LISTEN_BACKLOG`]-deep accept queue.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's bind does, so a restarted server can take its port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets

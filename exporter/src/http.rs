@@ -13,9 +13,9 @@
 //! the same bodies and hand them to `charts.rs` / `report.rs`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -42,6 +42,9 @@ pub struct AppState {
     pub analytics: Analytics,
     pub keys: ApiKeys,
     pub metrics: Metrics,
+    /// How long a request body may take to arrive
+    /// (`exporter.header_read_timeout_secs`).
+    pub body_timeout: Duration,
 }
 
 /// Every route of the analytics API with its methods; the OpenAPI
@@ -521,21 +524,36 @@ async fn create_annotation(
     State(s): State<Arc<AppState>>,
     headers: HeaderMap,
     query: QueryPairs,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let params = Params::from_query(query)?;
     let scope = authenticate(&s.keys, &headers, &params)?;
     params.only(&["access_token"])?;
-    let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+    // Read only after authentication, bounded in size and in time.
+    let body = match tokio::time::timeout(
+        s.body_timeout,
+        axum::body::to_bytes(body, MAX_ANNOTATION_BODY),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "body: not received within {} s (exporter.header_read_timeout_secs)",
+                    s.body_timeout.as_secs()
+                ),
+            ))
+        }
+        Ok(Err(e)) if e.to_string().contains("length limit") => {
+            return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("body: larger than {} KiB", MAX_ANNOTATION_BODY / 1024),
-            )
-        } else {
-            ApiError::bad_request(format!("body: {}", e.body_text()))
+            ))
         }
-    })?;
+        Ok(Err(e)) => return Err(ApiError::bad_request(format!("body: {e}"))),
+        Ok(Ok(bytes)) => bytes,
+    };
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body: not JSON: {e}")))?;
     let object = value
@@ -767,6 +785,7 @@ mod tests {
             ),
             keys,
             metrics,
+            body_timeout: Duration::from_secs(2),
         }))
     }
 

@@ -99,13 +99,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(e.bind)
-        .await
-        .with_context(|| format!("binding exporter.bind {}", e.bind))?;
+    let listener =
+        server::bind(e.bind).with_context(|| format!("binding exporter.bind {}", e.bind))?;
     let state = Arc::new(AppState {
         analytics: Analytics::new(store, Settings::from_config(e)),
         keys,
         metrics,
+        body_timeout: Duration::from_secs(e.header_read_timeout_secs),
     });
     tracing::info!(bind = %e.bind, database = %config.clickhouse.database, "exporter running");
     server::serve(

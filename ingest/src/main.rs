@@ -164,8 +164,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         salts,
         queue,
     ));
-    let listener = tokio::net::TcpListener::bind(config.ingest.bind)
-        .await
+    let listener = server::bind(config.ingest.bind)
         .with_context(|| format!("binding ingest.bind {}", config.ingest.bind))?;
     tracing::info!(bind = %config.ingest.bind, "ingest listening");
     // Requests carry ConnectInfo<SocketAddr>: handlers key beacons by the peer.

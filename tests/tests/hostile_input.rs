@@ -476,9 +476,11 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
          [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\nheader_read_timeout_secs = {timeout}\n\
          [ingest.pixel_keys]\nk1 = \"slow-pixel-key-0123456\"\n\
          [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"acme\"]\n\
-         [exporter]\nbind = \"127.0.0.1:{exporter_port}\"\nheader_read_timeout_secs = {timeout}\n",
+         [exporter]\nbind = \"127.0.0.1:{exporter_port}\"\nheader_read_timeout_secs = {timeout}\n\
+         [[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
-        sha256_hex(TOKEN)
+        sha256_hex(TOKEN),
+        sha256_hex(API_KEY)
     );
     let mut ingest = Service::start("badgepulse-ingest", &config, &[]);
     let mut exporter = Service::start("badgepulse-exporter", &config, &[]);
@@ -604,40 +606,53 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
         assert_eq!(read_response(&mut s).await, status, "{what}");
     }
 
-    // A body sent slowly after complete headers: ingest answers 408 once
-    // the body has taken longer than the timeout, naming the key.
-    let mut s = TcpStream::connect(ingest_addr).await.unwrap();
-    s.write_all(
-        format!(
-            "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
-             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
-    let started = Instant::now();
-    let (mut read, mut write) = s.into_split();
-    let dripping = tokio::spawn(async move {
-        // One byte every 200 ms: it would take 200 s to finish.
-        while write.write_all(b" ").await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    let mut answer = vec![0u8; 4096];
-    let n = tokio::time::timeout(HEADER_TIMEOUT + LATE, read.read(&mut answer))
-        .await
-        .expect("a slow body was waited for beyond the timeout")
-        .unwrap();
-    let slow_body_answered = started.elapsed();
-    dripping.abort();
-    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("header_read_timeout_secs"), "{answer}");
-    assert!(
-        slow_body_answered + EARLY >= HEADER_TIMEOUT,
-        "answered after {slow_body_answered:?}"
-    );
+    // A body sent slowly after complete headers: both services answer 408
+    // once the body has taken longer than the timeout, naming the key.
+    let mut slow_bodies = Vec::new();
+    for (addr, head, key) in [
+        (
+            ingest_addr,
+            format!(
+                "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+            ),
+            "ingest.header_read_timeout_secs",
+        ),
+        (
+            exporter_addr,
+            format!(
+                "POST /api/v1/annotations HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+            ),
+            "exporter.header_read_timeout_secs",
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let (mut read, mut write) = s.into_split();
+        let dripping = tokio::spawn(async move {
+            // One byte every 200 ms: it would take 200 s to finish.
+            while write.write_all(b" ").await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(HEADER_TIMEOUT + LATE, read.read(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{addr}: a slow body was waited for beyond the timeout"))
+            .unwrap();
+        let answered = started.elapsed();
+        dripping.abort();
+        let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{addr}: {answer}");
+        assert!(answer.contains(key), "{addr}: {answer}");
+        assert!(
+            answered + EARLY >= HEADER_TIMEOUT,
+            "{addr}: answered after {answered:?}"
+        );
+        slow_bodies.push(answered);
+    }
 
     // SIGTERM with a slow connection open: the drain waits for it at most
     // until its header timeout, then both services exit cleanly.
@@ -668,7 +683,7 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
          {HEADER_TIMEOUT:?}; meanwhile /p.gif answered in {pixel_latency:?}, /healthz in \
          {healthz_latency:?}; idle keep-alive closed after {ingest_idle:?} / {exporter_idle:?}; \
          SIGTERM with slow connections open: {stopped:?}; oversized header blocks \
-         (ingest one, ingest many, exporter one, exporter many): {refusals:?}; a slow \
-         /v1/events body answered 408 after {slow_body_answered:?}"
+         (ingest one, ingest many, exporter one, exporter many): {refusals:?}; slow \
+         bodies (ingest, exporter) answered 408 after {slow_bodies:?}"
     );
 }
