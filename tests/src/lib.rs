@@ -860,6 +860,8 @@ impl ZooKeeper {
         loop {
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 use std::io::{Read, Write};
+                // Whatever else might hold the port must not hang the wait.
+                let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
                 let mut answer = String::new();
                 if s.write_all(b"ruok").is_ok()
                     && s.read_to_string(&mut answer).is_ok()

@@ -100,8 +100,16 @@ async fn main() -> anyhow::Result<()> {
     let rate: f64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(100.0);
     let now = Utc::now();
     let per_scale = requests(&plan(7, 1, now, 14)) as f64;
-    let scale = ((minutes * 60.0 * rate / per_scale).ceil() as u32).clamp(1, MAX_SCALE);
-    let plan = plan(7, scale, now, 14);
+    let wanted = minutes * 60.0 * rate;
+    let mut scale = ((wanted / per_scale).ceil() as u32).clamp(1, MAX_SCALE);
+    let mut plan = plan(7, scale, now, 14);
+    // Traffic does not grow exactly linearly with the scale: correct once
+    // so the run is not shorter than asked (MAX_SCALE still caps it).
+    let short = wanted / requests(&plan) as f64;
+    if short > 1.0 && scale < MAX_SCALE {
+        scale = ((f64::from(scale) * short).ceil() as u32).min(MAX_SCALE);
+        plan = badgepulse_loadgen::plan(7, scale, now, 14);
+    }
     let total_requests = requests(&plan);
     println!(
         "soak: {total_requests} requests at {rate}/s (plan scale {scale}), about {:.1} min",
