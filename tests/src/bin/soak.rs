@@ -160,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
-    let report = send(
+    send(
         &plan,
         &Target {
             ingest: format!("http://127.0.0.1:{}", ports.0),
@@ -291,6 +291,5 @@ async fn main() -> anyhow::Result<()> {
         "soak passed: {} events, 0 lost, 0 counted twice, every org's overview equals the ledger",
         expected
     );
-    let _ = report;
     Ok(())
 }
