@@ -5,6 +5,7 @@
 //! Must not: keep or return a raw IP address or User-Agent beyond the
 //! request that carried it. Only keyed hashes leave this module.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -33,7 +34,8 @@ impl BeaconParams {
     pub fn from_query(query: &str) -> Self {
         let mut p = BeaconParams::default();
         for (k, v) in form_urlencoded_pairs(query) {
-            let slot = match k.as_str() {
+            let v = v.into_owned();
+            let slot = match k.as_ref() {
                 "o" => &mut p.org_id,
                 "i" => &mut p.issuer_id,
                 "b" => &mut p.badge_class_id,
@@ -66,15 +68,18 @@ impl BeaconParams {
 }
 
 /// Splits `a=1&b=2` into decoded pairs (`+` is a space, `%XX` decoded,
-/// invalid UTF-8 replaced).
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+/// invalid UTF-8 replaced); parts without escapes are borrowed.
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     query.split('&').filter(|s| !s.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k), percent_decode(v))
     })
 }
 
-fn percent_decode(s: &str) -> String {
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(s);
+    }
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -93,7 +98,7 @@ fn percent_decode(s: &str) -> String {
         }
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Bot families, the label values of `badgepulse_ingest_bots_total`.
@@ -271,6 +276,7 @@ fn bot_matcher() -> &'static BotMatcher {
         BotMatcher {
             automaton: aho_corasick::AhoCorasick::builder()
                 .ascii_case_insensitive(true)
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
                 .build(patterns)
                 .expect("bot patterns are valid"),
             families,
@@ -286,6 +292,11 @@ pub fn bot_family(user_agent: Option<&str>) -> Option<BotFamily> {
         Some(ua) => ua,
     };
     let m = bot_matcher();
+    // Most User-Agents are browsers: a plain scan rules them out before
+    // the slower search for every overlapping match.
+    if !m.automaton.is_match(ua) {
+        return None;
+    }
     m.automaton
         .find_overlapping_iter(ua)
         .map(|hit| m.families[hit.pattern().as_usize()])
@@ -340,11 +351,13 @@ const SEARCH_DOMAINS: &[&str] = &[
 ];
 
 /// Whether `host` is `domain` or a subdomain of it.
+/// Whether `host` is `domain` or a subdomain of it, ignoring ASCII case.
 fn host_matches(host: &str, domain: &str) -> bool {
-    host == domain
-        || host
-            .strip_suffix(domain)
-            .is_some_and(|rest| rest.ends_with('.'))
+    let (h, d) = (host.as_bytes(), domain.as_bytes());
+    if h.len() < d.len() || !h[h.len() - d.len()..].eq_ignore_ascii_case(d) {
+        return false;
+    }
+    h.len() == d.len() || h[h.len() - d.len() - 1] == b'.'
 }
 
 /// Whether `host` is a Google search host (`google.com`, `www.google.co.uk`, …).
@@ -389,7 +402,7 @@ pub fn view_source(
     };
     if platform_hosts
         .iter()
-        .any(|p| host_matches(&host, &p.to_ascii_lowercase()))
+        .any(|p| host_matches(&host, p))
     {
         return ViewSource::Platform;
     }
@@ -465,18 +478,41 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -
 /// `viewer_key` (SPEC §4): 64 bits of HMAC-SHA256 keyed by the daily salt
 /// over (client IP, User-Agent, org). Never 0, which means "no key".
 pub fn viewer_key(salt: &[u8], ip: IpAddr, user_agent: &str, org_id: &str) -> u64 {
-    let mut m = Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes keys of any length");
-    match ip {
-        IpAddr::V4(v4) => m.update(&v4.octets()),
-        IpAddr::V6(v6) => m.update(&v6.octets()),
+    ViewerKeyer::new(salt).key(ip, user_agent, org_id)
+}
+
+/// [`viewer_key`] with the HMAC key schedule of one salt done once: a
+/// pixel then costs only the hashing of its own input.
+#[derive(Clone)]
+pub struct ViewerKeyer(Hmac<Sha256>);
+
+impl ViewerKeyer {
+    pub fn new(salt: &[u8]) -> Self {
+        ViewerKeyer(Hmac::<Sha256>::new_from_slice(salt).expect("HMAC takes keys of any length"))
     }
-    m.update(b"\0");
-    m.update(user_agent.as_bytes());
-    m.update(b"\0");
-    m.update(org_id.as_bytes());
-    let out = m.finalize().into_bytes();
-    let key = u64::from_be_bytes(out[..8].try_into().expect("8 bytes"));
-    key.max(1)
+
+    /// The viewer key of (client IP, User-Agent, org) under this salt.
+    pub fn key(&self, ip: IpAddr, user_agent: &str, org_id: &str) -> u64 {
+        let mut m = self.0.clone();
+        match ip {
+            IpAddr::V4(v4) => m.update(&v4.octets()),
+            IpAddr::V6(v6) => m.update(&v6.octets()),
+        }
+        m.update(b"\0");
+        m.update(user_agent.as_bytes());
+        m.update(b"\0");
+        m.update(org_id.as_bytes());
+        let out = m.finalize().into_bytes();
+        let key = u64::from_be_bytes(out[..8].try_into().expect("8 bytes"));
+        key.max(1)
+    }
+}
+
+/// The rate limiter's key of a client: (IP, User-Agent) hashed with
+/// `hasher`, a process-local random SipHash key. It never leaves the
+/// process, so a fast keyed hash serves; no raw address is kept.
+pub fn client_key(hasher: &std::hash::RandomState, ip: IpAddr, user_agent: &str) -> u64 {
+    std::hash::BuildHasher::hash_one(hasher, (ip, user_agent))
 }
 
 /// Fixed-window per-client counter: at most `limit` beacons per client per

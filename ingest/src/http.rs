@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -29,7 +30,7 @@ use subtle::ConstantTimeEq;
 
 use crate::beacon::{self, BeaconParams, RateLimiter};
 use crate::config::IngestConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ROUTES};
 use crate::publish::{kind_label, publish_events, BeaconQueue};
 use crate::salt::Salts;
 
@@ -75,7 +76,7 @@ pub struct AppState {
     pixel_keys: BTreeMap<String, Vec<u8>>,
     limiter: Mutex<RateLimiter>,
     /// Process-local random key for rate-limiter client hashes.
-    limiter_key: [u8; 32],
+    limiter_key: std::hash::RandomState,
 }
 
 impl AppState {
@@ -110,8 +111,7 @@ impl AppState {
             metrics.bots.with_label_values(&[family.as_str()]);
         }
         let limiter = Mutex::new(RateLimiter::new(config.rate_limit_per_minute, 1_000_000));
-        let mut limiter_key = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut limiter_key);
+        let limiter_key = std::hash::RandomState::new();
         AppState {
             config,
             partitions,
@@ -145,27 +145,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by matched route and status.
+/// Counts every request by route (`other` for unknown paths) and status.
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    const ROUTES: [&str; 8] = [
-        "/p.gif",
-        "/s.gif",
-        "/v1/beacon",
-        "/v1/events",
-        "/v1/share.js",
-        "/healthz",
-        "/readyz",
-        "/metrics",
-    ];
     let route = ROUTES
         .into_iter()
         .find(|r| *r == req.uri().path())
         .unwrap_or("other");
     let response = next.run(req).await;
-    s.metrics
-        .http_requests
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+    s.metrics.count_request(route, response.status().as_u16());
     response
 }
 
@@ -187,11 +174,9 @@ fn gif() -> Response {
 async fn view_pixel(
     State(s): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    req: Request,
 ) -> Response {
-    let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
-    s.take_beacon(EventType::Viewed, &params, peer.ip(), &headers)
+    s.take_pixel(EventType::Viewed, peer, &req.into_parts().0)
         .await;
     gif()
 }
@@ -199,11 +184,9 @@ async fn view_pixel(
 async fn share_pixel(
     State(s): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    req: Request,
 ) -> Response {
-    let params = BeaconParams::from_query(query.as_deref().unwrap_or(""));
-    s.take_beacon(EventType::Shared, &params, peer.ip(), &headers)
+    s.take_pixel(EventType::Shared, peer, &req.into_parts().0)
         .await;
     gif()
 }
@@ -232,9 +215,9 @@ struct BeaconBody {
 async fn send_beacon(
     State(s): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    req: Request,
 ) -> StatusCode {
+    let (parts, body) = req.into_parts();
     let parsed = read_body(body, MAX_BEACON_BODY, s.body_deadline())
         .await
         .ok()
@@ -262,7 +245,8 @@ async fn send_beacon(
         src: b.src,
         channel: b.channel,
     };
-    s.take_beacon(kind, &params, peer.ip(), &headers).await;
+    s.take_beacon(kind, params, peer.ip(), &parts.headers)
+        .await;
     StatusCode::NO_CONTENT
 }
 
@@ -276,12 +260,20 @@ impl AppState {
         Duration::from_secs(self.config.header_read_timeout_secs)
     }
 
+    /// [`Self::take_beacon`] for a pixel: the parameters come from the
+    /// query string, headers are read in place.
+    async fn take_pixel(&self, kind: EventType, peer: SocketAddr, req: &Parts) {
+        let params = BeaconParams::from_query(req.uri.query().unwrap_or(""));
+        self.take_beacon(kind, params, peer.ip(), &req.headers)
+            .await;
+    }
+
     /// Validates a pixel or beacon and queues its event; the outcome goes
     /// to metrics only.
     async fn take_beacon(
         &self,
         kind: EventType,
-        p: &BeaconParams,
+        p: BeaconParams,
         peer: IpAddr,
         headers: &HeaderMap,
     ) {
@@ -292,7 +284,7 @@ impl AppState {
     async fn beacon_outcome(
         &self,
         kind: EventType,
-        p: &BeaconParams,
+        p: BeaconParams,
         peer: IpAddr,
         headers: &HeaderMap,
     ) -> &'static str {
@@ -331,7 +323,7 @@ impl AppState {
             &self.config.trusted_proxies,
         );
         let now = Utc::now();
-        let client = beacon::viewer_key(&self.limiter_key, ip, user_agent, "");
+        let client = beacon::client_key(&self.limiter_key, ip, user_agent);
         if !self
             .limiter
             .lock()
@@ -341,7 +333,7 @@ impl AppState {
             return "rate_limited";
         }
         let (source, country, viewer_key) = if kind == EventType::Viewed {
-            let salt = self.salts.salt(now.date_naive()).await;
+            let keyer = self.salts.keyer(now.date_naive()).await;
             let country = if self.config.country_header.is_empty() {
                 None
             } else {
@@ -356,7 +348,7 @@ impl AppState {
                     &self.config.platform_hosts,
                 )),
                 country,
-                Some(beacon::viewer_key(&salt, ip, user_agent, &p.org_id)),
+                Some(keyer.key(ip, user_agent, &p.org_id)),
             )
         } else {
             (None, None, None)
@@ -366,10 +358,10 @@ impl AppState {
             kind,
             occurred_at: now,
             received_at: now,
-            org_id: p.org_id.clone(),
-            issuer_id: p.issuer_id.clone(),
-            badge_class_id: p.badge_class_id.clone(),
-            assertion_id: p.assertion_id.clone(),
+            org_id: p.org_id,
+            issuer_id: p.issuer_id,
+            badge_class_id: p.badge_class_id,
+            assertion_id: p.assertion_id,
             award_method: None,
             channel,
             source,

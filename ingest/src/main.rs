@@ -16,6 +16,12 @@ use badgepulse_ingest::metrics::Metrics;
 use badgepulse_ingest::publish::{self, BatcherConfig};
 use badgepulse_ingest::{http, salt};
 
+/// A pixel request allocates a few dozen small blocks (query fields, the
+/// event, the response); mimalloc's thread-local free lists serve them for
+/// less than half of glibc malloc's cost (issue 3's profile).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "badgepulse-ingest", version, about)]
 struct Cli {

@@ -14,7 +14,8 @@
 //! request on NATS (a full queue drops the beacon and counts it).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
@@ -22,7 +23,7 @@ use badgepulse_contract::event::{encode_payload, Event, EventType};
 use badgepulse_contract::subject::{event_subject, partition_of, BEACON_HEADER};
 use bytes::Bytes;
 use rand::Rng;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
@@ -83,23 +84,52 @@ pub async fn publish_events(
     outcome
 }
 
+/// Beacons taken by pixel requests and not yet grouped into batches.
+struct Pending {
+    events: Mutex<Vec<Event>>,
+    capacity: usize,
+    /// Rings when the buffer gains its first beacon, fills a batch, or
+    /// closes: the batcher sleeps otherwise, so a pixel request does not
+    /// wake it (and a parked worker thread) for each beacon.
+    bell: Notify,
+    closed: AtomicBool,
+}
+
 /// The pixel side of the queue: never waits.
 #[derive(Clone)]
 pub struct BeaconQueue {
-    tx: mpsc::Sender<Event>,
+    sender: Arc<Sender>,
     metrics: Metrics,
+    max_beacons: usize,
+}
+
+/// Closes the queue when the last [`BeaconQueue`] clone is dropped.
+struct Sender(Arc<Pending>);
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.bell.notify_waiters();
+    }
 }
 
 impl BeaconQueue {
     /// Hands a beacon to the batcher; false (and nothing queued) when full.
     pub fn offer(&self, event: Event) -> bool {
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                self.metrics.buffer_depth.inc();
-                true
+        let pending = &self.sender.0;
+        let depth = {
+            let mut events = pending.events.lock().expect("beacon buffer lock");
+            if events.len() >= pending.capacity {
+                return false;
             }
-            Err(_) => false,
+            events.push(event);
+            events.len()
+        };
+        self.metrics.buffer_depth.inc();
+        if depth == 1 || depth % self.max_beacons == 0 {
+            pending.bell.notify_waiters();
         }
+        true
     }
 }
 
@@ -123,17 +153,26 @@ pub fn spawn_batcher(
     metrics: Metrics,
     give_up: tokio_util::sync::CancellationToken,
 ) -> (BeaconQueue, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(config.capacity);
+    let pending = Arc::new(Pending {
+        events: Mutex::new(Vec::new()),
+        capacity: config.capacity,
+        bell: Notify::new(),
+        closed: AtomicBool::new(false),
+    });
     let queue = BeaconQueue {
-        tx,
+        sender: Arc::new(Sender(pending.clone())),
         metrics: metrics.clone(),
+        max_beacons: config.max_beacons.max(1),
     };
-    let handle = tokio::spawn(run_batcher(rx, js, config, metrics, give_up));
+    let handle = tokio::spawn(run_batcher(pending, js, config, metrics, give_up));
     (queue, handle)
 }
 
+/// Every `max_delay` after the first beacon of a round (sooner when a
+/// batch fills), takes the whole buffer, groups it by (partition, type)
+/// and publishes each group in batches of at most `max_beacons`.
 async fn run_batcher(
-    mut rx: mpsc::Receiver<Event>,
+    pending: Arc<Pending>,
     js: jetstream::Context,
     config: BatcherConfig,
     metrics: Metrics,
@@ -141,52 +180,55 @@ async fn run_batcher(
 ) {
     let inflight = Arc::new(Semaphore::new(config.max_inflight));
     let mut tasks = JoinSet::new();
-    let mut groups: HashMap<(u16, EventType), Vec<Event>> = HashMap::new();
-    let mut oldest: Option<Instant> = None;
-    let mut buf = Vec::with_capacity(1024);
+    let max_beacons = config.max_beacons.max(1);
+    let mut taken = Vec::new();
     loop {
-        let wait = oldest.map_or(Duration::from_secs(3600), |t| {
-            config.max_delay.saturating_sub(t.elapsed())
-        });
-        let received = tokio::select! {
-            n = rx.recv_many(&mut buf, 1024) => Some(n),
-            _ = tokio::time::sleep(wait) => None,
-        };
-        match received {
-            Some(0) => break,
-            Some(_) => {
-                for e in buf.drain(..) {
-                    let key = (partition_of(&e.org_id, config.partitions), e.kind);
-                    let group = groups.entry(key).or_default();
-                    group.push(e);
-                    if group.len() >= config.max_beacons {
-                        let batch = std::mem::take(group);
-                        launch(
-                            &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, batch,
-                        )
-                        .await;
-                    }
-                }
-                oldest.get_or_insert_with(Instant::now);
+        let closed = pending.closed.load(Ordering::Acquire);
+        if !closed {
+            // Armed before each look at the buffer, so a ring between the
+            // look and the wait is not missed (rings store no permits).
+            let first = pending.bell.notified();
+            tokio::pin!(first);
+            first.as_mut().enable();
+            if pending.events.lock().expect("beacon buffer lock").is_empty() {
+                first.await;
             }
-            None => {
-                for (key, group) in groups.iter_mut().filter(|(_, g)| !g.is_empty()) {
-                    let batch = std::mem::take(group);
-                    launch(
-                        &mut tasks, &inflight, &js, &config, &metrics, &give_up, *key, batch,
-                    )
-                    .await;
+            // The first beacon of a round waits `max_delay` for company,
+            // unless a full batch or the closing rings the bell again.
+            let more = pending.bell.notified();
+            tokio::pin!(more);
+            more.as_mut().enable();
+            let full = pending.events.lock().expect("beacon buffer lock").len() >= max_beacons;
+            if !full && !pending.closed.load(Ordering::Acquire) {
+                tokio::select! {
+                    () = more => {}
+                    () = tokio::time::sleep(config.max_delay) => {}
                 }
-                oldest = None;
+            }
+        }
+        std::mem::swap(
+            &mut *pending.events.lock().expect("beacon buffer lock"),
+            &mut taken,
+        );
+        let mut groups: HashMap<(u16, EventType), Vec<Event>> = HashMap::new();
+        for e in taken.drain(..) {
+            let key = (partition_of(&e.org_id, config.partitions), e.kind);
+            groups.entry(key).or_default().push(e);
+        }
+        for (key, mut group) in groups {
+            while !group.is_empty() {
+                let rest = group.split_off(group.len().min(max_beacons));
+                let batch = std::mem::replace(&mut group, rest);
+                launch(
+                    &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, batch,
+                )
+                .await;
             }
         }
         while tasks.try_join_next().is_some() {}
-    }
-    for (key, group) in groups.into_iter().filter(|(_, g)| !g.is_empty()) {
-        launch(
-            &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, group,
-        )
-        .await;
+        if closed {
+            break;
+        }
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -15,6 +15,8 @@ use badgepulse_contract::subject::SALT_BUCKET;
 use chrono::NaiveDate;
 use rand::RngCore;
 
+use crate::beacon::ViewerKeyer;
+
 /// How long a salt lives in the bucket.
 pub const SALT_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
 
@@ -22,6 +24,7 @@ pub const SALT_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
 struct Cached {
     day: NaiveDate,
     salt: Arc<[u8]>,
+    keyer: Arc<ViewerKeyer>,
     /// Whether it came from the shared bucket (else a local stand-in).
     shared: bool,
     fetched: Instant,
@@ -56,20 +59,28 @@ impl Salts {
         fresh.then_some(c)
     }
 
-    /// The salt of `day` (UTC).
-    pub async fn salt(&self, day: NaiveDate) -> Arc<[u8]> {
+    /// The viewer keyer of `day`'s salt (UTC).
+    pub async fn keyer(&self, day: NaiveDate) -> Arc<ViewerKeyer> {
         if let Some(c) = self.cached_for(day) {
-            return c.salt;
+            return c.keyer;
         }
+        // Boxed: the fetch's state machine is large, and a pixel request's
+        // future, moved on every request, must not carry it inline.
+        Box::pin(self.refresh(day)).await
+    }
+
+    /// Fetches (or stands in for) `day`'s salt and caches its keyer.
+    async fn refresh(&self, day: NaiveDate) -> Arc<ViewerKeyer> {
         let _guard = self.refresh.lock().await;
         if let Some(c) = self.cached_for(day) {
-            return c.salt;
+            return c.keyer;
         }
         let previous = self.cached.read().expect("salt lock").clone();
         let cached = match tokio::time::timeout(Duration::from_secs(2), self.shared_salt(day)).await
         {
             Ok(Ok(salt)) => Cached {
                 day,
+                keyer: Arc::new(ViewerKeyer::new(&salt)),
                 salt: salt.into(),
                 shared: true,
                 fetched: Instant::now(),
@@ -88,15 +99,16 @@ impl Salts {
                 };
                 Cached {
                     day,
+                    keyer: Arc::new(ViewerKeyer::new(&salt)),
                     salt,
                     shared: false,
                     fetched: Instant::now(),
                 }
             }
         };
-        let salt = cached.salt.clone();
+        let keyer = cached.keyer.clone();
         *self.cached.write().expect("salt lock") = Some(cached);
-        salt
+        keyer
     }
 
     async fn bucket(&self) -> Result<kv::Store, async_nats::Error> {
