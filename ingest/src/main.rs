@@ -16,12 +16,6 @@ use badgepulse_ingest::metrics::Metrics;
 use badgepulse_ingest::publish::{self, BatcherConfig};
 use badgepulse_ingest::{http, salt};
 
-/// A pixel request allocates a few dozen small blocks (query fields, the
-/// event, the response); mimalloc's thread-local free lists serve them for
-/// less than half of glibc malloc's cost (issue 3's profile).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(name = "badgepulse-ingest", version, about)]
 struct Cli {
@@ -102,9 +96,16 @@ async fn main() -> anyhow::Result<()> {
                 badgepulse_contract::event::check_id(field, v)?;
             }
             let base = &config.ingest.public_url;
-            println!("{}", pixel_url(base, &kid, key.as_bytes(), &ids));
-            println!("{}", embed_snippet(base, &kid, key.as_bytes(), &ids));
-            Ok(())
+            let out = format!(
+                "{}\n{}\n",
+                pixel_url(base, &kid, key.as_bytes(), &ids),
+                embed_snippet(base, &kid, key.as_bytes(), &ids)
+            );
+            // A reader that stops early (`sign-url | head -1`) is not an error.
+            match std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes()) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                written => Ok(written?),
+            }
         }
     }
 }

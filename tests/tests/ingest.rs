@@ -670,3 +670,28 @@ async fn sigterm_during_a_nats_outage_exits_after_the_drain_deadline() {
         "the lost batch is logged: {log}"
     );
 }
+
+/// `sign-url | head -1`: a reader that closes the pipe before the output is
+/// written must not make the command fail (it used to panic on EPIPE).
+#[test]
+fn sign_url_into_a_closed_pipe_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ingest.toml");
+    std::fs::write(&config, format!("[ingest.pixel_keys]\nk1 = \"{KEY}\"\n")).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(badgepulse_tests::workspace_bin("badgepulse-ingest"))
+        .arg("--config")
+        .arg(&config)
+        .args(["sign-url", "--org", "o", "--issuer", "i", "--badge-class", "b"])
+        .args(["--assertion", "a"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sign-url into a closed pipe: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
