@@ -309,8 +309,10 @@ mod tests {
 
     #[test]
     fn nats_url_takes_a_server_list() {
-        let mut n = NatsConfig::default();
-        n.url = "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into();
+        let mut n = NatsConfig {
+            url: "nats://127.0.0.1:4222, nats://127.0.0.1:4223".into(),
+            ..Default::default()
+        };
         assert_eq!(n.server_addrs().unwrap().len(), 2);
         n.url = "nats://127.0.0.1:notaport".into();
         assert!(n.validate().unwrap_err().starts_with("nats.url"));
@@ -318,11 +320,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
-        let mut c = ClickHouseConfig::default();
-        c.database = "bad-name".into();
+        let c = ClickHouseConfig {
+            database: "bad-name".into(),
+            ..Default::default()
+        };
         assert!(c.validate().unwrap_err().contains("clickhouse.database"));
-        let mut n = NatsConfig::default();
-        n.partitions = 0;
+        let n = NatsConfig {
+            partitions: 0,
+            ..Default::default()
+        };
         assert!(n.validate().unwrap_err().contains("nats.partitions"));
     }
 }

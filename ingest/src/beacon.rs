@@ -400,10 +400,7 @@ pub fn view_source(
     let Some(host) = referer_host(referer) else {
         return ViewSource::Other;
     };
-    if platform_hosts
-        .iter()
-        .any(|p| host_matches(&host, p))
-    {
+    if platform_hosts.iter().any(|p| host_matches(&host, p)) {
         return ViewSource::Platform;
     }
     if ["linkedin.com", "lnkd.in"]

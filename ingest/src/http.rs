@@ -245,12 +245,11 @@ async fn send_beacon(
         src: b.src,
         channel: b.channel,
     };
-    s.take_beacon(kind, params, peer.ip(), &parts.headers)
-        .await;
+    s.take_beacon(kind, params, peer.ip(), &parts.headers).await;
     StatusCode::NO_CONTENT
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

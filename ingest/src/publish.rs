@@ -126,7 +126,7 @@ impl BeaconQueue {
             events.len()
         };
         self.metrics.buffer_depth.inc();
-        if depth == 1 || depth % self.max_beacons == 0 {
+        if depth == 1 || depth.is_multiple_of(self.max_beacons) {
             pending.bell.notify_waiters();
         }
         true
@@ -190,7 +190,12 @@ async fn run_batcher(
             let first = pending.bell.notified();
             tokio::pin!(first);
             first.as_mut().enable();
-            if pending.events.lock().expect("beacon buffer lock").is_empty() {
+            if pending
+                .events
+                .lock()
+                .expect("beacon buffer lock")
+                .is_empty()
+            {
                 first.await;
             }
             // The first beacon of a round waits `max_delay` for company,
@@ -313,7 +318,7 @@ async fn publish_batch(
                     .publish_failures
                     .with_label_values(&["beacon_batch"])
                     .inc();
-                if attempt % 10 == 0 {
+                if attempt.is_multiple_of(10) {
                     tracing::warn!(error = %e, beacons = n, batch_id, attempt, "beacon batch publish failed; retrying");
                 }
                 attempt += 1;
