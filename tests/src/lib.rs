@@ -458,16 +458,24 @@ impl Drop for Service {
 }
 
 /// Starts aggregator, ingest and exporter with one `config` and waits until
-/// each answers `/readyz` on its port (`ready_ports`, any order).
+/// each answers `/readyz` on its port (`ready_ports`, any order). The
+/// services come back in that order: aggregator, ingest, exporter.
 pub async fn start_services(config: &str, ready_ports: &[u16]) -> Vec<Service> {
-    let services = [
-        "badgepulse-aggregator",
-        "badgepulse-ingest",
-        "badgepulse-exporter",
-    ]
-    .iter()
-    .map(|bin| Service::start(bin, config, &[]))
-    .collect();
+    start_services_split(config, config, ready_ports).await
+}
+
+/// [`start_services`] with the aggregator on a config of its own (e.g. one
+/// that reaches ClickHouse through a proxy).
+pub async fn start_services_split(
+    aggregator_config: &str,
+    config: &str,
+    ready_ports: &[u16],
+) -> Vec<Service> {
+    let services = vec![
+        Service::start("badgepulse-aggregator", aggregator_config, &[]),
+        Service::start("badgepulse-ingest", config, &[]),
+        Service::start("badgepulse-exporter", config, &[]),
+    ];
     for port in ready_ports {
         wait_http(
             &format!("http://127.0.0.1:{port}/readyz"),
@@ -477,6 +485,171 @@ pub async fn start_services(config: &str, ready_ports: &[u16]) -> Vec<Service> {
         .unwrap_or_else(|e| panic!("{e}"));
     }
     services
+}
+
+/// The HTTP ports of ingest, the aggregator's admin server and the exporter.
+#[derive(Debug, Clone, Copy)]
+pub struct StackPorts {
+    pub ingest: u16,
+    pub aggregator: u16,
+    pub exporter: u16,
+}
+
+impl StackPorts {
+    /// Three ports that were free a moment ago.
+    pub fn free() -> StackPorts {
+        StackPorts {
+            ingest: free_port(),
+            aggregator: free_port(),
+            exporter: free_port(),
+        }
+    }
+
+    /// Ingest, aggregator, exporter: what [`start_services`] waits on.
+    pub fn all(&self) -> [u16; 3] {
+        [self.ingest, self.aggregator, self.exporter]
+    }
+}
+
+/// `[ingest]` keys of a deployment behind a proxy (Cloudflare-style
+/// country header), as most end-to-end tests configure it.
+pub const INGEST_BEHIND_PROXY: &str = "platform_hosts = [\"badges.example.org\"]
+trusted_proxies = [\"127.0.0.1/32\"]
+country_header = \"CF-IPCountry\"
+";
+
+/// The one config file of the three services in an end-to-end test: NATS,
+/// ClickHouse and the three binds, plus whatever a test adds. Tokens and
+/// API keys are given in plain text and written as their SHA-256.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    nats_url: String,
+    clickhouse_url: String,
+    database: String,
+    ports: StackPorts,
+    ingest: String,
+    pixel_keys: Vec<(String, String)>,
+    tokens: Vec<(String, Vec<String>)>,
+    aggregator: String,
+    exporter: String,
+    api_keys: Vec<(String, String)>,
+}
+
+impl StackConfig {
+    /// `[clickhouse] database = database` on `clickhouse_url`; nothing but
+    /// the binds in the services' sections yet.
+    pub fn new(nats_url: &str, clickhouse_url: &str, database: &str, ports: StackPorts) -> Self {
+        StackConfig {
+            nats_url: nats_url.to_owned(),
+            clickhouse_url: clickhouse_url.to_owned(),
+            database: database.to_owned(),
+            ports,
+            ingest: String::new(),
+            pixel_keys: Vec::new(),
+            tokens: Vec::new(),
+            aggregator: String::new(),
+            exporter: String::new(),
+            api_keys: Vec::new(),
+        }
+    }
+
+    /// Appends `key = value` lines to `[ingest]`.
+    pub fn ingest(mut self, toml: &str) -> Self {
+        push_lines(&mut self.ingest, toml);
+        self
+    }
+
+    /// Adds `kid = "key"` to `[ingest.pixel_keys]`.
+    pub fn pixel_key(mut self, kid: &str, key: &str) -> Self {
+        self.pixel_keys.push((kid.to_owned(), key.to_owned()));
+        self
+    }
+
+    /// Adds an `[[ingest.tokens]]` entry for the plain-text `token`.
+    pub fn token(mut self, token: &str, orgs: &[&str]) -> Self {
+        self.tokens.push((
+            token.to_owned(),
+            orgs.iter().map(|o| (*o).to_owned()).collect(),
+        ));
+        self
+    }
+
+    /// Appends `key = value` lines to `[aggregator]`.
+    pub fn aggregator(mut self, toml: &str) -> Self {
+        push_lines(&mut self.aggregator, toml);
+        self
+    }
+
+    /// Appends `key = value` lines to `[exporter]`.
+    pub fn exporter(mut self, toml: &str) -> Self {
+        push_lines(&mut self.exporter, toml);
+        self
+    }
+
+    /// Adds an `[[exporter.api_keys]]` entry for the plain-text `key`.
+    pub fn api_key(mut self, key: &str, scope: &str) -> Self {
+        self.api_keys.push((key.to_owned(), scope.to_owned()));
+        self
+    }
+
+    /// The same config with another ClickHouse URL (e.g. a proxy's).
+    pub fn with_clickhouse_url(&self, url: &str) -> Self {
+        StackConfig {
+            clickhouse_url: url.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The config file's text.
+    pub fn toml(&self) -> String {
+        let StackPorts {
+            ingest,
+            aggregator,
+            exporter,
+        } = self.ports;
+        let mut t = format!(
+            "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\
+             [ingest]\nbind = \"127.0.0.1:{ingest}\"\n{}",
+            self.nats_url, self.clickhouse_url, self.database, self.ingest
+        );
+        if !self.pixel_keys.is_empty() {
+            t.push_str("[ingest.pixel_keys]\n");
+            for (kid, key) in &self.pixel_keys {
+                t.push_str(&format!("{kid} = \"{key}\"\n"));
+            }
+        }
+        for (token, orgs) in &self.tokens {
+            let orgs: Vec<String> = orgs.iter().map(|o| format!("\"{o}\"")).collect();
+            t.push_str(&format!(
+                "[[ingest.tokens]]\nsha256 = \"{}\"\norgs = [{}]\n",
+                sha256_hex(token),
+                orgs.join(", ")
+            ));
+        }
+        t.push_str(&format!(
+            "[aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\n{}",
+            self.aggregator
+        ));
+        t.push_str(&format!(
+            "[exporter]\nbind = \"127.0.0.1:{exporter}\"\n{}",
+            self.exporter
+        ));
+        for (key, scope) in &self.api_keys {
+            t.push_str(&format!(
+                "[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"{scope}\"\n",
+                sha256_hex(key)
+            ));
+        }
+        t
+    }
+}
+
+/// Appends `toml` to `section`, ending it with a newline.
+fn push_lines(section: &mut String, toml: &str) {
+    section.push_str(toml);
+    if !section.is_empty() && !section.ends_with('\n') {
+        section.push('\n');
+    }
 }
 
 /// Lowercase hex SHA-256, as configured for tokens and API keys.

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
-    eventually, free_port, sha256_hex, start_services, ClickHouse, Nats, Service,
+    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+    INGEST_BEHIND_PROXY,
 };
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -461,49 +462,23 @@ struct Stack {
 async fn start_stack() -> Stack {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let (ingest, aggregator, exporter) = (free_port(), free_port(), free_port());
-    let mut config = format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{ch}"
-database = "{DB}"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-platform_hosts = ["badges.example.org"]
-trusted_proxies = ["127.0.0.1/32"]
-country_header = "CF-IPCountry"
-[ingest.pixel_keys]
-k1 = "{PIXEL_KEY}"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["*"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-flush_interval_ms = 100
-retention_minute_days = 3
-retention_hour_days = 6
-[exporter]
-bind = "127.0.0.1:{exporter}"
-min_awarded = {MIN_AWARDED}
-rollup_minute_days = 3
-rollup_hour_days = 6
-"#,
-        nats = nats.url(),
-        ch = ch.url(),
-        token = sha256_hex(TOKEN),
-    );
-    for (key, scope) in KEYS {
-        config.push_str(&format!(
-            "[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"{scope}\"\n",
-            sha256_hex(key)
+    let ports = StackPorts::free();
+    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+        .ingest(INGEST_BEHIND_PROXY)
+        .pixel_key("k1", PIXEL_KEY)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100\nretention_minute_days = 3\nretention_hour_days = 6")
+        .exporter(&format!(
+            "min_awarded = {MIN_AWARDED}\nrollup_minute_days = 3\nrollup_hour_days = 6"
         ));
+    for (key, scope) in KEYS {
+        config = config.api_key(key, scope);
     }
-    let services = start_services(&config, &[ingest, aggregator, exporter]).await;
+    let services = start_services(&config.toml(), &ports.all()).await;
     Stack {
         ch,
-        ingest_url: format!("http://127.0.0.1:{ingest}"),
-        exporter_url: format!("http://127.0.0.1:{exporter}"),
+        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
+        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
         _nats: nats,
         _services: services,
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use badgepulse_tests::{
-    eventually, free_port, sha256_hex, start_services, ClickHouse, Nats, Service,
+    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -135,40 +135,19 @@ struct Stack {
 async fn start_stack() -> Stack {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let (ingest, aggregator, exporter) = (free_port(), free_port(), free_port());
-    let mut config = format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{ch}"
-database = "{DB}"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["*"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-flush_interval_ms = 100
-[exporter]
-bind = "127.0.0.1:{exporter}"
-min_awarded = 5
-"#,
-        nats = nats.url(),
-        ch = ch.url(),
-        token = sha256_hex(TOKEN),
-    );
+    let ports = StackPorts::free();
+    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("min_awarded = 5");
     for (key, scope) in KEYS {
-        config.push_str(&format!(
-            "[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"{scope}\"\n",
-            sha256_hex(key)
-        ));
+        config = config.api_key(key, scope);
     }
-    let services = start_services(&config, &[ingest, aggregator, exporter]).await;
+    let services = start_services(&config.toml(), &ports.all()).await;
     Stack {
         ch,
-        ingest_url: format!("http://127.0.0.1:{ingest}"),
-        exporter_url: format!("http://127.0.0.1:{exporter}"),
+        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
+        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
         _nats: nats,
         _services: services,
     }

@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use badgepulse_loadgen::{check, plan, send, Pipeline, Plan, Target};
 use badgepulse_tests::{
-    eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Nats, Service,
+    eventually, metric_value, scrape, start_services_split, wait_http, ClickHouse, Nats, Service,
+    StackConfig, StackPorts, INGEST_BEHIND_PROXY,
 };
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -100,47 +101,21 @@ impl Drop for Proxy {
 struct Stack {
     nats: Nats,
     ch: ClickHouse,
-    ports: (u16, u16, u16),
+    ports: StackPorts,
     config: String,
     services: Vec<Service>,
     _proxy: Option<Proxy>,
 }
 
-fn config(nats: &Nats, clickhouse_url: &str, ports: (u16, u16, u16)) -> String {
-    format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{clickhouse_url}"
-database = "faults"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-platform_hosts = ["badges.example.org"]
-trusted_proxies = ["127.0.0.1/32"]
-country_header = "CF-IPCountry"
-rate_limit_per_minute = 1000000000
-[ingest.pixel_keys]
-k1 = "{PIXEL_KEY}"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["*"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-flush_interval_ms = 100
-[exporter]
-bind = "127.0.0.1:{exporter}"
-refresh_interval_secs = 1
-[[exporter.api_keys]]
-sha256 = "{api_key}"
-scope = "admin"
-"#,
-        nats = nats.url(),
-        ingest = ports.0,
-        aggregator = ports.1,
-        exporter = ports.2,
-        token = sha256_hex(TOKEN),
-        api_key = sha256_hex(API_KEY),
-    )
+fn config(nats: &Nats, clickhouse_url: &str, ports: StackPorts) -> StackConfig {
+    StackConfig::new(&nats.url(), clickhouse_url, "faults", ports)
+        .ingest(INGEST_BEHIND_PROXY)
+        .ingest("rate_limit_per_minute = 1000000000")
+        .pixel_key("k1", PIXEL_KEY)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("refresh_interval_secs = 1")
+        .api_key(API_KEY, "admin")
 }
 
 /// NATS, ClickHouse and the three services; with `proxied`, the
@@ -152,7 +127,7 @@ async fn stack(proxied: bool) -> (Stack, Option<Arc<Proxy>>) {
 /// [`stack`] on a given ClickHouse server.
 async fn stack_on(ch: ClickHouse, proxied: bool) -> (Stack, Option<Arc<Proxy>>) {
     let nats = Nats::start().await;
-    let ports = (free_port(), free_port(), free_port());
+    let ports = StackPorts::free();
     let config = config(&nats, &ch.url(), ports);
     let proxy = if proxied {
         Some(Arc::new(
@@ -162,22 +137,11 @@ async fn stack_on(ch: ClickHouse, proxied: bool) -> (Stack, Option<Arc<Proxy>>) 
         None
     };
     let aggregator_config = match &proxy {
-        Some(p) => config.replace(&ch.url(), &p.url()),
-        None => config.clone(),
+        Some(p) => config.with_clickhouse_url(&p.url()).toml(),
+        None => config.toml(),
     };
-    let services = vec![
-        Service::start("badgepulse-aggregator", &aggregator_config, &[]),
-        Service::start("badgepulse-ingest", &config, &[]),
-        Service::start("badgepulse-exporter", &config, &[]),
-    ];
-    for port in [ports.0, ports.1, ports.2] {
-        wait_http(
-            &format!("http://127.0.0.1:{port}/readyz"),
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    }
+    let config = config.toml();
+    let services = start_services_split(&aggregator_config, &config, &ports.all()).await;
     (
         Stack {
             nats,
@@ -193,7 +157,7 @@ async fn stack_on(ch: ClickHouse, proxied: bool) -> (Stack, Option<Arc<Proxy>>) 
 
 fn target(stack: &Stack) -> Target {
     Target {
-        ingest: format!("http://127.0.0.1:{}", stack.ports.0),
+        ingest: format!("http://127.0.0.1:{}", stack.ports.ingest),
         token: TOKEN.into(),
         kid: "k1".into(),
         key: PIXEL_KEY.into(),
@@ -205,7 +169,11 @@ fn target(stack: &Stack) -> Target {
 }
 
 async fn clickhouse_errors(stack: &Stack) -> f64 {
-    let m = scrape(&format!("http://127.0.0.1:{}/metrics", stack.ports.1)).await;
+    let m = scrape(&format!(
+        "http://127.0.0.1:{}/metrics",
+        stack.ports.aggregator
+    ))
+    .await;
     metric_value(&m, "badgepulse_aggregator_clickhouse_errors_total", &[])
 }
 
@@ -213,7 +181,7 @@ async fn overview(stack: &Stack, org: &str) -> Value {
     reqwest::Client::new()
         .get(format!(
             "http://127.0.0.1:{}/api/v1/overview?org={org}",
-            stack.ports.2
+            stack.ports.exporter
         ))
         .bearer_auth(API_KEY)
         .send()
@@ -248,7 +216,7 @@ async fn check_ledger(stack: &Stack, plan: &Plan) {
         0
     );
     let pipeline = Pipeline {
-        exporter: format!("http://127.0.0.1:{}", stack.ports.2),
+        exporter: format!("http://127.0.0.1:{}", stack.ports.exporter),
         api_key: API_KEY.into(),
         clickhouse: Some((stack.ch.url(), "faults".into())),
     };
@@ -321,7 +289,7 @@ async fn clickhouse_read_only_for_a_while_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_and_exporter_sigkilled_and_restarted_lose_nothing_answered() {
     let (mut stack, _) = stack(false).await;
-    let url = format!("http://127.0.0.1:{}/v1/events", stack.ports.0);
+    let url = format!("http://127.0.0.1:{}/v1/events", stack.ports.ingest);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
@@ -407,7 +375,7 @@ async fn ingest_and_exporter_sigkilled_and_restarted_lose_nothing_answered() {
     stack.services[2].kill();
     stack.services[2] = Service::start("badgepulse-exporter", &stack.config, &[]);
     wait_http(
-        &format!("http://127.0.0.1:{}/readyz", stack.ports.2),
+        &format!("http://127.0.0.1:{}/readyz", stack.ports.exporter),
         Duration::from_secs(60),
     )
     .await

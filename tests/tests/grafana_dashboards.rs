@@ -37,7 +37,8 @@ use std::time::Duration;
 use badgepulse_aggregator::schema::Schema;
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
-    eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Prometheus, Service,
+    eventually, start_services, ClickHouse, Nats, Prometheus, StackConfig, StackPorts,
+    INGEST_BEHIND_PROXY,
 };
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{json, Value};
@@ -914,41 +915,15 @@ const API_KEY: &str = "grafana-test-admin-key";
 const PIXEL_KEY: &str = "grafana-test-pixel-key-0123456789";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
-fn config(nats: &Nats, ch: &ClickHouse, ports: (u16, u16, u16)) -> String {
-    format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{ch}"
-database = "{DB}"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-platform_hosts = ["badges.example.org"]
-trusted_proxies = ["127.0.0.1/32"]
-country_header = "CF-IPCountry"
-[ingest.pixel_keys]
-k1 = "{PIXEL_KEY}"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["*"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-flush_interval_ms = 100
-[exporter]
-bind = "127.0.0.1:{exporter}"
-refresh_interval_secs = 1
-[[exporter.api_keys]]
-sha256 = "{api_key}"
-scope = "admin"
-"#,
-        nats = nats.url(),
-        ch = ch.url(),
-        ingest = ports.0,
-        aggregator = ports.1,
-        exporter = ports.2,
-        token = sha256_hex(TOKEN),
-        api_key = sha256_hex(API_KEY),
-    )
+fn config(nats: &Nats, ch: &ClickHouse, ports: StackPorts) -> String {
+    StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+        .ingest(INGEST_BEHIND_PROXY)
+        .pixel_key("k1", PIXEL_KEY)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("refresh_interval_secs = 1")
+        .api_key(API_KEY, "admin")
+        .toml()
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -1354,21 +1329,12 @@ fn sorted_lines(s: &str) -> Vec<&str> {
 async fn every_panel_query_runs_on_real_data() {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let ports = (free_port(), free_port(), free_port());
+    let ports = StackPorts::free();
     let cfg = config(&nats, &ch, ports);
-    let _services = [
-        Service::start("badgepulse-aggregator", &cfg, &[]),
-        Service::start("badgepulse-ingest", &cfg, &[]),
-        Service::start("badgepulse-exporter", &cfg, &[]),
-    ];
-    let ingest = format!("127.0.0.1:{}", ports.0);
-    let aggregator = format!("127.0.0.1:{}", ports.1);
-    let exporter = format!("127.0.0.1:{}", ports.2);
-    for addr in [&ingest, &aggregator, &exporter] {
-        wait_http(&format!("http://{addr}/readyz"), Duration::from_secs(60))
-            .await
-            .unwrap();
-    }
+    let _services = start_services(&cfg, &ports.all()).await;
+    let ingest = format!("127.0.0.1:{}", ports.ingest);
+    let aggregator = format!("127.0.0.1:{}", ports.aggregator);
+    let exporter = format!("127.0.0.1:{}", ports.exporter);
     // Prometheus scrapes the services from the start, with the real rules.
     let rules = root().join("deploy/prometheus/rules/badgepulse.yml");
     let prometheus = Prometheus::start(

@@ -11,7 +11,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use badgepulse_contract::server::MAX_HEADER_BYTES;
-use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use badgepulse_tests::{
+    eventually, free_port, sha256_hex, start_services, wait_http, ClickHouse, Nats, Service,
+    StackConfig, StackPorts,
+};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -31,29 +34,16 @@ fn valid_event() -> Value {
 async fn hostile_corpus_is_rejected_clearly_and_stores_nothing() {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let (ingest, admin, exporter) = (free_port(), free_port(), free_port());
-    let config = format!(
-        "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"hostile\"\n[ingest]\nbind = \"127.0.0.1:{ingest}\"\n\
-         [ingest.pixel_keys]\nk1 = \"hostile-pixel-key-01234\"\n[[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"acme\"]\n\
-         [aggregator]\nadmin_bind = \"127.0.0.1:{admin}\"\nflush_interval_ms = 100\n\
-         [exporter]\nbind = \"127.0.0.1:{exporter}\"\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"org:acme\"\n",
-        nats.url(),
-        ch.url(),
-        sha256_hex(TOKEN),
-        sha256_hex(API_KEY)
-    );
-    let _services = [
-        Service::start("badgepulse-aggregator", &config, &[]),
-        Service::start("badgepulse-ingest", &config, &[]),
-        Service::start("badgepulse-exporter", &config, &[]),
-    ];
-    let ingest = format!("http://127.0.0.1:{ingest}");
-    let exporter = format!("http://127.0.0.1:{exporter}");
-    for url in [&ingest, &exporter, &format!("http://127.0.0.1:{admin}")] {
-        wait_http(&format!("{url}/readyz"), Duration::from_secs(60))
-            .await
-            .unwrap();
-    }
+    let ports = StackPorts::free();
+    let config = StackConfig::new(&nats.url(), &ch.url(), "hostile", ports)
+        .pixel_key("k1", "hostile-pixel-key-01234")
+        .token(TOKEN, &["acme"])
+        .aggregator("flush_interval_ms = 100")
+        .api_key(API_KEY, "org:acme")
+        .toml();
+    let _services = start_services(&config, &ports.all()).await;
+    let ingest = format!("http://127.0.0.1:{}", ports.ingest);
+    let exporter = format!("http://127.0.0.1:{}", ports.exporter);
     let http = reqwest::Client::new();
 
     // Pixels: always the GIF, whatever the query or headers.

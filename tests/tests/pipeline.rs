@@ -6,7 +6,10 @@
 use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
-use badgepulse_tests::{eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service};
+use badgepulse_tests::{
+    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+    INGEST_BEHIND_PROXY,
+};
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -25,73 +28,33 @@ struct Stack {
     _services: Vec<Service>,
 }
 
-fn config(nats: &Nats, ch: &ClickHouse, db: &str, ports: (u16, u16, u16)) -> String {
-    format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{ch}"
-database = "{db}"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-platform_hosts = ["badges.example.org"]
-trusted_proxies = ["127.0.0.1/32"]
-country_header = "CF-IPCountry"
-[ingest.pixel_keys]
-k1 = "{PIXEL_KEY}"
-k0 = "an-older-rotated-pixel-key"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["acme"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-flush_interval_ms = 100
-[exporter]
-bind = "127.0.0.1:{exporter}"
-refresh_interval_secs = 1
-[[exporter.api_keys]]
-sha256 = "{api_key}"
-scope = "admin"
-"#,
-        nats = nats.url(),
-        ch = ch.url(),
-        ingest = ports.0,
-        aggregator = ports.1,
-        exporter = ports.2,
-        token = sha256_hex(TOKEN),
-        api_key = sha256_hex(API_KEY),
-    )
+fn config(nats: &Nats, ch: &ClickHouse, db: &str, ports: StackPorts) -> String {
+    StackConfig::new(&nats.url(), &ch.url(), db, ports)
+        .ingest(INGEST_BEHIND_PROXY)
+        .pixel_key("k1", PIXEL_KEY)
+        .pixel_key("k0", "an-older-rotated-pixel-key")
+        .token(TOKEN, &["acme"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("refresh_interval_secs = 1")
+        .api_key(API_KEY, "admin")
+        .toml()
 }
 
 async fn start_stack(db: &str) -> Stack {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let ports = (free_port(), free_port(), free_port());
+    let ports = StackPorts::free();
     let config = config(&nats, &ch, db, ports);
-    let services = vec![
-        Service::start("badgepulse-aggregator", &config, &[]),
-        Service::start("badgepulse-ingest", &config, &[]),
-        Service::start("badgepulse-exporter", &config, &[]),
-    ];
-    let stack = Stack {
-        ingest_url: format!("http://127.0.0.1:{}", ports.0),
-        aggregator_url: format!("http://127.0.0.1:{}", ports.1),
-        exporter_url: format!("http://127.0.0.1:{}", ports.2),
+    let services = start_services(&config, &ports.all()).await;
+    Stack {
+        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
+        aggregator_url: format!("http://127.0.0.1:{}", ports.aggregator),
+        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
         nats,
         ch,
         config,
         _services: services,
-    };
-    for url in [
-        &stack.ingest_url,
-        &stack.aggregator_url,
-        &stack.exporter_url,
-    ] {
-        wait_http(&format!("{url}/readyz"), Duration::from_secs(60))
-            .await
-            .unwrap();
     }
-    stack
 }
 
 fn ev(id: &str, kind: &str, assertion: Option<&str>, badge: &str, extra: Value) -> Value {

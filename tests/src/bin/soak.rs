@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context};
 use badgepulse_loadgen::{plan, send, Target, MAX_SCALE};
 use badgepulse_tests::{
-    eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Nats, Service,
+    eventually, metric_value, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
+    INGEST_BEHIND_PROXY,
 };
 use chrono::Utc;
 
@@ -33,41 +34,15 @@ const API_KEY: &str = "soak-api-key";
 const PIXEL_KEY: &str = "soak-pixel-key-0123456789";
 const SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
-fn config(nats: &Nats, ch: &ClickHouse, ports: (u16, u16, u16)) -> String {
-    format!(
-        r#"[nats]
-url = "{nats}"
-[clickhouse]
-url = "{ch}"
-database = "soak"
-[ingest]
-bind = "127.0.0.1:{ingest}"
-platform_hosts = ["badges.example.org"]
-trusted_proxies = ["127.0.0.1/32"]
-country_header = "CF-IPCountry"
-rate_limit_per_minute = 1000000000
-[ingest.pixel_keys]
-k1 = "{PIXEL_KEY}"
-[[ingest.tokens]]
-sha256 = "{token}"
-orgs = ["*"]
-[aggregator]
-admin_bind = "127.0.0.1:{aggregator}"
-[exporter]
-bind = "127.0.0.1:{exporter}"
-refresh_interval_secs = 15
-[[exporter.api_keys]]
-sha256 = "{api_key}"
-scope = "admin"
-"#,
-        nats = nats.url(),
-        ch = ch.url(),
-        ingest = ports.0,
-        aggregator = ports.1,
-        exporter = ports.2,
-        token = sha256_hex(TOKEN),
-        api_key = sha256_hex(API_KEY),
-    )
+fn config(nats: &Nats, ch: &ClickHouse, ports: StackPorts) -> String {
+    StackConfig::new(&nats.url(), &ch.url(), "soak", ports)
+        .ingest(INGEST_BEHIND_PROXY)
+        .ingest("rate_limit_per_minute = 1000000000")
+        .pixel_key("k1", PIXEL_KEY)
+        .token(TOKEN, &["*"])
+        .exporter("refresh_interval_secs = 15")
+        .api_key(API_KEY, "admin")
+        .toml()
 }
 
 /// Resident memory of `pid` in MiB, from `/proc`.
@@ -118,23 +93,9 @@ async fn main() -> anyhow::Result<()> {
 
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let ports = (free_port(), free_port(), free_port());
+    let ports = StackPorts::free();
     let cfg = config(&nats, &ch, ports);
-    let services: Vec<Service> = [
-        "badgepulse-aggregator",
-        "badgepulse-ingest",
-        "badgepulse-exporter",
-    ]
-    .iter()
-    .map(|bin| Service::start(bin, &cfg, &[]))
-    .collect();
-    for port in [ports.0, ports.1, ports.2] {
-        wait_http(
-            &format!("http://127.0.0.1:{port}/readyz"),
-            Duration::from_secs(60),
-        )
-        .await?;
-    }
+    let services = start_services(&cfg, &ports.all()).await;
     let mut pids: Vec<(String, u32)> = services
         .iter()
         .map(|s| (s.name.clone(), s.pid().expect("running")))
@@ -163,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     send(
         &plan,
         &Target {
-            ingest: format!("http://127.0.0.1:{}", ports.0),
+            ingest: format!("http://127.0.0.1:{}", ports.ingest),
             token: TOKEN.into(),
             kid: "k1".into(),
             key: PIXEL_KEY.into(),
@@ -189,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     // The aggregator refreshes its pending gauges on every pull.
-    let metrics_url = format!("http://127.0.0.1:{}/metrics", ports.1);
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", ports.aggregator);
     let pending_now = || async {
         let m = scrape(&metrics_url).await;
         metric_value(&m, "badgepulse_aggregator_consumer_pending", &[])
@@ -215,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
     let mismatches = badgepulse_loadgen::check(
         &plan.ledger,
         &badgepulse_loadgen::Pipeline {
-            exporter: format!("http://127.0.0.1:{}", ports.2),
+            exporter: format!("http://127.0.0.1:{}", ports.exporter),
             api_key: API_KEY.into(),
             clickhouse: Some((ch.url(), "soak".into())),
         },
