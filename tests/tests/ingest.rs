@@ -683,7 +683,15 @@ fn sign_url_into_a_closed_pipe_succeeds() {
     let out = std::process::Command::new(badgepulse_tests::workspace_bin("badgepulse-ingest"))
         .arg("--config")
         .arg(&config)
-        .args(["sign-url", "--org", "o", "--issuer", "i", "--badge-class", "b"])
+        .args([
+            "sign-url",
+            "--org",
+            "o",
+            "--issuer",
+            "i",
+            "--badge-class",
+            "b",
+        ])
         .args(["--assertion", "a"])
         .stdout(writer)
         .output()
