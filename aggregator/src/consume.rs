@@ -120,6 +120,9 @@ struct Decoded {
 }
 
 impl PartitionConsumer {
+    /// Everything one partition's loop owns; the arguments are its parts,
+    /// each from a different place at start-up.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         partition: u16,
         stream: jetstream::stream::Stream,
@@ -299,7 +302,7 @@ impl PartitionConsumer {
                     tracing::debug!(partition = self.partition, error = %e, messages = out.len(), "pull ended early");
                     break;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(out)

@@ -47,11 +47,7 @@ pub fn parse_partition(g: Granularity, id: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Which of `partitions` to drop: those starting before `keep_from`.
-pub fn expired<'a>(
-    g: Granularity,
-    partitions: &'a [String],
-    keep_from: DateTime<Utc>,
-) -> Vec<&'a str> {
+pub fn expired(g: Granularity, partitions: &[String], keep_from: DateTime<Utc>) -> Vec<&str> {
     partitions
         .iter()
         .filter(|p| parse_partition(g, p).is_some_and(|start| start < keep_from))
