@@ -67,9 +67,10 @@ pub struct ExporterConfig {
     /// `aggregator.retention_hour_days`. Older hour pieces of a window are
     /// answered from raw `events`.
     pub rollup_hour_days: u32,
-    /// How long a client has to send a request's headers, seconds, counted
-    /// from the connection's start or its previous response: slow
-    /// (slowloris) and idle keep-alive connections are closed after it.
+    /// How long a connection may go without a request, seconds: a new
+    /// connection whose headers have not arrived (slowloris) is closed
+    /// after it, a kept-alive one after one to two times it without a new
+    /// request (see `badgepulse_contract::server`).
     pub header_read_timeout_secs: u64,
 }
 

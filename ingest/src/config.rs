@@ -69,9 +69,10 @@ pub struct IngestConfig {
     pub publish_timeout_ms: u64,
     /// On SIGTERM, how long to keep trying to publish buffered beacons, seconds.
     pub drain_timeout_secs: u64,
-    /// How long a client has to send a request's headers, seconds, counted
-    /// from the connection's start or its previous response: slow
-    /// (slowloris) and idle keep-alive connections are closed after it.
+    /// How long a connection may go without a request, seconds: a new
+    /// connection whose headers have not arrived (slowloris) is closed
+    /// after it, a kept-alive one after one to two times it without a new
+    /// request (see `badgepulse_contract::server`).
     pub header_read_timeout_secs: u64,
 }
 
