@@ -703,3 +703,54 @@ fn sign_url_into_a_closed_pipe_succeeds() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `badgepulse_ingest_http_requests_total{route,status}`: the pixels count
+/// themselves (outside the counting middleware), every other route, unknown
+/// paths (`other`) and wrong methods are counted too.
+#[tokio::test]
+async fn every_request_is_counted_by_route_and_status() {
+    let nats = Nats::start().await;
+    let (_svc, url) = start(&nats, "").await;
+    let http = reqwest::Client::new();
+    let view = format!("{url}/p.gif?{}", signed("acme", "a-count", "k1", KEY));
+    let share = format!(
+        "{url}/s.gif?{}&c=linkedin",
+        signed("acme", "a-count", "k1", KEY)
+    );
+    for (method, target, status) in [
+        (reqwest::Method::GET, view.as_str(), 200),
+        (reqwest::Method::GET, view.as_str(), 200),
+        (reqwest::Method::GET, share.as_str(), 200),
+        (reqwest::Method::POST, view.as_str(), 405),
+        (reqwest::Method::GET, &format!("{url}/nope"), 404),
+        (reqwest::Method::GET, &format!("{url}/v1/events"), 405),
+        (reqwest::Method::GET, &format!("{url}/healthz"), 200),
+    ] {
+        let r = http
+            .request(method.clone(), target)
+            .header("User-Agent", BROWSER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {target}");
+    }
+    let m = scrape(&format!("{url}/metrics")).await;
+    for (route, status, n) in [
+        ("/p.gif", "200", 2.0),
+        ("/s.gif", "200", 1.0),
+        ("/p.gif", "405", 1.0),
+        ("other", "404", 1.0),
+        ("/v1/events", "405", 1.0),
+        ("/healthz", "200", 1.0),
+    ] {
+        assert_eq!(
+            metric_value(
+                &m,
+                "badgepulse_ingest_http_requests_total",
+                &[("route", route), ("status", status)]
+            ),
+            n,
+            "requests to {route} answered {status}"
+        );
+    }
+}
