@@ -189,7 +189,6 @@ async fn view_pixel(
 ) -> Response {
     s.take_pixel(EventType::Viewed, peer, &req.into_parts().0)
         .await;
-    s.metrics.count_request("/p.gif", 200);
     gif()
 }
 
@@ -200,7 +199,6 @@ async fn share_pixel(
 ) -> Response {
     s.take_pixel(EventType::Shared, peer, &req.into_parts().0)
         .await;
-    s.metrics.count_request("/s.gif", 200);
     gif()
 }
 
@@ -273,11 +271,18 @@ impl AppState {
     }
 
     /// [`Self::take_beacon`] for a pixel: the parameters come from the
-    /// query string, headers are read in place.
+    /// query string, headers are read in place. Counts the request (always
+    /// answered 200), as pixels bypass the counting middleware.
     async fn take_pixel(&self, kind: EventType, peer: SocketAddr, req: &Parts) {
         let params = BeaconParams::from_query(req.uri.query().unwrap_or(""));
         self.take_beacon(kind, params, peer.ip(), &req.headers)
             .await;
+        let route = if kind == EventType::Shared {
+            "/s.gif"
+        } else {
+            "/p.gif"
+        };
+        self.metrics.count_request(route, 200);
     }
 
     /// Validates a pixel or beacon and queues its event; the outcome goes
