@@ -308,6 +308,47 @@ impl PartitionConsumer {
         Ok(out)
     }
 
+    /// Recomputes `table`'s share of the messages with stream sequence in
+    /// `(after, upto]` of this partition from `events`, for the buckets
+    /// retention keeps.
+    async fn recover(&self, table: &str, after: u64, upto: u64) -> anyhow::Result<()> {
+        let keep_from = Granularity::of_table(table)
+            .and_then(|g| {
+                retention::keep_from(g, self.config.retention_days(g), chrono::Utc::now())
+            })
+            .map_or(0, |t| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
+        self.store
+            .recover(table, self.partition, after, upto, keep_from)
+            .await?;
+        self.metrics.recoveries.with_label_values(&[table]).inc();
+        tracing::info!(
+            partition = self.partition,
+            table,
+            after,
+            upto,
+            "recovered table from events"
+        );
+        Ok(())
+    }
+
+    /// Fills every derived table that holds nothing of this partition while
+    /// `events` does: a table added by a later schema migration starts
+    /// empty, and recovery from `events` computes all of it (a table that
+    /// retention emptied gets back only what retention keeps, which is
+    /// nothing it did not hold).
+    async fn fill_empty_tables(&self, marks: &mut Marks) -> anyhow::Result<()> {
+        if marks.events == 0 {
+            return Ok(());
+        }
+        for table in DERIVED_TABLES {
+            if marks.derived.get(table).copied().unwrap_or(0) == 0 {
+                self.recover(table, 0, marks.events).await?;
+                marks.derived.insert(table, marks.events);
+            }
+        }
+        Ok(())
+    }
+
     async fn process(&mut self, messages: &[Message]) -> anyhow::Result<()> {
         let lock = self.batch_lock.clone();
         let _batch = lock.read().await;
@@ -345,7 +386,9 @@ impl PartitionConsumer {
                 // First batch, or after an error: the staging table may be
                 // gone (dropped database, new node), so make sure it is there.
                 self.store.ensure_staging(self.partition).await?;
-                self.store.marks(self.partition).await?
+                let mut marks = self.store.marks(self.partition).await?;
+                self.fill_empty_tables(&mut marks).await?;
+                marks
             }
         };
         let rows = self.new_rows(&decoded, marks.events).await?;
@@ -361,26 +404,10 @@ impl PartitionConsumer {
                     .write(self.partition, &self.store.schema.local("events"), &rows)
                     .await?;
             }
-            let now = chrono::Utc::now();
             for table in DERIVED_TABLES {
                 let mark = marks.derived.get(table).copied().unwrap_or(0);
                 if mark < last_seq {
-                    let keep_from = Granularity::ALL
-                        .into_iter()
-                        .find(|g| g.table() == table)
-                        .and_then(|g| retention::keep_from(g, self.config.retention_days(g), now))
-                        .map_or(0, |t| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
-                    self.store
-                        .recover(table, self.partition, mark, last_seq, keep_from)
-                        .await?;
-                    self.metrics.recoveries.with_label_values(&[table]).inc();
-                    tracing::info!(
-                        partition = self.partition,
-                        table,
-                        after = mark,
-                        upto = last_seq,
-                        "recovered table from events"
-                    );
+                    self.recover(table, mark, last_seq).await?;
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Rollup retention (SPEC §6): whole partitions of `rollup_minute`
-//! (daily partitions, 7 days by default) and `rollup_hour` (monthly, 400
-//! days) are dropped once every bucket in them is older than the retention;
-//! `rollup_day` (yearly) is kept forever unless configured.
+//! (daily partitions, 7 days by default) and of the hour
+//! tables (monthly, 400 days) are dropped once every bucket in them is
+//! older than the retention; the day tables (yearly) are kept forever
+//! unless configured, and `scope_total` always.
 //!
 //! Interplay with exactly-once recovery: a table's high-water mark may drop
 //! when the partition holding its highest `max_seq` is dropped. Recovery

@@ -14,6 +14,7 @@
 //! its sorting key (current releases require it).
 
 use badgepulse_contract::event::{AwardMethod, EventType, ShareChannel, ViewSource};
+use badgepulse_contract::tables::{scope_states, SCOPE_TOTAL, SKETCH_PRECISION};
 
 /// One schema version: statements applied in order, then recorded in
 /// `schema_migrations`. Every statement is idempotent (`IF NOT EXISTS`), so
@@ -44,6 +45,31 @@ impl Granularity {
         }
     }
 
+    /// The table of per-scope measures at this granularity, if there is
+    /// one: there are no minute scope rows (they would be the costliest
+    /// to write, one row per minute, scope level and type); the exporter
+    /// reads sub-hour pieces of a window from `events`.
+    pub fn scope_table(self) -> Option<&'static str> {
+        match self {
+            Granularity::Minute => None,
+            Granularity::Hour => Some("scope_hour"),
+            Granularity::Day => Some("scope_day"),
+        }
+    }
+
+    /// The bucketed derived tables of this granularity.
+    pub fn tables(self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.table()).chain(self.scope_table())
+    }
+
+    /// The granularity of a bucketed derived table (`rollup_*`,
+    /// `scope_*`); `None` for the others, which retention never touches.
+    pub fn of_table(table: &str) -> Option<Granularity> {
+        Granularity::ALL
+            .into_iter()
+            .find(|g| g.tables().any(|t| t == table))
+    }
+
     fn bucket_fn(self) -> &'static str {
         match self {
             Granularity::Minute => "toStartOfMinute",
@@ -66,11 +92,14 @@ impl Granularity {
 /// The tables the aggregator writes for each batch, in the order the
 /// recovery path fills them. `events` comes first: the others are rebuilt
 /// from it.
-pub const DERIVED_TABLES: [&str; 4] = [
+pub const DERIVED_TABLES: [&str; 7] = [
     "rollup_minute",
     "rollup_hour",
     "rollup_day",
     "assertion_lifecycle",
+    "scope_hour",
+    "scope_day",
+    SCOPE_TOTAL,
 ];
 
 /// `Enum8(...)` over a closed set; `''` (0) stands for "not applicable".
@@ -239,11 +268,18 @@ impl Schema {
     }
 
     pub fn migrations(&self) -> Vec<Migration> {
-        vec![Migration {
-            version: 1,
-            description: "events, rollups, assertion lifecycle, badge classes, annotations",
-            statements: self.v1(),
-        }]
+        vec![
+            Migration {
+                version: 1,
+                description: "events, rollups, assertion lifecycle, badge classes, annotations",
+                statements: self.v1(),
+            },
+            Migration {
+                version: 2,
+                description: "scope_hour, scope_day, scope_total: measures per org, issuer and badge class with sketched distinct counts",
+                statements: self.v2(),
+            },
+        ]
     }
 
     fn event_columns() -> String {
@@ -324,6 +360,72 @@ impl Schema {
         .join(",\n")
     }
 
+    /// The columns of a `scope_*` table; `bucketed` adds the bucket.
+    fn scope_columns(bucketed: bool) -> String {
+        let ty = event_type_enum();
+        let k = SKETCH_PRECISION;
+        let bucket = if bucketed {
+            "    bucket DateTime('UTC') COMMENT 'Bucket start (UTC)',\n"
+        } else {
+            ""
+        };
+        format!(
+            "{bucket}    org_id String COMMENT 'Organisation',
+    scope_issuer_id String COMMENT 'Issuer; empty in the rows that total the whole org',
+    scope_badge_class_id String COMMENT 'Badge class; empty in the rows that total an issuer or the org',
+    event_type {ty} COMMENT 'Event type',
+    partition UInt16 COMMENT 'NATS partition (follows from org_id)',
+    events AggregateFunction(count) COMMENT 'Number of events: countMerge(events)',
+    assertions AggregateFunction(uniqCombinedIf({k}), String, UInt8) COMMENT 'Distinct assertions of awarded, accepted, shared and revoked events: uniqCombinedIfMerge({k})(assertions); exact to beyond 10,000, a 0.2 % sketch above',
+    viewers AggregateFunction(uniqCombinedIf({k}), UInt64, UInt8) COMMENT 'Distinct viewer keys of views that have one: uniqCombinedIfMerge({k})(viewers)',
+    classes AggregateFunction(uniqCombined({k}), String, String) COMMENT 'Distinct (org, badge class) pairs with events: uniqCombinedMerge({k})(classes)',
+    max_seq AggregateFunction(max, UInt64) COMMENT 'Exactly-once bookkeeping: highest stream sequence folded in'"
+        )
+    }
+
+    /// Migration 2: the `scope_*` tables (hour, day, all time). Each event is counted in three
+    /// rows, of its badge class, its issuer and its org, so that any scope
+    /// reads a handful of rows per bucket; distinct counts are sketches
+    /// (see [`SKETCH_PRECISION`]) whose merge cost does not grow with the
+    /// number of values. `scope_total` holds all time, with no bucket.
+    /// An existing deployment fills them from `events` on the consumers'
+    /// first batch (an empty derived table is recovered in full).
+    fn v2(&self) -> Vec<String> {
+        let db = &self.database;
+        let on = self.on_cluster();
+        let mut s = Vec::new();
+        for g in Granularity::ALL {
+            let Some(table) = g.scope_table() else {
+                continue;
+            };
+            s.extend(self.table(
+                table,
+                &Self::scope_columns(true),
+                "AggregatingMergeTree",
+                "",
+                &format!(
+                    "PARTITION BY {}\nORDER BY (org_id, scope_issuer_id, scope_badge_class_id, event_type, bucket, partition)\nSETTINGS index_granularity = 256",
+                    g.partition_by()
+                ),
+            ));
+        }
+        s.extend(self.table(
+            SCOPE_TOTAL,
+            &Self::scope_columns(false),
+            "AggregatingMergeTree",
+            "",
+            "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, event_type, partition)\nSETTINGS index_granularity = 256",
+        ));
+        for table in DERIVED_TABLES.iter().filter(|t| t.starts_with("scope_")) {
+            s.push(format!(
+                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{on} TO {db}.{} AS {}",
+                self.local(table),
+                self.derived_select(table, &format!("{db}.events_input"), "")
+            ));
+        }
+        s
+    }
+
     fn v1(&self) -> Vec<String> {
         let db = &self.database;
         let on = self.on_cluster();
@@ -400,7 +502,7 @@ impl Schema {
             "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.events_mv{on} TO {db}.{} AS SELECT * FROM {db}.events_input",
             self.local("events")
         ));
-        for table in DERIVED_TABLES {
+        for table in DERIVED_TABLES.iter().filter(|t| !t.starts_with("scope_")) {
             s.push(format!(
                 "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{on} TO {db}.{} AS {}",
                 self.local(table),
@@ -445,6 +547,25 @@ impl Schema {
                     count("shares", "badge.shared"),
                     count("views", "badge.viewed"),
                     count("revoked", "badge.revoked"),
+                )
+            }
+            scope if scope.starts_with("scope_") => {
+                let (bucket, bucket_key) = match Granularity::of_table(scope) {
+                    Some(g) => (
+                        format!("{}(occurred_at) AS bucket, ", g.bucket_fn()),
+                        "bucket, ",
+                    ),
+                    None => (String::new(), ""),
+                };
+                // ARRAY JOIN: each event once per scope level (2: its badge
+                // class, 1: its issuer, 0: its org).
+                format!(
+                    "SELECT {bucket}org_id, if(scope_level >= 1, issuer_id, '') AS scope_issuer_id, \
+                     if(scope_level = 2, badge_class_id, '') AS scope_badge_class_id, type AS event_type, partition, \
+                     {}, maxState(seq) AS max_seq \
+                     FROM {source} ARRAY JOIN [0, 1, 2] AS scope_level WHERE 1 {filter} \
+                     GROUP BY {bucket_key}org_id, scope_issuer_id, scope_badge_class_id, event_type, partition",
+                    scope_states()
                 )
             }
             rollup => {

@@ -307,11 +307,14 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut dropped = Vec::new();
-        for g in Granularity::ALL {
+        let tables: Vec<(Granularity, &str)> = Granularity::ALL
+            .into_iter()
+            .flat_map(|g| g.tables().map(move |t| (g, t)))
+            .collect();
+        for (g, table) in tables {
             let Some(keep) = retention::keep_from(g, config.retention_days(g), now) else {
                 continue;
             };
-            let table = g.table();
             let local = if self.schema.cluster.is_empty() {
                 table.to_owned()
             } else {
@@ -388,11 +391,8 @@ impl Store {
                 self.recover_query(table, 0, 0, u64::from(u32::MAX), 0),
             ));
         }
-        for g in Granularity::ALL {
-            out.push((
-                format!("partitions:{}", g.table()),
-                self.partitions_query(g.table()),
-            ));
+        for table in Granularity::ALL.into_iter().flat_map(Granularity::tables) {
+            out.push((format!("partitions:{table}"), self.partitions_query(table)));
         }
         out
     }

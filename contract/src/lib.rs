@@ -10,6 +10,8 @@
 //! - [`server`]: the HTTP server loop of ingest and the exporter, with the
 //!   limits every public endpoint needs against slow and oversized clients
 //!   (header read timeout, header size).
+//! - [`tables`]: the ClickHouse names and sketch parameters the aggregator
+//!   writes and the exporter reads.
 //!
 //! This crate does no I/O besides reading the config file and, in
 //! [`server`], serving the connections of a listener it is handed.
@@ -19,3 +21,4 @@ pub mod server;
 pub mod settings;
 pub mod signing;
 pub mod subject;
+pub mod tables;

@@ -23,8 +23,12 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
+use badgepulse_contract::tables::{scope_states, SCOPE_TOTAL, SKETCH_PRECISION};
+
 use crate::measures::{Counts, Dimension};
-use crate::window::{decompose_with, Granularity, Retention, Segment, Source, Window};
+use crate::window::{
+    decompose_with, minutes_from_raw, Granularity, Retention, Segment, Source, Window,
+};
 
 /// Default database when the client names none.
 const DEFAULT_DATABASE: &str = "badgepulse";
@@ -155,25 +159,9 @@ impl Conditions {
     }
 }
 
-/// Appends ` WHERE …` for `filter`, if given `column` in `[from, to)` and,
-/// if given, `type_column = 'event type'` (a closed-set literal); nothing
-/// when there is no condition.
-fn push_where(
-    sql: &mut Sql,
-    filter: &Filter,
-    time: Option<(&str, u32, u32)>,
-    event_type: Option<(&str, &'static str)>,
-) {
-    let mut c = Conditions::new();
-    push_filter(sql, &mut c, filter);
-    if let Some((column, kind)) = event_type {
-        debug_assert!(EVENT_TYPES.contains(&kind), "{kind}");
-        c.and(sql).push(column).push(" = '").push(kind).push("'");
-    }
-    if let Some((column, from, to)) = time {
-        c.and(sql).push(column).push(" >= ").time(from);
-        sql.push(" AND ").push(column).push(" < ").time(to);
-    }
+/// Appends ` WHERE …` for `filter`; nothing when it has no condition.
+fn push_where(sql: &mut Sql, filter: &Filter) {
+    push_filter(sql, &mut Conditions::new(), filter);
 }
 
 /// The `org_id`/`issuer_id`/`badge_class_id` conditions of `filter`.
@@ -199,12 +187,85 @@ const EVENT_TYPES: [&str; 6] = [
     "badge_class.upserted",
 ];
 
-/// The columns every state branch yields after its keys, in this order.
-const STATE_COLUMNS: &str = "event_type, events, assertions, viewers";
+/// Which derived tables a state branch reads, and so which state types
+/// its raw-events edges must compute.
+#[derive(Debug, Clone, Copy)]
+enum Family {
+    /// `rollup_*`: keyed by distribution value and country, with exact
+    /// distinct states. Read by the distributions only.
+    Rollup,
+    /// `scope_*` and `scope_total`: a few rows per scope and bucket, with
+    /// sketched distinct states. `per_class` reads the badge-class rows
+    /// (one per class); otherwise the rows of the filter's own level.
+    Scope { per_class: bool },
+}
+
+impl Family {
+    /// The columns every state branch yields after its keys, in this order.
+    fn state_columns(self) -> &'static str {
+        match self {
+            Family::Rollup => "event_type, events, assertions, viewers",
+            Family::Scope { .. } => "event_type, events, assertions, viewers, classes",
+        }
+    }
+
+    /// The same states computed from `events` rows.
+    fn raw_states(self) -> String {
+        match self {
+            Family::Rollup => {
+                "countState() AS events, uniqExactState(assertion_id) AS assertions, \
+                 uniqExactIfState(viewer_key, viewer_key != 0) AS viewers"
+                    .to_owned()
+            }
+            Family::Scope { .. } => scope_states(),
+        }
+    }
+
+    fn table(self, source: Option<Source>) -> &'static str {
+        match (self, source) {
+            (Family::Rollup, None) => "rollup_day",
+            (Family::Rollup, Some(Source::Day)) => "rollup_day",
+            (Family::Rollup, Some(Source::Hour)) => "rollup_hour",
+            (Family::Rollup, Some(Source::Minute)) => "rollup_minute",
+            (Family::Scope { .. }, None) => SCOPE_TOTAL,
+            (Family::Scope { .. }, Some(Source::Day)) => "scope_day",
+            (Family::Scope { .. }, Some(Source::Hour)) => "scope_hour",
+            (Family::Scope { .. }, Some(Source::Minute)) => {
+                unreachable!("scope periods have no minute pieces (minutes_from_raw)")
+            }
+            (_, Some(Source::Raw)) => "events",
+        }
+    }
+
+    /// The row conditions of `filter` in this family's tables: plain
+    /// columns for `rollup_*`; for `scope_*` also the scope level, so
+    /// that every event is read once (an org reads its total rows, an
+    /// issuer its issuer rows, a badge class its class rows).
+    fn push_filter(self, sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
+        let Family::Scope { per_class } = self else {
+            return push_filter(sql, c, filter);
+        };
+        if let Some(org) = &filter.org {
+            c.and(sql).push("org_id = ").str(org);
+        }
+        match &filter.issuer {
+            Some(issuer) => c.and(sql).push("scope_issuer_id = ").str(issuer),
+            None if per_class || filter.badge_class.is_some() => {
+                c.and(sql).push("scope_issuer_id != ''")
+            }
+            None => c.and(sql).push("scope_issuer_id = ''"),
+        };
+        match &filter.badge_class {
+            Some(class) => c.and(sql).push("scope_badge_class_id = ").str(class),
+            None if per_class => c.and(sql).push("scope_badge_class_id != ''"),
+            None => c.and(sql).push("scope_badge_class_id = ''"),
+        };
+    }
+}
 
 /// The grouping columns of the state branches: the select expressions
-/// over a rollup and over raw `events` (both yielding the same names and
-/// types), and the names to group by.
+/// over a derived table and over raw `events` (both yielding the same
+/// names and types), and the names to group by.
 struct Keys<'a> {
     rollup: &'a str,
     raw: &'a str,
@@ -228,62 +289,44 @@ impl<'a> Keys<'a> {
 fn push_state_branch(
     sql: &mut Sql,
     client: &Client,
+    family: Family,
     keys: &Keys,
     filter: &Filter,
     segment: Option<Segment>,
     event_type: Option<&'static str>,
 ) {
-    match segment {
-        Some(Segment {
-            source: Source::Raw,
-            from,
-            to,
-        }) => {
-            sql.push("SELECT ").push(keys.raw).push(
-                ", type AS event_type, countState() AS events, uniqExactState(assertion_id) AS assertions, \
-                 uniqExactIfState(viewer_key, viewer_key != 0) AS viewers FROM ",
-            );
-            sql.push(&table(client, "events"));
-            push_where(
-                sql,
-                filter,
-                Some(("occurred_at", from, to)),
-                event_type.map(|t| ("type", t)),
-            );
-            sql.push(" GROUP BY ").push(keys.names).push(", event_type");
-        }
-        Some(Segment { source, from, to }) => {
-            sql.push("SELECT ")
-                .push(keys.rollup)
-                .push(", ")
-                .push(STATE_COLUMNS)
-                .push(" FROM ");
-            sql.push(&table(client, rollup_table(source)));
-            push_where(
-                sql,
-                filter,
-                Some(("bucket", from, to)),
-                event_type.map(|t| ("event_type", t)),
-            );
-        }
-        None => {
-            sql.push("SELECT ")
-                .push(keys.rollup)
-                .push(", ")
-                .push(STATE_COLUMNS)
-                .push(" FROM ");
-            sql.push(&table(client, "rollup_day"));
-            push_where(sql, filter, None, event_type.map(|t| ("event_type", t)));
-        }
+    let source = segment.map(|s| s.source);
+    let raw = source == Some(Source::Raw);
+    sql.push("SELECT ");
+    if raw {
+        sql.push(keys.raw)
+            .push(", type AS event_type, ")
+            .push(&family.raw_states());
+    } else {
+        sql.push(keys.rollup)
+            .push(", ")
+            .push(family.state_columns());
     }
-}
-
-fn rollup_table(source: Source) -> &'static str {
-    match source {
-        Source::Day => "rollup_day",
-        Source::Hour => "rollup_hour",
-        Source::Minute => "rollup_minute",
-        Source::Raw => "events",
+    sql.push(" FROM ")
+        .push(&table(client, family.table(source)));
+    let mut c = Conditions::new();
+    if raw {
+        push_filter(sql, &mut c, filter);
+    } else {
+        family.push_filter(sql, &mut c, filter);
+    }
+    if let Some(kind) = event_type {
+        debug_assert!(EVENT_TYPES.contains(&kind), "{kind}");
+        let column = if raw { "type" } else { "event_type" };
+        c.and(sql).push(column).push(" = '").push(kind).push("'");
+    }
+    if let Some(Segment { from, to, .. }) = segment {
+        let column = if raw { "occurred_at" } else { "bucket" };
+        c.and(sql).push(column).push(" >= ").time(from);
+        sql.push(" AND ").push(column).push(" < ").time(to);
+    }
+    if raw {
+        sql.push(" GROUP BY ").push(keys.names).push(", event_type");
     }
 }
 
@@ -292,6 +335,7 @@ fn rollup_table(source: Source) -> &'static str {
 fn push_states(
     sql: &mut Sql,
     client: &Client,
+    family: Family,
     keys: &Keys,
     filter: &Filter,
     period: &Period,
@@ -299,40 +343,60 @@ fn push_states(
 ) {
     sql.push("(");
     match period {
-        Period::AllTime => push_state_branch(sql, client, keys, filter, None, event_type),
+        Period::AllTime => push_state_branch(sql, client, family, keys, filter, None, event_type),
         Period::Segments(segments) => {
             assert!(!segments.is_empty(), "a window has at least one segment");
+            let segments = match family {
+                Family::Rollup => segments.clone(),
+                Family::Scope { .. } => minutes_from_raw(segments),
+            };
             for (n, segment) in segments.iter().enumerate() {
                 if n > 0 {
                     sql.push(" UNION ALL ");
                 }
-                push_state_branch(sql, client, keys, filter, Some(*segment), event_type);
+                push_state_branch(
+                    sql,
+                    client,
+                    family,
+                    keys,
+                    filter,
+                    Some(*segment),
+                    event_type,
+                );
             }
         }
     }
     sql.push(")");
 }
 
-/// The merged measures of SPEC §7, in the field order of
-/// [`crate::measures::Counts`].
-const COUNT_COLUMNS: &str = "\
-uniqExactMergeIf(assertions, event_type = 'badge.awarded') AS awarded, \
-uniqExactMergeIf(assertions, event_type = 'badge.accepted') AS accepted, \
-uniqExactMergeIf(assertions, event_type = 'badge.shared') AS shared, \
-countMergeIf(events, event_type = 'badge.shared') AS shares, \
-countMergeIf(events, event_type = 'badge.viewed') AS views, \
-uniqExactIfMergeIf(viewers, event_type = 'badge.viewed') AS unique_viewers, \
-uniqExactMergeIf(assertions, event_type = 'badge.revoked') AS revoked, \
-uniqExact(org_id, badge_class_id) AS badge_classes";
+/// The merged measures of SPEC §7 over `scope_*` states, in the field
+/// order of [`crate::measures::Counts`].
+fn count_columns() -> String {
+    let k = SKETCH_PRECISION;
+    let assertions =
+        |ty: &str| format!("uniqCombinedIfMergeIf({k})(assertions, event_type = '{ty}')");
+    format!(
+        "{} AS awarded, {} AS accepted, {} AS shared, \
+         countMergeIf(events, event_type = 'badge.shared') AS shares, \
+         countMergeIf(events, event_type = 'badge.viewed') AS views, \
+         uniqCombinedIfMergeIf({k})(viewers, event_type = 'badge.viewed') AS unique_viewers, \
+         {} AS revoked, uniqCombinedMerge({k})(classes) AS badge_classes",
+        assertions("badge.awarded"),
+        assertions("badge.accepted"),
+        assertions("badge.shared"),
+        assertions("badge.revoked"),
+    )
+}
 
 /// One row of [`crate::measures::Counts`] for `filter` and `period`.
 pub fn measure_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
     let mut sql = Sql::default();
-    sql.push("SELECT ").push(COUNT_COLUMNS).push(" FROM ");
+    sql.push("SELECT ").push(&count_columns()).push(" FROM ");
     push_states(
         &mut sql,
         client,
-        &Keys::columns("org_id, badge_class_id"),
+        Family::Scope { per_class: false },
+        &Keys::columns("org_id"),
         filter,
         period,
         None,
@@ -375,12 +439,17 @@ impl ClassCounts {
 pub fn class_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
     let mut sql = Sql::default();
     sql.push("SELECT org_id, badge_class_id, ")
-        .push(COUNT_COLUMNS)
+        .push(&count_columns())
         .push(" FROM ");
     push_states(
         &mut sql,
         client,
-        &Keys::columns("org_id, badge_class_id"),
+        Family::Scope { per_class: true },
+        &Keys {
+            rollup: "org_id, scope_badge_class_id AS badge_class_id",
+            raw: "org_id, badge_class_id",
+            names: "org_id, badge_class_id",
+        },
         filter,
         period,
         None,
@@ -416,7 +485,7 @@ pub fn badge_classes(client: &Client, filter: &Filter) -> Query {
          argMax(attribute_values, updated_at) AS latest_attribute_values FROM ",
     );
     sql.push(&table(client, "badge_classes"));
-    push_where(&mut sql, filter, None, None);
+    push_where(&mut sql, filter);
     sql.push(" GROUP BY org_id, badge_class_id ORDER BY org_id, badge_class_id");
     sql.build(client)
 }
@@ -468,6 +537,7 @@ pub fn distribution(
     push_states(
         &mut sql,
         client,
+        Family::Rollup,
         &keys,
         filter,
         period,
@@ -536,22 +606,24 @@ pub fn trend_counts(
             .iter()
             .all(|s| s.source.step() <= granularity.source().step()));
     }
-    let rollup = format!(
-        "{} AS t, org_id, badge_class_id",
-        bucket_expr(granularity, "bucket")
-    );
-    let raw = format!(
-        "{} AS t, org_id, badge_class_id",
-        bucket_expr(granularity, "occurred_at")
-    );
+    let rollup = format!("{} AS t", bucket_expr(granularity, "bucket"));
+    let raw = format!("{} AS t", bucket_expr(granularity, "occurred_at"));
     let keys = Keys {
         rollup: &rollup,
         raw: &raw,
-        names: "t, org_id, badge_class_id",
+        names: "t",
     };
     let mut sql = Sql::default();
-    sql.push("SELECT t, ").push(COUNT_COLUMNS).push(" FROM ");
-    push_states(&mut sql, client, &keys, filter, period, None);
+    sql.push("SELECT t, ").push(&count_columns()).push(" FROM ");
+    push_states(
+        &mut sql,
+        client,
+        Family::Scope { per_class: false },
+        &keys,
+        filter,
+        period,
+        None,
+    );
     sql.push(" GROUP BY t ORDER BY t");
     sql.build(client)
 }
@@ -624,8 +696,26 @@ pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
          countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
          countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
     );
-    sql.push(&table(client, "assertion_lifecycle"));
-    push_where(&mut sql, filter, None, None);
+    let lifecycle = table(client, "assertion_lifecycle");
+    sql.push(&lifecycle);
+    let mut c = Conditions::new();
+    push_filter(&mut sql, &mut c, filter);
+    // Only assertions with an award in the window can be in the cohort: a
+    // row-by-row pre-filter on the unmerged award times (cheap: no GROUP
+    // BY) spares merging the states of every other assertion of the scope.
+    c.and(&mut sql).push(
+        "(org_id, issuer_id, badge_class_id, assertion_id) IN \
+         (SELECT org_id, issuer_id, badge_class_id, assertion_id FROM ",
+    );
+    sql.push(&lifecycle);
+    let mut c = Conditions::new();
+    push_filter(&mut sql, &mut c, filter);
+    c.and(&mut sql)
+        .push("finalizeAggregation(first_awarded) >= ")
+        .time(window.from());
+    sql.push(" AND finalizeAggregation(first_awarded) < ")
+        .time(window.to())
+        .push(")");
     sql.push(" GROUP BY org_id, issuer_id, badge_class_id, assertion_id)");
     sql.push(" WHERE aw_n > 0 AND aw >= ")
         .time(window.from())
@@ -714,13 +804,14 @@ pub struct IssuerTotals {
     pub unique_viewers: u64,
 }
 
-/// `(SELECT org_id FROM rollup_day … LIMIT max_orgs)`: the `max_orgs`
+/// `(SELECT org_id FROM scope_total … LIMIT max_orgs)`: the `max_orgs`
 /// orgs with the most events of all time (ties by `org_id`). Every
 /// `/metrics` query folds the other orgs into [`OTHER_LABEL`] with this
 /// same set.
 fn push_top_orgs(sql: &mut Sql, client: &Client, max_orgs: u64) {
     sql.push("(SELECT org_id FROM ")
-        .push(&table(client, "rollup_day"));
+        .push(&table(client, SCOPE_TOTAL));
+    sql.push(" WHERE scope_issuer_id = '' AND scope_badge_class_id = ''");
     sql.push(" GROUP BY org_id ORDER BY countMerge(events) DESC, org_id LIMIT ")
         .u64(max_orgs)
         .push(")");
@@ -741,7 +832,9 @@ fn push_org_label(sql: &mut Sql, client: &Client, max_orgs: u64) {
 /// counts stay exact; folded orgs add up their per-org distinct counts, so
 /// equal assertion ids (or viewer keys) of two orgs are never merged.
 pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query {
-    let day = table(client, "rollup_day");
+    let totals = table(client, SCOPE_TOTAL);
+    let issuer_rows = " WHERE scope_issuer_id != '' AND scope_badge_class_id = ''";
+    let k = SKETCH_PRECISION;
     let mut sql = Sql::default();
     sql.push(
         "SELECT org, issuer, sum(aw) AS awarded, sum(ac) AS accepted, sum(sh) AS shared, \
@@ -749,26 +842,28 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
     );
     push_org_label(&mut sql, client, max_orgs);
     sql.push(" AS org, ");
-    sql.push("if((org_id, issuer_id) IN (SELECT org_id, issuer_id FROM ")
-        .push(&day);
-    sql.push(" WHERE org_id IN ");
+    sql.push("if((org_id, scope_issuer_id) IN (SELECT org_id, scope_issuer_id FROM ")
+        .push(&totals)
+        .push(issuer_rows);
+    sql.push(" AND org_id IN ");
     push_top_orgs(&mut sql, client, max_orgs);
     sql.push(
-        " GROUP BY org_id, issuer_id ORDER BY countMerge(events) DESC, org_id, issuer_id LIMIT ",
+        " GROUP BY org_id, scope_issuer_id ORDER BY countMerge(events) DESC, org_id, scope_issuer_id LIMIT ",
     )
     .u64(max_issuers);
-    sql.push("), issuer_id, '")
+    sql.push("), scope_issuer_id, '")
         .push(OTHER_LABEL)
         .push("') AS issuer, ");
-    sql.push(
-        "uniqExactMergeIf(assertions, event_type = 'badge.awarded') AS aw, \
-         uniqExactMergeIf(assertions, event_type = 'badge.accepted') AS ac, \
-         uniqExactMergeIf(assertions, event_type = 'badge.shared') AS sh, \
+    sql.push(&format!(
+        "uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.awarded') AS aw, \
+         uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.accepted') AS ac, \
+         uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.shared') AS sh, \
          countMergeIf(events, event_type = 'badge.shared') AS sh_n, \
          countMergeIf(events, event_type = 'badge.viewed') AS vw_n, \
-         uniqExactIfMergeIf(viewers, event_type = 'badge.viewed') AS uv FROM ",
-    );
-    sql.push(&day)
+         uniqCombinedIfMergeIf({k})(viewers, event_type = 'badge.viewed') AS uv FROM "
+    ));
+    sql.push(&totals)
+        .push(issuer_rows)
         .push(" GROUP BY org_id, org, issuer) GROUP BY org, issuer ORDER BY org, issuer");
     sql.build(client)
 }
@@ -867,11 +962,14 @@ pub fn tables_present(client: &Client) -> Query {
 }
 
 /// The tables the exporter reads.
-pub const REQUIRED_TABLES: [&str; 7] = [
+pub const REQUIRED_TABLES: [&str; 10] = [
     "events",
     "rollup_minute",
     "rollup_hour",
     "rollup_day",
+    "scope_hour",
+    "scope_day",
+    SCOPE_TOTAL,
     "assertion_lifecycle",
     "badge_classes",
     ANNOTATIONS_TABLE,
@@ -1055,14 +1153,14 @@ mod tests {
     }
 
     #[test]
-    fn all_time_reads_rollup_day_only() {
+    fn all_time_reads_the_org_rows_of_scope_total_only() {
         let f = Filter {
             org: Some("acme".into()),
             ..Filter::default()
         };
         let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
         assert!(
-            sql.contains("FROM bp_test.rollup_day WHERE org_id = 'acme')"),
+            sql.contains("FROM bp_test.scope_total WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = '')"),
             "{sql}"
         );
         assert!(
@@ -1084,21 +1182,32 @@ mod tests {
             &f,
             &Period::window(w, Source::Day, Retention::KEEP_ALL),
         ));
-        assert_eq!(sql.matches(" UNION ALL ").count(), 6, "{sql}");
-        for t in ["rollup_day", "rollup_hour", "rollup_minute", "events"] {
+        // Raw edges up to the hours (no minute scope table), two hour
+        // pieces, the days.
+        assert_eq!(sql.matches(" UNION ALL ").count(), 4, "{sql}");
+        for t in ["scope_day", "scope_hour", "events"] {
             assert!(
                 sql.contains(&format!("FROM bp_test.{t} WHERE")),
                 "{t}: {sql}"
             );
         }
+        // The issuer's own rows of the scope tables, and its events.
+        assert_eq!(
+            sql.matches(
+                "org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND "
+            )
+            .count(),
+            3,
+            "{sql}"
+        );
         assert_eq!(
             sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ")
                 .count(),
-            7,
+            2,
             "{sql}"
         );
         assert!(sql.contains("bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"), "{sql}");
-        assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025140, 'UTC')"), "{sql}");
+        assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025200, 'UTC')"), "{sql}");
         assert!(!sql.contains('?'), "{sql}");
     }
 
@@ -1119,7 +1228,11 @@ mod tests {
             &Filter::default(),
             &Period::AllTime,
         ));
-        assert!(!sql.contains("WHERE"), "{sql}");
+        assert!(!sql.contains("org_id ="), "{sql}");
+        assert!(
+            sql.contains("WHERE scope_issuer_id = '' AND scope_badge_class_id = ''"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -1138,7 +1251,8 @@ mod tests {
 
     #[test]
     fn org_totals_fold_with_the_same_top_orgs() {
-        let top = "(SELECT org_id FROM bp_test.rollup_day GROUP BY org_id \
+        let top = "(SELECT org_id FROM bp_test.scope_total \
+                   WHERE scope_issuer_id = '' AND scope_badge_class_id = '' GROUP BY org_id \
                    ORDER BY countMerge(events) DESC, org_id LIMIT 3)";
         for sql in [
             text(&dimension_totals(&client(), 3)),
@@ -1193,10 +1307,10 @@ mod tests {
             let reads = |t: &str| sql.contains(&format!("FROM bp_test.{t} "));
             match g {
                 Granularity::Minute => {
-                    assert!(!reads("rollup_hour") && !reads("rollup_day"), "{sql}")
+                    assert!(!reads("scope_hour") && !reads("scope_day"), "{sql}")
                 }
-                Granularity::Hour => assert!(!reads("rollup_day") && reads("rollup_hour"), "{sql}"),
-                _ => assert!(reads("rollup_day"), "{sql}"),
+                Granularity::Hour => assert!(!reads("scope_day") && reads("scope_hour"), "{sql}"),
+                _ => assert!(reads("scope_day"), "{sql}"),
             }
             assert!(sql.ends_with(" GROUP BY t ORDER BY t"), "{sql}");
         }
@@ -1210,10 +1324,7 @@ mod tests {
             sql.contains("toUInt32(toUInt32(toMonday(occurred_at)) * 86400) AS t"),
             "{sql}"
         );
-        assert!(
-            sql.contains("GROUP BY t, org_id, badge_class_id, event_type"),
-            "{sql}"
-        );
+        assert!(sql.contains("GROUP BY t, event_type"), "{sql}");
     }
 
     #[test]
@@ -1282,8 +1393,23 @@ mod tests {
         assert!(sql.contains(
             "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
         ), "{sql}");
+        // The pre-filter keeps every assertion with an award in the window
+        // (the merged first award decides afterwards).
         assert!(
-            sql.contains("FROM bp_test.assertion_lifecycle GROUP BY"),
+            sql.contains("FROM bp_test.assertion_lifecycle WHERE (org_id, issuer_id, badge_class_id, assertion_id) IN \
+                 (SELECT org_id, issuer_id, badge_class_id, assertion_id FROM bp_test.assertion_lifecycle \
+                 WHERE finalizeAggregation(first_awarded) >= toDateTime(1710025110, 'UTC') \
+                 AND finalizeAggregation(first_awarded) < toDateTime(1710205335, 'UTC')) GROUP BY"),
+            "{sql}"
+        );
+        let org = Filter {
+            org: Some("acme".into()),
+            ..Filter::default()
+        };
+        let sql = text(&lifecycle(&client(), &org, sample_window()));
+        assert_eq!(
+            sql.matches("WHERE org_id = 'acme' AND ").count(),
+            2,
             "{sql}"
         );
     }

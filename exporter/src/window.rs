@@ -164,14 +164,22 @@ pub fn decompose_with(window: Window, coarsest: Source, retention: Retention) ->
         coarsest,
         &mut pieces,
     );
-    let mut out: Vec<Segment> = Vec::with_capacity(pieces.len());
-    for mut seg in pieces {
-        let expired = match seg.source {
-            Source::Minute => seg.from < retention.minute_from,
-            Source::Hour => seg.from < retention.hour_from,
-            Source::Day | Source::Raw => false,
-        };
-        if expired {
+    read_from_raw(pieces, |seg| match seg.source {
+        Source::Minute => seg.from < retention.minute_from,
+        Source::Hour => seg.from < retention.hour_from,
+        Source::Day | Source::Raw => false,
+    })
+}
+
+/// `segments` with those for which `to_raw` holds read from raw `events`
+/// instead, adjacent raw pieces joined.
+fn read_from_raw(
+    segments: impl IntoIterator<Item = Segment>,
+    to_raw: impl Fn(&Segment) -> bool,
+) -> Vec<Segment> {
+    let mut out: Vec<Segment> = Vec::new();
+    for mut seg in segments {
+        if to_raw(&seg) {
             seg.source = Source::Raw;
         }
         match out.last_mut() {
@@ -182,6 +190,13 @@ pub fn decompose_with(window: Window, coarsest: Source, retention: Retention) ->
         }
     }
     out
+}
+
+/// `segments` with every minute piece read from raw `events` instead
+/// (adjacent raw pieces joined), for sources that have no minute table
+/// (the `scope_*` tables). The module's invariant still holds.
+pub fn minutes_from_raw(segments: &[Segment]) -> Vec<Segment> {
+    read_from_raw(segments.iter().copied(), |seg| seg.source == Source::Minute)
 }
 
 /// The bucket size of a trend (SPEC §7.4).
@@ -614,6 +629,38 @@ mod tests {
         assert!(r.minute_from >= t("2026-03-03T00:00:00Z"));
         assert!(r.hour_from >= t("2025-02-01T00:00:00Z"));
         assert_eq!(Retention::at(now, 1, 1).minute_from, now);
+    }
+
+    #[test]
+    fn minutes_from_raw_joins_the_edges() {
+        // 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z: raw, minute, hour,
+        // day, hour, minute, raw.
+        let w = Window::new(1_710_025_110, 1_710_205_335).unwrap();
+        let segs = minutes_from_raw(&decompose(w));
+        let sources: Vec<Source> = segs.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources,
+            [
+                Source::Raw,
+                Source::Hour,
+                Source::Day,
+                Source::Hour,
+                Source::Raw
+            ]
+        );
+        assert_eq!((segs[0].from, segs[0].to), (1_710_025_110, 1_710_025_200));
+        assert_eq!((segs[4].from, segs[4].to), (1_710_205_200, 1_710_205_335));
+        assert!(segs.windows(2).all(|p| p[0].to == p[1].from));
+        // A minute trend's window is read from events alone.
+        let minutes = minutes_from_raw(&decompose_with(w, Source::Minute, Retention::KEEP_ALL));
+        assert_eq!(
+            minutes,
+            [Segment {
+                source: Source::Raw,
+                from: w.from(),
+                to: w.to()
+            }]
+        );
     }
 
     #[test]

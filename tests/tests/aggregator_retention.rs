@@ -1,5 +1,5 @@
-//! Retention on a real ClickHouse: expired rollup partitions are dropped
-//! whole, coarser rollups keep their data, and exactly-once recovery never
+//! Retention on a real ClickHouse: expired partitions of the rollup and
+//! scope tables are dropped whole, coarser ones keep their data, and exactly-once recovery never
 //! re-adds rows to what retention dropped (even though dropping lowers the
 //! table's high-water mark).
 
@@ -65,11 +65,17 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
     );
     assert!(
         dropped.iter().all(|(t, _)| t == "rollup_minute"),
-        "hour (400 days) and day (forever) keep everything: {dropped:?}"
+        "hour (400 days), day and all time (forever) keep everything: {dropped:?}"
     );
     assert_eq!(ch.number(&count("rollup_minute")).await, 2);
     assert_eq!(ch.number(&count("rollup_hour")).await, 4);
     assert_eq!(ch.number(&count("rollup_day")).await, 4);
+    // The scope tables count each event once per level (org, issuer,
+    // badge class); the org rows hold each event once.
+    let org_rows = |table: &str| format!("{} WHERE scope_issuer_id = ''", count(table));
+    assert_eq!(ch.number(&org_rows("scope_hour")).await, 4);
+    assert_eq!(ch.number(&org_rows("scope_day")).await, 4);
+    assert_eq!(ch.number(&org_rows("scope_total")).await, 4);
     assert_eq!(
         ch.number("SELECT count() FROM ret.events").await,
         4,
@@ -90,9 +96,35 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
         2,
         "recovery re-added expired buckets"
     );
+    // With an hour retention of 1 day, both hour tables keep only the
+    // months from yesterday's on, and recovery does not bring the rest
+    // back.
+    let short = AggregatorConfig {
+        retention_hour_days: 1,
+        ..AggregatorConfig::default()
+    };
+    store.enforce_retention(&short, now).await.unwrap();
+    let keep_hours = keep_from(Granularity::Hour, 1, now).unwrap();
+    let kept = [0, 2, 8, 30]
+        .iter()
+        .filter(|days| now - Duration::days(**days) >= keep_hours)
+        .count() as u64;
+    assert_eq!(ch.number(&count("rollup_hour")).await, kept);
+    assert_eq!(ch.number(&org_rows("scope_hour")).await, kept);
+    let marks = store.marks(0).await.unwrap();
+    let keep = keep_hours.timestamp() as u32;
+    store
+        .recover("scope_hour", 0, marks.derived["scope_hour"], 4, keep)
+        .await
+        .unwrap();
+    assert_eq!(
+        ch.number(&org_rows("scope_hour")).await,
+        kept,
+        "recovery re-added expired scope buckets"
+    );
     // A second run finds nothing more to drop.
     assert!(store
-        .enforce_retention(&config, now)
+        .enforce_retention(&short, now)
         .await
         .unwrap()
         .is_empty());

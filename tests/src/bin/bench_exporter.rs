@@ -307,12 +307,14 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     println!(
-        "data: {n} events loaded in {load_secs:.1} s (+{:.1} s of merges); rows: events {}, rollup_minute {}, rollup_hour {}, rollup_day {}, assertion_lifecycle {}; org {ORG}: {} events",
+        "data: {n} events loaded in {load_secs:.1} s (+{:.1} s of merges); rows: events {}, rollup_minute {}, rollup_hour {}, rollup_day {}, scope_day {}, scope_total {}, assertion_lifecycle {}; org {ORG}: {} events",
         settle.elapsed().as_secs_f64(),
         ch.number(&format!("SELECT count() FROM {DB}.events")).await,
         ch.number(&format!("SELECT count() FROM {DB}.rollup_minute")).await,
         ch.number(&format!("SELECT count() FROM {DB}.rollup_hour")).await,
         ch.number(&format!("SELECT count() FROM {DB}.rollup_day")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.scope_day")).await,
+        ch.number(&format!("SELECT count() FROM {DB}.scope_total")).await,
         ch.number(&format!("SELECT count() FROM {DB}.assertion_lifecycle")).await,
         ch.number(&format!("SELECT count() FROM {DB}.events WHERE org_id = '{ORG}'")).await,
     );
