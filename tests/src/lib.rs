@@ -346,6 +346,28 @@ impl ClickHouse {
     }
 }
 
+impl ClickHouse {
+    /// Waits until database `db` holds `n` events in `events` and in the
+    /// last table the materialised views fill (`scope_total`, whose org
+    /// rows count each event once): one insert reaches the tables one
+    /// after the other, so `events` alone can be complete while the
+    /// derived tables are not yet.
+    pub async fn wait_for_events(&self, db: &str, n: u64, within: Duration) {
+        eventually(within, &format!("{n} events in every table"), || async {
+            let events = self
+                .number(&format!("SELECT count() FROM {db}.events"))
+                .await;
+            let derived = self
+                .number(&format!(
+                    "SELECT countMerge(events) FROM {db}.scope_total WHERE scope_issuer_id = ''"
+                ))
+                .await;
+            (events == n && derived == n).then_some(())
+        })
+        .await
+    }
+}
+
 impl Drop for ClickHouse {
     fn drop(&mut self) {
         kill(&mut self.child);

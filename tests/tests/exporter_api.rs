@@ -763,15 +763,7 @@ async fn analytics_api_matches_the_ground_truth() {
     };
     let total = model.events.len() as u64;
     let ch = &stack.ch;
-    eventually(
-        Duration::from_secs(60),
-        "every event in ClickHouse",
-        || async {
-            let n = ch.number(&format!("SELECT count() FROM {DB}.events")).await;
-            (n == total).then_some(())
-        },
-    )
-    .await;
+    ch.wait_for_events(DB, total, Duration::from_secs(60)).await;
     for table in ["rollup_minute", "rollup_hour", "rollup_day"] {
         eventually(Duration::from_secs(30), table, || async {
             let n = ch

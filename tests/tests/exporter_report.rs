@@ -11,9 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use badgepulse_tests::{
-    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
-};
+use badgepulse_tests::{start_services, ClickHouse, Nats, Service, StackConfig, StackPorts};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -292,15 +290,7 @@ async fn charts_and_report_render_the_analytics() {
     assert_eq!(answer["accepted"], events.len(), "{answer}");
     let total = events.len() as u64;
     let ch = &stack.ch;
-    eventually(
-        Duration::from_secs(60),
-        "every event in ClickHouse",
-        || async {
-            let n = ch.number(&format!("SELECT count() FROM {DB}.events")).await;
-            (n == total).then_some(())
-        },
-    )
-    .await;
+    ch.wait_for_events(DB, total, Duration::from_secs(60)).await;
     let window = format!(
         "from={}&to={}",
         day(today - 3 * 86_400),

@@ -1363,15 +1363,8 @@ async fn every_panel_query_runs_on_real_data() {
     assert_eq!(body["accepted"], events.len(), "{body}");
     let beacons = send_beacons(&http, &format!("http://{ingest}")).await;
     let expected_rows = events.len() as u64 + beacons;
-    eventually(
-        Duration::from_secs(60),
-        "all events in ClickHouse",
-        || async {
-            let n = ch.number(&format!("SELECT count() FROM {DB}.events")).await;
-            (n == expected_rows).then_some(())
-        },
-    )
-    .await;
+    ch.wait_for_events(DB, expected_rows, Duration::from_secs(60))
+        .await;
     // Program updates, created through the API: org-wide, per badge class,
     // another org, and one before the window.
     for (org, issuer, badge, minutes_ago, title) in [

@@ -319,6 +319,27 @@ async fn main() -> anyhow::Result<()> {
         ch.number(&format!("SELECT count() FROM {DB}.events WHERE org_id = '{ORG}'")).await,
     );
 
+    // Disk per table, for sizing (docs/scaling.md).
+    let disk = ch
+        .query(&format!(
+            "SELECT table, sum(bytes_on_disk) AS b FROM system.parts WHERE database = '{DB}' AND active \
+             GROUP BY table ORDER BY b DESC"
+        ))
+        .await?;
+    let disk: Vec<String> = disk
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(table, bytes)| {
+            let bytes: f64 = bytes.parse().unwrap_or(0.0);
+            format!(
+                "{table} {:.0} MB ({:.1} B/event)",
+                bytes / 1e6,
+                bytes / n as f64
+            )
+        })
+        .collect();
+    println!("disk: {}", disk.join(", "));
+
     if std::env::var_os("BENCH_HOLD").is_some() {
         println!(
             "BENCH_HOLD: ClickHouse with the data stays up at {} (database {DB}) until Ctrl-C",
