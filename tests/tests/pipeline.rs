@@ -535,7 +535,12 @@ async fn known_traffic_gives_exact_counts_everywhere() {
         assert!(!dump.contains(secret), "events table contains {secret}");
     }
 
-    // The overview: all-time KPIs and the window values.
+    // The overview: all-time KPIs and the window values, once the last
+    // table the views fill (`scope_total`) holds every event too.
+    stack
+        .ch
+        .wait_for_events(db, expected_rows, Duration::from_secs(30))
+        .await;
     let overview: Value = eventually(Duration::from_secs(30), "overview", || async {
         let r = http
             .get(format!("{}/api/v1/overview?org=acme", stack.exporter_url))
