@@ -13,10 +13,6 @@ pub const SKETCH_PRECISION: u8 = 18;
 /// All-time measures per scope (no time bucket).
 pub const SCOPE_TOTAL: &str = "scope_total";
 
-/// The value of `scope_issuer_id` / `scope_badge_class_id` in the rows
-/// of a `scope_*` table that total every issuer / every badge class.
-pub const ALL: &str = "";
-
 /// The aggregate states of a `scope_*` row, computed from `events`
 /// columns: the aggregator's materialised views and the exporter's
 /// raw-events window edges compute them alike, so that `…Merge` over both

@@ -369,22 +369,26 @@ fn push_states(
     sql.push(")");
 }
 
+/// The distinct count of the sketch `column` (`assertions` or `viewers`
+/// of a `scope_*` table) over the rows of `event_type`.
+fn sketch_merge(column: &str, event_type: &str) -> String {
+    format!("uniqCombinedIfMergeIf({SKETCH_PRECISION})({column}, event_type = '{event_type}')")
+}
+
 /// The merged measures of SPEC §7 over `scope_*` states, in the field
 /// order of [`crate::measures::Counts`].
 fn count_columns() -> String {
-    let k = SKETCH_PRECISION;
-    let assertions =
-        |ty: &str| format!("uniqCombinedIfMergeIf({k})(assertions, event_type = '{ty}')");
     format!(
         "{} AS awarded, {} AS accepted, {} AS shared, \
          countMergeIf(events, event_type = 'badge.shared') AS shares, \
          countMergeIf(events, event_type = 'badge.viewed') AS views, \
-         uniqCombinedIfMergeIf({k})(viewers, event_type = 'badge.viewed') AS unique_viewers, \
-         {} AS revoked, uniqCombinedMerge({k})(classes) AS badge_classes",
-        assertions("badge.awarded"),
-        assertions("badge.accepted"),
-        assertions("badge.shared"),
-        assertions("badge.revoked"),
+         {} AS unique_viewers, {} AS revoked, \
+         uniqCombinedMerge({SKETCH_PRECISION})(classes) AS badge_classes",
+        sketch_merge("assertions", "badge.awarded"),
+        sketch_merge("assertions", "badge.accepted"),
+        sketch_merge("assertions", "badge.shared"),
+        sketch_merge("viewers", "badge.viewed"),
+        sketch_merge("assertions", "badge.revoked"),
     )
 }
 
@@ -823,7 +827,6 @@ fn push_org_label(sql: &mut Sql, client: &Client, max_orgs: u64) {
 pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query {
     let totals = table(client, SCOPE_TOTAL);
     let issuer_rows = " WHERE scope_issuer_id != '' AND scope_badge_class_id = ''";
-    let k = SKETCH_PRECISION;
     let mut sql = Sql::default();
     sql.push(
         "SELECT org, issuer, sum(aw) AS awarded, sum(ac) AS accepted, sum(sh) AS shared, \
@@ -844,12 +847,13 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
         .push(OTHER_LABEL)
         .push("') AS issuer, ");
     sql.push(&format!(
-        "uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.awarded') AS aw, \
-         uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.accepted') AS ac, \
-         uniqCombinedIfMergeIf({k})(assertions, event_type = 'badge.shared') AS sh, \
+        "{} AS aw, {} AS ac, {} AS sh, \
          countMergeIf(events, event_type = 'badge.shared') AS sh_n, \
-         countMergeIf(events, event_type = 'badge.viewed') AS vw_n, \
-         uniqCombinedIfMergeIf({k})(viewers, event_type = 'badge.viewed') AS uv FROM "
+         countMergeIf(events, event_type = 'badge.viewed') AS vw_n, {} AS uv FROM ",
+        sketch_merge("assertions", "badge.awarded"),
+        sketch_merge("assertions", "badge.accepted"),
+        sketch_merge("assertions", "badge.shared"),
+        sketch_merge("viewers", "badge.viewed"),
     ));
     sql.push(&totals)
         .push(issuer_rows)
@@ -925,8 +929,8 @@ pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
          countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
     );
     sql.push(&table(client, "assertion_lifecycle"));
-    sql.push(
-        " GROUP BY org_id, cityHash64(issuer_id, badge_class_id, assertion_id)) GROUP BY org_id) \
+    sql.push(" GROUP BY org_id, ").push(ASSERTION_KEY).push(
+        ") GROUP BY org_id) \
          GROUP BY org ORDER BY org",
     );
     sql.build(client)
