@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use badgepulse_aggregator::schema::DERIVED_TABLES;
 use badgepulse_tests::{
     clickhouse_replicas, eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service,
     ZooKeeper,
@@ -158,14 +159,13 @@ async fn replicated_cluster_answers_like_a_single_server() {
         )
         .await;
     }
-    // Let every replicated rollup catch up on replica 1 before comparing.
-    for table in [
-        "rollup_minute_local",
-        "rollup_hour_local",
-        "rollup_day_local",
-        "assertion_lifecycle_local",
-        "badge_classes_local",
-    ] {
+    // Let every replicated derived table catch up on replica 1 before
+    // comparing.
+    for table in DERIVED_TABLES
+        .into_iter()
+        .chain(["badge_classes"])
+        .map(|t| format!("{t}_local"))
+    {
         eventually(
             Duration::from_secs(60),
             &format!("{table} replicated"),
