@@ -113,8 +113,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http::router(state),
         Duration::from_secs(e.header_read_timeout_secs),
         shutdown.cancelled(),
+        // Queries and chart drawing take turns across the worker threads.
+        server::Threads::Runtime,
     )
-    .await;
+    .await
+    .context("starting the HTTP server")?;
     shutdown.cancel();
     refresher.await?;
     tracing::info!("exporter stopped");

@@ -180,8 +180,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http::router(state.clone()),
         Duration::from_secs(config.ingest.header_read_timeout_secs),
         shutdown.cancelled(),
+        // Pixels are many short requests: threads that each keep their
+        // connections wake no other thread per request.
+        server::Threads::Dedicated(config.ingest.http_threads()),
     )
-    .await;
+    .await
+    .context("starting the HTTP server")?;
 
     // Drain: no more requests; publish what is buffered, within the deadline.
     tracing::info!("draining buffered beacons");

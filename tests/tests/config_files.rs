@@ -52,6 +52,7 @@ fn the_example_documents_the_defaults() {
         ingest.ingest.header_read_timeout_secs,
         defaults.header_read_timeout_secs
     );
+    assert_eq!(ingest.ingest.http_threads, defaults.http_threads);
     let aggregator = badgepulse_aggregator::config::Config::load(Some(&path)).unwrap();
     let mut expected = badgepulse_aggregator::config::AggregatorConfig::default();
     expected.partitions = Vec::new();
