@@ -266,6 +266,8 @@ impl Connections {
     /// Serves one connection until the client closes it, its watchdog
     /// closes it, or shutdown does once no request is in flight.
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
+        // As nginx's `tcp_nodelay`: a response is one write, sent at once.
+        let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::default());
         let seen = activity.clone();
         let router = self.router;
