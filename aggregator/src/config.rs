@@ -48,6 +48,9 @@ pub struct AggregatorConfig {
     pub retention_hour_days: u32,
     /// Retention of `rollup_day`, days; 0 keeps it forever.
     pub retention_day_days: u32,
+    /// How often this instance merges `scope_total` on its ClickHouse node
+    /// into one part, seconds; 0: never (see `Store::compact_totals`).
+    pub compact_interval_secs: u64,
 }
 
 impl Default for AggregatorConfig {
@@ -63,6 +66,7 @@ impl Default for AggregatorConfig {
             retention_minute_days: 7,
             retention_hour_days: 400,
             retention_day_days: 0,
+            compact_interval_secs: 600,
         }
     }
 }

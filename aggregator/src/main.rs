@@ -167,6 +167,14 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         batch_lock.clone(),
         shutdown.clone(),
     ));
+    let compaction = (config.aggregator.compact_interval_secs > 0).then(|| {
+        tokio::spawn(run_compaction(
+            store.clone(),
+            std::time::Duration::from_secs(config.aggregator.compact_interval_secs),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
         let consumer = loop {
@@ -210,6 +218,9 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     shutdown.cancel();
     admin.await??;
     retention.await?;
+    if let Some(compaction) = compaction {
+        compaction.await?;
+    }
     tracing::info!("aggregator stopped");
     Ok(())
 }
@@ -231,6 +242,38 @@ async fn run_retention(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+/// Every `interval`, merges `scope_total` on the node this instance
+/// writes through into one part (`Store::compact_totals`). Every instance
+/// does: in a cluster each compacts its own shard; instances sharing a
+/// node repeat the work, one rewrite of a small table each.
+async fn run_compaction(
+    store: Store,
+    interval: std::time::Duration,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let started = std::time::Instant::now();
+        match store.compact_totals().await {
+            Ok(()) => {
+                metrics.compactions.with_label_values(&["ok"]).inc();
+                tracing::debug!(
+                    seconds = started.elapsed().as_secs_f64(),
+                    "compacted scope_total"
+                );
+            }
+            Err(e) => {
+                metrics.compactions.with_label_values(&["failed"]).inc();
+                tracing::warn!(error = %e, "compacting scope_total failed; next try in one interval");
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     pub dead_letters: IntCounter,
     pub recoveries: IntCounterVec,
+    pub compactions: IntCounterVec,
     pub clickhouse_errors: IntCounter,
     pub nats_errors: IntCounter,
     pub batch_messages: Histogram,
@@ -69,7 +70,19 @@ impl Metrics {
         registry
             .register(Box::new(recoveries.clone()))
             .expect("unique metric");
+        let compactions = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_aggregator_compactions_total",
+                "Runs of the scope_total compaction, by outcome (ok, failed)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(compactions.clone()))
+            .expect("unique metric");
         Metrics {
+            compactions,
             batches: counter("batches_total", "Batches written to ClickHouse and acked"),
             messages: counter("messages_total", "JetStream messages processed"),
             events_written: counter("events_written_total", "Rows written to the events table"),

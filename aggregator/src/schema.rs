@@ -680,6 +680,16 @@ impl Schema {
         )
     }
 
+    /// Merges the parts of `table` on this node (an unscheduled merge,
+    /// which takes every part it can: one part after it, and nothing to
+    /// do when there is one already). In a cluster the merge replicates to
+    /// the shard's other replicas. Neither `FINAL` nor `ON CLUSTER`:
+    /// ClickHouse 18.16 fails both on replicated tables ("Unknown log
+    /// entry type: 0").
+    pub fn optimize(&self, table: &str) -> String {
+        format!("OPTIMIZE TABLE {}.{}", self.database, self.local(table))
+    }
+
     /// Drops partition `id` (a number read from `system.parts`) of `table`.
     pub fn drop_partition(&self, table: &str, id: u32) -> String {
         format!(

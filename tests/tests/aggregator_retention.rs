@@ -129,3 +129,41 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
         .unwrap()
         .is_empty());
 }
+
+/// The aggregator's periodic compaction (`Store::compact_totals`) leaves
+/// `scope_total` in one part and changes none of its numbers.
+#[tokio::test]
+async fn compaction_merges_scope_total_into_one_part() {
+    let ch = ClickHouse::start().await;
+    let store = Store::new(&ClickHouseConfig {
+        url: ch.url(),
+        database: "cmp".into(),
+        ..Default::default()
+    });
+    store.migrate().await.unwrap();
+    store.ensure_staging(0).await.unwrap();
+    // Three writes, three parts: background merges are held off until
+    // the parts are counted.
+    ch.query("SYSTEM STOP MERGES cmp.scope_total")
+        .await
+        .unwrap();
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        let row = EventRow::new(&awarded(id, i as i64), 0, i as u64 + 1);
+        store.write(0, "events_input", &[row]).await.unwrap();
+    }
+    let parts = "SELECT count() FROM system.parts \
+                 WHERE database = 'cmp' AND table = 'scope_total' AND active";
+    assert_eq!(ch.number(parts).await, 3);
+    let totals = "SELECT scope_issuer_id, scope_badge_class_id, countMerge(events), \
+                  uniqCombinedIfMerge(18)(assertions), maxMerge(max_seq) FROM cmp.scope_total \
+                  GROUP BY scope_issuer_id, scope_badge_class_id \
+                  ORDER BY scope_issuer_id, scope_badge_class_id";
+    let before = ch.query(totals).await.unwrap();
+    assert_eq!(before, "\t\t3\t3\t3\ni1\t\t3\t3\t3\ni1\tb1\t3\t3\t3\n");
+    ch.query("SYSTEM START MERGES cmp.scope_total")
+        .await
+        .unwrap();
+    store.compact_totals().await.unwrap();
+    assert_eq!(ch.number(parts).await, 1);
+    assert_eq!(ch.query(totals).await.unwrap(), before);
+}

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use badgepulse_aggregator::schema::DERIVED_TABLES;
 use badgepulse_tests::{
-    clickhouse_replicas, eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service,
-    ZooKeeper,
+    clickhouse_replicas, eventually, free_port, metric_value, scrape, sha256_hex, wait_http,
+    ClickHouse, Nats, Service, ZooKeeper,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -31,7 +31,7 @@ fn config(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{ch_url}\"\ndatabase = \"bp\"\ncluster = \"{cluster}\"\n\
          [ingest]\nbind = \"127.0.0.1:{}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nplatform_hosts = [\"badges.example.org\"]\ncountry_header = \"CF-IPCountry\"\n\
          [ingest.pixel_keys]\nk1 = \"{KEY}\"\n[[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n\
-         [aggregator]\nadmin_bind = \"127.0.0.1:{}\"\nconsumer_prefix = \"{prefix}\"\nflush_interval_ms = 100\n\
+         [aggregator]\nadmin_bind = \"127.0.0.1:{}\"\nconsumer_prefix = \"{prefix}\"\nflush_interval_ms = 100\ncompact_interval_secs = 1\n\
          [exporter]\nbind = \"127.0.0.1:{}\"\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
         ports.0,
@@ -181,6 +181,38 @@ async fn replicated_cluster_answers_like_a_single_server() {
         )
         .await;
     }
+
+    // The aggregators compact scope_total every second, the cluster's with
+    // OPTIMIZE … ON CLUSTER: no run fails, and once traffic has stopped
+    // each replica holds one part. The comparisons below read the
+    // compacted tables.
+    eventually(
+        Duration::from_secs(60),
+        "scope_total compacted on both replicas",
+        || async {
+            let text = scrape(&format!("http://127.0.0.1:{cluster_admin}/metrics")).await;
+            let runs = |outcome| {
+                metric_value(
+                    &text,
+                    "badgepulse_aggregator_compactions_total",
+                    &[("outcome", outcome)],
+                )
+            };
+            assert_eq!(runs("failed"), 0.0, "a compaction failed");
+            let mut parts = Vec::new();
+            for node in &replicas {
+                parts.push(
+                    node.number(
+                        "SELECT count() FROM system.parts \
+                         WHERE database = 'bp' AND table = 'scope_total_local' AND active",
+                    )
+                    .await,
+                );
+            }
+            (runs("ok") > 0.0 && parts == [1, 1]).then_some(())
+        },
+    )
+    .await;
 
     let from = (Utc::now() - chrono::Duration::days(3))
         .format("%Y-%m-%dT%H:00:00Z")

@@ -32,6 +32,8 @@
 use std::time::{Duration, Instant};
 
 use badgepulse_aggregator::schema::Schema;
+use badgepulse_aggregator::store::Store;
+use badgepulse_contract::settings::ClickHouseConfig;
 use badgepulse_tests::{
     eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Service,
 };
@@ -402,6 +404,34 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let http = reqwest::Client::new();
+    // The aggregator's periodic compaction of scope_total
+    // (`aggregator.compact_interval_secs`), and what it does to the
+    // overview, whose all-time tiles read that table.
+    let overview = format!("{base}/api/v1/overview?org={ORG}");
+    let overview_p50 = || {
+        measure(reps.min(10), || {
+            let r = http.get(&overview).bearer_auth(API_KEY).send();
+            async move { r.await?.error_for_status().map(drop).map_err(Into::into) }
+        })
+    };
+    let total_parts = format!(
+        "SELECT count() FROM system.parts WHERE database = '{DB}' AND table = 'scope_total' AND active"
+    );
+    let (parts_before, (before, _)) = (ch.number(&total_parts).await, overview_p50().await?);
+    let started = Instant::now();
+    Store::new(&ClickHouseConfig {
+        url: ch.url(),
+        database: DB.into(),
+        ..Default::default()
+    })
+    .compact_totals()
+    .await?;
+    let compact_secs = started.elapsed().as_secs_f64();
+    let (after, _) = overview_p50().await?;
+    println!(
+        "scope_total compaction: {parts_before} parts -> {} in {compact_secs:.1} s; overview [30d] p50 {before:.1} -> {after:.1} ms",
+        ch.number(&total_parts).await
+    );
     println!(
         "latency in ms, org scope ({ORG}); API: {reps} requests, raw events: {raw_reps} queries, each after one warm-up"
     );
