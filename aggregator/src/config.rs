@@ -48,8 +48,8 @@ pub struct AggregatorConfig {
     pub retention_hour_days: u32,
     /// Retention of `rollup_day`, days; 0 keeps it forever.
     pub retention_day_days: u32,
-    /// How often this instance merges `scope_total` on its ClickHouse node
-    /// into one part, seconds; 0: never (see `Store::compact_totals`).
+    /// How often this instance merges the parts of `scope_total` on its
+    /// ClickHouse node, seconds; 0: never (see `Store::compact_totals`).
     pub compact_interval_secs: u64,
 }
 

@@ -246,8 +246,8 @@ async fn run_retention(
     }
 }
 
-/// Every `interval`, merges `scope_total` on the node this instance
-/// writes through into one part (`Store::compact_totals`). Every instance
+/// Every `interval`, merges the parts of `scope_total` on the node this
+/// instance writes through (`Store::compact_totals`). Every instance
 /// does: in a cluster each compacts its own shard; instances sharing a
 /// node repeat the work, one rewrite of a small table each.
 async fn run_compaction(

@@ -681,8 +681,7 @@ impl Schema {
     }
 
     /// Merges the parts of `table` on this node (an unscheduled merge,
-    /// which takes every part it can: one part after it, and nothing to
-    /// do when there is one already). In a cluster the merge replicates to
+    /// which takes every part it can; nothing to do when there is one). In a cluster the merge replicates to
     /// the shard's other replicas. Neither `FINAL` nor `ON CLUSTER`:
     /// ClickHouse 18.16 fails both on replicated tables ("Unknown log
     /// entry type: 0").

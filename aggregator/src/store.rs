@@ -343,13 +343,13 @@ impl Store {
         Ok(dropped)
     }
 
-    /// Merges `scope_total` into one part. ClickHouse's background merges
-    /// leave a table of small parts unmerged for a long time (the
-    /// exporter's benchmark found about 30 parts after loading 10 M
-    /// events), and an all-time read merges one distinct-count sketch per
-    /// key and part: a few milliseconds each. The table is small (a row
-    /// per org, issuer and badge class, event type and partition), so
-    /// merging it whole is cheap; merging never changes what it holds.
+    /// Merges the parts of `scope_total`. ClickHouse's background merges
+    /// leave a table of small parts unmerged for a long time, and an
+    /// all-time read merges one distinct-count sketch per key and part.
+    /// The table is small (a row per org, issuer and badge class, event
+    /// type and partition): after the exporter benchmark's 10 M events,
+    /// 97 MB in 6 parts, merged into 2 in 1.3 s. Merging never changes
+    /// what the table holds.
     pub async fn compact_totals(&self) -> Result<(), StoreError> {
         self.admin
             .query(&self.schema.optimize(SCOPE_TOTAL))
