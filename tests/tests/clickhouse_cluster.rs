@@ -139,28 +139,30 @@ async fn replicated_cluster_answers_like_a_single_server() {
     .await
     .unwrap();
 
-    for (name, node) in [
-        ("single", &single),
-        ("replica 0", &replicas[0]),
-        ("replica 1", &replicas[1]),
-    ] {
-        let table = if name == "single" {
-            "bp.events"
-        } else {
-            "bp.events_local"
-        };
+    // One INSERT fills `events` first and the tables its materialised views
+    // feed after it, `scope_total` last: a node is complete once
+    // `scope_total` counts every event (on a replica, the aggregator's
+    // inserts through replica 0 or the parts fetched from it).
+    single.wait_for_events("bp", expected, Duration::from_secs(120)).await;
+    for (name, node) in [("replica 0", &replicas[0]), ("replica 1", &replicas[1])] {
         eventually(
             Duration::from_secs(120),
-            &format!("{expected} events on {name}"),
+            &format!("{expected} events in events_local and scope_total_local on {name}"),
             || async {
-                (node.number(&format!("SELECT count() FROM {table}")).await == expected)
-                    .then_some(())
+                let events = node.number("SELECT count() FROM bp.events_local").await;
+                let totals = node
+                    .number(
+                        "SELECT countMerge(events) FROM bp.scope_total_local \
+                         WHERE scope_issuer_id = ''",
+                    )
+                    .await;
+                (events == expected && totals == expected).then_some(())
             },
         )
         .await;
     }
-    // Let every replicated derived table catch up on replica 1 before
-    // comparing.
+    // Replica 0 is complete; let every replicated derived table catch up
+    // on replica 1 before comparing.
     for table in DERIVED_TABLES
         .into_iter()
         .chain(["badge_classes"])
