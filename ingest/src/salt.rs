@@ -111,22 +111,23 @@ impl Salts {
         keyer
     }
 
+    /// Opens the bucket, creating it if no instance has yet.
+    ///
+    /// The bucket's stream is created with `create_stream` rather than
+    /// `create_key_value`: async-nats 0.51 first queries the account, and
+    /// fails to parse nats-server 2.9's answer (it lacks the
+    /// `reserved_memory` field), so no bucket was ever created there.
+    /// Creating a stream is idempotent for an identical config, so
+    /// instances racing here all succeed, and the config is the one
+    /// `create_key_value` would send (`kv_stream_config`).
     async fn bucket(&self) -> Result<kv::Store, async_nats::Error> {
-        match self.jetstream.get_key_value(SALT_BUCKET).await {
-            Ok(store) => Ok(store),
-            Err(_) => Ok(self
-                .jetstream
-                .create_key_value(kv::Config {
-                    bucket: SALT_BUCKET.into(),
-                    description: "badgepulse daily viewer-key salts".into(),
-                    history: 1,
-                    max_age: SALT_MAX_AGE,
-                    num_replicas: self.replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await?),
+        if let Ok(store) = self.jetstream.get_key_value(SALT_BUCKET).await {
+            return Ok(store);
         }
+        self.jetstream
+            .create_stream(kv_stream_config(self.replicas))
+            .await?;
+        Ok(self.jetstream.get_key_value(SALT_BUCKET).await?)
     }
 
     /// Reads the day's salt, creating it if no instance has yet.
@@ -147,6 +148,27 @@ impl Salts {
             .await?
             .map(|v| v.to_vec())
             .ok_or_else(|| format!("salt {key} vanished after create").into())
+    }
+}
+
+/// The stream behind the KV bucket `badgepulse_salts`, as async-nats'
+/// `create_key_value` builds it for a bucket of history 1: one value per
+/// key, values older than [`SALT_MAX_AGE`] deleted, rollups allowed,
+/// deletes denied, direct gets, new writes refused when full.
+pub fn kv_stream_config(replicas: usize) -> jetstream::stream::Config {
+    jetstream::stream::Config {
+        name: format!("KV_{SALT_BUCKET}"),
+        description: Some("badgepulse daily viewer-key salts".into()),
+        subjects: vec![format!("$KV.{SALT_BUCKET}.>")],
+        max_messages_per_subject: 1,
+        max_age: SALT_MAX_AGE,
+        storage: jetstream::stream::StorageType::File,
+        num_replicas: replicas.max(1),
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        ..Default::default()
     }
 }
 

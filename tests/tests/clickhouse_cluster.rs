@@ -143,7 +143,9 @@ async fn replicated_cluster_answers_like_a_single_server() {
     // feed after it, `scope_total` last: a node is complete once
     // `scope_total` counts every event (on a replica, the aggregator's
     // inserts through replica 0 or the parts fetched from it).
-    single.wait_for_events("bp", expected, Duration::from_secs(120)).await;
+    single
+        .wait_for_events("bp", expected, Duration::from_secs(120))
+        .await;
     for (name, node) in [("replica 0", &replicas[0]), ("replica 1", &replicas[1])] {
         eventually(
             Duration::from_secs(120),

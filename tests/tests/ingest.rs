@@ -754,3 +754,82 @@ async fn every_request_is_counted_by_route_and_status() {
         );
     }
 }
+
+/// SPEC §4–5: the daily salt lives in the KV bucket `badgepulse_salts`,
+/// created by whichever instance needs it first, kept 48 hours. Two fresh
+/// instances race to create it with their first pixels; both must key the
+/// same viewer alike (a local stand-in salt would not), and neither falls
+/// back. Before the bucket was created by hand, async-nats 0.51 failed on
+/// nats-server 2.9 and every instance silently used a stand-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_share_the_daily_salt_through_nats_kv() {
+    use badgepulse_contract::subject::SALT_BUCKET;
+
+    let nats = Nats::start().await;
+    let (_a, url_a) = start(&nats, "").await;
+    let (_b, url_b) = start(&nats, "").await;
+    let http = reqwest::Client::new();
+    let pixel = |url: &str, assertion: &str| {
+        format!("{url}/p.gif?{}", signed("acme", assertion, "k1", KEY))
+    };
+    // First pixels of both instances at once: they race to create the bucket.
+    let (s1, s2) = (pixel(&url_a, "s1"), pixel(&url_b, "s2"));
+    let (first_a, first_b) = tokio::join!(
+        get(&http, &s1, BROWSER, "203.0.113.7", None),
+        get(&http, &s2, BROWSER, "203.0.113.7", None),
+    );
+    assert_eq!(
+        (first_a.status().as_u16(), first_b.status().as_u16()),
+        (200, 200)
+    );
+    // A second viewer, through instance A.
+    get(&http, &pixel(&url_a, "s3"), BROWSER, "203.0.113.8", None).await;
+    for url in [&url_a, &url_b] {
+        let text = scrape(&format!("{url}/metrics")).await;
+        assert_eq!(
+            metric_value(&text, "badgepulse_ingest_salt_fallbacks_total", &[]),
+            0.0,
+            "{url} used a local stand-in salt"
+        );
+    }
+
+    let client = nats.client().await;
+    let views = eventually(
+        Duration::from_secs(10),
+        "three views in the stream",
+        || async {
+            let events = stream_events(&stream_messages(&client, STREAM).await);
+            (events.len() == 3).then_some(events)
+        },
+    )
+    .await;
+    let key_of = |assertion: &str| {
+        views
+            .iter()
+            .find(|e| e.assertion_id == assertion)
+            .and_then(|e| e.viewer_key)
+            .unwrap_or_else(|| panic!("view of {assertion} with a viewer key: {views:?}"))
+    };
+    assert_eq!(
+        key_of("s1"),
+        key_of("s2"),
+        "one viewer, two instances, one key"
+    );
+    assert_ne!(key_of("s1"), key_of("s3"), "two viewers, two keys");
+
+    // The bucket: today's salt, 32 bytes, one value per key, gone after 48 h.
+    let js = async_nats::jetstream::new(client);
+    let store = js.get_key_value(SALT_BUCKET).await.expect("salt bucket");
+    let today = Utc::now().format("%Y-%m-%d").to_string();
+    let salt = store.get(&today).await.unwrap().expect("today's salt");
+    assert_eq!(salt.len(), 32);
+    let mut stream = js.get_stream(format!("KV_{SALT_BUCKET}")).await.unwrap();
+    let config = stream.info().await.unwrap().config.clone();
+    assert_eq!(config.max_age, Duration::from_secs(48 * 3600));
+    assert_eq!(config.max_messages_per_subject, 1);
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        1,
+        "one salt for the day, whichever instance won the race"
+    );
+}

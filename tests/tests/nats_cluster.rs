@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use badgepulse_contract::event::EventType;
-use badgepulse_contract::subject::STREAM;
+use badgepulse_contract::signing::{sign, PixelIds};
+use badgepulse_contract::subject::{SALT_BUCKET, STREAM};
 use badgepulse_tests::{
-    eventually, free_port, sha256_hex, stream_events, try_stream_messages, wait_http, ClickHouse,
-    NatsCluster, Service,
+    eventually, free_port, metric_value, scrape, sha256_hex, stream_events, try_stream_messages,
+    wait_http, ClickHouse, NatsCluster, Service,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::json;
@@ -56,6 +57,48 @@ async fn stream_leader_killed_mid_traffic_loses_nothing_acknowledged() {
     assert_eq!(
         info.config.num_replicas, 3,
         "the stream is replicated on every node"
+    );
+    // The first pixel creates the daily-salt bucket, replicated like the
+    // stream, and uses it (no local stand-in salt).
+    let ids = PixelIds {
+        org_id: "acme",
+        issuer_id: "i1",
+        badge_class_id: "b1",
+        assertion_id: "salted",
+    };
+    let pixel = format!(
+        "{ingest}/p.gif?o=acme&i=i1&b=b1&a=salted&kid=k1&sig={}",
+        sign(b"cluster-pixel-key-0123456789", &ids)
+    );
+    reqwest::Client::new()
+        .get(&pixel)
+        .header(
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0",
+        )
+        .send()
+        .await
+        .unwrap();
+    let salts = js
+        .get_stream(format!("KV_{SALT_BUCKET}"))
+        .await
+        .expect("the salt bucket exists")
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(
+        salts.config.num_replicas, 3,
+        "the salt bucket is replicated"
+    );
+    assert_eq!(salts.state.messages, 1, "today's salt");
+    assert_eq!(
+        metric_value(
+            &scrape(&format!("{ingest}/metrics")).await,
+            "badgepulse_ingest_salt_fallbacks_total",
+            &[]
+        ),
+        0.0
     );
     let leader = info
         .cluster
