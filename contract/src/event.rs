@@ -523,6 +523,12 @@ pub fn encode_payload(events: &[Event]) -> Vec<u8> {
     out
 }
 
+/// One event's line of a payload: what [`encode_payload`] writes for it,
+/// so that lines concatenated are the payload of those events.
+pub fn encode_line(event: &Event) -> Vec<u8> {
+    encode_payload(std::slice::from_ref(event))
+}
+
 /// Decodes a NATS message payload produced by [`encode_payload`].
 ///
 /// Fails as a whole when any line is not a valid event: the message then

@@ -57,7 +57,8 @@ pub struct IngestConfig {
     pub tokens: Vec<TokenConfig>,
     /// Beacons accepted per client (keyed hash of IP and User-Agent) per minute.
     pub rate_limit_per_minute: u32,
-    /// Beacons waiting to be published (e.g. during a NATS outage); beyond it they are dropped and counted.
+    /// Beacons accepted and not yet acked (queued, batched or retrying, e.g. during a NATS
+    /// outage), about 350 bytes each; beyond it they are dropped and counted.
     pub buffer_capacity: usize,
     /// Most beacons per JetStream message.
     pub batch_max_beacons: usize,

@@ -386,7 +386,7 @@ impl AppState {
             viewer_key,
             badge_class: None,
         };
-        if self.queue.offer(event) {
+        if self.queue.offer(&event) {
             "accepted"
         } else {
             "dropped"

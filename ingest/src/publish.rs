@@ -9,17 +9,23 @@
 //!   batch is neither lost nor published twice (JetStream drops the copy
 //!   inside its duplicate window; past half the window the retry is no
 //!   longer marked as beacons, so the aggregator checks its ids).
+//! - The queue holds each beacon as its payload line, encoded by the pixel
+//!   request that offered it: the encoding cost is spread over the HTTP
+//!   threads instead of falling on the one batcher, and a queued beacon
+//!   takes the few hundred bytes of its line. `buffer_capacity` bounds
+//!   every beacon not yet acked (queued, being batched or in flight), so
+//!   memory stays bounded however long JetStream stalls.
 //!
 //! Must not: answer a platform request before its PubAcks, or block a pixel
 //! request on NATS (a full queue drops the beacon and counts it).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
-use badgepulse_contract::event::{encode_payload, Event, EventType};
+use badgepulse_contract::event::{encode_line, encode_payload, Event, EventType};
 use badgepulse_contract::subject::{event_subject, partition_of, BEACON_HEADER};
 use bytes::Bytes;
 use rand::Rng;
@@ -84,9 +90,19 @@ pub async fn publish_events(
     outcome
 }
 
+/// A beacon as queued: where it goes and its payload line.
+struct Queued {
+    partition: u16,
+    kind: EventType,
+    line: Vec<u8>,
+}
+
 /// Beacons taken by pixel requests and not yet grouped into batches.
 struct Pending {
-    events: Mutex<Vec<Event>>,
+    events: Mutex<Vec<Queued>>,
+    /// Beacons offered and not yet acked or dropped: these, queued or
+    /// not, are what `capacity` bounds.
+    unpublished: AtomicUsize,
     capacity: usize,
     /// Rings when the buffer gains its first beacon, fills a batch, or
     /// closes: the batcher sleeps otherwise, so a pixel request does not
@@ -101,6 +117,7 @@ pub struct BeaconQueue {
     sender: Arc<Sender>,
     metrics: Metrics,
     max_beacons: usize,
+    partitions: u16,
 }
 
 /// Closes the queue when the last [`BeaconQueue`] clone is dropped.
@@ -114,15 +131,26 @@ impl Drop for Sender {
 }
 
 impl BeaconQueue {
-    /// Hands a beacon to the batcher; false (and nothing queued) when full.
-    pub fn offer(&self, event: Event) -> bool {
+    /// Hands a beacon to the batcher; false (and nothing queued) when
+    /// `capacity` beacons are already waiting for their PubAck.
+    pub fn offer(&self, event: &Event) -> bool {
         let pending = &self.sender.0;
+        let reserved = pending
+            .unpublished
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < pending.capacity).then_some(n + 1)
+            });
+        if reserved.is_err() {
+            return false;
+        }
+        let queued = Queued {
+            partition: partition_of(&event.org_id, self.partitions),
+            kind: event.kind,
+            line: encode_line(event),
+        };
         let depth = {
             let mut events = pending.events.lock().expect("beacon buffer lock");
-            if events.len() >= pending.capacity {
-                return false;
-            }
-            events.push(event);
+            events.push(queued);
             events.len()
         };
         self.metrics.buffer_depth.inc();
@@ -155,6 +183,7 @@ pub fn spawn_batcher(
 ) -> (BeaconQueue, tokio::task::JoinHandle<()>) {
     let pending = Arc::new(Pending {
         events: Mutex::new(Vec::new()),
+        unpublished: AtomicUsize::new(0),
         capacity: config.capacity,
         bell: Notify::new(),
         closed: AtomicBool::new(false),
@@ -163,6 +192,7 @@ pub fn spawn_batcher(
         sender: Arc::new(Sender(pending.clone())),
         metrics: metrics.clone(),
         max_beacons: config.max_beacons.max(1),
+        partitions: config.partitions,
     };
     let handle = tokio::spawn(run_batcher(pending, js, config, metrics, give_up));
     (queue, handle)
@@ -215,17 +245,26 @@ async fn run_batcher(
             &mut *pending.events.lock().expect("beacon buffer lock"),
             &mut taken,
         );
-        let mut groups: HashMap<(u16, EventType), Vec<Event>> = HashMap::new();
-        for e in taken.drain(..) {
-            let key = (partition_of(&e.org_id, config.partitions), e.kind);
-            groups.entry(key).or_default().push(e);
+        let mut groups: HashMap<(u16, EventType), Vec<Queued>> = HashMap::new();
+        for q in taken.drain(..) {
+            groups.entry((q.partition, q.kind)).or_default().push(q);
         }
-        for (key, mut group) in groups {
-            while !group.is_empty() {
-                let rest = group.split_off(group.len().min(max_beacons));
-                let batch = std::mem::replace(&mut group, rest);
+        for (key, group) in groups {
+            for batch in group.chunks(max_beacons) {
+                let mut payload = Vec::with_capacity(batch.iter().map(|q| q.line.len()).sum());
+                for q in batch {
+                    payload.extend_from_slice(&q.line);
+                }
                 launch(
-                    &mut tasks, &inflight, &js, &config, &metrics, &give_up, key, batch,
+                    &mut tasks,
+                    &inflight,
+                    &js,
+                    &pending,
+                    &config,
+                    &metrics,
+                    &give_up,
+                    key,
+                    (batch.len(), payload),
                 )
                 .await;
             }
@@ -244,11 +283,12 @@ async fn launch(
     tasks: &mut JoinSet<()>,
     inflight: &Arc<Semaphore>,
     js: &jetstream::Context,
+    pending: &Arc<Pending>,
     config: &BatcherConfig,
     metrics: &Metrics,
     give_up: &tokio_util::sync::CancellationToken,
     (partition, kind): (u16, EventType),
-    batch: Vec<Event>,
+    (n, payload): (usize, Vec<u8>),
 ) {
     let permit = inflight
         .clone()
@@ -256,29 +296,46 @@ async fn launch(
         .await
         .expect("semaphore never closed");
     let js = js.clone();
+    let pending = pending.clone();
     let metrics = metrics.clone();
     let give_up = give_up.clone();
     let window = config.duplicate_window;
     tasks.spawn(async move {
         let _permit = permit;
-        publish_batch(&js, partition, kind, batch, window, &metrics, &give_up).await;
+        let batch = Batch {
+            partition,
+            kind,
+            n,
+            payload: Bytes::from(payload),
+        };
+        publish_batch(&js, batch, window, &metrics, &give_up).await;
+        // Acked or given up: either way no longer held.
+        pending.unpublished.fetch_sub(n, Ordering::AcqRel);
     });
+}
+
+/// One JetStream message of beacons: `n` payload lines.
+struct Batch {
+    partition: u16,
+    kind: EventType,
+    n: usize,
+    payload: Bytes,
 }
 
 /// Publishes one batch, retrying with the same message id until acked.
 async fn publish_batch(
     js: &jetstream::Context,
-    partition: u16,
-    kind: EventType,
-    batch: Vec<Event>,
+    Batch {
+        partition,
+        kind,
+        n,
+        payload,
+    }: Batch,
     duplicate_window: Duration,
     metrics: &Metrics,
     give_up: &tokio_util::sync::CancellationToken,
 ) {
-    let n = batch.len();
     let batch_id = uuid::Uuid::now_v7().to_string();
-    let payload = Bytes::from(encode_payload(&batch));
-    drop(batch);
     let subject = event_subject(partition, kind);
     let first_try = Instant::now();
     let mut attempt = 0u32;

@@ -601,6 +601,83 @@ async fn nats_restart_mid_traffic_loses_nothing_answered() {
     drop(svc);
 }
 
+/// During a NATS outage the buffer holds exactly `buffer_capacity` beacons,
+/// counting the ones already grouped into batches and retrying: the rest
+/// are dropped and counted, the held ones are published once when NATS
+/// returns, and their room is free again afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
+    let mut nats = Nats::start().await;
+    // Small batches and few in flight: the first beacons leave the queue
+    // for retrying batches, which must still count against the capacity.
+    let (svc, url) = start(
+        &nats,
+        "buffer_capacity = 10\nbatch_max_beacons = 2\nmax_inflight_batches = 2\nbatch_max_delay_ms = 1",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let good = signed("acme", "a1", "k1", KEY);
+    nats.stop();
+    for n in 0..25 {
+        let r = get(
+            &http,
+            &format!("{url}/p.gif?{good}"),
+            BROWSER,
+            &format!("198.51.100.{n}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), 200, "a pixel always answers its GIF");
+        // Let the batcher take what is queued into batches.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(beacons(&url, "view", "accepted").await, 10.0);
+    assert_eq!(beacons(&url, "view", "dropped").await, 15.0);
+    let depth = |text: String| metric_value(&text, "badgepulse_ingest_buffer_depth", &[]);
+    assert_eq!(depth(scrape(&format!("{url}/metrics")).await), 10.0);
+
+    nats.restart().await;
+    let client = nats.client().await;
+    let views = || async {
+        stream_events(&stream_messages(&client, STREAM).await)
+            .iter()
+            .filter(|e| e.kind == EventType::Viewed)
+            .count()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the held beacons published after the restart",
+        || async {
+            let empty = depth(scrape(&format!("{url}/metrics")).await) == 0.0;
+            (empty && views().await == 10).then_some(())
+        },
+    )
+    .await;
+    for n in 25..30 {
+        get(
+            &http,
+            &format!("{url}/p.gif?{good}"),
+            BROWSER,
+            &format!("198.51.100.{n}"),
+            None,
+        )
+        .await;
+    }
+    assert_eq!(
+        beacons(&url, "view", "accepted").await,
+        15.0,
+        "room again once published"
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the later beacons published",
+        || async { (views().await == 15).then_some(()) },
+    )
+    .await;
+    assert_eq!(beacons(&url, "view", "dropped").await, 15.0);
+    drop(svc);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_buffered_beacons() {
     let nats = Nats::start().await;
