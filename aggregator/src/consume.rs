@@ -17,6 +17,10 @@
 //!   is recomputed from `events` for the sequence range above its own mark.
 //! - Messages are acked (AckAll, double ack) only after the writes return;
 //!   after any error the marks are re-read from ClickHouse before retrying.
+//! - Between the writes and the ack, a change notice (org and
+//!   `occurred_at` span of the rows written, or "everything" after a
+//!   recovery) goes out on core NATS for the exporters' result caches
+//!   (`badgepulse_contract::changes`).
 //! - Recovery recomputes rollup buckets only where retention still keeps
 //!   them (`retention.rs`), and never runs concurrently with retention.
 //!
@@ -29,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, Message};
 use async_nats::HeaderMap;
+use badgepulse_contract::changes::{self, Change};
 use badgepulse_contract::event::{decode_payload, Event};
 use badgepulse_contract::subject::{self, BEACON_HEADER, DEAD_LETTER_PREFIX};
 use futures::StreamExt;
@@ -336,17 +341,47 @@ impl PartitionConsumer {
     /// empty, and recovery from `events` computes all of it (a table that
     /// retention emptied gets back only what retention keeps, which is
     /// nothing it did not hold).
-    async fn fill_empty_tables(&self, marks: &mut Marks) -> anyhow::Result<()> {
+    /// Returns whether it filled any.
+    async fn fill_empty_tables(&self, marks: &mut Marks) -> anyhow::Result<bool> {
+        let mut filled = false;
         if marks.events == 0 {
-            return Ok(());
+            return Ok(filled);
         }
         for table in DERIVED_TABLES {
             if marks.derived.get(table).copied().unwrap_or(0) == 0 {
                 self.recover(table, 0, marks.events).await?;
                 marks.derived.insert(table, marks.events);
+                filled = true;
             }
         }
-        Ok(())
+        Ok(filled)
+    }
+
+    /// Publishes `change` on core NATS for the exporters' result caches
+    /// (`badgepulse_contract::changes`). A notice that cannot be sent is
+    /// counted and logged, never retried at the batch's expense: readers
+    /// bound what they miss by their own maximum age.
+    async fn announce(&self, change: &Change) {
+        if change.is_empty() {
+            return;
+        }
+        let kind = if change.all { "everything" } else { "spans" };
+        let sent = self
+            .jetstream
+            .client()
+            .publish(changes::SUBJECT, change.encode().into())
+            .await;
+        let outcome = match sent {
+            Ok(()) => "sent",
+            Err(e) => {
+                tracing::warn!(partition = self.partition, error = %e, "change notice not sent");
+                "failed"
+            }
+        };
+        self.metrics
+            .change_notices
+            .with_label_values(&[kind, outcome])
+            .inc();
     }
 
     async fn process(&mut self, messages: &[Message]) -> anyhow::Result<()> {
@@ -380,6 +415,9 @@ impl PartitionConsumer {
             return Ok(());
         };
 
+        // Whether this batch changes data beyond its own rows' spans (a
+        // filled table, a replay over partly written tables).
+        let mut everything = false;
         let marks = match self.marks.take() {
             Some(m) => m,
             None => {
@@ -387,7 +425,7 @@ impl PartitionConsumer {
                 // gone (dropped database, new node), so make sure it is there.
                 self.store.ensure_staging(self.partition).await?;
                 let mut marks = self.store.marks(self.partition).await?;
-                self.fill_empty_tables(&mut marks).await?;
+                everything |= self.fill_empty_tables(&mut marks).await?;
                 marks
             }
         };
@@ -399,6 +437,7 @@ impl PartitionConsumer {
                     .await?;
             }
         } else {
+            everything = true;
             if !rows.is_empty() {
                 self.store
                     .write(self.partition, &self.store.schema.local("events"), &rows)
@@ -415,6 +454,14 @@ impl PartitionConsumer {
         marks.advance_to(last_seq);
         self.marks = Some(marks);
         crash_point_after_write();
+        // Before the ack: a crash in between redelivers the batch, whose
+        // replay announces everything.
+        self.announce(&if everything {
+            Change::everything()
+        } else {
+            Change::of_events(rows.iter().map(|r| (r.org_id.as_str(), r.occurred_at)))
+        })
+        .await;
 
         let last = messages
             .iter()

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     pub recoveries: IntCounterVec,
     pub compactions: IntCounterVec,
+    pub change_notices: IntCounterVec,
     pub clickhouse_errors: IntCounter,
     pub nats_errors: IntCounter,
     pub batch_messages: Histogram,
@@ -81,8 +82,20 @@ impl Metrics {
         registry
             .register(Box::new(compactions.clone()))
             .expect("unique metric");
+        let change_notices = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_aggregator_change_notices_total",
+                "Change notices published after commits for the exporters' result caches, by kind (spans, everything) and outcome (sent, failed)",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(change_notices.clone()))
+            .expect("unique metric");
         Metrics {
             compactions,
+            change_notices,
             batches: counter("batches_total", "Batches written to ClickHouse and acked"),
             messages: counter("messages_total", "JetStream messages processed"),
             events_written: counter("events_written_total", "Rows written to the events table"),

@@ -1,6 +1,8 @@
 //! The wire contract of badgepulse (SPEC §3–5, §11): what more than one
 //! service must agree on, and nothing else.
 //!
+//! - [`changes`]: the change notices the aggregator publishes after each
+//!   commit, which the exporter's result cache follows.
 //! - [`event`]: event types, the validated [`event::Event`] that travels
 //!   through NATS, and validation of platform input.
 //! - [`subject`]: the JetStream stream, subjects and org → partition mapping.
@@ -16,6 +18,7 @@
 //! This crate does no I/O besides reading the config file and, in
 //! [`server`], serving the connections of a listener it is handed.
 
+pub mod changes;
 pub mod event;
 pub mod server;
 pub mod settings;
