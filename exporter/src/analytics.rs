@@ -93,6 +93,15 @@ impl Analytics {
         &self.store
     }
 
+    /// These analytics reading ClickHouse even where the result cache holds
+    /// an answer (which they refresh).
+    pub fn bypassing_cache(&self) -> Analytics {
+        Analytics {
+            store: self.store.bypassing_cache(),
+            settings: self.settings,
+        }
+    }
+
     pub fn settings(&self) -> Settings {
         self.settings
     }

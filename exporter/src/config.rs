@@ -72,6 +72,13 @@ pub struct ExporterConfig {
     /// after it, a kept-alive one after one to two times it without a new
     /// request (see `badgepulse_contract::server`).
     pub header_read_timeout_secs: u64,
+    /// Memory for cached query results, bytes (an estimate); 0 turns the
+    /// result cache off. Results are dropped when the aggregator's change
+    /// notices on NATS say their data changed.
+    pub cache_max_bytes: usize,
+    /// Longest a cached result is served, seconds: the bound on staleness
+    /// should a change notice be lost (e.g. a read replica behind).
+    pub cache_max_age_secs: u64,
 }
 
 impl Default for ExporterConfig {
@@ -87,6 +94,8 @@ impl Default for ExporterConfig {
             rollup_minute_days: 7,
             rollup_hour_days: 400,
             header_read_timeout_secs: server::DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            cache_max_bytes: 64 * 1024 * 1024,
+            cache_max_age_secs: 300,
         }
     }
 }
@@ -137,6 +146,12 @@ impl Config {
                     .into(),
             );
         }
+        if e.cache_max_bytes > 64 * 1024 * 1024 * 1024 {
+            return Err("exporter.cache_max_bytes must be at most 68719476736 (64 GiB)".into());
+        }
+        if e.cache_max_age_secs == 0 || e.cache_max_age_secs > 86_400 {
+            return Err("exporter.cache_max_age_secs must be between 1 and 86400".into());
+        }
         server::validate_header_read_timeout(
             "exporter.header_read_timeout_secs",
             e.header_read_timeout_secs,
@@ -175,6 +190,12 @@ mod tests {
         assert_eq!(c.exporter.rollup_minute_days, 7);
         assert_eq!(c.exporter.rollup_hour_days, 400);
         assert_eq!(c.exporter.header_read_timeout_secs, 10);
+        assert_eq!(c.exporter.cache_max_bytes, 64 << 20);
+        assert_eq!(c.exporter.cache_max_age_secs, 300);
+        let mut bad = Config::default();
+        bad.exporter.cache_max_age_secs = 0;
+        let err = bad.validate().unwrap_err();
+        assert!(err.starts_with("exporter.cache_max_age_secs"), "{err}");
         let mut bad = Config::default();
         bad.exporter.rollup_hour_days = 0;
         let err = bad.validate().unwrap_err();

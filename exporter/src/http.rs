@@ -12,6 +12,7 @@
 //! take the same parameters, auth and scope as the JSON endpoints, fetch
 //! the same bodies and hand them to `charts.rs` / `report.rs`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -250,6 +251,21 @@ struct ApiRequest {
     filter: Filter,
     window: Window,
     format: Format,
+    /// `Cache-Control: no-cache` (or `max-age=0`): answer from ClickHouse,
+    /// not from the result cache.
+    fresh: bool,
+}
+
+/// Whether `Cache-Control` asks for a fresh answer (`no-cache`,
+/// `no-store` or `max-age=0`, as browsers send on a forced reload).
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .any(|d| d == "no-cache" || d == "no-store" || d == "max-age=0")
 }
 
 /// The API key's scope. Authentication comes before any other check, so
@@ -299,7 +315,18 @@ impl ApiRequest {
             filter,
             window,
             format,
+            fresh: wants_fresh(headers),
         })
+    }
+
+    /// The analytics to answer with: through the result cache unless the
+    /// client asked for fresh data.
+    fn analytics<'s>(&self, s: &'s AppState) -> Cow<'s, Analytics> {
+        if self.fresh {
+            Cow::Owned(s.analytics.bypassing_cache())
+        } else {
+            Cow::Borrowed(&s.analytics)
+        }
     }
 
     /// `body` as JSON, or as CSV with `format=csv`.
@@ -332,7 +359,7 @@ async fn overview(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = s.analytics.overview(&req.filter, req.window).await?;
+    let body = req.analytics(&s).overview(&req.filter, req.window).await?;
     Ok(req.respond(&body))
 }
 
@@ -345,8 +372,8 @@ async fn distribution(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["dimension"])?;
     let dimension = dimension_param(&req.params)?;
-    let body = s
-        .analytics
+    let body = req
+        .analytics(&s)
         .distribution(&req.filter, req.window, dimension)
         .await?;
     Ok(req.respond(&body))
@@ -394,8 +421,8 @@ async fn top_badges(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["sort", "order", "limit"])?;
     let ranking = ranking_param(&req.params)?;
-    let body = s
-        .analytics
+    let body = req
+        .analytics(&s)
         .top_badges(&req.filter, req.window, ranking)
         .await?;
     Ok(req.respond(&body))
@@ -428,7 +455,7 @@ async fn trends(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
     let request = trend_param(&req.params, req.window)?;
-    let body = s.analytics.trends(&req.filter, req.window, request).await?;
+    let body = req.analytics(&s).trends(&req.filter, req.window, request).await?;
     Ok(req.respond(&body))
 }
 
@@ -478,7 +505,7 @@ async fn drivers(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = s.analytics.drivers(&req.filter, req.window).await?;
+    let body = req.analytics(&s).drivers(&req.filter, req.window).await?;
     Ok(req.respond(&body))
 }
 
@@ -490,7 +517,7 @@ async fn lifecycle(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = s.analytics.lifecycle(&req.filter, req.window).await?;
+    let body = req.analytics(&s).lifecycle(&req.filter, req.window).await?;
     Ok(req.respond(&body))
 }
 
@@ -505,8 +532,8 @@ async fn list_annotations(
     let limit = req
         .params
         .int("limit", 1, MAX_ANNOTATIONS, DEFAULT_ANNOTATIONS)?;
-    let body = s
-        .analytics
+    let body = req
+        .analytics(&s)
         .annotations(&req.filter, req.window, limit)
         .await?;
     Ok(req.respond(&body))
@@ -639,7 +666,8 @@ async fn chart(
     )?;
     let size = Size::parse(req.params.get("width")?, req.params.get("height")?)
         .map_err(ApiError::bad_request)?;
-    let (a, f, w) = (&s.analytics, &req.filter, req.window);
+    let analytics = req.analytics(&s);
+    let (a, f, w) = (&*analytics, &req.filter, req.window);
     let data = match kind {
         ChartKind::Overview => ChartData::Overview(a.overview(f, w).await?),
         ChartKind::Trends => {
@@ -684,7 +712,8 @@ async fn report(
         DEFAULT_TREND_METRICS.to_vec(),
     )
     .map_err(ApiError::bad_request)?;
-    let (a, f, w) = (&s.analytics, &req.filter, req.window);
+    let analytics = req.analytics(&s);
+    let (a, f, w) = (&*analytics, &req.filter, req.window);
     let (overview, trends, top_badges, drivers, lifecycle, d0, d1, d2, d3) = tokio::try_join!(
         a.overview(f, w),
         a.trends(f, w, trend_request),

@@ -21,12 +21,15 @@
 //! - [`openapi`]: the OpenAPI 3 document of the API.
 //! - [`queries`]: every SQL statement, built but not executed
 //!   ([`queries::sample_queries`] lists them all for compatibility tests).
-//! - [`store`]: executes queries with timing, timeouts and typed errors.
+//! - [`store`]: executes queries with timing, timeouts and typed errors,
+//!   through [`cache`], the result cache that [`notices`] keeps true to
+//!   the aggregator's change notices on NATS.
 //! - [`metrics`]: pipeline metrics and the cached business metrics.
 //! - [`http`]: the axum router.
 
 pub mod analytics;
 pub mod auth;
+pub mod cache;
 pub mod charts;
 pub mod config;
 pub mod csv;
@@ -34,6 +37,7 @@ pub mod drivers;
 pub mod http;
 pub mod measures;
 pub mod metrics;
+pub mod notices;
 pub mod openapi;
 pub mod queries;
 pub mod report;

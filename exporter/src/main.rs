@@ -10,9 +10,11 @@ use anyhow::Context;
 use badgepulse_contract::server;
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::auth::{hash_key, ApiKeys};
+use badgepulse_exporter::cache::QueryCache;
 use badgepulse_exporter::config::Config;
 use badgepulse_exporter::http::{self, AppState};
 use badgepulse_exporter::metrics::{self, Metrics};
+use badgepulse_exporter::notices::Notices;
 use badgepulse_exporter::sample_queries;
 use badgepulse_exporter::store::{self, Store};
 use clap::{Parser, Subcommand};
@@ -89,6 +91,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
+    let (store, notices) = if e.cache_max_bytes == 0 {
+        tracing::info!("result cache off (exporter.cache_max_bytes = 0)");
+        (store, None)
+    } else {
+        let cache = Arc::new(QueryCache::new(
+            e.cache_max_bytes,
+            Duration::from_secs(e.cache_max_age_secs),
+            metrics.clone(),
+        ));
+        let (notices, task) =
+            Notices::follow(&config.nats, cache.clone(), metrics.clone(), shutdown.clone())
+                .await
+                .with_context(|| format!("following change notices at {}", config.nats.url))?;
+        (store.with_cache(cache).with_notices(notices), Some(task))
+    };
 
     let refresher = tokio::spawn(metrics::refresh_loop(
         store.clone(),
@@ -120,6 +137,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .context("starting the HTTP server")?;
     shutdown.cancel();
     refresher.await?;
+    if let Some(task) = notices {
+        task.await?;
+    }
     tracing::info!("exporter stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, Opts, Registry, TextEncoder,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,6 +41,19 @@ pub struct Metrics {
     pub refresh_errors: IntCounter,
     /// Unix time of the last successful refresh.
     pub last_refresh: Gauge,
+    /// Result-cache lookups by result: hit, miss, bypass (`Cache-Control:
+    /// no-cache`), off (not following change notices).
+    pub cache_lookups: IntCounterVec,
+    /// Entries dropped from the result cache by reason: change, everything,
+    /// gap (notices missed), age, size.
+    pub cache_evictions: IntCounterVec,
+    pub cache_entries: IntGauge,
+    /// Estimated memory of the cached results.
+    pub cache_bytes: IntGauge,
+    /// 1 while the cache follows the change notices (and so serves).
+    pub cache_following: IntGauge,
+    /// Change notices received, by outcome: applied, malformed.
+    pub change_notices: IntCounterVec,
     business: Arc<RwLock<Registry>>,
 }
 
@@ -82,6 +95,55 @@ impl Metrics {
             "Unix time of the last successful refresh of the business metrics",
         )
         .expect("valid metric");
+        let cache_lookups = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_exporter_cache_lookups_total",
+                "Result-cache lookups by result (hit, miss, bypass: Cache-Control no-cache, off: not following change notices)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let cache_evictions = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_exporter_cache_evictions_total",
+                "Result-cache entries dropped, by reason (change, everything, gap, age, size)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let cache_entries = IntGauge::new(
+            "badgepulse_exporter_cache_entries",
+            "Query results in the result cache",
+        )
+        .expect("valid metric");
+        let cache_bytes = IntGauge::new(
+            "badgepulse_exporter_cache_bytes",
+            "Estimated memory of the query results in the result cache",
+        )
+        .expect("valid metric");
+        let cache_following = IntGauge::new(
+            "badgepulse_exporter_cache_following",
+            "1 while the result cache follows the change notices on NATS (and so serves results), else 0",
+        )
+        .expect("valid metric");
+        let change_notices = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_exporter_change_notices_total",
+                "Change notices received from NATS, by outcome (applied, malformed)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(cache_lookups.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache_evictions.clone()),
+            Box::new(cache_entries.clone()),
+            Box::new(cache_bytes.clone()),
+            Box::new(cache_following.clone()),
+            Box::new(change_notices.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
         registry
             .register(Box::new(http_requests.clone()))
             .expect("unique metric");
@@ -104,6 +166,12 @@ impl Metrics {
             query_errors,
             refresh_errors,
             last_refresh,
+            cache_lookups,
+            cache_evictions,
+            cache_entries,
+            cache_bytes,
+            cache_following,
+            change_notices,
             business: Arc::new(RwLock::new(Registry::new())),
         }
     }

@@ -3,14 +3,18 @@
 //! `exporter.query_timeout_secs` and maps failures to [`StoreError`].
 //! No SQL text here.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use badgepulse_contract::changes::Change;
 use badgepulse_contract::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::{Client, RowOwned, RowRead};
 
+use crate::cache::{rows_weight, Deps, QueryCache};
 use crate::measures::{Counts, Dimension};
 use crate::metrics::Metrics;
+use crate::notices::Notices;
 use crate::queries::{
     self, AnnotationRow, BadgeClassRow, ClassCounts, DimensionTotals, DistributionRow, Filter,
     IssuerTotals, LifecycleRow, LifecycleTotals, Period, TrendRow, REQUIRED_TABLES,
@@ -51,6 +55,14 @@ pub struct Store {
     client: Client,
     metrics: Metrics,
     timeout: Duration,
+    /// Results of the analytics queries (not of `/metrics` refreshes,
+    /// readiness or writes); `None`: no cache.
+    cache: Option<Arc<QueryCache>>,
+    /// Where this exporter's own changes (annotations) are announced.
+    notices: Option<Notices>,
+    /// False for a request that asked for fresh data (`Cache-Control:
+    /// no-cache`): the cache is not read, only refilled.
+    read_cache: bool,
 }
 
 impl Store {
@@ -59,11 +71,103 @@ impl Store {
             client,
             metrics,
             timeout,
+            cache: None,
+            notices: None,
+            read_cache: true,
+        }
+    }
+
+    /// This store with analytics results cached in `cache`.
+    pub fn with_cache(mut self, cache: Arc<QueryCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// This store announcing its own writes through `notices`.
+    pub fn with_notices(mut self, notices: Notices) -> Self {
+        self.notices = Some(notices);
+        self
+    }
+
+    /// This store, reading from ClickHouse even where the cache holds an
+    /// answer (and refreshing the cache with it).
+    pub fn bypassing_cache(&self) -> Self {
+        Store {
+            read_cache: false,
+            ..self.clone()
         }
     }
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    pub fn cache(&self) -> Option<&Arc<QueryCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Like [`Store::one`], through the result cache.
+    async fn cached_one<T>(
+        &self,
+        name: &'static str,
+        query: Query,
+        deps: Deps,
+    ) -> Result<T, StoreError>
+    where
+        T: RowOwned + RowRead + Clone + Send + Sync + 'static,
+    {
+        self.cached(name, query, deps, |_| rows_weight::<T>(1), |q| {
+            q.fetch_one::<T>()
+        })
+        .await
+    }
+
+    /// Like [`Store::all`], through the result cache.
+    async fn cached_all<T>(
+        &self,
+        name: &'static str,
+        query: Query,
+        deps: Deps,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: RowOwned + RowRead + Clone + Send + Sync + 'static,
+    {
+        self.cached(
+            name,
+            query,
+            deps,
+            |rows: &Vec<T>| rows_weight::<T>(rows.len()),
+            |q| q.fetch_all::<T>(),
+        )
+        .await
+    }
+
+    /// `run(query)`, or its cached result: the key is `name` and the exact
+    /// SQL text, which holds every parameter.
+    async fn cached<T, Fut>(
+        &self,
+        name: &'static str,
+        query: Query,
+        deps: Deps,
+        weight: impl FnOnce(&T) -> usize,
+        run: impl FnOnce(Query) -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        T: Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = clickhouse::error::Result<T>>,
+    {
+        let Some(cache) = &self.cache else {
+            return self.timed(name, run(query)).await;
+        };
+        let key = format!("{name}\n{}", query.sql_display());
+        let ticket = match cache.get::<T>(&key, self.read_cache) {
+            Ok(hit) => return Ok(hit),
+            Err(ticket) => ticket,
+        };
+        let value = self.timed(name, run(query)).await?;
+        let bytes = weight(&value);
+        cache.put(key, deps, ticket, value.clone(), bytes);
+        Ok(value)
     }
 
     /// Runs `query` expecting exactly one row, timed as `name`.
@@ -121,8 +225,12 @@ impl Store {
             Period::AllTime => "measure_counts_all_time",
             Period::Segments(_) => "measure_counts_window",
         };
-        self.one(name, queries::measure_counts(&self.client, filter, period))
-            .await
+        self.cached_one(
+            name,
+            queries::measure_counts(&self.client, filter, period),
+            period_deps(filter, period),
+        )
+        .await
     }
 
     /// The counts of every badge class with events in `period`.
@@ -131,18 +239,20 @@ impl Store {
         filter: &Filter,
         period: &Period,
     ) -> Result<Vec<ClassCounts>, StoreError> {
-        self.all(
+        self.cached_all(
             "class_counts",
             queries::class_counts(&self.client, filter, period),
+            period_deps(filter, period),
         )
         .await
     }
 
     /// The latest metadata of every upserted badge class in `filter`.
     pub async fn badge_classes(&self, filter: &Filter) -> Result<Vec<BadgeClassRow>, StoreError> {
-        self.all(
+        self.cached_all(
             "badge_classes",
             queries::badge_classes(&self.client, filter),
+            Deps::all_time(filter.org.as_deref()),
         )
         .await
     }
@@ -154,9 +264,10 @@ impl Store {
         period: &Period,
         dimension: Dimension,
     ) -> Result<Vec<DistributionRow>, StoreError> {
-        self.all(
+        self.cached_all(
             "distribution",
             queries::distribution(&self.client, filter, period, dimension),
+            period_deps(filter, period),
         )
         .await
     }
@@ -168,9 +279,10 @@ impl Store {
         period: &Period,
         granularity: Granularity,
     ) -> Result<Vec<TrendRow>, StoreError> {
-        self.all(
+        self.cached_all(
             "trend_counts",
             queries::trend_counts(&self.client, filter, period, granularity),
+            period_deps(filter, period),
         )
         .await
     }
@@ -181,9 +293,12 @@ impl Store {
         filter: &Filter,
         window: Window,
     ) -> Result<LifecycleRow, StoreError> {
-        self.one(
+        // The cohort is fixed by the window, but its later accepts, shares
+        // and views may occur at any time.
+        self.cached_one(
             "lifecycle",
             queries::lifecycle(&self.client, filter, window),
+            Deps::all_time(filter.org.as_deref()),
         )
         .await
     }
@@ -195,9 +310,10 @@ impl Store {
         window: Window,
         limit: u64,
     ) -> Result<Vec<AnnotationRow>, StoreError> {
-        self.all(
+        self.cached_all(
             "annotations",
             queries::annotations(&self.client, filter, window, limit),
+            Deps::span(filter.org.as_deref(), window.from(), window.to()),
         )
         .await
     }
@@ -213,7 +329,15 @@ impl Store {
             insert.write(row).await?;
             insert.end().await
         };
-        self.timed(NAME, insert).await
+        self.timed(NAME, insert).await?;
+        let change = Change::of_events([(row.org_id.as_str(), row.at)]);
+        if let Some(cache) = &self.cache {
+            cache.apply(&change);
+        }
+        if let Some(notices) = &self.notices {
+            notices.announce(&change).await;
+        }
+        Ok(())
     }
 
     /// All-time counts per (org, issuer) label pair, bounded in cardinality.
@@ -269,5 +393,18 @@ impl Store {
                 self.client.database().unwrap_or("?")
             )))
         }
+    }
+}
+
+/// What a query over `period` in `filter` depends on.
+fn period_deps(filter: &Filter, period: &Period) -> Deps {
+    let org = filter.org.as_deref();
+    match period {
+        Period::AllTime => Deps::all_time(org),
+        Period::Segments(segments) => Deps::span(
+            org,
+            segments.iter().map(|s| s.from).min().unwrap_or(0),
+            segments.iter().map(|s| s.to).max().unwrap_or(0),
+        ),
     }
 }

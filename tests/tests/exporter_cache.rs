@@ -1,0 +1,261 @@
+//! The exporter's result cache end to end (ingest → NATS → aggregator →
+//! ClickHouse → exporter, all real): answers are served from memory until
+//! the aggregator's change notice for their org and time span arrives,
+//! then recomputed; windows and orgs a commit did not touch stay cached;
+//! `Cache-Control: no-cache` bypasses it; a new annotation shows at once;
+//! a notice sent by hand covers writes made directly to ClickHouse; and
+//! without NATS the cache steps aside.
+//!
+//! The cache's maximum age is an hour, so every "the new value shows"
+//! below can only pass through a change notice.
+
+use std::time::Duration;
+
+use badgepulse_tests::{
+    eventually, metric_value, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
+};
+use serde_json::{json, Value};
+
+const DB: &str = "e2e_exporter_cache";
+const TOKEN: &str = "cache-test-platform-token";
+const KEY: &str = "cache-test-admin-key";
+
+/// The window most queries ask for: 1 October 2026.
+const OCT_1: &str = "2026-10-01";
+const OCT_2: &str = "2026-10-02";
+
+struct Stack {
+    http: reqwest::Client,
+    ingest: String,
+    exporter: String,
+    posted: u64,
+    next_id: u64,
+}
+
+impl Stack {
+    /// Posts one `badge.awarded` per (org, time) and returns after the
+    /// 200 (every event durable in JetStream).
+    async fn award(&mut self, awards: &[(&str, &str)]) {
+        let events: Vec<Value> = awards
+            .iter()
+            .map(|(org, at)| {
+                self.next_id += 1;
+                json!({
+                    "event_id": format!("cache-{}", self.next_id),
+                    "type": "badge.awarded",
+                    "occurred_at": at,
+                    "org_id": org,
+                    "issuer_id": "i1",
+                    "badge_class_id": "b1",
+                    "assertion_id": format!("a{}", self.next_id),
+                    "award_method": "lms",
+                })
+            })
+            .collect();
+        let r = self
+            .http
+            .post(format!("{}/v1/events", self.ingest))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "events": events }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        self.posted += awards.len() as u64;
+    }
+
+    async fn get(&self, path_and_query: &str, fresh: bool) -> Value {
+        let mut r = self
+            .http
+            .get(format!("{}{path_and_query}", self.exporter))
+            .bearer_auth(KEY);
+        if fresh {
+            r = r.header("Cache-Control", "no-cache");
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path_and_query}");
+        r.json().await.unwrap()
+    }
+
+    /// All-time awarded of `org` (the overview's KPI tile).
+    async fn all_time_awarded(&self, org: &str) -> u64 {
+        let v = self
+            .get(&format!("/api/v1/overview?org={org}&from={OCT_1}&to={OCT_2}"), false)
+            .await;
+        v["kpis"]["awarded"].as_u64().unwrap()
+    }
+
+    /// Awarded of `org` on 1 October (the distribution's total).
+    async fn october_1_awarded(&self, org: &str) -> u64 {
+        let v = self
+            .get(
+                &format!("/api/v1/distribution?org={org}&dimension=award_method&from={OCT_1}&to={OCT_2}"),
+                false,
+            )
+            .await;
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    }
+
+    async fn lookups(&self, result: &str) -> f64 {
+        let text = scrape(&format!("{}/metrics", self.exporter)).await;
+        metric_value(
+            &text,
+            "badgepulse_exporter_cache_lookups_total",
+            &[("result", result)],
+        )
+    }
+
+    async fn following(&self) -> bool {
+        let text = scrape(&format!("{}/metrics", self.exporter)).await;
+        metric_value(&text, "badgepulse_exporter_cache_following", &[]) == 1.0
+    }
+}
+
+#[tokio::test]
+async fn cached_answers_follow_every_commit_they_depend_on() {
+    let mut nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let ports = StackPorts::free();
+    let config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("cache_max_age_secs = 3600")
+        .api_key(KEY, "admin");
+    let _services = start_services(&config.toml(), &ports.all()).await;
+    let mut s = Stack {
+        http: reqwest::Client::new(),
+        ingest: format!("http://127.0.0.1:{}", ports.ingest),
+        exporter: format!("http://127.0.0.1:{}", ports.exporter),
+        posted: 0,
+        next_id: 0,
+    };
+    eventually(Duration::from_secs(30), "the cache to follow notices", || async {
+        s.following().await.then_some(())
+    })
+    .await;
+
+    s.award(&[
+        ("acme", "2026-10-01T10:00:00Z"),
+        ("acme", "2026-10-01T11:00:00Z"),
+        ("globex", "2026-10-01T12:00:00Z"),
+    ])
+    .await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
+    // The notice for a commit goes out before its ack, so a query started
+    // now may still race it; wait until a cached answer is the right one.
+    eventually(Duration::from_secs(30), "the first commit's notice", || async {
+        (s.all_time_awarded("acme").await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(s.october_1_awarded("acme").await, 2);
+    assert_eq!(s.october_1_awarded("globex").await, 1);
+
+    // Asked again: from memory, the same numbers.
+    let (hits, misses) = (s.lookups("hit").await, s.lookups("miss").await);
+    assert_eq!(s.all_time_awarded("acme").await, 2);
+    assert_eq!(s.october_1_awarded("acme").await, 2);
+    assert_eq!(s.october_1_awarded("globex").await, 1);
+    assert_eq!(s.lookups("miss").await, misses, "every query was cached");
+    assert!(s.lookups("hit").await > hits);
+
+    // acme, on 5 October: acme's all-time tile changes at once; acme's
+    // 1 October and globex stay cached.
+    s.award(&[("acme", "2026-10-05T09:00:00Z")]).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "acme's all-time awarded to be 3", || async {
+        (s.all_time_awarded("acme").await == 3).then_some(())
+    })
+    .await;
+    let misses = s.lookups("miss").await;
+    assert_eq!(s.october_1_awarded("acme").await, 2);
+    assert_eq!(s.october_1_awarded("globex").await, 1);
+    assert_eq!(
+        s.lookups("miss").await,
+        misses,
+        "a commit outside their span or org left them cached"
+    );
+
+    // acme, on 1 October: that window changes; globex's does not.
+    s.award(&[("acme", "2026-10-01T23:59:59Z")]).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "acme's 1 October to be 3", || async {
+        (s.october_1_awarded("acme").await == 3).then_some(())
+    })
+    .await;
+    let misses = s.lookups("miss").await;
+    assert_eq!(s.october_1_awarded("globex").await, 1);
+    assert_eq!(s.lookups("miss").await, misses);
+
+    // Cache-Control: no-cache goes to ClickHouse.
+    let bypassed = s.lookups("bypass").await;
+    let fresh = s
+        .get(&format!("/api/v1/overview?org=globex&from={OCT_1}&to={OCT_2}"), true)
+        .await;
+    assert_eq!(fresh["kpis"]["awarded"], 1);
+    assert!(s.lookups("bypass").await > bypassed);
+
+    // A new annotation is listed at once: its exporter drops what it
+    // changes before answering the POST.
+    let annotations = "/api/v1/annotations?org=acme&from=2026-10-01&to=2026-10-08";
+    assert_eq!(s.get(annotations, false).await["annotations"], json!([]));
+    let r = s
+        .http
+        .post(format!("{}/api/v1/annotations", s.exporter))
+        .bearer_auth(KEY)
+        .json(&json!({"org": "acme", "at": "2026-10-03T00:00:00Z", "title": "New course"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let listed = s.get(annotations, false).await;
+    assert_eq!(listed["annotations"][0]["title"], "New course", "{listed}");
+
+    // Written to ClickHouse by hand: cached until a notice says so.
+    let globex_annotations = "/api/v1/annotations?org=globex&from=2026-10-01&to=2026-10-08";
+    assert_eq!(s.get(globex_annotations, false).await["annotations"], json!([]));
+    ch.query(&format!(
+        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
+         VALUES ('by-hand', 'globex', '', '', toDateTime('2026-10-04 00:00:00', 'UTC'), 'By hand', '', now())"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(s.get(globex_annotations, false).await["annotations"], json!([]));
+    let client = nats.client().await;
+    client
+        .publish("badgepulse.changes", r#"{"all":true}"#.into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    eventually(Duration::from_secs(30), "the hand-written annotation", || async {
+        let v = s.get(globex_annotations, false).await;
+        (v["annotations"][0]["title"] == "By hand").then_some(())
+    })
+    .await;
+
+    // Without NATS, notices could be missed: the cache empties and steps
+    // aside, and answers still come, from ClickHouse.
+    nats.stop();
+    eventually(Duration::from_secs(30), "the cache to stop following", || async {
+        (!s.following().await).then_some(())
+    })
+    .await;
+    let off = s.lookups("off").await;
+    assert_eq!(s.all_time_awarded("acme").await, 4);
+    assert!(s.lookups("off").await > off);
+    nats.restart().await;
+    eventually(Duration::from_secs(60), "the cache to follow again", || async {
+        s.following().await.then_some(())
+    })
+    .await;
+    s.award(&[("globex", "2026-10-01T13:00:00Z")]).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
+    eventually(Duration::from_secs(30), "globex's 1 October to be 2", || async {
+        (s.october_1_awarded("globex").await == 2).then_some(())
+    })
+    .await;
+}
