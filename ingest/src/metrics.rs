@@ -6,14 +6,20 @@ use prometheus::{
     IntGauge, Opts, Registry,
 };
 
-/// Outcomes of a pixel or beacon, the `outcome` label.
-pub const BEACON_OUTCOMES: [&str; 6] = [
+/// Outcomes of a pixel or beacon, the `outcome` label. Each beacon taken
+/// in is counted once as `accepted` or as one of the refusals; `dropped`
+/// (buffer overflow, or given up at shutdown) and `duplicate` come later
+/// for beacons already counted as `accepted`: `duplicate` counts those of
+/// a batch whose retry JetStream recognised by its message id as already
+/// stored (the first attempt's PubAck was lost), so they are stored once.
+pub const BEACON_OUTCOMES: [&str; 7] = [
     "accepted",
     "bot",
     "bad_signature",
     "invalid",
     "rate_limited",
     "dropped",
+    "duplicate",
 ];
 
 /// Routes, the `route` label of `badgepulse_ingest_http_requests_total`
@@ -177,6 +183,11 @@ impl Metrics {
             Some(o) => self.beacon_series[k * BEACON_OUTCOMES.len() + o].inc(),
             None => self.beacons.with_label_values(&[kind, outcome]).inc(),
         }
+    }
+
+    /// Counts `n` beacons of `kind` with `outcome`.
+    pub fn count_beacons(&self, kind: &str, outcome: &str, n: u64) {
+        self.beacons.with_label_values(&[kind, outcome]).inc_by(n);
     }
 
     /// Counts one HTTP request by route and status.

@@ -348,8 +348,8 @@ async fn publish_batch(
             msg = msg.header(BEACON_HEADER, "1");
         }
         let result = async {
-            js.send_publish(subject.clone(), msg).await?.await?;
-            Ok::<(), async_nats::Error>(())
+            let ack = js.send_publish(subject.clone(), msg).await?.await?;
+            Ok::<bool, async_nats::Error>(ack.duplicate)
         };
         let outcome = tokio::select! {
             r = result => r,
@@ -361,7 +361,11 @@ async fn publish_batch(
             }
         };
         match outcome {
-            Ok(()) => {
+            Ok(duplicate) => {
+                if duplicate {
+                    // An earlier attempt stored it; its PubAck was lost.
+                    metrics.count_beacons(kind_label(kind), "duplicate", n as u64);
+                }
                 metrics
                     .publish_seconds
                     .with_label_values(&["beacon_batch"])

@@ -8,10 +8,11 @@
 //!
 //! One stack serves every assertion, to keep the runtime small.
 
-use std::path::Path;
 use std::time::Duration;
 
-use badgepulse_tests::{start_services, ClickHouse, Nats, Service, StackConfig, StackPorts};
+use badgepulse_tests::{
+    chromium, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -233,39 +234,6 @@ fn extra_params(chart: &str) -> &'static str {
         "trends" => "&metrics=awarded,views,acceptance_rate",
         _ => "",
     }
-}
-
-/// Runs headless Chromium with `args` then `url`; its stdout.
-async fn chromium(profile: &Path, args: &[&str], url: &str) -> String {
-    let out = tokio::time::timeout(
-        Duration::from_secs(90),
-        tokio::process::Command::new("chromium")
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                &format!("--user-data-dir={}", profile.display()),
-            ])
-            .args(args)
-            .arg(url)
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("chromium finished within 90 s")
-    .expect("chromium runs (Debian package chromium, deploy/local/install.sh)");
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -455,7 +455,14 @@ async fn every_endpoint_and_rejection_path() {
 async fn logs_never_hold_addresses_or_user_agents() {
     let nats = Nats::start().await;
     let port = free_port();
-    let mut svc = Service::start("badgepulse-ingest", &config(&nats, port, ""), &[]);
+    // At debug level, every crate's included: what an operator turns on
+    // to investigate must not leak either.
+    let mut svc = Service::start_with_env(
+        "badgepulse-ingest",
+        &config(&nats, port, ""),
+        &[],
+        &[("RUST_LOG", "debug")],
+    );
     let url = format!("http://127.0.0.1:{port}");
     wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
         .await
