@@ -1594,12 +1594,22 @@ def pipeline_health():
     )
     l.add(
         timeseries(
+            "API result cache lookups",
+            "Lookups of the exporter's result cache per second: hit (answered from memory), miss (asked ClickHouse), bypass (Cache-Control: no-cache), off (not following the change notices on NATS, so not caching).",
+            [prom_target(f"sum by (result) (rate(badgepulse_exporter_cache_lookups_total[{RI}]))", "{{result}}")],
+            field_config(unit="reqps"),
+        ),
+        12,
+        8,
+    )
+    l.add(
+        timeseries(
             "Badge events on /metrics, all orgs",
             "badgepulse_badge_events_total by event (all time, from the exporter's cache).",
             [prom_target("sum by (event) (badgepulse_badge_events_total)", "{{event}}")],
             field_config(unit="short"),
         ),
-        24,
+        12,
         8,
     )
     return dashboard(

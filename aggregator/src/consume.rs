@@ -416,7 +416,7 @@ impl PartitionConsumer {
         };
 
         // Whether this batch changes data beyond its own rows' spans (a
-        // filled table, a replay over partly written tables).
+        // replay over partly written tables).
         let mut everything = false;
         let marks = match self.marks.take() {
             Some(m) => m,
@@ -425,7 +425,11 @@ impl PartitionConsumer {
                 // gone (dropped database, new node), so make sure it is there.
                 self.store.ensure_staging(self.partition).await?;
                 let mut marks = self.store.marks(self.partition).await?;
-                everything |= self.fill_empty_tables(&mut marks).await?;
+                if self.fill_empty_tables(&mut marks).await? {
+                    // Announced now: should this batch fail, its retry
+                    // finds the tables filled and would not say so.
+                    self.announce(&Change::everything()).await;
+                }
                 marks
             }
         };

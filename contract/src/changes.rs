@@ -90,9 +90,10 @@ impl Change {
     /// `[from, to)` may have changed.
     pub fn touches(&self, org: Option<&str>, from: u32, to: u32) -> bool {
         self.all
-            || self.orgs.iter().any(|s| {
-                org.is_none_or(|o| o == s.org) && s.from < to && from <= s.to
-            })
+            || self
+                .orgs
+                .iter()
+                .any(|s| org.is_none_or(|o| o == s.org) && s.from < to && from <= s.to)
     }
 
     pub fn encode(&self) -> Vec<u8> {

@@ -15,8 +15,10 @@
 //!   notices (before the subscription is live, after a disconnect or a
 //!   slow-consumer drop): notices may have been missed, so the cache is
 //!   emptied and every query goes to ClickHouse (`notices.rs`).
-//! - A result whose query started before an invalidation is not stored: it
-//!   may predate the commit that caused it ([`Ticket`]).
+//! - A result is not stored when a change that touches it came in while
+//!   its query ran: it may predate that commit ([`Ticket`]; the last
+//!   [`CHANGE_LOG`] changes are kept to tell, and anything older than
+//!   them counts as touching).
 //! - Entries older than `exporter.cache_max_age_secs` are never served: the
 //!   bound on what a lost notice could cost (an aggregator whose notice
 //!   was queued while its own NATS link was down, a read replica behind
@@ -27,7 +29,7 @@
 //! Pure bookkeeping: no I/O, no SQL.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,6 +66,10 @@ impl Deps {
     }
 }
 
+/// How many recent changes are kept to decide whether a result computed
+/// across them may be stored.
+pub const CHANGE_LOG: usize = 256;
+
 /// Proof of a lookup that missed, to be handed back with the result: it
 /// carries the invalidation generation the query started in.
 #[derive(Debug)]
@@ -81,12 +87,44 @@ struct Entry {
 
 struct Inner {
     following: bool,
-    /// Bumped by every invalidation that may have dropped something.
+    /// Bumped by every change applied (and every start or stop of
+    /// following).
     generation: u64,
+    /// The last changes with the generation each one made, oldest first.
+    log: VecDeque<(u64, Change)>,
     entries: HashMap<String, Entry>,
     bytes: usize,
     /// Lookup counter: an entry's `used` is the last lookup that hit it.
     clock: u64,
+}
+
+impl Inner {
+    /// Logs `change` under a new generation.
+    fn record(&mut self, change: Change) {
+        self.generation += 1;
+        if self.log.len() == CHANGE_LOG {
+            self.log.pop_front();
+        }
+        self.log.push_back((self.generation, change));
+    }
+
+    /// Whether a change that may touch `deps` came in after `ticket` was
+    /// issued (or the log no longer reaches back that far).
+    fn changed_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+        if ticket.generation == self.generation {
+            return false;
+        }
+        let reaches_back = self
+            .log
+            .front()
+            .is_some_and(|(g, _)| *g <= ticket.generation + 1);
+        !reaches_back
+            || self
+                .log
+                .iter()
+                .filter(|(g, _)| *g > ticket.generation)
+                .any(|(_, c)| deps.touched_by(c))
+    }
 }
 
 /// Why entries left the cache (a closed set: the metric label).
@@ -126,6 +164,7 @@ impl QueryCache {
             inner: Mutex::new(Inner {
                 following: false,
                 generation: 0,
+                log: VecDeque::with_capacity(CHANGE_LOG),
                 entries: HashMap::new(),
                 bytes: 0,
                 clock: 0,
@@ -143,7 +182,11 @@ impl QueryCache {
     /// The cached result of `key`, or a ticket to store it with after the
     /// query. With `read` false (a request sent with `Cache-Control:
     /// no-cache`) the lookup always misses, and the fresh result is stored.
-    pub fn get<T: Clone + Send + Sync + 'static>(&self, key: &str, read: bool) -> Result<T, Ticket> {
+    pub fn get<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        read: bool,
+    ) -> Result<T, Ticket> {
         self.get_at(key, read, Instant::now())
     }
 
@@ -212,11 +255,11 @@ impl QueryCache {
     ) {
         let weight = weight + key.len();
         let mut inner = self.lock();
-        if !inner.following || inner.generation != ticket.generation || weight > self.max_bytes {
+        if !inner.following || weight > self.max_bytes || inner.changed_since(&ticket, &deps) {
             return;
         }
-        if inner.entries.contains_key(&key) {
-            self.remove(&mut inner, &key, Reason::Change);
+        if let Some(old) = inner.entries.remove(&key) {
+            inner.bytes -= old.weight;
         }
         inner.bytes += weight;
         let used = inner.clock;
@@ -236,8 +279,11 @@ impl QueryCache {
 
     /// Drops every entry `change` may have changed.
     pub fn apply(&self, change: &Change) {
+        if change.is_empty() {
+            return;
+        }
         let mut inner = self.lock();
-        inner.generation += 1;
+        inner.record(change.clone());
         let reason = if change.all {
             Reason::Everything
         } else {
@@ -259,7 +305,7 @@ impl QueryCache {
     /// cache is emptied: notices may have been missed in between.
     pub fn follow(&self, following: bool) {
         let mut inner = self.lock();
-        inner.generation += 1;
+        inner.record(Change::everything());
         inner.following = following;
         let keys: Vec<String> = inner.entries.keys().cloned().collect();
         for key in keys {
@@ -386,16 +432,32 @@ mod tests {
     }
 
     #[test]
-    fn a_result_older_than_an_invalidation_is_not_stored() {
+    fn a_result_older_than_a_change_that_touches_it_is_not_stored() {
         let c = cache(1 << 20);
         let ticket = c.get::<u64>("k", true).unwrap_err();
-        // A commit lands while the query runs: its result may predate it.
-        c.apply(&Change::of_events([("other-org", 5)]));
+        // A commit for org a lands while the query runs: its result may
+        // predate it.
+        c.apply(&Change::of_events([("a", 5)]));
         c.put("k".into(), Deps::all_time(Some("a")), ticket, 1u64, 8);
         assert!(c.get::<u64>("k", true).is_err());
         // Asked again after the commit, it is.
         store(&c, "k", Deps::all_time(Some("a")), 2);
         assert_eq!(c.get::<u64>("k", true).unwrap(), 2);
+
+        // Commits of other orgs or spans meanwhile do not keep it out.
+        let ticket = c.get::<u64>("j", true).unwrap_err();
+        c.apply(&Change::of_events([("b", 5)]));
+        c.apply(&Change::of_events([("a", 5_000)]));
+        c.put("j".into(), Deps::span(Some("a"), 0, 1_000), ticket, 3u64, 8);
+        assert_eq!(c.get::<u64>("j", true).unwrap(), 3);
+
+        // Unless more changes came than the log keeps.
+        let ticket = c.get::<u64>("i", true).unwrap_err();
+        for n in 0..=CHANGE_LOG {
+            c.apply(&Change::of_events([("b", n as u32)]));
+        }
+        c.put("i".into(), Deps::span(Some("a"), 0, 1_000), ticket, 4u64, 8);
+        assert!(c.get::<u64>("i", true).is_err());
     }
 
     #[test]
@@ -416,7 +478,10 @@ mod tests {
         assert!(c.get::<u64>("k", true).is_err());
         c.follow(true);
         c.put("j".into(), Deps::all_time(None), ticket, 1u64, 8);
-        assert!(c.get::<u64>("j", true).is_err(), "query started before the gap");
+        assert!(
+            c.get::<u64>("j", true).is_err(),
+            "query started before the gap"
+        );
         assert!(c.get::<u64>("k", true).is_err());
     }
 
@@ -440,7 +505,11 @@ mod tests {
         assert_eq!(c.get_at::<u64>("k", true, fresh).unwrap(), 1);
         let old = t0 + Duration::from_secs(60);
         assert!(c.get_at::<u64>("k", true, old).is_err());
-        assert_eq!(c.metrics.cache_entries.get(), 1, "gauges move on the next store");
+        assert_eq!(
+            c.metrics.cache_entries.get(),
+            1,
+            "gauges move on the next store"
+        );
         assert_eq!(
             c.metrics.cache_evictions.with_label_values(&["age"]).get(),
             1

@@ -455,7 +455,10 @@ async fn trends(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
     let request = trend_param(&req.params, req.window)?;
-    let body = req.analytics(&s).trends(&req.filter, req.window, request).await?;
+    let body = req
+        .analytics(&s)
+        .trends(&req.filter, req.window, request)
+        .await?;
     Ok(req.respond(&body))
 }
 

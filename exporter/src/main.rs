@@ -100,10 +100,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(e.cache_max_age_secs),
             metrics.clone(),
         ));
-        let (notices, task) =
-            Notices::follow(&config.nats, cache.clone(), metrics.clone(), shutdown.clone())
-                .await
-                .with_context(|| format!("following change notices at {}", config.nats.url))?;
+        let (notices, task) = Notices::follow(
+            &config.nats,
+            cache.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("following change notices at {}", config.nats.url))?;
         (store.with_cache(cache).with_notices(notices), Some(task))
     };
 

@@ -134,6 +134,16 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        // Every series of the closed label sets exists from the start.
+        for result in ["hit", "miss", "bypass", "off"] {
+            cache_lookups.with_label_values(&[result]);
+        }
+        for reason in ["change", "everything", "gap", "age", "size"] {
+            cache_evictions.with_label_values(&[reason]);
+        }
+        for outcome in ["applied", "malformed"] {
+            change_notices.with_label_values(&[outcome]);
+        }
         for c in [
             Box::new(cache_lookups.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cache_evictions.clone()),

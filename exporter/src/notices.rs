@@ -2,9 +2,11 @@
 //! the result cache, and sends this exporter's own (a new annotation).
 //!
 //! The cache serves only while this follower knows it misses nothing: it
-//! starts following once the subscription is live on a connected server
-//! (a PING round trip after the SUB), and stops, emptying the cache, on a
-//! disconnect or when the server drops notices for a slow consumer.
+//! starts following once a message has come back on the subscription
+//! after a (re)connect (it sends an empty notice to itself to make one),
+//! which proves the server has the SUB; it stops, emptying the cache, on
+//! a disconnect or a server error (e.g. a refused subscription), and
+//! empties it when the server drops notices for a slow consumer.
 //! Without NATS the exporter still answers everything, from ClickHouse.
 //!
 //! Must not: block a request on NATS, or let the cache serve across a
@@ -38,18 +40,17 @@ impl Notices {
         metrics: Metrics,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Notices, JoinHandle<()>)> {
-        // Connection events, in order, for the loop below; a full queue
-        // can only hold more of the same news.
-        let (events_tx, events) = mpsc::channel(64);
+        // Connection events, in order and none lost, for the loop below
+        // (they are rare).
+        let (events_tx, events) = mpsc::unbounded_channel();
         let client = async_nats::ConnectOptions::new()
             .name("badgepulse-exporter")
             .retry_on_initial_connect()
             .event_callback(move |event| {
                 let events_tx = events_tx.clone();
                 async move {
-                    if events_tx.try_send(event).is_err() {
-                        tracing::debug!("connection event queue full");
-                    }
+                    // Fails only once the loop has ended.
+                    let _ = events_tx.send(event);
                 }
             })
             .connect(nats.server_addrs().map_err(anyhow::Error::msg)?)
@@ -82,29 +83,32 @@ impl Notices {
 async fn run(
     client: Client,
     mut subscription: async_nats::Subscriber,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     cache: Arc<QueryCache>,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
+    // Set on (re)connecting: the next message received starts following.
+    let mut awaiting_echo = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             Some(event) = events.recv() => match event {
                 Event::Connected => {
-                    // The SUB goes out before this PING, so once the PONG
-                    // is back no notice can slip past.
-                    match client.flush().await {
-                        Ok(()) => {
-                            cache.follow(true);
-                            tracing::info!("result cache following change notices");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "change notices: flush failed"),
+                    awaiting_echo = true;
+                    // An empty notice changes nothing; once it (or any
+                    // notice) comes back, the SUB is live.
+                    if let Err(e) = client
+                        .publish(changes::SUBJECT, Change::default().encode().into())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "change notices: echo not sent");
                     }
                 }
-                Event::Disconnected | Event::Closed => {
+                Event::Disconnected | Event::Closed | Event::ServerError(_) => {
                     cache.follow(false);
-                    tracing::warn!(%event, "result cache off until NATS is back");
+                    awaiting_echo = true;
+                    tracing::warn!(%event, "result cache off until notices arrive again");
                 }
                 Event::SlowConsumer(_) => {
                     // Notices were dropped: forget everything, go on.
@@ -115,6 +119,11 @@ async fn run(
             },
             message = subscription.next() => {
                 let Some(message) = message else { break };
+                if awaiting_echo {
+                    awaiting_echo = false;
+                    cache.follow(true);
+                    tracing::info!("result cache following change notices");
+                }
                 match Change::decode(&message.payload) {
                     Ok(change) => {
                         cache.apply(&change);

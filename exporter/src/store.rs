@@ -116,13 +116,18 @@ impl Store {
     where
         T: RowOwned + RowRead + Clone + Send + Sync + 'static,
     {
-        self.cached(name, query, deps, |_| rows_weight::<T>(1), |q| {
-            q.fetch_one::<T>()
-        })
+        self.cached(
+            name,
+            query,
+            deps,
+            |_| rows_weight::<T>(1),
+            |q| q.fetch_one::<T>(),
+        )
         .await
     }
 
-    /// Like [`Store::all`], through the result cache.
+    /// Like [`Store::all`], through the result cache; rows weigh as
+    /// [`rows_weight`] estimates.
     async fn cached_all<T>(
         &self,
         name: &'static str,
@@ -132,11 +137,26 @@ impl Store {
     where
         T: RowOwned + RowRead + Clone + Send + Sync + 'static,
     {
+        self.cached_all_weighed(name, query, deps, |_| 0).await
+    }
+
+    /// [`Store::cached_all`] for rows whose strings can be long:
+    /// `heap(row)` is the bytes a row holds beyond its inline size.
+    async fn cached_all_weighed<T>(
+        &self,
+        name: &'static str,
+        query: Query,
+        deps: Deps,
+        heap: impl Fn(&T) -> usize,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: RowOwned + RowRead + Clone + Send + Sync + 'static,
+    {
         self.cached(
             name,
             query,
             deps,
-            |rows: &Vec<T>| rows_weight::<T>(rows.len()),
+            |rows: &Vec<T>| rows_weight::<T>(rows.len()) + rows.iter().map(&heap).sum::<usize>(),
             |q| q.fetch_all::<T>(),
         )
         .await
@@ -249,10 +269,15 @@ impl Store {
 
     /// The latest metadata of every upserted badge class in `filter`.
     pub async fn badge_classes(&self, filter: &Filter) -> Result<Vec<BadgeClassRow>, StoreError> {
-        self.cached_all(
+        self.cached_all_weighed(
             "badge_classes",
             queries::badge_classes(&self.client, filter),
             Deps::all_time(filter.org.as_deref()),
+            |r: &BadgeClassRow| {
+                r.name.len()
+                    + r.attribute_keys.iter().map(|k| k.len() + 24).sum::<usize>()
+                    + r.attribute_values.len()
+            },
         )
         .await
     }
@@ -310,10 +335,11 @@ impl Store {
         window: Window,
         limit: u64,
     ) -> Result<Vec<AnnotationRow>, StoreError> {
-        self.cached_all(
+        self.cached_all_weighed(
             "annotations",
             queries::annotations(&self.client, filter, window, limit),
             Deps::span(filter.org.as_deref(), window.from(), window.to()),
+            |r: &AnnotationRow| r.id.len() + r.title.len() + r.text.len(),
         )
         .await
     }

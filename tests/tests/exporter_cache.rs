@@ -1,8 +1,9 @@
 //! The exporter's result cache end to end (ingest → NATS → aggregator →
 //! ClickHouse → exporter, all real): answers are served from memory until
 //! the aggregator's change notice for their org and time span arrives,
-//! then recomputed; windows and orgs a commit did not touch stay cached;
-//! `Cache-Control: no-cache` bypasses it; a new annotation shows at once;
+//! then recomputed; windows and orgs a commit did not touch stay cached,
+//! while a cohort's lifecycle follows its later events; `Cache-Control:
+//! no-cache` bypasses it; a new annotation shows at once;
 //! a notice sent by hand covers writes made directly to ClickHouse; and
 //! without NATS the cache steps aside.
 //!
@@ -77,10 +78,63 @@ impl Stack {
         r.json().await.unwrap()
     }
 
+    /// Posts a `badge.accepted` of `org`'s `assertion` at `at`.
+    async fn accept(&mut self, org: &str, assertion: &str, at: &str) {
+        self.next_id += 1;
+        let r = self
+            .http
+            .post(format!("{}/v1/events", self.ingest))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "events": [{
+                "event_id": format!("cache-{}", self.next_id),
+                "type": "badge.accepted",
+                "occurred_at": at,
+                "org_id": org,
+                "issuer_id": "i1",
+                "badge_class_id": "b1",
+                "assertion_id": assertion,
+            }]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+        self.posted += 1;
+    }
+
+    /// Accepted assertions of `org`'s 1 October cohort (lifecycle).
+    async fn october_1_cohort_accepted(&self, org: &str) -> u64 {
+        let v = self
+            .get(
+                &format!("/api/v1/lifecycle?org={org}&from={OCT_1}&to={OCT_2}"),
+                false,
+            )
+            .await;
+        v["stages"][1]["count"].as_u64().unwrap()
+    }
+
+    /// Daily awarded of `org` from 1 to 7 October (trends).
+    async fn first_week_awarded(&self, org: &str) -> Vec<u64> {
+        let v = self
+            .get(
+                &format!("/api/v1/trends?org={org}&metrics=awarded&granularity=day&from={OCT_1}&to=2026-10-08"),
+                false,
+            )
+            .await;
+        v["series"]["awarded"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["value"].as_u64().unwrap())
+            .collect()
+    }
+
     /// All-time awarded of `org` (the overview's KPI tile).
     async fn all_time_awarded(&self, org: &str) -> u64 {
         let v = self
-            .get(&format!("/api/v1/overview?org={org}&from={OCT_1}&to={OCT_2}"), false)
+            .get(
+                &format!("/api/v1/overview?org={org}&from={OCT_1}&to={OCT_2}"),
+                false,
+            )
             .await;
         v["kpis"]["awarded"].as_u64().unwrap()
     }
@@ -89,7 +143,9 @@ impl Stack {
     async fn october_1_awarded(&self, org: &str) -> u64 {
         let v = self
             .get(
-                &format!("/api/v1/distribution?org={org}&dimension=award_method&from={OCT_1}&to={OCT_2}"),
+                &format!(
+                    "/api/v1/distribution?org={org}&dimension=award_method&from={OCT_1}&to={OCT_2}"
+                ),
                 false,
             )
             .await;
@@ -134,9 +190,11 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         posted: 0,
         next_id: 0,
     };
-    eventually(Duration::from_secs(30), "the cache to follow notices", || async {
-        s.following().await.then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the cache to follow notices",
+        || async { s.following().await.then_some(()) },
+    )
     .await;
 
     s.award(&[
@@ -145,15 +203,20 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         ("globex", "2026-10-01T12:00:00Z"),
     ])
     .await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
     // The notice for a commit goes out before its ack, so a query started
     // now may still race it; wait until a cached answer is the right one.
-    eventually(Duration::from_secs(30), "the first commit's notice", || async {
-        (s.all_time_awarded("acme").await == 2).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the first commit's notice",
+        || async { (s.all_time_awarded("acme").await == 2).then_some(()) },
+    )
     .await;
     assert_eq!(s.october_1_awarded("acme").await, 2);
     assert_eq!(s.october_1_awarded("globex").await, 1);
+    assert_eq!(s.october_1_cohort_accepted("acme").await, 0);
+    assert_eq!(s.first_week_awarded("acme").await, [2, 0, 0, 0, 0, 0, 0]);
 
     // Asked again: from memory, the same numbers.
     let (hits, misses) = (s.lookups("hit").await, s.lookups("miss").await);
@@ -166,10 +229,13 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     // acme, on 5 October: acme's all-time tile changes at once; acme's
     // 1 October and globex stay cached.
     s.award(&[("acme", "2026-10-05T09:00:00Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
-    eventually(Duration::from_secs(30), "acme's all-time awarded to be 3", || async {
-        (s.all_time_awarded("acme").await == 3).then_some(())
-    })
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "acme's all-time awarded to be 3",
+        || async { (s.all_time_awarded("acme").await == 3).then_some(()) },
+    )
     .await;
     let misses = s.lookups("miss").await;
     assert_eq!(s.october_1_awarded("acme").await, 2);
@@ -179,25 +245,31 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         misses,
         "a commit outside their span or org left them cached"
     );
+    assert_eq!(s.first_week_awarded("acme").await, [2, 0, 0, 0, 1, 0, 0]);
+
+    // An accept on 6 October of an assertion awarded on 1 October: the
+    // lifecycle of the 1 October cohort changes, its window does not.
+    s.accept("acme", "a1", "2026-10-06T08:00:00Z").await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(Duration::from_secs(30), "the cohort's accept", || async {
+        (s.october_1_cohort_accepted("acme").await == 1).then_some(())
+    })
+    .await;
 
     // acme, on 1 October: that window changes; globex's does not.
     s.award(&[("acme", "2026-10-01T23:59:59Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
-    eventually(Duration::from_secs(30), "acme's 1 October to be 3", || async {
-        (s.october_1_awarded("acme").await == 3).then_some(())
-    })
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "acme's 1 October to be 3",
+        || async { (s.october_1_awarded("acme").await == 3).then_some(()) },
+    )
     .await;
     let misses = s.lookups("miss").await;
     assert_eq!(s.october_1_awarded("globex").await, 1);
     assert_eq!(s.lookups("miss").await, misses);
-
-    // Cache-Control: no-cache goes to ClickHouse.
-    let bypassed = s.lookups("bypass").await;
-    let fresh = s
-        .get(&format!("/api/v1/overview?org=globex&from={OCT_1}&to={OCT_2}"), true)
-        .await;
-    assert_eq!(fresh["kpis"]["awarded"], 1);
-    assert!(s.lookups("bypass").await > bypassed);
 
     // A new annotation is listed at once: its exporter drops what it
     // changes before answering the POST.
@@ -217,45 +289,88 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
 
     // Written to ClickHouse by hand: cached until a notice says so.
     let globex_annotations = "/api/v1/annotations?org=globex&from=2026-10-01&to=2026-10-08";
-    assert_eq!(s.get(globex_annotations, false).await["annotations"], json!([]));
+    assert_eq!(
+        s.get(globex_annotations, false).await["annotations"],
+        json!([])
+    );
     ch.query(&format!(
         "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
          VALUES ('by-hand', 'globex', '', '', toDateTime('2026-10-04 00:00:00', 'UTC'), 'By hand', '', now())"
     ))
     .await
     .unwrap();
-    assert_eq!(s.get(globex_annotations, false).await["annotations"], json!([]));
+    assert_eq!(
+        s.get(globex_annotations, false).await["annotations"],
+        json!([])
+    );
+    // Cache-Control: no-cache goes to ClickHouse, and refreshes the entry.
+    let bypassed = s.lookups("bypass").await;
+    let fresh = s.get(globex_annotations, true).await;
+    assert_eq!(fresh["annotations"][0]["title"], "By hand", "{fresh}");
+    assert!(s.lookups("bypass").await > bypassed);
+    assert_eq!(s.get(globex_annotations, false).await, fresh);
+    ch.query(&format!(
+        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
+         VALUES ('by-hand-2', 'globex', '', '', toDateTime('2026-10-05 00:00:00', 'UTC'), 'By hand 2', '', now())"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get(globex_annotations, false).await,
+        fresh,
+        "still cached"
+    );
     let client = nats.client().await;
     client
         .publish("badgepulse.changes", r#"{"all":true}"#.into())
         .await
         .unwrap();
     client.flush().await.unwrap();
-    eventually(Duration::from_secs(30), "the hand-written annotation", || async {
-        let v = s.get(globex_annotations, false).await;
-        (v["annotations"][0]["title"] == "By hand").then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the second hand-written annotation",
+        || async {
+            let v = s.get(globex_annotations, false).await;
+            (v["annotations"][1]["title"] == "By hand 2").then_some(())
+        },
+    )
     .await;
 
     // Without NATS, notices could be missed: the cache empties and steps
     // aside, and answers still come, from ClickHouse.
     nats.stop();
-    eventually(Duration::from_secs(30), "the cache to stop following", || async {
-        (!s.following().await).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the cache to stop following",
+        || async { (!s.following().await).then_some(()) },
+    )
     .await;
     let off = s.lookups("off").await;
     assert_eq!(s.all_time_awarded("acme").await, 4);
     assert!(s.lookups("off").await > off);
+    // Written by hand while no notice could arrive: shown once back.
+    ch.query(&format!(
+        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
+         VALUES ('by-hand-3', 'globex', '', '', toDateTime('2026-10-06 00:00:00', 'UTC'), 'By hand 3', '', now())"
+    ))
+    .await
+    .unwrap();
     nats.restart().await;
-    eventually(Duration::from_secs(60), "the cache to follow again", || async {
-        s.following().await.then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the cache to follow again",
+        || async { s.following().await.then_some(()) },
+    )
     .await;
+    let listed = s.get(globex_annotations, false).await;
+    assert_eq!(listed["annotations"][2]["title"], "By hand 3", "{listed}");
     s.award(&[("globex", "2026-10-01T13:00:00Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60)).await;
-    eventually(Duration::from_secs(30), "globex's 1 October to be 2", || async {
-        (s.october_1_awarded("globex").await == 2).then_some(())
-    })
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(
+        Duration::from_secs(30),
+        "globex's 1 October to be 2",
+        || async { (s.october_1_awarded("globex").await == 2).then_some(()) },
+    )
     .await;
 }

@@ -97,7 +97,11 @@ async fn sign_url_prints_a_pixel_that_ingest_accepts() {
     // Without --kid, the first key in name order (k0).
     for (args, kid) in [(&[][..], "k0"), (&["--kid", "k1"][..], "k1")] {
         let out = sign_url(&file, args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let mut lines = stdout.lines();
         let pixel = lines.next().unwrap();
@@ -123,7 +127,10 @@ async fn sign_url_prints_a_pixel_that_ingest_accepts() {
     let out = sign_url(&file, &["--kid", "k9"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("k9") && err.contains("ingest.pixel_keys"), "{err}");
+    assert!(
+        err.contains("k9") && err.contains("ingest.pixel_keys"),
+        "{err}"
+    );
     let out = sign_url(&file, &["--assertion", "bad id!"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -175,7 +182,10 @@ async fn the_share_script_sends_a_beacon_or_falls_back_to_the_pixel() {
         .lines()
         .filter(|l| !l.trim_start().starts_with('*') && !l.trim_start().starts_with("/*"))
         .collect();
-    assert!(!code.contains("http://") && !code.contains("https://"), "{code}");
+    assert!(
+        !code.contains("http://") && !code.contains("https://"),
+        "{code}"
+    );
 
     let sig = badgepulse_contract::signing::sign(
         KEY.as_bytes(),
@@ -222,8 +232,16 @@ async fn the_share_script_sends_a_beacon_or_falls_back_to_the_pixel() {
         .await;
         // The way it came: sendBeacon's POST, or the pixel without it.
         let (posts, pixels) = if no_beacon { (0.0, 1.0) } else { (1.0, 0.0) };
-        assert_eq!(requests("/v1/beacon").await - beacon_posts, posts, "sendBeacon POSTs");
-        assert_eq!(requests("/s.gif").await - share_pixels, pixels, "share pixels");
+        assert_eq!(
+            requests("/v1/beacon").await - beacon_posts,
+            posts,
+            "sendBeacon POSTs"
+        );
+        assert_eq!(
+            requests("/s.gif").await - share_pixels,
+            pixels,
+            "share pixels"
+        );
     }
     let client = nats.client().await;
     let shares: Vec<_> = stream_events(&stream_messages(&client, STREAM).await)
@@ -262,8 +280,18 @@ async fn address_and_country_come_only_from_what_is_configured() {
         r.send()
     };
     // X-Forwarded-For from an untrusted peer is ignored: one viewer.
-    view("a1", &[("X-Forwarded-For", "203.0.113.1"), ("CF-IPCountry", "FR")]).await.unwrap();
-    view("a2", &[("X-Forwarded-For", "198.51.100.7"), ("X-Country", "de")]).await.unwrap();
+    view(
+        "a1",
+        &[("X-Forwarded-For", "203.0.113.1"), ("CF-IPCountry", "FR")],
+    )
+    .await
+    .unwrap();
+    view(
+        "a2",
+        &[("X-Forwarded-For", "198.51.100.7"), ("X-Country", "de")],
+    )
+    .await
+    .unwrap();
     view("a3", &[]).await.unwrap();
 
     // Platform events: the publish metrics count them.
@@ -284,13 +312,17 @@ async fn address_and_country_come_only_from_what_is_configured() {
     assert_eq!(r.status(), 200);
 
     let client = nats.client().await;
-    let views = eventually(Duration::from_secs(20), "three views in the stream", || async {
-        let views: Vec<_> = stream_events(&stream_messages(&client, STREAM).await)
-            .into_iter()
-            .filter(|e| e.kind == badgepulse_contract::event::EventType::Viewed)
-            .collect();
-        (views.len() == 3).then_some(views)
-    })
+    let views = eventually(
+        Duration::from_secs(20),
+        "three views in the stream",
+        || async {
+            let views: Vec<_> = stream_events(&stream_messages(&client, STREAM).await)
+                .into_iter()
+                .filter(|e| e.kind == badgepulse_contract::event::EventType::Viewed)
+                .collect();
+            (views.len() == 3).then_some(views)
+        },
+    )
     .await;
     let country = |a: &str| {
         views
@@ -300,7 +332,11 @@ async fn address_and_country_come_only_from_what_is_configured() {
             .country
             .clone()
     };
-    assert_eq!(country("a1"), None, "CF-IPCountry is not the configured header");
+    assert_eq!(
+        country("a1"),
+        None,
+        "CF-IPCountry is not the configured header"
+    );
     assert_eq!(country("a2").as_deref(), Some("DE"));
     assert_eq!(country("a3"), None);
     let keys: std::collections::BTreeSet<_> = views.iter().map(|e| e.viewer_key).collect();
@@ -318,15 +354,32 @@ async fn address_and_country_come_only_from_what_is_configured() {
             .await
         }
     };
-    assert_eq!(published("event").await, 1.0, "one request's PubAcks, timed together");
+    assert_eq!(
+        published("event").await,
+        1.0,
+        "one request's PubAcks, timed together"
+    );
     assert!(published("beacon_batch").await >= 1.0);
     assert_eq!(
-        metric(&url, "badgepulse_ingest_events_total", &[("outcome", "accepted")]).await,
+        metric(
+            &url,
+            "badgepulse_ingest_events_total",
+            &[("outcome", "accepted")]
+        )
+        .await,
         3.0
     );
     assert_eq!(
-        metric(&url, "badgepulse_ingest_publish_failures_total", &[("kind", "event")]).await,
+        metric(
+            &url,
+            "badgepulse_ingest_publish_failures_total",
+            &[("kind", "event")]
+        )
+        .await,
         0.0
     );
-    assert_eq!(metric(&url, "badgepulse_ingest_buffer_depth", &[]).await, 0.0);
+    assert_eq!(
+        metric(&url, "badgepulse_ingest_buffer_depth", &[]).await,
+        0.0
+    );
 }

@@ -540,9 +540,21 @@ async fn main() -> anyhow::Result<()> {
     let text = scrape(&format!("{base}/metrics")).await;
     println!(
         "result cache: {} hits, {} misses, {} bypassed, {} entries, {:.1} MB (estimate)",
-        metric_value(&text, "badgepulse_exporter_cache_lookups_total", &[("result", "hit")]),
-        metric_value(&text, "badgepulse_exporter_cache_lookups_total", &[("result", "miss")]),
-        metric_value(&text, "badgepulse_exporter_cache_lookups_total", &[("result", "bypass")]),
+        metric_value(
+            &text,
+            "badgepulse_exporter_cache_lookups_total",
+            &[("result", "hit")]
+        ),
+        metric_value(
+            &text,
+            "badgepulse_exporter_cache_lookups_total",
+            &[("result", "miss")]
+        ),
+        metric_value(
+            &text,
+            "badgepulse_exporter_cache_lookups_total",
+            &[("result", "bypass")]
+        ),
         metric_value(&text, "badgepulse_exporter_cache_entries", &[]),
         metric_value(&text, "badgepulse_exporter_cache_bytes", &[]) / 1e6,
     );
