@@ -51,6 +51,8 @@ pub struct Metrics {
     pub publish_seconds: HistogramVec,
     pub publish_failures: IntCounterVec,
     pub buffer_depth: IntGauge,
+    /// Platform events published and awaiting their PubAcks.
+    pub events_in_flight: IntGauge,
     pub batch_size: Histogram,
     pub salt_fallbacks: IntCounter,
 }
@@ -103,6 +105,14 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(publish_seconds.clone()))
+            .expect("unique metric");
+        let events_in_flight = IntGauge::new(
+            "badgepulse_ingest_events_in_flight",
+            "Platform events of /v1/events requests awaiting their PubAcks",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(events_in_flight.clone()))
             .expect("unique metric");
         let buffer_depth = IntGauge::new(
             "badgepulse_ingest_buffer_depth",
@@ -169,6 +179,7 @@ impl Metrics {
             publish_seconds,
             publish_failures,
             buffer_depth,
+            events_in_flight,
             batch_size,
             salt_fallbacks,
         }

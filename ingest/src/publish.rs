@@ -51,6 +51,7 @@ pub async fn publish_events(
     metrics: &Metrics,
 ) -> Result<(usize, usize), PublishError> {
     let started = Instant::now();
+    metrics.events_in_flight.add(events.len() as i64);
     let work = async {
         let mut acks = Vec::with_capacity(events.len());
         for e in events {
@@ -80,6 +81,7 @@ pub async fn publish_events(
             timeout.as_millis()
         ))),
     };
+    metrics.events_in_flight.sub(events.len() as i64);
     match &outcome {
         Ok(_) => metrics
             .publish_seconds

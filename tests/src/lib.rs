@@ -687,6 +687,8 @@ pub struct StoredMessage {
     pub msg_id: Option<String>,
     pub beacons: bool,
     pub payload: Vec<u8>,
+    /// Every header as `name: value` lines.
+    pub headers: String,
 }
 
 /// Every message currently in `stream`, in order, read with an ephemeral
@@ -748,6 +750,12 @@ pub async fn try_stream_messages(
                 msg_id: header("Nats-Msg-Id"),
                 beacons: header(badgepulse_contract::subject::BEACON_HEADER).is_some(),
                 payload: m.payload.to_vec(),
+                headers: m
+                    .headers
+                    .iter()
+                    .flat_map(|h| h.iter())
+                    .flat_map(|(name, values)| values.iter().map(move |v| format!("{name}: {v}\n")))
+                    .collect(),
             });
         }
         anyhow::ensure!(

@@ -433,7 +433,10 @@ async fn every_endpoint_and_rejection_path() {
         .collect();
     assert_eq!(shares.len(), 2);
     assert!(shares.contains(&"linkedin") && shares.contains(&"email"));
-    let everything: Vec<u8> = messages.iter().flat_map(|m| m.payload.clone()).collect();
+    let everything: Vec<u8> = messages
+        .iter()
+        .flat_map(|m| [m.headers.as_bytes(), m.payload.as_slice()].concat())
+        .collect();
     let everything = String::from_utf8_lossy(&everything);
     for secret in [
         "192.0.2.",
@@ -445,7 +448,7 @@ async fn every_endpoint_and_rejection_path() {
     ] {
         assert!(
             !everything.contains(secret),
-            "NATS payloads contain {secret}"
+            "NATS messages (headers or payloads) contain {secret}"
         );
     }
     drop(svc);

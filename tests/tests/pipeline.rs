@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
-    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
-    INGEST_BEHIND_PROXY,
+    eventually, start_services, stream_messages, ClickHouse, Nats, Service, StackConfig,
+    StackPorts, INGEST_BEHIND_PROXY,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -526,13 +526,40 @@ async fn known_traffic_gives_exact_counts_everywhere() {
         "Rust 101\t1\n"
     );
 
-    // Privacy: no raw IP or User-Agent in ClickHouse or NATS.
-    let dump = ch
-        .query(&format!("SELECT * FROM {db}.events FORMAT TSV"))
+    // Privacy: no raw IP or User-Agent in any ClickHouse table or NATS
+    // message (headers included).
+    let tables = ch
+        .query(&format!(
+            "SELECT name FROM system.tables WHERE database = '{db}' \
+             AND engine NOT IN ('MaterializedView', 'Null', 'View') ORDER BY name"
+        ))
         .await
         .unwrap();
-    for secret in ["198.51.100", "Mozilla", "Chrome/120", "127.0.0.1"] {
-        assert!(!dump.contains(secret), "events table contains {secret}");
+    let tables: Vec<&str> = tables.lines().collect();
+    assert!(
+        tables.contains(&"events") && tables.contains(&"scope_total"),
+        "{tables:?}"
+    );
+    let secrets = ["198.51.100", "Mozilla", "Chrome/120", "127.0.0.1"];
+    for table in tables {
+        let dump = ch
+            .query(&format!("SELECT * FROM {db}.{table} FORMAT TSV"))
+            .await
+            .unwrap();
+        for secret in secrets {
+            assert!(!dump.contains(secret), "table {table} contains {secret}");
+        }
+    }
+    let client = stack.nats.client().await;
+    for m in stream_messages(&client, badgepulse_contract::subject::STREAM).await {
+        let text = format!("{}{}", m.headers, String::from_utf8_lossy(&m.payload));
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "NATS message {} contains {secret}",
+                m.subject
+            );
+        }
     }
 
     // The overview: all-time KPIs and the window values, once the last
