@@ -79,6 +79,11 @@ pub struct ExporterConfig {
     /// Longest a cached result is served, seconds: the bound on staleness
     /// should a change notice be lost (e.g. a read replica behind).
     pub cache_max_age_secs: u64,
+    /// With a ClickHouse cluster (`clickhouse.cluster`), each change
+    /// notice is applied again this many seconds later, so that a result
+    /// read from a replica that had not yet caught up is dropped too;
+    /// 0: once only. Ignored on a single server.
+    pub cache_replica_grace_secs: u64,
 }
 
 impl Default for ExporterConfig {
@@ -96,6 +101,7 @@ impl Default for ExporterConfig {
             header_read_timeout_secs: server::DEFAULT_HEADER_READ_TIMEOUT_SECS,
             cache_max_bytes: 64 * 1024 * 1024,
             cache_max_age_secs: 300,
+            cache_replica_grace_secs: 5,
         }
     }
 }
@@ -151,6 +157,12 @@ impl Config {
         }
         if e.cache_max_age_secs == 0 || e.cache_max_age_secs > 86_400 {
             return Err("exporter.cache_max_age_secs must be between 1 and 86400".into());
+        }
+        if e.cache_replica_grace_secs >= e.cache_max_age_secs {
+            return Err(
+                "exporter.cache_replica_grace_secs must be less than exporter.cache_max_age_secs"
+                    .into(),
+            );
         }
         server::validate_header_read_timeout(
             "exporter.header_read_timeout_secs",

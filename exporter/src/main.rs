@@ -100,10 +100,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(e.cache_max_age_secs),
             metrics.clone(),
         ));
+        let replica_grace = (!config.clickhouse.cluster.is_empty()
+            && e.cache_replica_grace_secs > 0)
+            .then(|| Duration::from_secs(e.cache_replica_grace_secs));
         let (notices, task) = Notices::follow(
             &config.nats,
             cache.clone(),
             metrics.clone(),
+            replica_grace,
             shutdown.clone(),
         )
         .await

@@ -12,7 +12,9 @@
 //! Must not: block a request on NATS, or let the cache serve across a
 //! gap in the notices.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::{Client, Event};
 use badgepulse_contract::changes::{self, Change};
@@ -20,6 +22,7 @@ use badgepulse_contract::settings::NatsConfig;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::QueryCache;
@@ -34,10 +37,14 @@ pub struct Notices {
 impl Notices {
     /// Connects to NATS in the background and applies every notice to
     /// `cache` until `shutdown`. Returns at once, even with NATS down.
+    /// With `replica_grace`, every notice is applied again that much
+    /// later: a read replica that had not caught up when the notice came
+    /// may have been read and cached in between.
     pub async fn follow(
         nats: &NatsConfig,
         cache: Arc<QueryCache>,
         metrics: Metrics,
+        replica_grace: Option<Duration>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Notices, JoinHandle<()>)> {
         // Connection events, in order and none lost, for the loop below
@@ -62,6 +69,7 @@ impl Notices {
             events,
             cache,
             metrics,
+            replica_grace,
             shutdown,
         ));
         Ok((Notices { client }, task))
@@ -86,13 +94,21 @@ async fn run(
     mut events: mpsc::UnboundedReceiver<Event>,
     cache: Arc<QueryCache>,
     metrics: Metrics,
+    replica_grace: Option<Duration>,
     shutdown: CancellationToken,
 ) {
+    // Notices to apply again, each with when (in arrival order, so due
+    // times never decrease).
+    let mut again: VecDeque<(Instant, Change)> = VecDeque::new();
     // Set on (re)connecting: the next message received starts following.
     let mut awaiting_echo = false;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = sleep_until_first(&again) => {
+                let (_, change) = again.pop_front().expect("a due notice");
+                cache.apply(&change);
+            }
             Some(event) = events.recv() => match event {
                 Event::Connected => {
                     awaiting_echo = true;
@@ -128,6 +144,15 @@ async fn run(
                     Ok(change) => {
                         cache.apply(&change);
                         metrics.change_notices.with_label_values(&["applied"]).inc();
+                        if let Some(grace) = replica_grace.filter(|_| !change.is_empty()) {
+                            if again.len() == MAX_PENDING_AGAIN {
+                                // Too many to keep: one that covers them all.
+                                again.clear();
+                                again.push_back((Instant::now() + grace, Change::everything()));
+                            } else {
+                                again.push_back((Instant::now() + grace, change));
+                            }
+                        }
                     }
                     Err(e) => {
                         // Whatever it meant, something changed.
@@ -140,4 +165,15 @@ async fn run(
         }
     }
     cache.follow(false);
+}
+
+/// Most notices waiting to be applied again.
+const MAX_PENDING_AGAIN: usize = 10_000;
+
+/// Resolves when the first of `again` is due; never while it is empty.
+async fn sleep_until_first(again: &VecDeque<(Instant, Change)>) {
+    match again.front() {
+        Some((due, _)) => tokio::time::sleep_until(*due).await,
+        None => std::future::pending().await,
+    }
 }

@@ -348,10 +348,14 @@ impl Store {
     pub async fn insert_annotation(&self, row: &AnnotationRow) -> Result<(), StoreError> {
         const NAME: &str = "insert_annotation";
         let insert = async {
+            // In cluster mode `annotations` is a Distributed table: insert
+            // through to the shard before answering, so that the next read
+            // (and the cache it refills) sees the new annotation.
             let mut insert = self
                 .client
                 .insert::<AnnotationRow>(queries::ANNOTATIONS_TABLE)
-                .await?;
+                .await?
+                .with_setting("insert_distributed_sync", "1");
             insert.write(row).await?;
             insert.end().await
         };
