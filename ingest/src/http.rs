@@ -393,12 +393,17 @@ impl AppState {
         }
     }
 
-    /// The token presented in `Authorization: Bearer …`, compared by SHA-256
-    /// in constant time against every configured token.
+    /// The token presented in `Authorization: Bearer …` (the scheme in any
+    /// case, RFC 9110), compared by SHA-256 in constant time against every
+    /// configured token.
     fn token(&self, headers: &HeaderMap) -> Option<&Token> {
-        let presented = header_str(headers, header::AUTHORIZATION)?
-            .strip_prefix("Bearer ")?
-            .trim();
+        let (scheme, presented) = header_str(headers, header::AUTHORIZATION)?
+            .trim()
+            .split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let presented = presented.trim();
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for t in &self.tokens {
