@@ -18,6 +18,11 @@
 //!    *cached*, answered from the result cache, as a dashboard's or
 //!    report's repeated requests are until a commit touches their org and
 //!    window (the exporter follows the change notices of a real NATS).
+//!    Throughout, the other nine orgs are "live": a change notice for one
+//!    of them, spanning the current minute, is published every 10 ms (as
+//!    an aggregator committing their traffic would), so the cached figures
+//!    hold under other orgs' traffic; the busiest org's own live traffic
+//!    would make its windows that include now cold.
 //! 3. The baseline computes the same numbers with plain SQL over raw
 //!    `events` (`uniqExact`, `countIf`, …), RAW_REPS times (default 10),
 //!    also over HTTP.
@@ -452,6 +457,33 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
+    // The other orgs' live traffic, as change notices.
+    let live = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let notices = tokio::spawn({
+        let client = nats.client().await;
+        let live = live.clone();
+        async move {
+            let mut sent = 0u64;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            while live.load(std::sync::atomic::Ordering::Relaxed) {
+                tick.tick().await;
+                let now = Utc::now().timestamp() as u32;
+                let org = format!("org{}", 1 + sent % (ORGS - 1));
+                let change = badgepulse_contract::changes::Change::of_events([
+                    (org.as_str(), now - 60),
+                    (org.as_str(), now),
+                ]);
+                if client
+                    .publish(badgepulse_contract::changes::SUBJECT, change.encode().into())
+                    .await
+                    .is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            sent
+        }
+    });
     println!(
         "latency in ms, org scope ({ORG}); API: {reps} requests each cold (Cache-Control: no-cache) and cached, raw events: {raw_reps} queries, each after one warm-up"
     );
@@ -537,7 +569,13 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    live.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = notices.await?;
     let text = scrape(&format!("{base}/metrics")).await;
+    println!(
+        "other orgs' live commits during the run: {sent} change notices, {} applied by the exporter",
+        metric_value(&text, "badgepulse_exporter_change_notices_total", &[("outcome", "applied")]),
+    );
     println!(
         "result cache: {} hits, {} misses, {} bypassed, {} entries, {:.1} MB (estimate)",
         metric_value(
