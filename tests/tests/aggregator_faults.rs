@@ -140,10 +140,9 @@ fn workload(seed: u64, assertions: usize, partitions: u16) -> Workload {
     }
 
     // Ground truth from the distinct events.
-    let mut per_type: BTreeMap<
-        &'static str,
-        (u64, HashSet<(String, String)>, HashSet<(String, u64)>),
-    > = BTreeMap::new();
+    // Per type: events, distinct (org, assertion), distinct (org, viewer).
+    type Truth = (u64, HashSet<(String, String)>, HashSet<(String, u64)>);
+    let mut per_type: BTreeMap<&'static str, Truth> = BTreeMap::new();
     let mut lifecycle: HashSet<(String, String)> = HashSet::new();
     for e in events.iter().chain(&beacon_views) {
         let entry = per_type.entry(e.kind.as_str()).or_default();

@@ -54,8 +54,10 @@ fn the_example_documents_the_defaults() {
     );
     assert_eq!(ingest.ingest.http_threads, defaults.http_threads);
     let aggregator = badgepulse_aggregator::config::Config::load(Some(&path)).unwrap();
-    let mut expected = badgepulse_aggregator::config::AggregatorConfig::default();
-    expected.partitions = Vec::new();
+    let expected = badgepulse_aggregator::config::AggregatorConfig {
+        partitions: Vec::new(),
+        ..Default::default()
+    };
     assert_eq!(aggregator.aggregator, expected);
     assert_eq!(
         aggregator.clickhouse,

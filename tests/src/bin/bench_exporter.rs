@@ -474,7 +474,10 @@ async fn main() -> anyhow::Result<()> {
                     (org.as_str(), now),
                 ]);
                 if client
-                    .publish(badgepulse_contract::changes::SUBJECT, change.encode().into())
+                    .publish(
+                        badgepulse_contract::changes::SUBJECT,
+                        change.encode().into(),
+                    )
                     .await
                     .is_ok()
                 {

@@ -104,8 +104,9 @@ async fn main() -> anyhow::Result<()> {
     pids.push(("clickhouse-server".into(), ch.pid().expect("running")));
 
     // Memory sampler.
-    let samples: std::sync::Arc<std::sync::Mutex<Vec<(f64, Vec<Option<f64>>)>>> =
-        Default::default();
+    // (seconds since start, RSS of each process in MiB).
+    type Samples = Vec<(f64, Vec<Option<f64>>)>;
+    let samples: std::sync::Arc<std::sync::Mutex<Samples>> = Default::default();
     let started = Instant::now();
     let sampler = {
         let (samples, pids) = (samples.clone(), pids.clone());
