@@ -502,6 +502,18 @@ impl Drop for Service {
     }
 }
 
+/// Starts badgepulse-ingest with `config`, which binds it to
+/// `127.0.0.1:port`, and waits until it is ready; the service and its base
+/// URL.
+pub async fn start_ingest(config: &str, port: u16) -> (Service, String) {
+    let svc = Service::start("badgepulse-ingest", config, &[]);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", svc.log_text()));
+    (svc, url)
+}
+
 /// Starts aggregator, ingest and exporter with one `config` and waits until
 /// each answers `/readyz` on its port (`ready_ports`, any order). The
 /// services come back in that order: aggregator, ingest, exporter.

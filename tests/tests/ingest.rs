@@ -9,8 +9,8 @@ use badgepulse_contract::event::EventType;
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::{
-    eventually, free_port, metric_value, scrape, sha256_hex, stream_events, stream_messages,
-    wait_http, Nats, Service,
+    eventually, free_port, metric_value, scrape, sha256_hex, start_ingest, stream_events,
+    stream_messages, wait_http, Nats, Service,
 };
 use chrono::{SecondsFormat, Timelike, Utc};
 use serde_json::{json, Value};
@@ -51,12 +51,7 @@ orgs = ["acme"]
 
 async fn start(nats: &Nats, extra: &str) -> (Service, String) {
     let port = free_port();
-    let svc = Service::start("badgepulse-ingest", &config(nats, port, extra), &[]);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
-        .await
-        .unwrap();
-    (svc, url)
+    start_ingest(&config(nats, port, extra), port).await
 }
 
 fn signed(o: &str, a: &str, kid: &str, key: &str) -> String {

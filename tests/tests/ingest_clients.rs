@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::{
-    chromium, eventually, free_port, metric_value, scrape, sha256_hex, stream_events,
-    stream_messages, wait_http, workspace_bin, Nats, Service,
+    chromium, eventually, free_port, metric_value, scrape, sha256_hex, start_ingest, stream_events,
+    stream_messages, workspace_bin, Nats, Service,
 };
 
 const KEY: &str = "clients-test-pixel-key-1";
@@ -43,11 +43,7 @@ orgs = ["*"]
 async fn start(nats: &Nats, proxies: &str, header: &str) -> (Service, String, String) {
     let port = free_port();
     let text = config(nats, port, proxies, header);
-    let svc = Service::start("badgepulse-ingest", &text, &[]);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (svc, url) = start_ingest(&text, port).await;
     (svc, url, text)
 }
 

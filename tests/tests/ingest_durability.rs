@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use badgepulse_contract::subject::{self, STREAM};
 use badgepulse_tests::{
-    eventually, free_port, metric_value, scrape, sha256_hex, stream_events, stream_messages,
-    wait_http, Nats, Service,
+    eventually, free_port, metric_value, scrape, sha256_hex, start_ingest, stream_events,
+    stream_messages, Nats, Service,
 };
 use serde_json::{json, Value};
 
@@ -41,12 +41,7 @@ orgs = ["*"]
         nats.url(),
         sha256_hex(TOKEN)
     );
-    let svc = Service::start("badgepulse-ingest", &config, &[]);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
-        .await
-        .unwrap();
-    (svc, url)
+    start_ingest(&config, port).await
 }
 
 fn events(prefix: &str, n: usize) -> Vec<Value> {
@@ -85,10 +80,10 @@ async fn stored(nats: &Nats) -> BTreeMap<String, usize> {
     ids
 }
 
-/// SIGSTOP (`false`) or SIGCONT (`true`) to `pid`.
-fn signal(pid: u32, resume: bool) {
+/// Sends `signal` (`STOP`, `CONT`, `TERM`) to `pid`.
+fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
-        .arg(if resume { "-CONT" } else { "-STOP" })
+        .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status()
         .unwrap();
@@ -142,7 +137,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
     let sig = badgepulse_contract::signing::sign(KEY.as_bytes(), &ids);
     let pixel = format!("{url}/p.gif?o=acme&i=i1&b=b1&a=a1&kid=k1&sig={sig}");
 
-    signal(pid, false);
+    signal(pid, "STOP");
     // Published into a server that takes the bytes but answers nothing.
     let body = batch(&events("frozen", 20));
     let r = post(&url, body.clone()).await;
@@ -168,7 +163,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
             .then_some(())
     })
     .await;
-    signal(pid, true);
+    signal(pid, "CONT");
 
     // The first publishes went through after all: the retry is answered
     // as duplicates, and each event is stored once.
@@ -214,7 +209,7 @@ async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
     let nats = Nats::start().await;
     let (mut svc, url) = start(&nats, 20_000).await;
     let pid = nats.pid().unwrap();
-    signal(pid, false);
+    signal(pid, "STOP");
     let request = tokio::spawn({
         let url = url.clone();
         async move { post(&url, batch(&events("draining", 10))).await }
@@ -229,11 +224,7 @@ async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
         },
     )
     .await;
-    let term = Command::new("kill")
-        .args(["-TERM", &svc.pid().unwrap().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    signal(svc.pid().unwrap(), "TERM");
     eventually(
         Duration::from_secs(10),
         "ingest to take the SIGTERM",
@@ -245,7 +236,7 @@ async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
         .wait_for_exit(Duration::from_millis(500))
         .await
         .is_none());
-    signal(pid, true);
+    signal(pid, "CONT");
     let r = request.await.unwrap();
     assert_eq!(r.status(), 200, "answered before exiting");
     let answer: Value = r.json().await.unwrap();
