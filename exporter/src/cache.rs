@@ -230,8 +230,9 @@ impl QueryCache {
         Err(ticket)
     }
 
-    /// Stores the result of a missed lookup, unless an invalidation came
-    /// in since (the result may predate it) or the cache stopped following.
+    /// Stores the result of a missed lookup, unless a change touching it
+    /// came in since (the result may predate it) or the cache stopped
+    /// following.
     /// `weight` estimates its size in bytes.
     pub fn put<T: Send + Sync + 'static>(
         &self,
@@ -312,11 +313,6 @@ impl QueryCache {
             self.remove(&mut inner, &key, Reason::Gap);
         }
         self.gauges(&inner);
-    }
-
-    /// Whether results are being served and stored.
-    pub fn following(&self) -> bool {
-        self.lock().following
     }
 
     fn remove(&self, inner: &mut Inner, key: &str, reason: Reason) {

@@ -102,10 +102,6 @@ impl Store {
         &self.client
     }
 
-    pub fn cache(&self) -> Option<&Arc<QueryCache>> {
-        self.cache.as_ref()
-    }
-
     /// Like [`Store::one`], through the result cache.
     async fn cached_one<T>(
         &self,

@@ -172,6 +172,17 @@ impl Stack {
     }
 }
 
+/// Writes a globex annotation straight into ClickHouse, bypassing the
+/// exporter (and so announcing nothing).
+async fn annotate_by_hand(ch: &ClickHouse, id: &str, at: &str, title: &str) {
+    ch.query(&format!(
+        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
+         VALUES ('{id}', 'globex', '', '', toDateTime('{at}', 'UTC'), '{title}', '', now())"
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn cached_answers_follow_every_commit_they_depend_on() {
     let mut nats = Nats::start().await;
@@ -293,12 +304,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         s.get(globex_annotations, false).await["annotations"],
         json!([])
     );
-    ch.query(&format!(
-        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
-         VALUES ('by-hand', 'globex', '', '', toDateTime('2026-10-04 00:00:00', 'UTC'), 'By hand', '', now())"
-    ))
-    .await
-    .unwrap();
+    annotate_by_hand(&ch, "by-hand", "2026-10-04 00:00:00", "By hand").await;
     assert_eq!(
         s.get(globex_annotations, false).await["annotations"],
         json!([])
@@ -309,12 +315,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     assert_eq!(fresh["annotations"][0]["title"], "By hand", "{fresh}");
     assert!(s.lookups("bypass").await > bypassed);
     assert_eq!(s.get(globex_annotations, false).await, fresh);
-    ch.query(&format!(
-        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
-         VALUES ('by-hand-2', 'globex', '', '', toDateTime('2026-10-05 00:00:00', 'UTC'), 'By hand 2', '', now())"
-    ))
-    .await
-    .unwrap();
+    annotate_by_hand(&ch, "by-hand-2", "2026-10-05 00:00:00", "By hand 2").await;
     assert_eq!(
         s.get(globex_annotations, false).await,
         fresh,
@@ -349,12 +350,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     assert_eq!(s.all_time_awarded("acme").await, 4);
     assert!(s.lookups("off").await > off);
     // Written by hand while no notice could arrive: shown once back.
-    ch.query(&format!(
-        "INSERT INTO {DB}.annotations (id, org_id, issuer_id, badge_class_id, at, title, text, created_at) \
-         VALUES ('by-hand-3', 'globex', '', '', toDateTime('2026-10-06 00:00:00', 'UTC'), 'By hand 3', '', now())"
-    ))
-    .await
-    .unwrap();
+    annotate_by_hand(&ch, "by-hand-3", "2026-10-06 00:00:00", "By hand 3").await;
     nats.restart().await;
     eventually(
         Duration::from_secs(60),
