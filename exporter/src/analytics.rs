@@ -9,6 +9,7 @@
 //! `drivers.rs`; no SQL and no HTTP types here.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
@@ -17,8 +18,12 @@ use crate::csv::{Cell, Table, Tabular};
 use crate::drivers;
 use crate::measures::{self, Counts, Dimension, Measures, Trend, Value, NAMES};
 use crate::queries::{AnnotationRow, DistributionRow, Filter, LifecycleRow, Period, TrendRow};
+use crate::cache::Deps;
 use crate::store::{Store, StoreError};
-use crate::window::{buckets, rfc3339, rfc3339_i64, Granularity, Retention, Source, Window};
+use crate::views::Views;
+use crate::window::{
+    buckets, rfc3339, rfc3339_i64, Granularity, Retention, Source, Window, WindowSpec,
+};
 
 /// Most buckets of one trend series.
 pub const MAX_BUCKETS: usize = 5_000;
@@ -57,6 +62,69 @@ impl Settings {
 pub struct Analytics {
     store: Store,
     settings: Settings,
+    /// Whole answers kept up to date; `None`: computed for each request.
+    views: Option<Arc<Views>>,
+    /// False for a request that asked for fresh data (`Cache-Control:
+    /// no-cache`).
+    read_cache: bool,
+}
+
+/// What one analytics endpoint is asked, besides scope and window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    Overview,
+    Distribution(Dimension),
+    TopBadges(Ranking),
+    Trends {
+        granularity: Granularity,
+        metrics: Vec<&'static str>,
+    },
+    Drivers,
+    Lifecycle,
+}
+
+/// The body of any analytics endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum Body {
+    Overview(Overview),
+    Trends(Trends),
+    Distribution(Distribution),
+    TopBadges(TopBadges),
+    Drivers(Drivers),
+    Lifecycle(Lifecycle),
+}
+
+impl Tabular for Body {
+    fn csv_name(&self) -> &'static str {
+        self.tabular().csv_name()
+    }
+
+    fn table(&self) -> Table {
+        self.tabular().table()
+    }
+}
+
+impl Body {
+    fn tabular(&self) -> &dyn Tabular {
+        match self {
+            Body::Overview(b) => b,
+            Body::Trends(b) => b,
+            Body::Distribution(b) => b,
+            Body::TopBadges(b) => b,
+            Body::Drivers(b) => b,
+            Body::Lifecycle(b) => b,
+        }
+    }
+}
+
+/// An answer and when it was computed (Unix milliseconds): the same
+/// answer may be served for a while (`views.rs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub body: Body,
+    pub computed_at_ms: i64,
 }
 
 /// `{"from", "to"}` of the window answered.
@@ -86,7 +154,18 @@ pub fn metric(name: &str) -> Option<&'static str> {
 
 impl Analytics {
     pub fn new(store: Store, settings: Settings) -> Self {
-        Analytics { store, settings }
+        Analytics {
+            store,
+            settings,
+            views: None,
+            read_cache: true,
+        }
+    }
+
+    /// These analytics keeping whole answers up to date in `views`.
+    pub fn with_views(mut self, views: Arc<Views>) -> Self {
+        self.views = Some(views);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -98,8 +177,84 @@ impl Analytics {
     pub fn bypassing_cache(&self) -> Analytics {
         Analytics {
             store: self.store.bypassing_cache(),
-            settings: self.settings,
+            read_cache: false,
+            ..self.clone()
         }
+    }
+
+    /// The answer to `question` for `filter` and `window`: kept up to date
+    /// in the views if there are any (see `views.rs` for how fresh it is),
+    /// else computed now.
+    pub async fn answer(
+        &self,
+        filter: &Filter,
+        window: WindowSpec,
+        question: Question,
+    ) -> Result<Answer, StoreError> {
+        let Some(views) = &self.views else {
+            return self.compute(filter, window, &question).await;
+        };
+        let key = format!("answer\n{question:?}\n{filter:?}\n{window:?}");
+        // Distributions and trends read the window only; any commit of the
+        // org may touch the others (all-time tiles, badge-class metadata,
+        // a cohort's later stages). The answer's own queries are cached
+        // with their exact spans, so a refresh re-reads only those touched.
+        let org = filter.org.as_deref();
+        let deps = match question {
+            Question::Distribution(_) | Question::Trends { .. } => {
+                let (from, to) = window.reach();
+                Deps::span(org, from, to)
+            }
+            _ => Deps::all_time(org),
+        };
+        // Background refreshes read through the query cache.
+        let analytics = Analytics {
+            store: self.store.reading_cache(),
+            read_cache: true,
+            ..self.clone()
+        };
+        let filter = filter.clone();
+        views
+            .answer(key, deps, window.up_to_now(), self.read_cache, move || {
+                let (analytics, filter, question) =
+                    (analytics.clone(), filter.clone(), question.clone());
+                Box::pin(async move { analytics.compute(&filter, window, &question).await })
+            })
+            .await
+    }
+
+    /// Computes the answer to `question` with `window` resolved now.
+    async fn compute(
+        &self,
+        filter: &Filter,
+        window: WindowSpec,
+        question: &Question,
+    ) -> Result<Answer, StoreError> {
+        let computed_at_ms = chrono::Utc::now().timestamp_millis();
+        let window = window.at(now()).map_err(StoreError::Request)?;
+        let body = match question {
+            Question::Overview => Body::Overview(self.overview(filter, window).await?),
+            Question::Distribution(dimension) => {
+                Body::Distribution(self.distribution(filter, window, *dimension).await?)
+            }
+            Question::TopBadges(ranking) => {
+                Body::TopBadges(self.top_badges(filter, window, *ranking).await?)
+            }
+            Question::Trends {
+                granularity,
+                metrics,
+            } => {
+                let request = TrendRequest::new(window, *granularity, metrics.clone())
+                    .map_err(StoreError::Request)?;
+                Body::Trends(self.trends(filter, window, request).await?)
+            }
+            Question::Drivers => Body::Drivers(self.drivers(filter, window).await?),
+            Question::Lifecycle => Body::Lifecycle(self.lifecycle(filter, window).await?),
+        };
+        Ok(Answer {
+            body,
+            computed_at_ms,
+        })
     }
 
     pub fn settings(&self) -> Settings {

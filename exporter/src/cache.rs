@@ -30,10 +30,11 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use badgepulse_contract::changes::Change;
+use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
 
@@ -75,6 +76,7 @@ pub const CHANGE_LOG: usize = 256;
 #[derive(Debug)]
 pub struct Ticket {
     generation: u64,
+    issued: Instant,
 }
 
 struct Entry {
@@ -83,6 +85,30 @@ struct Entry {
     weight: usize,
     stored: Instant,
     used: u64,
+    /// Kept (and served for a while) when a change touches it, marked
+    /// stale, rather than dropped: an answer kept up to date in the
+    /// background (`views.rs`).
+    kept: bool,
+    /// When the first change touching it since it was computed came in.
+    stale_since: Option<Instant>,
+}
+
+/// How old an answer may be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// Longest since it was computed.
+    pub max_age: Duration,
+    /// Longest since a change that touches it came in (0: not at all).
+    pub max_stale: Duration,
+}
+
+/// A lookup's outcome.
+#[derive(Debug)]
+pub enum Lookup<T> {
+    /// Served from the cache; `due`: it is stale, or past half its age
+    /// bound, so a background refresh is due.
+    Hit { value: T, due: bool },
+    Miss(Ticket),
 }
 
 struct Inner {
@@ -152,6 +178,7 @@ impl Reason {
 /// The cache shared by every request of one exporter.
 pub struct QueryCache {
     inner: Mutex<Inner>,
+    refresh_queue: OnceLock<mpsc::UnboundedSender<String>>,
     max_bytes: usize,
     max_age: Duration,
     metrics: Metrics,
@@ -169,6 +196,7 @@ impl QueryCache {
                 bytes: 0,
                 clock: 0,
             }),
+            refresh_queue: OnceLock::new(),
             max_bytes,
             max_age,
             metrics,
@@ -187,18 +215,59 @@ impl QueryCache {
         key: &str,
         read: bool,
     ) -> Result<T, Ticket> {
-        self.get_at(key, read, Instant::now())
+        let strict = Freshness {
+            max_age: self.max_age,
+            max_stale: Duration::ZERO,
+        };
+        match self.lookup_at(key, read, strict, Instant::now()) {
+            Lookup::Hit { value, .. } => Ok(value),
+            Lookup::Miss(ticket) => Err(ticket),
+        }
     }
 
-    fn get_at<T: Clone + Send + Sync + 'static>(
+    /// Like [`QueryCache::get`] for an answer that may be served stale as
+    /// `freshness` allows (its age bound capped at `cache_max_age_secs`).
+    pub fn lookup<T: Clone + Send + Sync + 'static>(
         &self,
         key: &str,
         read: bool,
+        freshness: Freshness,
+    ) -> Lookup<T> {
+        let freshness = Freshness {
+            max_age: freshness.max_age.min(self.max_age),
+            ..freshness
+        };
+        self.lookup_at(key, read, freshness, Instant::now())
+    }
+
+    /// A ticket for a query about to run, to store its result with.
+    pub fn ticket(&self) -> Ticket {
+        let inner = self.lock();
+        Ticket {
+            generation: inner.generation,
+            issued: Instant::now(),
+        }
+    }
+
+    /// Whether `key` is cached and stale (`None`: not cached).
+    pub fn is_stale(&self, key: &str) -> Option<bool> {
+        self.lock()
+            .entries
+            .get(key)
+            .map(|e| e.stale_since.is_some())
+    }
+
+    fn lookup_at<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &str,
+        read: bool,
+        freshness: Freshness,
         now: Instant,
-    ) -> Result<T, Ticket> {
+    ) -> Lookup<T> {
         let mut inner = self.lock();
         let ticket = Ticket {
             generation: inner.generation,
+            issued: now,
         };
         let result = if !inner.following {
             "off"
@@ -209,14 +278,21 @@ impl QueryCache {
             let clock = inner.clock;
             match inner.entries.get_mut(key) {
                 Some(e) if now.duration_since(e.stored) < self.max_age => {
-                    if let Some(v) = e.value.downcast_ref::<T>() {
-                        e.used = clock;
-                        let v = v.clone();
-                        drop(inner);
-                        self.count("hit");
-                        return Ok(v);
+                    let age = now.duration_since(e.stored);
+                    let stale_for = e.stale_since.map(|t| now.duration_since(t));
+                    let servable = age < freshness.max_age
+                        && stale_for.is_none_or(|d| d <= freshness.max_stale);
+                    match e.value.downcast_ref::<T>() {
+                        Some(v) if servable => {
+                            e.used = clock;
+                            let value = v.clone();
+                            let due = stale_for.is_some() || age > freshness.max_age / 2;
+                            drop(inner);
+                            self.count(if stale_for.is_some() { "stale" } else { "hit" });
+                            return Lookup::Hit { value, due };
+                        }
+                        _ => "miss",
                     }
-                    "miss"
                 }
                 Some(_) => {
                     self.remove(&mut inner, key, Reason::Age);
@@ -227,7 +303,7 @@ impl QueryCache {
         };
         drop(inner);
         self.count(result);
-        Err(ticket)
+        Lookup::Miss(ticket)
     }
 
     /// Stores the result of a missed lookup, unless a change touching it
@@ -242,9 +318,27 @@ impl QueryCache {
         value: T,
         weight: usize,
     ) {
-        self.put_at(key, deps, ticket, value, weight, Instant::now())
+        self.put_at(key, deps, ticket, value, weight, false, Instant::now())
     }
 
+    /// Stores an answer kept up to date in the background: a change that
+    /// touches it marks it stale (and queues its key for a refresh, see
+    /// [`QueryCache::refresh_queue`]) rather than dropping it. A result
+    /// that a change overtook while it was computed is stored stale since
+    /// its ticket, not refused. Its age counts from its ticket.
+    pub fn put_kept<T: Send + Sync + 'static>(
+        &self,
+        key: String,
+        deps: Deps,
+        ticket: Ticket,
+        value: T,
+        weight: usize,
+    ) {
+        let computed = ticket.issued;
+        self.put_at(key, deps, ticket, value, weight, true, computed)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn put_at<T: Send + Sync + 'static>(
         &self,
         key: String,
@@ -252,11 +346,16 @@ impl QueryCache {
         ticket: Ticket,
         value: T,
         weight: usize,
-        now: Instant,
+        kept: bool,
+        stored: Instant,
     ) {
         let weight = weight + key.len();
         let mut inner = self.lock();
-        if !inner.following || weight > self.max_bytes || inner.changed_since(&ticket, &deps) {
+        if !inner.following || weight > self.max_bytes {
+            return;
+        }
+        let overtaken = inner.changed_since(&ticket, &deps);
+        if overtaken && !kept {
             return;
         }
         if let Some(old) = inner.entries.remove(&key) {
@@ -270,12 +369,20 @@ impl QueryCache {
                 value: Arc::new(value),
                 deps,
                 weight,
-                stored: now,
+                stored,
                 used,
+                kept,
+                stale_since: overtaken.then_some(ticket.issued),
             },
         );
-        self.evict_to_fit(&mut inner, now);
+        self.evict_to_fit(&mut inner, Instant::now());
         self.gauges(&inner);
+    }
+
+    /// Where [`QueryCache::apply`] sends the key of every kept answer a
+    /// change touched (at most once: the first call wins).
+    pub fn refresh_queue(&self, queue: mpsc::UnboundedSender<String>) {
+        let _ = self.refresh_queue.set(queue);
     }
 
     /// Drops every entry `change` may have changed.
@@ -290,13 +397,22 @@ impl QueryCache {
         } else {
             Reason::Change
         };
-        let stale: Vec<String> = inner
-            .entries
-            .iter()
-            .filter(|(_, e)| e.deps.touched_by(change))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in stale {
+        let now = Instant::now();
+        let mut dropped = Vec::new();
+        for (key, e) in inner.entries.iter_mut() {
+            if !e.deps.touched_by(change) {
+                continue;
+            }
+            if !e.kept {
+                dropped.push(key.clone());
+                continue;
+            }
+            e.stale_since.get_or_insert(now);
+            if let Some(queue) = self.refresh_queue.get() {
+                let _ = queue.send(key.clone());
+            }
+        }
+        for key in dropped {
             self.remove(&mut inner, &key, reason);
         }
         self.gauges(&inner);
@@ -495,12 +611,24 @@ mod tests {
     fn entries_expire_after_the_maximum_age() {
         let c = cache(1 << 20);
         let t0 = Instant::now();
-        let ticket = c.get_at::<u64>("k", true, t0).unwrap_err();
-        c.put_at("k".into(), Deps::all_time(None), ticket, 1u64, 8, t0);
+        let strict = Freshness {
+            max_age: Duration::from_secs(60),
+            max_stale: Duration::ZERO,
+        };
+        let Lookup::Miss(ticket) = c.lookup_at::<u64>("k", true, strict, t0) else {
+            panic!("not cached yet")
+        };
+        c.put_at("k".into(), Deps::all_time(None), ticket, 1u64, 8, false, t0);
         let fresh = t0 + Duration::from_secs(59);
-        assert_eq!(c.get_at::<u64>("k", true, fresh).unwrap(), 1);
+        assert!(matches!(
+            c.lookup_at::<u64>("k", true, strict, fresh),
+            Lookup::Hit { value: 1, .. }
+        ));
         let old = t0 + Duration::from_secs(60);
-        assert!(c.get_at::<u64>("k", true, old).is_err());
+        assert!(matches!(
+            c.lookup_at::<u64>("k", true, strict, old),
+            Lookup::Miss(_)
+        ));
         assert_eq!(
             c.metrics.cache_entries.get(),
             1,
@@ -510,6 +638,96 @@ mod tests {
             c.metrics.cache_evictions.with_label_values(&["age"]).get(),
             1
         );
+    }
+
+    fn kept(c: &QueryCache, key: &str, deps: Deps, value: u64) {
+        c.put_kept(key.to_owned(), deps, c.ticket(), value, 8);
+    }
+
+    #[test]
+    fn a_kept_answer_is_served_stale_for_a_while_and_queued_for_refresh() {
+        let c = cache(1 << 20);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        c.refresh_queue(tx);
+        kept(&c, "a-view", Deps::all_time(Some("a")), 1);
+        store(&c, "a-query", Deps::all_time(Some("a")), 2);
+        let freshness = Freshness {
+            max_age: Duration::from_secs(60),
+            max_stale: Duration::from_secs(1),
+        };
+        let now = Instant::now();
+        assert!(matches!(
+            c.lookup_at::<u64>("a-view", true, freshness, now),
+            Lookup::Hit { value: 1, due: false }
+        ));
+
+        c.apply(&Change::of_events([("b", 5)]));
+        assert!(rx.try_recv().is_err(), "another org's change");
+        c.apply(&Change::of_events([("a", 5)]));
+        assert_eq!(rx.try_recv().unwrap(), "a-view");
+        assert!(rx.try_recv().is_err(), "a plain query result is dropped, not queued");
+        assert!(c.get::<u64>("a-query", true).is_err());
+        assert_eq!(c.is_stale("a-view"), Some(true));
+
+        let now = Instant::now();
+        assert!(matches!(
+            c.lookup_at::<u64>("a-view", true, freshness, now),
+            Lookup::Hit { value: 1, due: true }
+        ));
+        assert_eq!(lookups(&c, "stale"), 1);
+        let late = now + Duration::from_millis(1_100);
+        assert!(matches!(
+            c.lookup_at::<u64>("a-view", true, freshness, late),
+            Lookup::Miss(_)
+        ));
+        let strict = Freshness {
+            max_stale: Duration::ZERO,
+            ..freshness
+        };
+        assert!(matches!(
+            c.lookup_at::<u64>("a-view", true, strict, now),
+            Lookup::Miss(_)
+        ));
+
+        // The refresh: fresh again.
+        kept(&c, "a-view", Deps::all_time(Some("a")), 3);
+        assert_eq!(c.is_stale("a-view"), Some(false));
+        assert!(matches!(
+            c.lookup::<u64>("a-view", true, freshness),
+            Lookup::Hit { value: 3, due: false }
+        ));
+    }
+
+    #[test]
+    fn a_kept_answer_overtaken_while_computed_is_stored_stale() {
+        let c = cache(1 << 20);
+        let ticket = c.ticket();
+        c.apply(&Change::of_events([("a", 5)]));
+        c.put_kept("k".into(), Deps::all_time(Some("a")), ticket, 1u64, 8);
+        assert_eq!(c.is_stale("k"), Some(true));
+        let ticket = c.ticket();
+        c.apply(&Change::of_events([("b", 5)]));
+        c.put_kept("k".into(), Deps::all_time(Some("a")), ticket, 2u64, 8);
+        assert_eq!(c.is_stale("k"), Some(false));
+    }
+
+    #[test]
+    fn a_kept_answer_is_due_past_half_its_age_and_not_served_past_it() {
+        let c = cache(1 << 20);
+        let freshness = Freshness {
+            max_age: Duration::from_secs(10),
+            max_stale: Duration::from_secs(1),
+        };
+        let ticket = c.ticket();
+        let t0 = ticket.issued;
+        c.put_kept("k".into(), Deps::all_time(None), ticket, 1u64, 8);
+        let at = |secs| c.lookup_at::<u64>("k", true, freshness, t0 + Duration::from_secs(secs));
+        assert!(matches!(at(4), Lookup::Hit { value: 1, due: false }));
+        assert!(matches!(at(6), Lookup::Hit { value: 1, due: true }));
+        assert!(matches!(at(10), Lookup::Miss(_)));
+        // Not following: nothing served, the keys are forgotten.
+        c.follow(false);
+        assert_eq!(c.is_stale("k"), None);
     }
 
     #[test]

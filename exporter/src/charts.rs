@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use resvg::{tiny_skia, usvg};
 
-use crate::analytics::{Distribution, Drivers, Lifecycle, Overview, TopBadges, Trends};
+use crate::analytics::{Body, Distribution, Drivers, Lifecycle, Overview, TopBadges, Trends};
 use crate::drivers::{self, ALPHA};
 use crate::measures::Value;
 use crate::window::{rfc3339_i64, Granularity};
@@ -451,27 +451,16 @@ fn hbars(svg: &mut Svg, bars: &[Bar]) {
 
 // ----------------------------------------------------------------- charts
 
-/// A chart of any analytics body (one per request, so the variants'
-/// sizes do not matter).
-#[allow(clippy::large_enum_variant)]
-pub enum ChartData {
-    Overview(Overview),
-    Trends(Trends),
-    Distribution(Distribution),
-    TopBadges(TopBadges),
-    Drivers(Drivers),
-    Lifecycle(Lifecycle),
-}
-
-impl ChartData {
+/// Any analytics body drawn as its chart.
+impl Body {
     pub fn svg(&self, size: Size) -> String {
         match self {
-            ChartData::Overview(b) => overview_svg(b, size),
-            ChartData::Trends(b) => trends_svg(b, size),
-            ChartData::Distribution(b) => distribution_svg(b, size),
-            ChartData::TopBadges(b) => top_badges_svg(b, size),
-            ChartData::Drivers(b) => drivers_svg(b, size),
-            ChartData::Lifecycle(b) => lifecycle_svg(b, size),
+            Body::Overview(b) => overview_svg(b, size),
+            Body::Trends(b) => trends_svg(b, size),
+            Body::Distribution(b) => distribution_svg(b, size),
+            Body::TopBadges(b) => top_badges_svg(b, size),
+            Body::Drivers(b) => drivers_svg(b, size),
+            Body::Lifecycle(b) => lifecycle_svg(b, size),
         }
     }
 }
@@ -1020,14 +1009,14 @@ mod tests {
     }
 
     /// Every chart of `data`, as SVG and PNG, at `size`.
-    fn all_empty() -> Vec<ChartData> {
+    fn all_empty() -> Vec<Body> {
         vec![
-            ChartData::Overview(overview(Counts::default())),
-            ChartData::Trends(trends(fill(&[0, 86_400], &[]))),
-            ChartData::Distribution(distribution(Vec::new())),
-            ChartData::TopBadges(top(Vec::new())),
-            ChartData::Drivers(drivers_body()),
-            ChartData::Lifecycle(lifecycle(LifecycleRow::default())),
+            Body::Overview(overview(Counts::default())),
+            Body::Trends(trends(fill(&[0, 86_400], &[]))),
+            Body::Distribution(distribution(Vec::new())),
+            Body::TopBadges(top(Vec::new())),
+            Body::Drivers(drivers_body()),
+            Body::Lifecycle(lifecycle(LifecycleRow::default())),
         ]
     }
 

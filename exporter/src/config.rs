@@ -84,6 +84,19 @@ pub struct ExporterConfig {
     /// read from a replica that had not yet caught up is dropped too;
     /// 0: once only. Ignored on a single server.
     pub cache_replica_grace_secs: u64,
+    /// An endpoint's whole answer is kept and, when a change notice touches
+    /// its org, recomputed in the background; meanwhile it is served for
+    /// at most this long after the notice, milliseconds (0: never stale).
+    pub cache_max_staleness_ms: u64,
+    /// An answer for a window up to now (no `to`) is served while its
+    /// window ends at most this long before the request, seconds (and
+    /// refreshed in the background past half of it).
+    pub cache_live_window_secs: u64,
+    /// Answers requested within this many seconds are the ones refreshed
+    /// in the background (0: none; each is recomputed when next asked).
+    pub cache_keep_warm_secs: u64,
+    /// Most background refreshes of answers running at once.
+    pub cache_refresh_concurrency: usize,
 }
 
 impl Default for ExporterConfig {
@@ -102,6 +115,10 @@ impl Default for ExporterConfig {
             cache_max_bytes: 64 * 1024 * 1024,
             cache_max_age_secs: 300,
             cache_replica_grace_secs: 5,
+            cache_max_staleness_ms: 1_000,
+            cache_live_window_secs: 60,
+            cache_keep_warm_secs: 120,
+            cache_refresh_concurrency: 2,
         }
     }
 }
@@ -164,6 +181,21 @@ impl Config {
                     .into(),
             );
         }
+        if e.cache_max_staleness_ms > 60_000 {
+            return Err("exporter.cache_max_staleness_ms must be at most 60000".into());
+        }
+        if e.cache_live_window_secs == 0 || e.cache_live_window_secs > e.cache_max_age_secs {
+            return Err(
+                "exporter.cache_live_window_secs must be between 1 and exporter.cache_max_age_secs"
+                    .into(),
+            );
+        }
+        if e.cache_keep_warm_secs > 86_400 {
+            return Err("exporter.cache_keep_warm_secs must be at most 86400".into());
+        }
+        if e.cache_refresh_concurrency == 0 || e.cache_refresh_concurrency > 64 {
+            return Err("exporter.cache_refresh_concurrency must be between 1 and 64".into());
+        }
         server::validate_header_read_timeout(
             "exporter.header_read_timeout_secs",
             e.header_read_timeout_secs,
@@ -204,6 +236,22 @@ mod tests {
         assert_eq!(c.exporter.header_read_timeout_secs, 10);
         assert_eq!(c.exporter.cache_max_bytes, 64 << 20);
         assert_eq!(c.exporter.cache_max_age_secs, 300);
+        assert_eq!(c.exporter.cache_max_staleness_ms, 1_000);
+        for (key, set) in [
+            (
+                "exporter.cache_max_staleness_ms",
+                (|e: &mut ExporterConfig| e.cache_max_staleness_ms = 60_001) as fn(&mut ExporterConfig),
+            ),
+            ("exporter.cache_live_window_secs", |e| e.cache_live_window_secs = 0),
+            ("exporter.cache_live_window_secs", |e| e.cache_live_window_secs = 301),
+            ("exporter.cache_keep_warm_secs", |e| e.cache_keep_warm_secs = 86_401),
+            ("exporter.cache_refresh_concurrency", |e| e.cache_refresh_concurrency = 0),
+        ] {
+            let mut bad = Config::default();
+            set(&mut bad.exporter);
+            let err = bad.validate().unwrap_err();
+            assert!(err.starts_with(key), "{err}");
+        }
         let mut bad = Config::default();
         bad.exporter.cache_max_age_secs = 0;
         let err = bad.validate().unwrap_err();

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -26,17 +26,17 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use crate::analytics::{
-    self, Analytics, NewAnnotation, Order, Ranking, TrendRequest, DEFAULT_ANNOTATIONS,
-    MAX_ANNOTATIONS,
+    self, Analytics, Answer, Body, NewAnnotation, Order, Question, Ranking, TrendRequest,
+    DEFAULT_ANNOTATIONS, MAX_ANNOTATIONS,
 };
 use crate::auth::{self, ApiKeys, AuthError, Scope};
-use crate::charts::{self, ChartData, ChartKind, ImageFormat, Size};
+use crate::charts::{self, ChartKind, ImageFormat, Size};
 use crate::csv::Tabular;
 use crate::measures::{Dimension, NAMES};
 use crate::metrics::Metrics;
 use crate::queries::Filter;
 use crate::store::StoreError;
-use crate::window::{resolve_window, Granularity, Window};
+use crate::window::{Granularity, Window, WindowSpec};
 
 /// What every handler needs.
 pub struct AppState {
@@ -163,6 +163,9 @@ impl From<AuthError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if let StoreError::Request(message) = e {
+            return ApiError::bad_request(message);
+        }
         tracing::error!(error = %e, "query failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -249,6 +252,9 @@ enum Format {
 struct ApiRequest {
     params: Params,
     filter: Filter,
+    /// The window as asked (it may end now, whenever that is).
+    spec: WindowSpec,
+    /// The window at the time of the request, for checks.
     window: Window,
     format: Format,
     /// `Cache-Control: no-cache` (or `max-age=0`): answer from ClickHouse,
@@ -299,8 +305,9 @@ impl ApiRequest {
             params.get("badge_class")?,
         )?;
         let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
-        let window = resolve_window(params.get("from")?, params.get("to")?, now)
+        let spec = WindowSpec::parse(params.get("from")?, params.get("to")?)
             .map_err(ApiError::bad_request)?;
+        let window = spec.at(now).map_err(ApiError::bad_request)?;
         let format = match params.get("format")? {
             None | Some("json") => Format::Json,
             Some("csv") => Format::Csv,
@@ -313,6 +320,7 @@ impl ApiRequest {
         Ok(ApiRequest {
             params,
             filter,
+            spec,
             window,
             format,
             fresh: wants_fresh(headers),
@@ -327,6 +335,25 @@ impl ApiRequest {
         } else {
             Cow::Borrowed(&s.analytics)
         }
+    }
+
+    /// The answer to `question` in the request's scope and window.
+    async fn answer(&self, s: &AppState, question: Question) -> Result<Answer, ApiError> {
+        Ok(self
+            .analytics(s)
+            .answer(&self.filter, self.spec, question)
+            .await?)
+    }
+
+    /// `answer` as JSON or CSV, with its `Age` in seconds (RFC 9111): how
+    /// long ago it was computed.
+    fn respond_answer(&self, answer: &Answer) -> Response {
+        let mut response = self.respond(&answer.body);
+        let age_secs = (chrono::Utc::now().timestamp_millis() - answer.computed_at_ms).max(0) / 1000;
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age_secs));
+        response
     }
 
     /// `body` as JSON, or as CSV with `format=csv`.
@@ -359,8 +386,8 @@ async fn overview(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = req.analytics(&s).overview(&req.filter, req.window).await?;
-    Ok(req.respond(&body))
+    let answer = req.answer(&s, Question::Overview).await?;
+    Ok(req.respond_answer(&answer))
 }
 
 /// `GET /api/v1/distribution?dimension=…` (SPEC §7.2).
@@ -372,11 +399,8 @@ async fn distribution(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["dimension"])?;
     let dimension = dimension_param(&req.params)?;
-    let body = req
-        .analytics(&s)
-        .distribution(&req.filter, req.window, dimension)
-        .await?;
-    Ok(req.respond(&body))
+    let answer = req.answer(&s, Question::Distribution(dimension)).await?;
+    Ok(req.respond_answer(&answer))
 }
 
 /// The required `dimension` parameter.
@@ -421,11 +445,8 @@ async fn top_badges(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["sort", "order", "limit"])?;
     let ranking = ranking_param(&req.params)?;
-    let body = req
-        .analytics(&s)
-        .top_badges(&req.filter, req.window, ranking)
-        .await?;
-    Ok(req.respond(&body))
+    let answer = req.answer(&s, Question::TopBadges(ranking)).await?;
+    Ok(req.respond_answer(&answer))
 }
 
 /// The `sort`, `order` and `limit` parameters of top badges.
@@ -454,16 +475,14 @@ async fn trends(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
-    let request = trend_param(&req.params, req.window)?;
-    let body = req
-        .analytics(&s)
-        .trends(&req.filter, req.window, request)
-        .await?;
-    Ok(req.respond(&body))
+    let question = trend_param(&req.params, req.window)?;
+    let answer = req.answer(&s, question).await?;
+    Ok(req.respond_answer(&answer))
 }
 
-/// The `metrics` and `granularity` parameters of a trend over `window`.
-fn trend_param(params: &Params, window: Window) -> Result<TrendRequest, ApiError> {
+/// The trend asked for by the `metrics` and `granularity` parameters,
+/// checked against `window`.
+fn trend_param(params: &Params, window: Window) -> Result<Question, ApiError> {
     let metrics = match params.get("metrics")? {
         None => DEFAULT_TREND_METRICS.to_vec(),
         Some(list) => {
@@ -485,7 +504,20 @@ fn trend_param(params: &Params, window: Window) -> Result<TrendRequest, ApiError
             out
         }
     };
-    TrendRequest::new(window, granularity_param(params)?, metrics).map_err(ApiError::bad_request)
+    trend_question(window, granularity_param(params)?, metrics)
+}
+
+/// A trends question, if `window` has no more buckets than allowed.
+fn trend_question(
+    window: Window,
+    granularity: Granularity,
+    metrics: Vec<&'static str>,
+) -> Result<Question, ApiError> {
+    TrendRequest::new(window, granularity, metrics.clone()).map_err(ApiError::bad_request)?;
+    Ok(Question::Trends {
+        granularity,
+        metrics,
+    })
 }
 
 /// The `granularity` parameter (default `day`).
@@ -508,8 +540,8 @@ async fn drivers(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = req.analytics(&s).drivers(&req.filter, req.window).await?;
-    Ok(req.respond(&body))
+    let answer = req.answer(&s, Question::Drivers).await?;
+    Ok(req.respond_answer(&answer))
 }
 
 /// `GET /api/v1/lifecycle` (SPEC §7.6).
@@ -520,8 +552,8 @@ async fn lifecycle(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let body = req.analytics(&s).lifecycle(&req.filter, req.window).await?;
-    Ok(req.respond(&body))
+    let answer = req.answer(&s, Question::Lifecycle).await?;
+    Ok(req.respond_answer(&answer))
 }
 
 /// `GET /api/v1/annotations`: those in scope with `at` in the window.
@@ -669,25 +701,15 @@ async fn chart(
     )?;
     let size = Size::parse(req.params.get("width")?, req.params.get("height")?)
         .map_err(ApiError::bad_request)?;
-    let analytics = req.analytics(&s);
-    let (a, f, w) = (&*analytics, &req.filter, req.window);
-    let data = match kind {
-        ChartKind::Overview => ChartData::Overview(a.overview(f, w).await?),
-        ChartKind::Trends => {
-            let request = trend_param(&req.params, w)?;
-            ChartData::Trends(a.trends(f, w, request).await?)
-        }
-        ChartKind::Distribution => {
-            let dimension = dimension_param(&req.params)?;
-            ChartData::Distribution(a.distribution(f, w, dimension).await?)
-        }
-        ChartKind::TopBadges => {
-            let ranking = ranking_param(&req.params)?;
-            ChartData::TopBadges(a.top_badges(f, w, ranking).await?)
-        }
-        ChartKind::Drivers => ChartData::Drivers(a.drivers(f, w).await?),
-        ChartKind::Lifecycle => ChartData::Lifecycle(a.lifecycle(f, w).await?),
+    let question = match kind {
+        ChartKind::Overview => Question::Overview,
+        ChartKind::Trends => trend_param(&req.params, req.window)?,
+        ChartKind::Distribution => Question::Distribution(dimension_param(&req.params)?),
+        ChartKind::TopBadges => Question::TopBadges(ranking_param(&req.params)?),
+        ChartKind::Drivers => Question::Drivers,
+        ChartKind::Lifecycle => Question::Lifecycle,
     };
+    let data = req.answer(&s, question).await?.body;
     let svg = data.svg(size);
     let body = match format {
         ImageFormat::Svg => svg.into_bytes(),
@@ -709,25 +731,47 @@ async fn report(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["granularity"])?;
     no_format(&req.params, "the report is HTML")?;
-    let trend_request = TrendRequest::new(
+    let trend = trend_question(
         req.window,
         granularity_param(&req.params)?,
         DEFAULT_TREND_METRICS.to_vec(),
-    )
-    .map_err(ApiError::bad_request)?;
-    let analytics = req.analytics(&s);
-    let (a, f, w) = (&*analytics, &req.filter, req.window);
-    let (overview, trends, top_badges, drivers, lifecycle, d0, d1, d2, d3) = tokio::try_join!(
-        a.overview(f, w),
-        a.trends(f, w, trend_request),
-        a.top_badges(f, w, Ranking::default()),
-        a.drivers(f, w),
-        a.lifecycle(f, w),
-        a.distribution(f, w, Dimension::AwardMethod),
-        a.distribution(f, w, Dimension::ShareChannel),
-        a.distribution(f, w, Dimension::ViewSource),
-        a.distribution(f, w, Dimension::ViewCountry),
     )?;
+    let ask = |question| req.answer(&s, question);
+    let (overview, trends, top_badges, drivers, lifecycle, d0, d1, d2, d3) = tokio::try_join!(
+        ask(Question::Overview),
+        ask(trend),
+        ask(Question::TopBadges(Ranking::default())),
+        ask(Question::Drivers),
+        ask(Question::Lifecycle),
+        ask(Question::Distribution(Dimension::AwardMethod)),
+        ask(Question::Distribution(Dimension::ShareChannel)),
+        ask(Question::Distribution(Dimension::ViewSource)),
+        ask(Question::Distribution(Dimension::ViewCountry)),
+    )?;
+    let (
+        Body::Overview(overview),
+        Body::Trends(trends),
+        Body::TopBadges(top_badges),
+        Body::Drivers(drivers),
+        Body::Lifecycle(lifecycle),
+        Body::Distribution(d0),
+        Body::Distribution(d1),
+        Body::Distribution(d2),
+        Body::Distribution(d3),
+    ) = (
+        overview.body,
+        trends.body,
+        top_badges.body,
+        drivers.body,
+        lifecycle.body,
+        d0.body,
+        d1.body,
+        d2.body,
+        d3.body,
+    )
+    else {
+        unreachable!("each question is answered with its own body")
+    };
     let html = crate::report::render(&crate::report::ReportData {
         overview,
         trends,

@@ -43,6 +43,7 @@ pub mod queries;
 pub mod report;
 pub mod stats;
 pub mod store;
+pub mod views;
 pub mod window;
 
 pub use queries::sample_queries;

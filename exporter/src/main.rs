@@ -17,6 +17,7 @@ use badgepulse_exporter::metrics::{self, Metrics};
 use badgepulse_exporter::notices::Notices;
 use badgepulse_exporter::sample_queries;
 use badgepulse_exporter::store::{self, Store};
+use badgepulse_exporter::views::{ViewSettings, Views};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -91,9 +92,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
-    let (store, notices) = if e.cache_max_bytes == 0 {
+    let (store, views, notices) = if e.cache_max_bytes == 0 {
         tracing::info!("result cache off (exporter.cache_max_bytes = 0)");
-        (store, None)
+        (store, None, None)
     } else {
         let cache = Arc::new(QueryCache::new(
             e.cache_max_bytes,
@@ -112,7 +113,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("following change notices at {}", config.nats.url))?;
-        (store.with_cache(cache).with_notices(notices), Some(task))
+        let views = Views::start(
+            cache.clone(),
+            ViewSettings {
+                max_staleness: Duration::from_millis(e.cache_max_staleness_ms),
+                live_window: Duration::from_secs(e.cache_live_window_secs),
+                keep_warm: Duration::from_secs(e.cache_keep_warm_secs),
+                refresh_concurrency: e.cache_refresh_concurrency,
+            },
+            metrics.clone(),
+        );
+        (
+            store.with_cache(cache).with_notices(notices),
+            Some(views),
+            Some(task),
+        )
     };
 
     let refresher = tokio::spawn(metrics::refresh_loop(
@@ -127,7 +142,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener =
         server::bind(e.bind).with_context(|| format!("binding exporter.bind {}", e.bind))?;
     let state = Arc::new(AppState {
-        analytics: Analytics::new(store, Settings::from_config(e)),
+        analytics: match views {
+            Some(views) => Analytics::new(store, Settings::from_config(e)).with_views(views),
+            None => Analytics::new(store, Settings::from_config(e)),
+        },
         keys,
         metrics,
         body_timeout: Duration::from_secs(e.header_read_timeout_secs),

@@ -47,6 +47,7 @@ pub struct Metrics {
     /// Entries dropped from the result cache by reason: change, everything,
     /// gap (notices missed), age, size.
     pub cache_evictions: IntCounterVec,
+    pub cache_refreshes: IntCounterVec,
     pub cache_entries: IntGauge,
     /// Estimated memory of the cached results.
     pub cache_bytes: IntGauge,
@@ -98,7 +99,7 @@ impl Metrics {
         let cache_lookups = IntCounterVec::new(
             Opts::new(
                 "badgepulse_exporter_cache_lookups_total",
-                "Result-cache lookups by result (hit, miss, bypass: Cache-Control no-cache, off: not following change notices)",
+                "Result-cache lookups by result (hit; stale: an answer served while it is recomputed; miss; bypass: Cache-Control no-cache; off: not following change notices)",
             ),
             &["result"],
         )
@@ -109,6 +110,14 @@ impl Metrics {
                 "Result-cache entries dropped, by reason (change, everything, gap, age, size)",
             ),
             &["reason"],
+        )
+        .expect("valid metric");
+        let cache_refreshes = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_exporter_cache_refreshes_total",
+                "Background recomputations of kept answers, by outcome (ok, error)",
+            ),
+            &["outcome"],
         )
         .expect("valid metric");
         let cache_entries = IntGauge::new(
@@ -135,8 +144,11 @@ impl Metrics {
         )
         .expect("valid metric");
         // Every series of the closed label sets exists from the start.
-        for result in ["hit", "miss", "bypass", "off"] {
+        for result in ["hit", "stale", "miss", "bypass", "off"] {
             cache_lookups.with_label_values(&[result]);
+        }
+        for outcome in ["ok", "error"] {
+            cache_refreshes.with_label_values(&[outcome]);
         }
         for reason in ["change", "everything", "gap", "age", "size"] {
             cache_evictions.with_label_values(&[reason]);
@@ -147,6 +159,7 @@ impl Metrics {
         for c in [
             Box::new(cache_lookups.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(cache_evictions.clone()),
+            Box::new(cache_refreshes.clone()),
             Box::new(cache_entries.clone()),
             Box::new(cache_bytes.clone()),
             Box::new(cache_following.clone()),
@@ -178,6 +191,7 @@ impl Metrics {
             last_refresh,
             cache_lookups,
             cache_evictions,
+            cache_refreshes,
             cache_entries,
             cache_bytes,
             cache_following,

@@ -37,6 +37,10 @@ pub enum StoreError {
     },
     #[error("clickhouse: {0}")]
     NotReady(String),
+    /// The request cannot be answered as asked (found when a window "up
+    /// to now" is resolved again, e.g. it grew past the bucket limit).
+    #[error("{0}")]
+    Request(String),
 }
 
 /// The ClickHouse client for `cfg` as the exporter uses it.
@@ -94,6 +98,15 @@ impl Store {
     pub fn bypassing_cache(&self) -> Self {
         Store {
             read_cache: false,
+            ..self.clone()
+        }
+    }
+
+    /// This store reading the result cache (undoes
+    /// [`Store::bypassing_cache`]).
+    pub fn reading_cache(&self) -> Self {
+        Store {
+            read_cache: true,
             ..self.clone()
         }
     }

@@ -373,25 +373,60 @@ pub fn parse_time(param: &str, value: &str) -> Result<u32, String> {
     u32::try_from(t).map_err(|_| format!("{param}: {value:?} is outside 1970-01-01 to 2106-02-07"))
 }
 
-/// The window of a request: `from`/`to` as given, defaulting to the 30 days
-/// before `to`, and `to` defaulting to `now`. Errors name the parameter.
+/// The window a request asked for: `from`/`to` as given; without `to` it
+/// ends *now*, whenever it is resolved ([`WindowSpec::at`]), so that an
+/// answer kept up to date (`views.rs`) keeps following the clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WindowSpec {
+    from: Option<u32>,
+    to: Option<u32>,
+}
+
+impl WindowSpec {
+    /// The length of a window without `from`: 30 days.
+    pub const DEFAULT_SPAN: u32 = 30 * 86_400;
+
+    /// Parses `from`/`to`; errors name the parameter.
+    pub fn parse(from: Option<&str>, to: Option<&str>) -> Result<WindowSpec, String> {
+        Ok(WindowSpec {
+            from: from.map(|v| parse_time("from", v)).transpose()?,
+            to: to.map(|v| parse_time("to", v)).transpose()?,
+        })
+    }
+
+    /// Whether the window ends now (no `to`).
+    pub fn up_to_now(&self) -> bool {
+        self.to.is_none()
+    }
+
+    /// `[from, to)` covering every window this can resolve to: `to` is
+    /// unbounded for a window up to now, and so is `from` without one.
+    pub fn reach(&self) -> (u32, u32) {
+        match (self.from, self.to) {
+            (from, Some(to)) => (from.unwrap_or(to.saturating_sub(Self::DEFAULT_SPAN)), to),
+            (Some(from), None) => (from, u32::MAX),
+            (None, None) => (0, u32::MAX),
+        }
+    }
+
+    /// The window at `now`: `to` defaulting to `now`, `from` to the 30
+    /// days before `to`. Errors name the parameter.
+    pub fn at(&self, now: u32) -> Result<Window, String> {
+        let to = self.to.unwrap_or(now);
+        let from = self.from.unwrap_or(to.saturating_sub(Self::DEFAULT_SPAN));
+        Window::new(from, to).ok_or_else(|| {
+            format!(
+                "from: must be before to ({} is not before {})",
+                rfc3339(from),
+                rfc3339(to)
+            )
+        })
+    }
+}
+
+/// The window of a request at `now` (see [`WindowSpec`]).
 pub fn resolve_window(from: Option<&str>, to: Option<&str>, now: u32) -> Result<Window, String> {
-    const DEFAULT_SPAN: u32 = 30 * 86_400;
-    let to = match to {
-        Some(v) => parse_time("to", v)?,
-        None => now,
-    };
-    let from = match from {
-        Some(v) => parse_time("from", v)?,
-        None => to.saturating_sub(DEFAULT_SPAN),
-    };
-    Window::new(from, to).ok_or_else(|| {
-        format!(
-            "from: must be before to ({} is not before {})",
-            rfc3339(from),
-            rfc3339(to)
-        )
-    })
+    WindowSpec::parse(from, to)?.at(now)
 }
 
 #[cfg(test)]
@@ -541,6 +576,24 @@ mod tests {
         let err = parse_time("to", "1969-12-31").unwrap_err();
         assert!(err.starts_with("to:"), "{err}");
         assert!(parse_time("to", "2024-02-30").is_err());
+    }
+
+    #[test]
+    fn a_window_without_to_follows_the_clock() {
+        let now = t("2024-03-31T12:00:00Z");
+        let live = WindowSpec::parse(None, None).unwrap();
+        assert!(live.up_to_now());
+        assert_eq!(live.at(now + 60).unwrap().to(), now + 60);
+        assert_eq!(live.reach(), (0, u32::MAX));
+        let since = WindowSpec::parse(Some("2024-03-10"), None).unwrap();
+        assert_eq!(since.at(now).unwrap().from(), t("2024-03-10"));
+        assert_eq!(since.reach(), (t("2024-03-10"), u32::MAX));
+        let fixed = WindowSpec::parse(None, Some("2024-03-10")).unwrap();
+        assert!(!fixed.up_to_now());
+        assert_eq!(fixed.at(now), fixed.at(now + 86_400));
+        assert_eq!(fixed.reach(), (t("2024-02-09"), t("2024-03-10")));
+        let future = WindowSpec::parse(Some("2024-04-01"), None).unwrap();
+        assert!(future.at(now).unwrap_err().starts_with("from:"));
     }
 
     #[test]

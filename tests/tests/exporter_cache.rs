@@ -5,7 +5,16 @@
 //! while a cohort's lifecycle follows its later events; `Cache-Control:
 //! no-cache` bypasses it; a new annotation shows at once;
 //! a notice sent by hand covers writes made directly to ClickHouse; and
-//! without NATS the cache steps aside.
+//! without NATS the cache steps aside. That first test runs the cache
+//! strict (`cache_max_staleness_ms = 0`, no background refresh).
+//!
+//! The second test covers whole answers kept up to date (`views.rs`), as
+//! configured by default: a commit's notice refreshes a requested answer
+//! in the background, so the next request is served from memory with the
+//! new numbers; a window up to now follows the clock; and a stale answer
+//! is never served longer than `cache_max_staleness_ms` after the notice
+//! (ClickHouse frozen, the refresh cannot finish: the request waits and
+//! fails instead).
 //!
 //! The cache's maximum age is an hour, so every "the new value shows"
 //! below can only pass through a change notice.
@@ -158,12 +167,35 @@ impl Stack {
     }
 
     async fn lookups(&self, result: &str) -> f64 {
+        self.metric("badgepulse_exporter_cache_lookups_total", "result", result)
+            .await
+    }
+
+    async fn refreshes(&self) -> f64 {
+        self.metric("badgepulse_exporter_cache_refreshes_total", "outcome", "ok")
+            .await
+    }
+
+    async fn metric(&self, name: &str, label: &str, value: &str) -> f64 {
         let text = scrape(&format!("{}/metrics", self.exporter)).await;
-        metric_value(
-            &text,
-            "badgepulse_exporter_cache_lookups_total",
-            &[("result", result)],
-        )
+        metric_value(&text, name, &[(label, value)])
+    }
+
+    /// The status, `Age` header and body of a request.
+    async fn get_with_age(&self, path_and_query: &str) -> (u16, Option<u64>, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path_and_query}", self.exporter))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let age = r
+            .headers()
+            .get("age")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        (status, age, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn following(&self) -> bool {
@@ -192,6 +224,8 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         .token(TOKEN, &["*"])
         .aggregator("flush_interval_ms = 100")
         .exporter("cache_max_age_secs = 3600")
+        .exporter("cache_max_staleness_ms = 0")
+        .exporter("cache_keep_warm_secs = 0")
         .api_key(KEY, "admin");
     let _services = start_services(&config.toml(), &ports.all()).await;
     let mut s = Stack {
@@ -368,5 +402,138 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         "globex's 1 October to be 2",
         || async { (s.october_1_awarded("globex").await == 2).then_some(()) },
     )
+    .await;
+}
+
+/// Unix seconds of an RFC 3339 time.
+fn unix(rfc3339: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339.as_str().unwrap())
+        .unwrap()
+        .timestamp()
+}
+
+/// Sends SIGSTOP or SIGCONT to `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let ports = StackPorts::free();
+    let config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+        .token(TOKEN, &["*"])
+        .aggregator("flush_interval_ms = 100")
+        .exporter("cache_max_age_secs = 3600")
+        .exporter("cache_live_window_secs = 4")
+        .exporter("query_timeout_secs = 2")
+        .api_key(KEY, "admin");
+    let _services = start_services(&config.toml(), &ports.all()).await;
+    let mut s = Stack {
+        http: reqwest::Client::new(),
+        ingest: format!("http://127.0.0.1:{}", ports.ingest),
+        exporter: format!("http://127.0.0.1:{}", ports.exporter),
+        posted: 0,
+        next_id: 0,
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the cache to follow notices",
+        || async { s.following().await.then_some(()) },
+    )
+    .await;
+    let hours_ago = |h: i64| (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339();
+    let awarded = |v: &Value| -> u64 {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    // A report's question: a fixed window (holding "now").
+    let fixed =
+        "/api/v1/distribution?org=acme&dimension=award_method&from=2026-01-01&to=2027-01-01";
+    // A dashboard's: the default window, up to now.
+    let live = "/api/v1/distribution?org=acme&dimension=award_method";
+
+    s.award(&[("acme", &hours_ago(2))]).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(Duration::from_secs(30), "the first award", || async {
+        (awarded(&s.get(fixed, false).await) == 1).then_some(())
+    })
+    .await;
+
+    // A commit of acme: the answer is recomputed without being asked, and
+    // the next request is served from memory with the new numbers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refreshed = s.refreshes().await;
+    s.award(&[("acme", &hours_ago(1))]).await;
+    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
+        .await;
+    eventually(Duration::from_secs(30), "a background refresh", || async {
+        (s.refreshes().await > refreshed).then_some(())
+    })
+    .await;
+    let misses = s.lookups("miss").await;
+    let hits = s.lookups("hit").await;
+    let (status, _, v) = s.get_with_age(fixed).await;
+    assert_eq!((status, awarded(&v)), (200, 2), "{v}");
+    assert_eq!(s.lookups("miss").await, misses, "served from memory");
+    assert_eq!(s.lookups("hit").await, hits + 1.0);
+
+    // The window up to now follows the clock: an answer whose window end
+    // is past half of cache_live_window_secs (4 s) is refreshed, and none
+    // is served with a window ending more than 4 s before the request.
+    let (_, _, v) = s.get_with_age(live).await;
+    assert_eq!(awarded(&v), 2, "{v}");
+    let first_to = unix(&v["period"]["to"]);
+    eventually(Duration::from_secs(20), "the window to move on", || async {
+        let asked = chrono::Utc::now().timestamp();
+        let (status, age, v) = s.get_with_age(live).await;
+        assert_eq!((status, awarded(&v)), (200, 2), "{v}");
+        let to = unix(&v["period"]["to"]);
+        assert!(asked - to <= 4 + 1, "window ends {to}, asked at {asked}");
+        assert!(age.unwrap() < 4, "{age:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        (to > first_to).then_some(())
+    })
+    .await;
+
+    // ClickHouse frozen: a notice marks the answer stale and its refresh
+    // hangs. Within cache_max_staleness_ms (1 s) of the notice the stale
+    // answer is served; after it, the request goes to ClickHouse (503
+    // once query_timeout_secs passes), never to the stale answer.
+    assert_eq!(awarded(&s.get(fixed, false).await), 2);
+    let stale = s.lookups("stale").await;
+    let pid = ch.pid().unwrap();
+    signal(pid, "STOP");
+    let client = nats.client().await;
+    client
+        .publish("badgepulse.changes", r#"{"all":true}"#.into())
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    let noticed = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _, v) = s.get_with_age(fixed).await;
+    let served_stale = s.lookups("stale").await;
+    tokio::time::sleep(Duration::from_millis(1_200).saturating_sub(noticed.elapsed())).await;
+    let (late_status, _, late) = s.get_with_age(fixed).await;
+    signal(pid, "CONT");
+    assert_eq!((status, awarded(&v)), (200, 2), "within the bound: {v}");
+    assert_eq!(served_stale, stale + 1.0);
+    assert_eq!(late_status, 503, "past the bound: {late}");
+    eventually(Duration::from_secs(30), "ClickHouse back", || async {
+        let (status, _, v) = s.get_with_age(fixed).await;
+        (status == 200 && awarded(&v) == 2).then_some(())
+    })
     .await;
 }
