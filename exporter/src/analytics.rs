@@ -207,20 +207,28 @@ impl Analytics {
             }
             _ => Deps::all_time(org),
         };
-        // Background refreshes read through the query cache.
-        let analytics = Analytics {
-            store: self.store.reading_cache(),
-            read_cache: true,
-            ..self.clone()
-        };
-        let filter = filter.clone();
+        let (analytics, filter) = (self.clone(), filter.clone());
         views
-            .answer(key, deps, window.up_to_now(), self.read_cache, move || {
-                let (analytics, filter, question) =
-                    (analytics.clone(), filter.clone(), question.clone());
+            .answer(key, deps, window.up_to_now(), self.read_cache, move |read| {
+                let analytics = if read {
+                    analytics.reading_cache()
+                } else {
+                    analytics.bypassing_cache()
+                };
+                let (filter, question) = (filter.clone(), question.clone());
                 Box::pin(async move { analytics.compute(&filter, window, &question).await })
             })
             .await
+    }
+
+    /// These analytics reading the result cache (undoes
+    /// [`Analytics::bypassing_cache`]).
+    fn reading_cache(&self) -> Analytics {
+        Analytics {
+            store: self.store.reading_cache(),
+            read_cache: true,
+            ..self.clone()
+        }
     }
 
     /// Computes the answer to `question` with `window` resolved now.

@@ -26,6 +26,14 @@
 //! - Memory is bounded by `exporter.cache_max_bytes` (an estimate per
 //!   entry); the least recently used entries go first.
 //!
+//! - *Kept* entries (whole answers, `views.rs`) are not dropped by a change
+//!   that touches them but marked stale and their key queued for a
+//!   background refresh; [`QueryCache::lookup`] serves them only within
+//!   the caller's [`Freshness`] (how long since the first touching change,
+//!   how long since computed). Everything else above holds for them too,
+//!   except that a result overtaken by a change while it was computed is
+//!   stored stale (since its ticket) rather than refused.
+//!
 //! Pure bookkeeping: no I/O, no SQL.
 
 use std::any::Any;
@@ -73,7 +81,7 @@ pub const CHANGE_LOG: usize = 256;
 
 /// Proof of a lookup that missed, to be handed back with the result: it
 /// carries the invalidation generation the query started in.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Ticket {
     generation: u64,
     issued: Instant,
@@ -247,6 +255,14 @@ impl QueryCache {
             generation: inner.generation,
             issued: Instant::now(),
         }
+    }
+
+    /// Whether a change that may touch `deps` came in after `ticket` was
+    /// issued (or too long ago to tell), or the cache does not follow the
+    /// notices (so cannot tell).
+    pub fn changed_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+        let inner = self.lock();
+        !inner.following || inner.changed_since(ticket, deps)
     }
 
     /// Whether `key` is cached and stale (`None`: not cached).

@@ -24,6 +24,9 @@
 //! - [`store`]: executes queries with timing, timeouts and typed errors,
 //!   through [`cache`], the result cache that [`notices`] keeps true to
 //!   the aggregator's change notices on NATS.
+//! - [`views`]: whole answers kept in that cache and recomputed in the
+//!   background when a notice touches them, served within freshness
+//!   bounds ([`analytics::Analytics::answer`] asks through it).
 //! - [`metrics`]: pipeline metrics and the cached business metrics.
 //! - [`http`]: the axum router.
 

@@ -63,6 +63,19 @@ fn get(summary: &str, params: Vec<Value>, schema: &str, tabular: bool) -> Value 
     json!({ "get": { "summary": summary, "parameters": params, "responses": responses } })
 }
 
+/// [`get`] of an analytics answer: it may come from memory (see the
+/// `Age` header and the `Cache-Control` request header).
+fn answer(summary: &str, params: Vec<Value>, schema: &str) -> Value {
+    let mut path = get(summary, with(params, vec![param_ref("Cache-Control")]), schema, true);
+    path["get"]["responses"]["200"]["headers"] = json!({
+        "Age": {
+            "description": "Seconds since the answer was computed. Answers are kept in memory and recomputed when the data behind them changes; one may be served for up to exporter.cache_max_staleness_ms after a change while it is recomputed, and one without `to` while its window ends at most exporter.cache_live_window_secs before the request",
+            "schema": { "type": "integer", "minimum": 0 }
+        }
+    });
+    path
+}
+
 fn nullable_number() -> Value {
     json!({ "type": "number", "nullable": true })
 }
@@ -214,14 +227,13 @@ pub fn document() -> Value {
         },
         "security": [ { "bearerAuth": [] }, { "accessToken": [] } ],
         "paths": {
-            "/api/v1/overview": get("KPI tiles (all time), period values and trend indicators against the previous equally long window", common(true), "Overview", true),
-            "/api/v1/distribution": get(
+            "/api/v1/overview": answer("KPI tiles (all time), period values and trend indicators against the previous equally long window", common(true), "Overview"),
+            "/api/v1/distribution": answer(
                 "Counts and shares by award method, share channel, view source or view country",
                 with(common(true), vec![json!({ "name": "dimension", "in": "query", "required": true, "schema": { "type": "string", "enum": dimensions } })]),
                 "Distribution",
-                true,
             ),
-            "/api/v1/top-badges": get(
+            "/api/v1/top-badges": answer(
                 "Badge classes ranked by a measure; classes with fewer than min_awarded awards last, flagged low_sample",
                 with(common(true), vec![
                     json!({ "name": "sort", "in": "query", "schema": { "type": "string", "enum": names, "default": "performance" } }),
@@ -229,19 +241,17 @@ pub fn document() -> Value {
                     json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 20 } }),
                 ]),
                 "TopBadges",
-                true,
             ),
-            "/api/v1/trends": get(
+            "/api/v1/trends": answer(
                 "Time series per bucket; every bucket overlapping the window is present (zeros when empty)",
                 with(common(true), vec![
                     json!({ "name": "metrics", "in": "query", "description": "Comma-separated measure names", "schema": { "type": "string", "default": "awarded,accepted,shared,views" } }),
                     json!({ "name": "granularity", "in": "query", "description": format!("Bucket size (ISO weeks start on Monday); at most {MAX_BUCKETS} buckets"), "schema": { "type": "string", "enum": granularities, "default": "day" } }),
                 ]),
                 "Trends",
-                true,
             ),
-            "/api/v1/drivers": get("Performance drivers: badge classes with and without each attribute, lifts and p-values", common(true), "Drivers", true),
-            "/api/v1/lifecycle": get("Funnel of the assertions awarded in the window: Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed", common(true), "Lifecycle", true),
+            "/api/v1/drivers": answer("Performance drivers: badge classes with and without each attribute, lifts and p-values", common(true), "Drivers"),
+            "/api/v1/lifecycle": answer("Funnel of the assertions awarded in the window: Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed", common(true), "Lifecycle"),
             "/api/v1/annotations": annotations_path,
             "/api/v1/charts/{chart}.{ext}": charts_path,
             "/report": report_path,
@@ -262,7 +272,8 @@ pub fn document() -> Value {
                 "issuer": { "name": "issuer", "in": "query", "schema": id.clone() },
                 "badge_class": { "name": "badge_class", "in": "query", "schema": id },
                 "from": { "name": "from", "in": "query", "schema": time("Window start, inclusive (default: to − 30 days)") },
-                "to": { "name": "to", "in": "query", "schema": time("Window end, exclusive (default: now)") },
+                "to": { "name": "to", "in": "query", "schema": time("Window end, exclusive (default: now, whenever the answer is computed)") },
+                "Cache-Control": { "name": "Cache-Control", "in": "header", "schema": { "type": "string" }, "description": "no-cache (or no-store, max-age=0): compute the answer from ClickHouse now" },
                 "format": { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }
             },
             "schemas": {

@@ -3,15 +3,18 @@
 //! `exporter.query_timeout_secs` and maps failures to [`StoreError`].
 //! No SQL text here.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use badgepulse_contract::changes::Change;
 use badgepulse_contract::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::{Client, RowOwned, RowRead};
+use futures::future::{BoxFuture, FutureExt, Shared};
 
-use crate::cache::{rows_weight, Deps, QueryCache};
+use crate::cache::{rows_weight, Deps, QueryCache, Ticket};
 use crate::measures::{Counts, Dimension};
 use crate::metrics::Metrics;
 use crate::notices::Notices;
@@ -41,6 +44,9 @@ pub enum StoreError {
     /// to now" is resolved again, e.g. it grew past the bucket limit).
     #[error("{0}")]
     Request(String),
+    /// The failure of a query shared with another request.
+    #[error(transparent)]
+    Shared(Arc<StoreError>),
 }
 
 /// The ClickHouse client for `cfg` as the exporter uses it.
@@ -67,6 +73,8 @@ pub struct Store {
     /// False for a request that asked for fresh data (`Cache-Control:
     /// no-cache`): the cache is not read, only refilled.
     read_cache: bool,
+    /// The cache's queries in flight.
+    flights: Flights,
 }
 
 impl Store {
@@ -78,6 +86,7 @@ impl Store {
             cache: None,
             notices: None,
             read_cache: true,
+            flights: Flights::default(),
         }
     }
 
@@ -172,18 +181,21 @@ impl Store {
     }
 
     /// `run(query)`, or its cached result: the key is `name` and the exact
-    /// SQL text, which holds every parameter.
+    /// SQL text, which holds every parameter. Concurrent misses of one key
+    /// share one query (a background refresh and a request, or two answers
+    /// reading the same rows), unless a change that touches it came in
+    /// after the running one started, or the request asked for fresh data.
     async fn cached<T, Fut>(
         &self,
         name: &'static str,
         query: Query,
         deps: Deps,
         weight: impl FnOnce(&T) -> usize,
-        run: impl FnOnce(Query) -> Fut,
+        run: impl FnOnce(Query) -> Fut + Send + 'static,
     ) -> Result<T, StoreError>
     where
         T: Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = clickhouse::error::Result<T>>,
+        Fut: std::future::Future<Output = clickhouse::error::Result<T>> + Send + 'static,
     {
         let Some(cache) = &self.cache else {
             return self.timed(name, run(query)).await;
@@ -193,7 +205,41 @@ impl Store {
             Ok(hit) => return Ok(hit),
             Err(ticket) => ticket,
         };
-        let value = self.timed(name, run(query)).await?;
+        let (flight, ticket, leader) = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            match flights.get(&key) {
+                Some((flight, started))
+                    if self.read_cache && !cache.changed_since(started, &deps) =>
+                {
+                    (flight.clone(), started.clone(), false)
+                }
+                _ => {
+                    let store = self.clone();
+                    let flight: Flight = async move {
+                        store
+                            .timed(name, run(query))
+                            .await
+                            .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
+                            .map_err(Arc::new)
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert(key.clone(), (flight.clone(), ticket.clone()));
+                    (flight, ticket, true)
+                }
+            }
+        };
+        let outcome = flight.clone().await;
+        if !leader {
+            return shared_value(outcome);
+        }
+        {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.get(&key).is_some_and(|(f, _)| f.ptr_eq(&flight)) {
+                flights.remove(&key);
+            }
+        }
+        let value: T = shared_value(outcome)?;
         let bytes = weight(&value);
         cache.put(key, deps, ticket, value.clone(), bytes);
         Ok(value)
@@ -432,6 +478,27 @@ impl Store {
                 self.client.database().unwrap_or("?")
             )))
         }
+    }
+}
+
+/// A query running for the cache, shared by every request that misses
+/// the same key meanwhile.
+type Flight = Shared<BoxFuture<'static, Result<Arc<dyn Any + Send + Sync>, Arc<StoreError>>>>;
+
+/// The queries running for the cache, by key, with the ticket each
+/// started with.
+type Flights = Arc<Mutex<HashMap<String, (Flight, Ticket)>>>;
+
+/// A shared query's result as `T`.
+fn shared_value<T: Clone + 'static>(
+    outcome: Result<Arc<dyn Any + Send + Sync>, Arc<StoreError>>,
+) -> Result<T, StoreError> {
+    match outcome {
+        Ok(v) => Ok(v
+            .downcast_ref::<T>()
+            .expect("one key, one row type")
+            .clone()),
+        Err(e) => Err(Arc::try_unwrap(e).unwrap_or_else(StoreError::Shared)),
     }
 }
 

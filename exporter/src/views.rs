@@ -102,7 +102,8 @@ impl Views {
     /// The answer under `key`, from the cache if it may be served (see the
     /// module doc), else from `compute`. `live`: the window ends now.
     /// `read` false: computed whatever the cache holds (`Cache-Control:
-    /// no-cache`), and stored.
+    /// no-cache`), and stored. `compute(read)` says whether its queries
+    /// may be answered from the cache: background refreshes pass true.
     pub async fn answer<T, F>(
         self: &Arc<Self>,
         key: String,
@@ -113,7 +114,7 @@ impl Views {
     ) -> Result<T, StoreError>
     where
         T: Clone + Serialize + Send + Sync + 'static,
-        F: Fn() -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
+        F: Fn(bool) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
     {
         let freshness = Freshness {
             max_age: if live {
@@ -134,7 +135,7 @@ impl Views {
                 Ok(value)
             }
             Lookup::Miss(ticket) => {
-                let value = compute().await?;
+                let value = compute(read).await?;
                 self.cache
                     .put_kept(key, deps, ticket, value.clone(), weight(&value));
                 Ok(value)
@@ -146,7 +147,7 @@ impl Views {
     fn refresh_of<T, F>(&self, key: String, deps: Deps, compute: Arc<F>) -> Refresh
     where
         T: Clone + Serialize + Send + Sync + 'static,
-        F: Fn() -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
+        F: Fn(bool) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
     {
         let cache = self.cache.clone();
         Arc::new(move || {
@@ -154,7 +155,7 @@ impl Views {
                 (cache.clone(), key.clone(), deps.clone(), compute.clone());
             Box::pin(async move {
                 let ticket = cache.ticket();
-                let value = compute().await?;
+                let value = compute(true).await?;
                 let bytes = weight(&value);
                 cache.put_kept(key, deps, ticket, value, bytes);
                 Ok(())
@@ -284,11 +285,11 @@ mod tests {
     /// An answer that counts its computations: the n-th returns n.
     fn counter() -> (
         Arc<AtomicU64>,
-        impl Fn() -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
+        impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
     ) {
         let runs = Arc::new(AtomicU64::new(0));
         let r = runs.clone();
-        (runs, move || {
+        (runs, move |_read| {
             let r = r.clone();
             Box::pin(async move { Ok(r.fetch_add(1, Ordering::SeqCst) + 1) })
         })
@@ -348,9 +349,9 @@ mod tests {
     }
 
     /// A second handle on a counter's computation.
-    fn counter_clone<F>(f: &F) -> impl Fn() -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
+    fn counter_clone<F>(f: &F) -> impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
     where
-        F: Fn() -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
+        F: Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
     {
         f.clone()
     }

@@ -11,7 +11,8 @@
 //! The second test covers whole answers kept up to date (`views.rs`), as
 //! configured by default: a commit's notice refreshes a requested answer
 //! in the background, so the next request is served from memory with the
-//! new numbers; a window up to now follows the clock; and a stale answer
+//! new numbers; a window up to now follows the clock; concurrent requests
+//! for a new question share one query; and a stale answer
 //! is never served longer than `cache_max_staleness_ms` after the notice
 //! (ClickHouse frozen, the refresh cannot finish: the request waits and
 //! fails instead).
@@ -506,6 +507,25 @@ async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
         (to > first_to).then_some(())
     })
     .await;
+
+    // Concurrent requests for a question not asked before share one
+    // query per piece.
+    let queries = |text: &str| {
+        metric_value(
+            text,
+            "badgepulse_exporter_query_duration_seconds_count",
+            &[("query", "distribution")],
+        )
+    };
+    let before = queries(&scrape(&format!("{}/metrics", s.exporter)).await);
+    let new_question =
+        "/api/v1/distribution?org=acme&dimension=award_method&from=2026-02-01&to=2027-01-01";
+    let answers = futures::future::join_all((0..8).map(|_| s.get(new_question, false))).await;
+    for v in &answers {
+        assert_eq!(awarded(v), 2, "{v}");
+    }
+    let after = queries(&scrape(&format!("{}/metrics", s.exporter)).await);
+    assert_eq!(after - before, 1.0, "8 concurrent requests, one query");
 
     // ClickHouse frozen: a notice marks the answer stale and its refresh
     // hangs. Within cache_max_staleness_ms (1 s) of the notice the stale
