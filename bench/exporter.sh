@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of the badgepulse-exporter analytics API (issue 5): p50/p95
-# latency of every endpoint over a 30-day and a long window, cold
-# (Cache-Control: no-cache) and from the result cache, against the same
-# numbers computed from raw `events` in the same run.
+# latency of every endpoint as a live dashboard sees it (default window,
+# the org committing every 500 ms), and over a 30-day and a long fixed
+# window, cold (Cache-Control: no-cache) and from the result cache, against
+# the same numbers computed from raw `events` in the same run.
 #
 #   bench/exporter.sh [EVENTS=10000000] [REPS=30] [RAW_REPS=10]
 set -euo pipefail

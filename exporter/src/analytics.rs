@@ -14,11 +14,11 @@ use std::sync::Arc;
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use crate::cache::Deps;
 use crate::csv::{Cell, Table, Tabular};
 use crate::drivers;
 use crate::measures::{self, Counts, Dimension, Measures, Trend, Value, NAMES};
 use crate::queries::{AnnotationRow, DistributionRow, Filter, LifecycleRow, Period, TrendRow};
-use crate::cache::Deps;
 use crate::store::{Store, StoreError};
 use crate::views::Views;
 use crate::window::{
@@ -207,17 +207,29 @@ impl Analytics {
             }
             _ => Deps::all_time(org),
         };
-        let (analytics, filter) = (self.clone(), filter.clone());
+        // Without the views: computing needs none, and the views keep this
+        // closure (no reference cycle).
+        let analytics = Analytics {
+            views: None,
+            ..self.clone()
+        };
+        let filter = filter.clone();
         views
-            .answer(key, deps, window.up_to_now(), self.read_cache, move |read| {
-                let analytics = if read {
-                    analytics.reading_cache()
-                } else {
-                    analytics.bypassing_cache()
-                };
-                let (filter, question) = (filter.clone(), question.clone());
-                Box::pin(async move { analytics.compute(&filter, window, &question).await })
-            })
+            .answer(
+                key,
+                deps,
+                window.up_to_now(),
+                self.read_cache,
+                move |read| {
+                    let analytics = if read {
+                        analytics.reading_cache()
+                    } else {
+                        analytics.bypassing_cache()
+                    };
+                    let (filter, question) = (filter.clone(), question.clone());
+                    Box::pin(async move { analytics.compute(&filter, window, &question).await })
+                },
+            )
             .await
     }
 

@@ -92,6 +92,8 @@ struct Entry {
     deps: Deps,
     weight: usize,
     stored: Instant,
+    /// When the computation of its value began (its ticket).
+    issued: Instant,
     used: u64,
     /// Kept (and served for a while) when a change touches it, marked
     /// stale, rather than dropped: an answer kept up to date in the
@@ -115,7 +117,10 @@ pub struct Freshness {
 pub enum Lookup<T> {
     /// Served from the cache; `due`: it is stale, or past half its age
     /// bound, so a background refresh is due.
-    Hit { value: T, due: bool },
+    Hit {
+        value: T,
+        due: bool,
+    },
     Miss(Ticket),
 }
 
@@ -297,7 +302,7 @@ impl QueryCache {
                     let age = now.duration_since(e.stored);
                     let stale_for = e.stale_since.map(|t| now.duration_since(t));
                     let servable = age < freshness.max_age
-                        && stale_for.is_none_or(|d| d <= freshness.max_stale);
+                        && stale_for.is_none_or(|d| d < freshness.max_stale);
                     match e.value.downcast_ref::<T>() {
                         Some(v) if servable => {
                             e.used = clock;
@@ -334,14 +339,16 @@ impl QueryCache {
         value: T,
         weight: usize,
     ) {
-        self.put_at(key, deps, ticket, value, weight, false, Instant::now())
+        self.put_at(key, deps, ticket, value, weight, false, Instant::now());
     }
 
     /// Stores an answer kept up to date in the background: a change that
     /// touches it marks it stale (and queues its key for a refresh, see
     /// [`QueryCache::refresh_queue`]) rather than dropping it. A result
     /// that a change overtook while it was computed is stored stale since
-    /// its ticket, not refused. Its age counts from its ticket.
+    /// its ticket, not refused. Its age counts from its ticket. Returns
+    /// whether it was stored (not while not following, not over the
+    /// memory budget, not over an answer computed from a later ticket).
     pub fn put_kept<T: Send + Sync + 'static>(
         &self,
         key: String,
@@ -349,7 +356,7 @@ impl QueryCache {
         ticket: Ticket,
         value: T,
         weight: usize,
-    ) {
+    ) -> bool {
         let computed = ticket.issued;
         self.put_at(key, deps, ticket, value, weight, true, computed)
     }
@@ -364,15 +371,27 @@ impl QueryCache {
         weight: usize,
         kept: bool,
         stored: Instant,
-    ) {
+    ) -> bool {
         let weight = weight + key.len();
         let mut inner = self.lock();
-        if !inner.following || weight > self.max_bytes {
-            return;
+        if !inner.following {
+            return false;
+        }
+        if weight > self.max_bytes {
+            // Whatever is there is older still.
+            self.remove(&mut inner, &key, Reason::Size);
+            return false;
+        }
+        if inner
+            .entries
+            .get(&key)
+            .is_some_and(|e| e.issued > ticket.issued)
+        {
+            return false;
         }
         let overtaken = inner.changed_since(&ticket, &deps);
         if overtaken && !kept {
-            return;
+            return false;
         }
         if let Some(old) = inner.entries.remove(&key) {
             inner.bytes -= old.weight;
@@ -386,6 +405,7 @@ impl QueryCache {
                 deps,
                 weight,
                 stored,
+                issued: ticket.issued,
                 used,
                 kept,
                 stale_since: overtaken.then_some(ticket.issued),
@@ -393,6 +413,7 @@ impl QueryCache {
         );
         self.evict_to_fit(&mut inner, Instant::now());
         self.gauges(&inner);
+        true
     }
 
     /// Where [`QueryCache::apply`] sends the key of every kept answer a
@@ -635,6 +656,7 @@ mod tests {
             panic!("not cached yet")
         };
         c.put_at("k".into(), Deps::all_time(None), ticket, 1u64, 8, false, t0);
+
         let fresh = t0 + Duration::from_secs(59);
         assert!(matches!(
             c.lookup_at::<u64>("k", true, strict, fresh),
@@ -674,21 +696,30 @@ mod tests {
         let now = Instant::now();
         assert!(matches!(
             c.lookup_at::<u64>("a-view", true, freshness, now),
-            Lookup::Hit { value: 1, due: false }
+            Lookup::Hit {
+                value: 1,
+                due: false
+            }
         ));
 
         c.apply(&Change::of_events([("b", 5)]));
         assert!(rx.try_recv().is_err(), "another org's change");
         c.apply(&Change::of_events([("a", 5)]));
         assert_eq!(rx.try_recv().unwrap(), "a-view");
-        assert!(rx.try_recv().is_err(), "a plain query result is dropped, not queued");
+        assert!(
+            rx.try_recv().is_err(),
+            "a plain query result is dropped, not queued"
+        );
         assert!(c.get::<u64>("a-query", true).is_err());
         assert_eq!(c.is_stale("a-view"), Some(true));
 
         let now = Instant::now();
         assert!(matches!(
             c.lookup_at::<u64>("a-view", true, freshness, now),
-            Lookup::Hit { value: 1, due: true }
+            Lookup::Hit {
+                value: 1,
+                due: true
+            }
         ));
         assert_eq!(lookups(&c, "stale"), 1);
         let late = now + Duration::from_millis(1_100);
@@ -710,7 +741,10 @@ mod tests {
         assert_eq!(c.is_stale("a-view"), Some(false));
         assert!(matches!(
             c.lookup::<u64>("a-view", true, freshness),
-            Lookup::Hit { value: 3, due: false }
+            Lookup::Hit {
+                value: 3,
+                due: false
+            }
         ));
     }
 
@@ -728,6 +762,34 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_never_replaces_one_computed_later() {
+        let c = cache(1 << 20);
+        let slow = c.ticket();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 2u64, 8));
+        assert!(!c.put_kept("k".into(), Deps::all_time(None), slow, 1u64, 8));
+        assert!(matches!(
+            c.lookup::<u64>(
+                "k",
+                true,
+                Freshness {
+                    max_age: Duration::from_secs(60),
+                    max_stale: Duration::ZERO
+                }
+            ),
+            Lookup::Hit { value: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn an_answer_over_the_budget_is_refused_and_drops_the_older_one() {
+        let c = cache(100);
+        assert!(c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 1u64, 8));
+        assert!(!c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 2u64, 200));
+        assert_eq!(c.is_stale("k"), None);
+    }
+
+    #[test]
     fn a_kept_answer_is_due_past_half_its_age_and_not_served_past_it() {
         let c = cache(1 << 20);
         let freshness = Freshness {
@@ -738,8 +800,20 @@ mod tests {
         let t0 = ticket.issued;
         c.put_kept("k".into(), Deps::all_time(None), ticket, 1u64, 8);
         let at = |secs| c.lookup_at::<u64>("k", true, freshness, t0 + Duration::from_secs(secs));
-        assert!(matches!(at(4), Lookup::Hit { value: 1, due: false }));
-        assert!(matches!(at(6), Lookup::Hit { value: 1, due: true }));
+        assert!(matches!(
+            at(4),
+            Lookup::Hit {
+                value: 1,
+                due: false
+            }
+        ));
+        assert!(matches!(
+            at(6),
+            Lookup::Hit {
+                value: 1,
+                due: true
+            }
+        ));
         assert!(matches!(at(10), Lookup::Miss(_)));
         // Not following: nothing served, the keys are forgotten.
         c.follow(false);

@@ -240,12 +240,21 @@ mod tests {
         for (key, set) in [
             (
                 "exporter.cache_max_staleness_ms",
-                (|e: &mut ExporterConfig| e.cache_max_staleness_ms = 60_001) as fn(&mut ExporterConfig),
+                (|e: &mut ExporterConfig| e.cache_max_staleness_ms = 60_001)
+                    as fn(&mut ExporterConfig),
             ),
-            ("exporter.cache_live_window_secs", |e| e.cache_live_window_secs = 0),
-            ("exporter.cache_live_window_secs", |e| e.cache_live_window_secs = 301),
-            ("exporter.cache_keep_warm_secs", |e| e.cache_keep_warm_secs = 86_401),
-            ("exporter.cache_refresh_concurrency", |e| e.cache_refresh_concurrency = 0),
+            ("exporter.cache_live_window_secs", |e| {
+                e.cache_live_window_secs = 0
+            }),
+            ("exporter.cache_live_window_secs", |e| {
+                e.cache_live_window_secs = 301
+            }),
+            ("exporter.cache_keep_warm_secs", |e| {
+                e.cache_keep_warm_secs = 86_401
+            }),
+            ("exporter.cache_refresh_concurrency", |e| {
+                e.cache_refresh_concurrency = 0
+            }),
         ] {
             let mut bad = Config::default();
             set(&mut bad.exporter);

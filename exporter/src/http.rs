@@ -349,7 +349,8 @@ impl ApiRequest {
     /// long ago it was computed.
     fn respond_answer(&self, answer: &Answer) -> Response {
         let mut response = self.respond(&answer.body);
-        let age_secs = (chrono::Utc::now().timestamp_millis() - answer.computed_at_ms).max(0) / 1000;
+        let age_secs =
+            (chrono::Utc::now().timestamp_millis() - answer.computed_at_ms).max(0) / 1000;
         response
             .headers_mut()
             .insert(header::AGE, HeaderValue::from(age_secs));

@@ -115,7 +115,7 @@ impl Metrics {
         let cache_refreshes = IntCounterVec::new(
             Opts::new(
                 "badgepulse_exporter_cache_refreshes_total",
-                "Background recomputations of kept answers, by outcome (ok, error)",
+                "Background recomputations of kept answers, by outcome (ok; unstored: not following the notices or over the memory budget; error)",
             ),
             &["outcome"],
         )
@@ -147,7 +147,7 @@ impl Metrics {
         for result in ["hit", "stale", "miss", "bypass", "off"] {
             cache_lookups.with_label_values(&[result]);
         }
-        for outcome in ["ok", "error"] {
+        for outcome in ["ok", "unstored", "error"] {
             cache_refreshes.with_label_values(&[outcome]);
         }
         for reason in ["change", "everything", "gap", "age", "size"] {

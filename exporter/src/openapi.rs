@@ -66,7 +66,12 @@ fn get(summary: &str, params: Vec<Value>, schema: &str, tabular: bool) -> Value 
 /// [`get`] of an analytics answer: it may come from memory (see the
 /// `Age` header and the `Cache-Control` request header).
 fn answer(summary: &str, params: Vec<Value>, schema: &str) -> Value {
-    let mut path = get(summary, with(params, vec![param_ref("Cache-Control")]), schema, true);
+    let mut path = get(
+        summary,
+        with(params, vec![param_ref("Cache-Control")]),
+        schema,
+        true,
+    );
     path["get"]["responses"]["200"]["headers"] = json!({
         "Age": {
             "description": "Seconds since the answer was computed. Answers are kept in memory and recomputed when the data behind them changes; one may be served for up to exporter.cache_max_staleness_ms after a change while it is recomputed, and one without `to` while its window ends at most exporter.cache_live_window_secs before the request",

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -165,7 +166,7 @@ impl Store {
         name: &'static str,
         query: Query,
         deps: Deps,
-        heap: impl Fn(&T) -> usize,
+        heap: impl Fn(&T) -> usize + Send + 'static,
     ) -> Result<Vec<T>, StoreError>
     where
         T: RowOwned + RowRead + Clone + Send + Sync + 'static,
@@ -174,7 +175,9 @@ impl Store {
             name,
             query,
             deps,
-            |rows: &Vec<T>| rows_weight::<T>(rows.len()) + rows.iter().map(&heap).sum::<usize>(),
+            move |rows: &Vec<T>| {
+                rows_weight::<T>(rows.len()) + rows.iter().map(&heap).sum::<usize>()
+            },
             |q| q.fetch_all::<T>(),
         )
         .await
@@ -185,12 +188,14 @@ impl Store {
     /// share one query (a background refresh and a request, or two answers
     /// reading the same rows), unless a change that touches it came in
     /// after the running one started, or the request asked for fresh data.
+    /// The query runs as a task that stores its own result and leaves the
+    /// map of flights when done, so a finished flight is never joined.
     async fn cached<T, Fut>(
         &self,
         name: &'static str,
         query: Query,
         deps: Deps,
-        weight: impl FnOnce(&T) -> usize,
+        weight: impl FnOnce(&T) -> usize + Send + 'static,
         run: impl FnOnce(Query) -> Fut + Send + 'static,
     ) -> Result<T, StoreError>
     where
@@ -205,44 +210,48 @@ impl Store {
             Ok(hit) => return Ok(hit),
             Err(ticket) => ticket,
         };
-        let (flight, ticket, leader) = {
+        let flight = {
             let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
             match flights.get(&key) {
-                Some((flight, started))
+                Some((_, flight, started))
                     if self.read_cache && !cache.changed_since(started, &deps) =>
                 {
-                    (flight.clone(), started.clone(), false)
+                    flight.clone()
                 }
                 _ => {
-                    let store = self.clone();
-                    let flight: Flight = async move {
-                        store
-                            .timed(name, run(query))
-                            .await
+                    // A task of its own: it finishes, stores its result and
+                    // leaves the map even if every request waiting for it
+                    // is dropped (a client gone, a sibling query failed).
+                    let id = NEXT_FLIGHT.fetch_add(1, Ordering::Relaxed);
+                    let (store, cache, key_) = (self.clone(), cache.clone(), key.clone());
+                    let started = ticket.clone();
+                    let task = tokio::spawn(async move {
+                        let outcome = store.timed(name, run(query)).await;
+                        if let Ok(value) = &outcome {
+                            let bytes = weight(value);
+                            cache.put(key_.clone(), deps, ticket, value.clone(), bytes);
+                        }
+                        let mut flights = store.flights.lock().unwrap_or_else(|e| e.into_inner());
+                        if flights.get(&key_).is_some_and(|(i, _, _)| *i == id) {
+                            flights.remove(&key_);
+                        }
+                        outcome
                             .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
                             .map_err(Arc::new)
+                    });
+                    let flight: Flight = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(StoreError::NotReady(format!("query task: {e}"))))
+                        })
                     }
                     .boxed()
                     .shared();
-                    flights.insert(key.clone(), (flight.clone(), ticket.clone()));
-                    (flight, ticket, true)
+                    flights.insert(key, (id, flight.clone(), started));
+                    flight
                 }
             }
         };
-        let outcome = flight.clone().await;
-        if !leader {
-            return shared_value(outcome);
-        }
-        {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            if flights.get(&key).is_some_and(|(f, _)| f.ptr_eq(&flight)) {
-                flights.remove(&key);
-            }
-        }
-        let value: T = shared_value(outcome)?;
-        let bytes = weight(&value);
-        cache.put(key, deps, ticket, value.clone(), bytes);
-        Ok(value)
+        shared_value(flight.await)
     }
 
     /// Runs `query` expecting exactly one row, timed as `name`.
@@ -487,7 +496,10 @@ type Flight = Shared<BoxFuture<'static, Result<Arc<dyn Any + Send + Sync>, Arc<S
 
 /// The queries running for the cache, by key, with the ticket each
 /// started with.
-type Flights = Arc<Mutex<HashMap<String, (Flight, Ticket)>>>;
+type Flights = Arc<Mutex<HashMap<String, (u64, Flight, Ticket)>>>;
+
+/// Tells flights apart (a key's flight may be replaced while it runs).
+static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(0);
 
 /// A shared query's result as `T`.
 fn shared_value<T: Clone + 'static>(

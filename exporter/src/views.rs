@@ -52,7 +52,8 @@ pub struct ViewSettings {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type Refresh = Arc<dyn Fn() -> BoxFuture<Result<(), StoreError>> + Send + Sync>;
+/// Recomputes an answer; `Ok(true)` if it was stored.
+type Refresh = Arc<dyn Fn() -> BoxFuture<Result<bool, StoreError>> + Send + Sync>;
 
 /// How to recompute one answer, and who wants it.
 struct Refresher {
@@ -69,8 +70,14 @@ pub struct Views {
     cache: Arc<QueryCache>,
     settings: ViewSettings,
     permits: Semaphore,
-    refreshers: Mutex<HashMap<String, Refresher>>,
+    refreshers: Mutex<Refreshers>,
     metrics: Metrics,
+}
+
+#[derive(Default)]
+struct Refreshers {
+    by_key: HashMap<String, Refresher>,
+    pruned: Option<Instant>,
 }
 
 impl Views {
@@ -82,7 +89,7 @@ impl Views {
             cache,
             settings,
             permits: Semaphore::new(settings.refresh_concurrency.max(1)),
-            refreshers: Mutex::new(HashMap::new()),
+            refreshers: Mutex::new(Refreshers::default()),
             metrics,
         });
         let weak: Weak<Views> = Arc::downgrade(&views);
@@ -95,7 +102,7 @@ impl Views {
         views
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Refresher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Refreshers> {
         self.refreshers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -126,7 +133,10 @@ impl Views {
         };
         let lookup = self.cache.lookup::<T>(&key, read, freshness);
         let compute = Arc::new(compute);
-        self.register(&key, self.refresh_of(key.clone(), deps.clone(), compute.clone()));
+        self.register(
+            &key,
+            self.refresh_of(key.clone(), deps.clone(), compute.clone()),
+        );
         match lookup {
             Lookup::Hit { value, due } => {
                 if due {
@@ -157,8 +167,7 @@ impl Views {
                 let ticket = cache.ticket();
                 let value = compute(true).await?;
                 let bytes = weight(&value);
-                cache.put_kept(key, deps, ticket, value, bytes);
-                Ok(())
+                Ok(cache.put_kept(key, deps, ticket, value, bytes))
             })
         })
     }
@@ -167,10 +176,17 @@ impl Views {
     fn register(&self, key: &str, refresh: Refresh) {
         let now = Instant::now();
         let keep_warm = self.settings.keep_warm;
-        let mut map = self.lock();
-        if map.len() > PRUNE_ABOVE {
-            map.retain(|_, r| r.running || now.duration_since(r.used) <= keep_warm);
+        let mut refreshers = self.lock();
+        let due = refreshers
+            .pruned
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+        if refreshers.by_key.len() > PRUNE_ABOVE && due {
+            refreshers.pruned = Some(now);
+            refreshers
+                .by_key
+                .retain(|_, r| r.running || now.duration_since(r.used) <= keep_warm);
         }
+        let map = &mut refreshers.by_key;
         match map.get_mut(key) {
             Some(r) => {
                 r.refresh = refresh;
@@ -193,7 +209,8 @@ impl Views {
     /// asked for it lately.
     fn schedule(self: &Arc<Self>, key: &str) {
         let refresh = {
-            let mut map = self.lock();
+            let mut refreshers = self.lock();
+            let map = &mut refreshers.by_key;
             let Some(r) = map.get_mut(key) else { return };
             if r.running {
                 return;
@@ -214,22 +231,27 @@ impl Views {
                     let _permit = views.permits.acquire().await.expect("never closed");
                     refresh().await
                 };
-                let ok = match &outcome {
-                    Ok(()) => true,
+                let (stored, label) = match outcome {
+                    Ok(true) => (true, "ok"),
+                    // Not following the notices, or over the memory budget.
+                    Ok(false) => (false, "unstored"),
                     Err(e) => {
                         tracing::warn!(error = %e, "background refresh of an answer failed");
-                        false
+                        (false, "error")
                     }
                 };
                 views
                     .metrics
                     .cache_refreshes
-                    .with_label_values(&[if ok { "ok" } else { "error" }])
+                    .with_label_values(&[label])
                     .inc();
-                // Overtaken by a change while it ran: again, while wanted.
-                let again = ok && views.cache.is_stale(&key) == Some(true);
                 let next = {
-                    let mut map = views.lock();
+                    let mut refreshers = views.lock();
+                    let map = &mut refreshers.by_key;
+                    // Overtaken by a change while it ran: again, while
+                    // wanted. Checked under the lock, so that a change
+                    // marked after it schedules a refresh of its own.
+                    let again = stored && views.cache.is_stale(&key) == Some(true);
                     match map.get_mut(&key) {
                         Some(r) if again && r.used.elapsed() <= views.settings.keep_warm => {
                             Some(r.refresh.clone())
@@ -310,7 +332,15 @@ mod tests {
         let (cache, views) = views(Duration::from_secs(60));
         let (runs, compute) = counter();
         let deps = Deps::all_time(Some("a"));
-        let ask = || views.answer("k".into(), deps.clone(), false, true, counter_clone(&compute));
+        let ask = || {
+            views.answer(
+                "k".into(),
+                deps.clone(),
+                false,
+                true,
+                counter_clone(&compute),
+            )
+        };
         assert_eq!(ask().await.unwrap(), 1);
         assert_eq!(ask().await.unwrap(), 1, "served from memory");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
@@ -324,7 +354,13 @@ mod tests {
 
         // Cache-Control: no-cache computes, and keeps the result.
         let fresh = views
-            .answer("k".into(), deps.clone(), false, false, counter_clone(&compute))
+            .answer(
+                "k".into(),
+                deps.clone(),
+                false,
+                false,
+                counter_clone(&compute),
+            )
             .await
             .unwrap();
         assert_eq!(fresh, 3);
@@ -345,11 +381,13 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert_eq!(cache.is_stale("k"), Some(true));
-        assert!(views.lock().is_empty(), "forgotten");
+        assert!(views.lock().by_key.is_empty(), "forgotten");
     }
 
     /// A second handle on a counter's computation.
-    fn counter_clone<F>(f: &F) -> impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
+    fn counter_clone<F>(
+        f: &F,
+    ) -> impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
     where
         F: Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
     {

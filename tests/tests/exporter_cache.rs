@@ -6,7 +6,8 @@
 //! no-cache` bypasses it; a new annotation shows at once;
 //! a notice sent by hand covers writes made directly to ClickHouse; and
 //! without NATS the cache steps aside. That first test runs the cache
-//! strict (`cache_max_staleness_ms = 0`, no background refresh).
+//! strict: no stale answer served (`cache_max_staleness_ms = 0`) and no
+//! background refresh (`cache_keep_warm_secs = 0`).
 //!
 //! The second test covers whole answers kept up to date (`views.rs`), as
 //! configured by default: a commit's notice refreshes a requested answer
