@@ -1595,8 +1595,11 @@ def pipeline_health():
     l.add(
         timeseries(
             "API result cache lookups",
-            "Lookups of the exporter's result cache per second: hit (answered from memory), miss (asked ClickHouse), bypass (Cache-Control: no-cache), off (not following the change notices on NATS, so not caching).",
-            [prom_target(f"sum by (result) (rate(badgepulse_exporter_cache_lookups_total[{RI}]))", "{{result}}")],
+            "Lookups of the exporter's result cache per second: hit (answered from memory), stale (a kept answer served while it is recomputed, within exporter.cache_max_staleness_ms), miss (asked ClickHouse), bypass (Cache-Control: no-cache), off (not following the change notices on NATS, so not caching); and background refreshes of kept answers by outcome.",
+            [
+                prom_target(f"sum by (result) (rate(badgepulse_exporter_cache_lookups_total[{RI}]))", "{{result}}"),
+                prom_target(f"sum by (outcome) (rate(badgepulse_exporter_cache_refreshes_total[{RI}]))", "refresh {{outcome}}"),
+            ],
             field_config(unit="reqps"),
         ),
         12,
