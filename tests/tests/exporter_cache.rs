@@ -24,7 +24,8 @@
 use std::time::Duration;
 
 use badgepulse_tests::{
-    eventually, metric_value, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
+    eventually, metric_value, scrape, start_services, ClickHouse, Nats, Service, StackConfig,
+    StackPorts,
 };
 use serde_json::{json, Value};
 
@@ -160,12 +161,7 @@ impl Stack {
                 false,
             )
             .await;
-        v["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["count"].as_u64().unwrap())
-            .sum()
+        total(&v)
     }
 
     async fn lookups(&self, result: &str) -> f64 {
@@ -206,6 +202,45 @@ impl Stack {
     }
 }
 
+/// Starts ingest, the aggregator (a commit every 100 ms) and the exporter
+/// with `exporter` lines added to its section, and waits until the
+/// exporter follows the change notices.
+async fn start_stack(nats: &Nats, ch: &ClickHouse, exporter: &[&str]) -> (Vec<Service>, Stack) {
+    let ports = StackPorts::free();
+    let config = exporter.iter().fold(
+        StackConfig::new(&nats.url(), &ch.url(), DB, ports)
+            .token(TOKEN, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .api_key(KEY, "admin"),
+        |config, line| config.exporter(line),
+    );
+    let services = start_services(&config.toml(), &ports.all()).await;
+    let s = Stack {
+        http: reqwest::Client::new(),
+        ingest: format!("http://127.0.0.1:{}", ports.ingest),
+        exporter: format!("http://127.0.0.1:{}", ports.exporter),
+        posted: 0,
+        next_id: 0,
+    };
+    eventually(
+        Duration::from_secs(30),
+        "the cache to follow notices",
+        || async { s.following().await.then_some(()) },
+    )
+    .await;
+    (services, s)
+}
+
+/// The sum of a distribution's counts.
+fn total(distribution: &Value) -> u64 {
+    distribution["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
 /// Writes a globex annotation straight into ClickHouse, bypassing the
 /// exporter (and so announcing nothing).
 async fn annotate_by_hand(ch: &ClickHouse, id: &str, at: &str, title: &str) {
@@ -221,26 +256,14 @@ async fn annotate_by_hand(ch: &ClickHouse, id: &str, at: &str, title: &str) {
 async fn cached_answers_follow_every_commit_they_depend_on() {
     let mut nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("cache_max_age_secs = 3600")
-        .exporter("cache_max_staleness_ms = 0")
-        .exporter("cache_keep_warm_secs = 0")
-        .api_key(KEY, "admin");
-    let _services = start_services(&config.toml(), &ports.all()).await;
-    let mut s = Stack {
-        http: reqwest::Client::new(),
-        ingest: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter: format!("http://127.0.0.1:{}", ports.exporter),
-        posted: 0,
-        next_id: 0,
-    };
-    eventually(
-        Duration::from_secs(30),
-        "the cache to follow notices",
-        || async { s.following().await.then_some(()) },
+    let (_services, mut s) = start_stack(
+        &nats,
+        &ch,
+        &[
+            "cache_max_age_secs = 3600",
+            "cache_max_staleness_ms = 0",
+            "cache_keep_warm_secs = 0",
+        ],
     )
     .await;
 
@@ -428,37 +451,18 @@ fn signal(pid: u32, signal: &str) {
 async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("cache_max_age_secs = 3600")
-        .exporter("cache_live_window_secs = 4")
-        .exporter("query_timeout_secs = 2")
-        .api_key(KEY, "admin");
-    let _services = start_services(&config.toml(), &ports.all()).await;
-    let mut s = Stack {
-        http: reqwest::Client::new(),
-        ingest: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter: format!("http://127.0.0.1:{}", ports.exporter),
-        posted: 0,
-        next_id: 0,
-    };
-    eventually(
-        Duration::from_secs(30),
-        "the cache to follow notices",
-        || async { s.following().await.then_some(()) },
+    let (_services, mut s) = start_stack(
+        &nats,
+        &ch,
+        &[
+            "cache_max_age_secs = 3600",
+            "cache_live_window_secs = 4",
+            "query_timeout_secs = 2",
+        ],
     )
     .await;
     let hours_ago = |h: i64| (chrono::Utc::now() - chrono::Duration::hours(h)).to_rfc3339();
-    let awarded = |v: &Value| -> u64 {
-        v["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["count"].as_u64().unwrap())
-            .sum()
-    };
+    let awarded = total;
     // A report's question: a fixed window (holding "now").
     let fixed =
         "/api/v1/distribution?org=acme&dimension=award_method&from=2026-01-01&to=2027-01-01";
