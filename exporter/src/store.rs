@@ -226,14 +226,16 @@ impl Store {
                     let (store, cache, key_) = (self.clone(), cache.clone(), key.clone());
                     let started = ticket.clone();
                     let task = tokio::spawn(async move {
+                        // Leaves the map when done, even by a panic.
+                        let _leave = Landing {
+                            flights: store.flights.clone(),
+                            key: key_.clone(),
+                            id,
+                        };
                         let outcome = store.timed(name, run(query)).await;
                         if let Ok(value) = &outcome {
                             let bytes = weight(value);
-                            cache.put(key_.clone(), deps, ticket, value.clone(), bytes);
-                        }
-                        let mut flights = store.flights.lock().unwrap_or_else(|e| e.into_inner());
-                        if flights.get(&key_).is_some_and(|(i, _, _)| *i == id) {
-                            flights.remove(&key_);
+                            cache.put(key_, deps, ticket, value.clone(), bytes);
                         }
                         outcome
                             .map(|v| Arc::new(v) as Arc<dyn Any + Send + Sync>)
@@ -497,6 +499,26 @@ type Flight = Shared<BoxFuture<'static, Result<Arc<dyn Any + Send + Sync>, Arc<S
 /// The queries running for the cache, by key, with the ticket each
 /// started with.
 type Flights = Arc<Mutex<HashMap<String, (u64, Flight, Ticket)>>>;
+
+/// Removes flight `id` of `key` from the map when dropped (unless another
+/// flight has replaced it).
+struct Landing {
+    flights: Flights,
+    key: String,
+    id: u64,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights
+            .get(&self.key)
+            .is_some_and(|(i, _, _)| *i == self.id)
+        {
+            flights.remove(&self.key);
+        }
+    }
+}
 
 /// Tells flights apart (a key's flight may be replaced while it runs).
 static NEXT_FLIGHT: AtomicU64 = AtomicU64::new(0);
