@@ -345,16 +345,17 @@ impl ApiRequest {
             .await?)
     }
 
-    /// `answer` as JSON or CSV, with its `Age` in seconds (RFC 9111): how
-    /// long ago it was computed.
-    fn respond_answer(&self, answer: &Answer) -> Response {
+    /// The answer to `question` as JSON or CSV, with its `Age` in seconds
+    /// (RFC 9111): how long ago it was computed.
+    async fn reply(&self, s: &AppState, question: Question) -> Result<Response, ApiError> {
+        let answer = self.answer(s, question).await?;
         let mut response = self.respond(&answer.body);
         let age_secs =
             (chrono::Utc::now().timestamp_millis() - answer.computed_at_ms).max(0) / 1000;
         response
             .headers_mut()
             .insert(header::AGE, HeaderValue::from(age_secs));
-        response
+        Ok(response)
     }
 
     /// `body` as JSON, or as CSV with `format=csv`.
@@ -387,8 +388,7 @@ async fn overview(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let answer = req.answer(&s, Question::Overview).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, Question::Overview).await
 }
 
 /// `GET /api/v1/distribution?dimension=…` (SPEC §7.2).
@@ -400,8 +400,7 @@ async fn distribution(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["dimension"])?;
     let dimension = dimension_param(&req.params)?;
-    let answer = req.answer(&s, Question::Distribution(dimension)).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, Question::Distribution(dimension)).await
 }
 
 /// The required `dimension` parameter.
@@ -446,8 +445,7 @@ async fn top_badges(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["sort", "order", "limit"])?;
     let ranking = ranking_param(&req.params)?;
-    let answer = req.answer(&s, Question::TopBadges(ranking)).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, Question::TopBadges(ranking)).await
 }
 
 /// The `sort`, `order` and `limit` parameters of top badges.
@@ -477,8 +475,7 @@ async fn trends(
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &["metrics", "granularity"])?;
     let question = trend_param(&req.params, req.window)?;
-    let answer = req.answer(&s, question).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, question).await
 }
 
 /// The trend asked for by the `metrics` and `granularity` parameters,
@@ -541,8 +538,7 @@ async fn drivers(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let answer = req.answer(&s, Question::Drivers).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, Question::Drivers).await
 }
 
 /// `GET /api/v1/lifecycle` (SPEC §7.6).
@@ -553,8 +549,7 @@ async fn lifecycle(
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
     let req = ApiRequest::new(&s, &headers, query, &[])?;
-    let answer = req.answer(&s, Question::Lifecycle).await?;
-    Ok(req.respond_answer(&answer))
+    req.reply(&s, Question::Lifecycle).await
 }
 
 /// `GET /api/v1/annotations`: those in scope with `at` in the window.

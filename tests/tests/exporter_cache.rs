@@ -90,6 +90,12 @@ impl Stack {
         r.json().await.unwrap()
     }
 
+    /// Returns once every event posted so far is in ClickHouse.
+    async fn stored(&self, ch: &ClickHouse) {
+        ch.wait_for_events(DB, self.posted, Duration::from_secs(60))
+            .await;
+    }
+
     /// Posts a `badge.accepted` of `org`'s `assertion` at `at`.
     async fn accept(&mut self, org: &str, assertion: &str, at: &str) {
         self.next_id += 1;
@@ -273,8 +279,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
         ("globex", "2026-10-01T12:00:00Z"),
     ])
     .await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     // The notice for a commit goes out before its ack, so a query started
     // now may still race it; wait until a cached answer is the right one.
     eventually(
@@ -299,8 +304,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     // acme, on 5 October: acme's all-time tile changes at once; acme's
     // 1 October and globex stay cached.
     s.award(&[("acme", "2026-10-05T09:00:00Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(
         Duration::from_secs(30),
         "acme's all-time awarded to be 3",
@@ -320,8 +324,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     // An accept on 6 October of an assertion awarded on 1 October: the
     // lifecycle of the 1 October cohort changes, its window does not.
     s.accept("acme", "a1", "2026-10-06T08:00:00Z").await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(Duration::from_secs(30), "the cohort's accept", || async {
         (s.october_1_cohort_accepted("acme").await == 1).then_some(())
     })
@@ -329,8 +332,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
 
     // acme, on 1 October: that window changes; globex's does not.
     s.award(&[("acme", "2026-10-01T23:59:59Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(
         Duration::from_secs(30),
         "acme's 1 October to be 3",
@@ -420,8 +422,7 @@ async fn cached_answers_follow_every_commit_they_depend_on() {
     let listed = s.get(globex_annotations, false).await;
     assert_eq!(listed["annotations"][2]["title"], "By hand 3", "{listed}");
     s.award(&[("globex", "2026-10-01T13:00:00Z")]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(
         Duration::from_secs(30),
         "globex's 1 October to be 2",
@@ -470,8 +471,7 @@ async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
     let live = "/api/v1/distribution?org=acme&dimension=award_method";
 
     s.award(&[("acme", &hours_ago(2))]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(Duration::from_secs(30), "the first award", || async {
         (awarded(&s.get(fixed, false).await) == 1).then_some(())
     })
@@ -482,8 +482,7 @@ async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let refreshed = s.refreshes().await;
     s.award(&[("acme", &hours_ago(1))]).await;
-    ch.wait_for_events(DB, s.posted, Duration::from_secs(60))
-        .await;
+    s.stored(&ch).await;
     eventually(Duration::from_secs(30), "a background refresh", || async {
         (s.refreshes().await > refreshed).then_some(())
     })

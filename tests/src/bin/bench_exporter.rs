@@ -346,12 +346,50 @@ fn print_live(
             r.max_age,
             r.raw50,
             idle,
-            if missed.is_empty() {
-                "ok".to_owned()
-            } else {
-                format!("missed: {}", missed.join(", "))
-            }
+            verdict(&missed)
         );
+    }
+}
+
+/// GETs `url` with the API key (with `Cache-Control: no-cache` if
+/// `fresh`), reads the whole body and returns the `Age` header (0 if
+/// absent); an error unless the status is a success.
+async fn api_get(http: &reqwest::Client, url: &str, fresh: bool) -> anyhow::Result<u64> {
+    let mut r = http.get(url).bearer_auth(API_KEY);
+    if fresh {
+        r = r.header("Cache-Control", "no-cache");
+    }
+    let r = r.send().await?;
+    let status = r.status();
+    let age = r
+        .headers()
+        .get("age")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0);
+    let body = r.bytes().await?;
+    anyhow::ensure!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(age)
+}
+
+/// p50 and p95 in ms of `reps` runs of the raw-events `sql`.
+async fn raw_timing(ch: &ClickHouse, sql: &str, reps: usize) -> anyhow::Result<(f64, f64)> {
+    measure(reps, || {
+        let q = ch.query(sql);
+        async move { q.await.map(drop) }
+    })
+    .await
+}
+
+/// "ok", or what `missed`.
+fn verdict(missed: &[&str]) -> String {
+    if missed.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("missed: {}", missed.join(", "))
     }
 }
 
@@ -368,20 +406,8 @@ async fn measure_live(
 ) -> anyhow::Result<(Vec<f64>, u64)> {
     let get = || async {
         let started = Instant::now();
-        let r = http.get(url).bearer_auth(API_KEY).send().await?;
-        let status = r.status();
-        let age: u64 = r
-            .headers()
-            .get("age")
-            .and_then(|v| v.to_str().ok()?.parse().ok())
-            .unwrap_or(0);
-        let body = r.bytes().await?;
-        anyhow::ensure!(
-            status.is_success(),
-            "{status}: {}",
-            String::from_utf8_lossy(&body)
-        );
-        Ok((started.elapsed().as_secs_f64() * 1000.0, age))
+        let age = api_get(http, url, false).await?;
+        Ok::<_, anyhow::Error>((started.elapsed().as_secs_f64() * 1000.0, age))
     };
     get().await?;
     let mut ms = Vec::new();
@@ -530,13 +556,8 @@ async fn main() -> anyhow::Result<()> {
     // overview, whose all-time tiles read that table.
     let overview = format!("{base}/api/v1/overview?org={ORG}");
     let overview_p50 = || {
-        measure(reps.min(10), || {
-            let r = http
-                .get(&overview)
-                .bearer_auth(API_KEY)
-                .header("Cache-Control", "no-cache")
-                .send();
-            async move { r.await?.error_for_status().map(drop).map_err(Into::into) }
+        measure(reps.min(10), || async {
+            api_get(&http, &overview, true).await.map(drop)
         })
     };
     let total_parts = format!(
@@ -621,12 +642,9 @@ async fn main() -> anyhow::Result<()> {
         let (ms, max_age) = measure_live(&http, &url, Duration::from_secs(LIVE_SECS))
             .await
             .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-        let (raw50, _) = measure(raw_reps, || {
-            let q = ch.query(&raw_sql);
-            async move { q.await.map(drop) }
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("raw {name}: {e}"))?;
+        let (raw50, _) = raw_timing(&ch, &raw_sql, raw_reps)
+            .await
+            .map_err(|e| anyhow::anyhow!("raw {name}: {e}"))?;
         live_rows.push(LiveRow {
             name,
             requests: ms.len(),
@@ -673,36 +691,17 @@ async fn main() -> anyhow::Result<()> {
     for (window_name, span, hour_span) in windows {
         for (name, path, raw_sql) in cases(span, hour_span) {
             let url = format!("{base}{path}");
-            let request = |fresh: bool| {
-                let mut r = http.get(&url).bearer_auth(API_KEY);
-                if fresh {
-                    r = r.header("Cache-Control", "no-cache");
-                }
-                let r = r.send();
-                async move {
-                    let r = r.await?;
-                    let status = r.status();
-                    let body = r.bytes().await?;
-                    anyhow::ensure!(
-                        status.is_success(),
-                        "{status}: {}",
-                        String::from_utf8_lossy(&body)
-                    );
-                    Ok(())
-                }
-            };
+            let (http, url) = (&http, &url);
+            let request = |fresh: bool| async move { api_get(http, url, fresh).await.map(drop) };
             let (cold50, cold95) = measure(reps, || request(true))
                 .await
                 .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
             let (hot50, hot95) = measure(reps, || request(false))
                 .await
                 .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-            let (raw50, raw95) = measure(raw_reps, || {
-                let q = ch.query(&raw_sql);
-                async move { q.await.map(drop) }
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("raw {name}: {e}"))?;
+            let (raw50, raw95) = raw_timing(&ch, &raw_sql, raw_reps)
+                .await
+                .map_err(|e| anyhow::anyhow!("raw {name}: {e}"))?;
             let (cold_x, hot_x) = (raw50 / cold50, raw50 / hot50);
             if window_name == "30d" {
                 raw_30d.insert(name.clone(), raw50);
@@ -727,11 +726,7 @@ async fn main() -> anyhow::Result<()> {
             }
             println!(
                 "{label:<28} {cold50:>8.1} {cold95:>8.1} {hot50:>8.2} {hot95:>8.2} {raw50:>8.1} {raw95:>8.1} {cold_x:>7.1}x {hot_x:>7.1}x  {}",
-                if missed.is_empty() {
-                    "ok".to_owned()
-                } else {
-                    format!("missed: {}", missed.join(", "))
-                }
+                verdict(&missed)
             );
         }
     }
