@@ -361,19 +361,22 @@ pub fn validate_platform_event(raw: &Value, now: DateTime<Utc>) -> Result<Event,
                     .ok_or_else(|| unknown_value("award_method", s, AwardMethod::expected()))?,
             });
         }
+        // A value that was never tracked (a missing field) is `other`
+        // (SPEC §3: a history must never be refused for it); a value
+        // outside the closed set is still an error naming the field.
         EventType::Shared => {
-            let s = required_str(obj, "channel")?;
-            event.channel = Some(
-                ShareChannel::parse(s)
+            event.channel = Some(match optional_str(obj, "channel")? {
+                None => ShareChannel::Other,
+                Some(s) => ShareChannel::parse(s)
                     .ok_or_else(|| unknown_value("channel", s, ShareChannel::expected()))?,
-            );
+            });
         }
         EventType::Viewed => {
-            let s = required_str(obj, "source")?;
-            event.source = Some(
-                ViewSource::parse(s)
+            event.source = Some(match optional_str(obj, "source")? {
+                None => ViewSource::Other,
+                Some(s) => ViewSource::parse(s)
                     .ok_or_else(|| unknown_value("source", s, ViewSource::expected()))?,
-            );
+            });
             if let Some(c) = optional_str(obj, "country")? {
                 event.country = Some(parse_country(c).ok_or_else(|| {
                     FieldError::new(
@@ -648,6 +651,40 @@ mod tests {
         let mut unknown = viewed;
         unknown["colour"] = json!("red");
         assert_eq!(err_field(unknown), "colour");
+    }
+
+    #[test]
+    fn untracked_channel_and_source_are_other() {
+        let shared = json!({"event_id":"e","type":"badge.shared","occurred_at":"2026-03-01T11:00:00Z",
+            "org_id":"o","issuer_id":"i","badge_class_id":"b","assertion_id":"a"});
+        let e = validate_platform_event(&shared, now()).unwrap();
+        assert_eq!(e.channel, Some(ShareChannel::Other));
+        assert_eq!(e.dimension_value(), "other");
+        let mut null_channel = shared.clone();
+        null_channel["channel"] = Value::Null;
+        assert_eq!(
+            validate_platform_event(&null_channel, now()).unwrap().channel,
+            Some(ShareChannel::Other)
+        );
+        let mut unknown = shared;
+        unknown["channel"] = json!("myspace");
+        let err = validate_platform_event(&unknown, now()).unwrap_err();
+        assert_eq!(err.field, "channel");
+        assert!(err.message.contains("myspace"), "{err}");
+
+        let viewed = json!({"event_id":"e","type":"badge.viewed","occurred_at":"2026-03-01T11:00:00Z",
+            "org_id":"o","issuer_id":"i","badge_class_id":"b","assertion_id":"a"});
+        let e = validate_platform_event(&viewed, now()).unwrap();
+        assert_eq!(e.source, Some(ViewSource::Other));
+        assert_eq!(e.dimension_value(), "other");
+        let mut unknown = viewed;
+        unknown["source"] = json!("carrier-pigeon");
+        let err = validate_platform_event(&unknown, now()).unwrap_err();
+        assert_eq!(err.field, "source");
+        assert!(err.message.contains("carrier-pigeon"), "{err}");
+        let mut wrong_type = unknown;
+        wrong_type["source"] = json!(3);
+        assert_eq!(err_field(wrong_type), "source");
     }
 
     #[test]
