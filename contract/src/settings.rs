@@ -143,12 +143,14 @@ pub enum LoadError {
 /// environment. List fields use `#[serde(deserialize_with = "list")]` so
 /// that an environment variable can give them as `a,b,c`.
 pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> Result<T, LoadError> {
-    // `try_parsing` types scalars ("3" → 3, "true" → true); list fields
-    // take a comma-separated string or a single scalar through [`list`].
+    // Environment values stay strings: each field's own type parses them
+    // (`"3"` into a `u16`, `"true"` into a `bool`), and a string field keeps
+    // the text as given. Guessing a type first (`try_parsing`) would turn a
+    // password `007` into the number 7 and back into `"7"`. List fields
+    // split a comma-separated string through [`list`].
     let env = config::Environment::with_prefix("BADGEPULSE")
         .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true);
+        .separator("__");
     let mut builder = config::Config::builder();
     if let Some(path) = file {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
@@ -304,6 +306,33 @@ mod tests {
         );
         for k in ["PARTITIONS", "FLAG", "SIZE", "HOSTS"] {
             std::env::remove_var(format!("BADGEPULSE__AGG__{k}"));
+        }
+    }
+
+    #[test]
+    fn env_strings_are_kept_as_given() {
+        let _env = ENV_LOCK.lock().unwrap();
+        for secret in ["007", "1e5", "true", "0x10", " 42", "-0", "3.10"] {
+            std::env::set_var("BADGEPULSE__CLICKHOUSE__PASSWORD", secret);
+            std::env::set_var("BADGEPULSE__CLICKHOUSE__USER", secret);
+            let root: Root = load(None).unwrap();
+            assert_eq!(root.clickhouse.password, secret);
+            assert_eq!(root.clickhouse.user, secret);
+        }
+        // Numbers and booleans still parse where the field is one, and a
+        // value that is not one names the key.
+        std::env::set_var("BADGEPULSE__NATS__PARTITIONS", "007");
+        let root: Root = load(None).unwrap();
+        assert_eq!(root.nats.partitions, 7);
+        std::env::set_var("BADGEPULSE__NATS__PARTITIONS", "seven");
+        let err = load::<Root>(None).unwrap_err().to_string();
+        assert!(err.contains("nats.partitions"), "{err}");
+        for k in [
+            "CLICKHOUSE__PASSWORD",
+            "CLICKHOUSE__USER",
+            "NATS__PARTITIONS",
+        ] {
+            std::env::remove_var(format!("BADGEPULSE__{k}"));
         }
     }
 

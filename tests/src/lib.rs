@@ -186,6 +186,11 @@ impl Drop for Nats {
 }
 
 /// A ClickHouse server (the Debian 18.16 package).
+/// A second ClickHouse user of every test server, whose password reads
+/// as a number (a config loader that typed it would send `7`).
+pub const NUMERIC_USER: &str = "numeric_secret";
+pub const NUMERIC_PASSWORD: &str = "007";
+
 pub struct ClickHouse {
     pub http_port: u16,
     /// Native protocol port (`clickhouse-client --port`).
@@ -268,13 +273,16 @@ impl ClickHouse {
         .expect("config.xml");
         fs::write(
             dir.path().join("users.xml"),
-            r#"<?xml version="1.0"?>
+            format!(
+                r#"<?xml version="1.0"?>
 <yandex>
     <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
-    <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+    <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></default>
+        <{NUMERIC_USER}><password>{NUMERIC_PASSWORD}</password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks><profile>default</profile><quota>default</quota></{NUMERIC_USER}></users>
     <quotas><default></default></quotas>
 </yandex>
-"#,
+"#
+            ),
         )
         .expect("users.xml");
         ClickHouse {

@@ -80,3 +80,42 @@ fn unknown_keys_are_rejected_by_name() {
         .to_string();
     assert!(err.contains("aggregatr"), "{err}");
 }
+
+/// A secret that reads as a number reaches ClickHouse as written: the
+/// aggregator, given user and password `007` only through the
+/// environment, logs in and creates its schema.
+#[tokio::test]
+async fn a_numeric_looking_password_reaches_clickhouse_unchanged() {
+    use badgepulse_tests::{
+        free_port, wait_http, ClickHouse, Nats, Service, NUMERIC_PASSWORD, NUMERIC_USER,
+    };
+    let nats = Nats::start().await;
+    let ch = ClickHouse::start().await;
+    let admin = free_port();
+    let config = format!(
+        "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"numeric_secret\"\n\
+         [aggregator]\nadmin_bind = \"127.0.0.1:{admin}\"\n",
+        nats.url(),
+        ch.url()
+    );
+    let aggregator = Service::start_with_env(
+        "badgepulse-aggregator",
+        &config,
+        &[],
+        &[
+            ("BADGEPULSE__CLICKHOUSE__USER", NUMERIC_USER),
+            ("BADGEPULSE__CLICKHOUSE__PASSWORD", NUMERIC_PASSWORD),
+        ],
+    );
+    wait_http(
+        &format!("http://127.0.0.1:{admin}/readyz"),
+        std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", aggregator.log_text()));
+    let tables = ch
+        .query("SELECT count() FROM system.tables WHERE database = 'numeric_secret' AND name = 'events'")
+        .await
+        .unwrap();
+    assert_eq!(tables.trim(), "1");
+}
