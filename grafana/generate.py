@@ -1167,8 +1167,9 @@ def conversion_over_time_sql():
 
 
 def median_hours_sql():
-    # Award → accept for the accepted, accept → first share for the shared
-    # (and accepted), first share → first view for the shared and viewed.
+    # Each over the stage it leads into (SPEC §7.6): award → accept over
+    # Accepted, accept → first share over Shared, first share → first view
+    # over Viewed (accepted, shared and viewed).
     return sql(
         "SELECT",
         f"  {median_hours('d1')} AS award_to_accept,",
@@ -1178,7 +1179,7 @@ def median_hours_sql():
         "  SELECT",
         f"    {sorted_seconds('t_awarded', 't_accepted', 'st_accepted')} AS d1,",
         f"    {sorted_seconds('t_accepted', 't_shared', 'st_shared')} AS d2,",
-        f"    {sorted_seconds('t_shared', 't_viewed', 'is_shared AND is_viewed')} AS d3",
+        f"    {sorted_seconds('t_shared', 't_viewed', 'st_viewed')} AS d3",
         "  FROM (",
         indent(COHORT, 4),
         "  )",

@@ -701,7 +701,7 @@ pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
          countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS viewed, \
          arraySort(groupArrayIf(toInt64(ac) - toInt64(aw), ac_n > 0)) AS d1, \
          arraySort(groupArrayIf(toInt64(sh) - toInt64(ac), ac_n > 0 AND sh_n > 0)) AS d2, \
-         arraySort(groupArrayIf(toInt64(vw) - toInt64(sh), sh_n > 0 AND vw_n > 0)) AS d3 \
+         arraySort(groupArrayIf(toInt64(vw) - toInt64(sh), ac_n > 0 AND sh_n > 0 AND vw_n > 0)) AS d3 \
          FROM (SELECT minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
          minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, \
          countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
@@ -782,7 +782,6 @@ pub fn annotations(client: &Client, filter: &Filter, window: Window, limit: u64)
     sql.push(" ORDER BY at, id LIMIT ").u64(limit);
     sql.build(client)
 }
-
 /// All-time counts of one (`org_id`, `issuer_id`) label pair for
 /// `/metrics`, after folding: the columns of [`IssuerTotals`].
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]

@@ -1443,7 +1443,14 @@ async fn analytics_api_matches_the_ground_truth() {
             );
             close(
                 &mh["share_to_view"],
-                median(cohort.iter().filter_map(|l| Some(l.vw? - l.sh?)).collect()),
+                // Over the Viewed stage: accepted, shared and viewed.
+                median(
+                    cohort
+                        .iter()
+                        .filter(|l| l.ac.is_some())
+                        .filter_map(|l| Some(l.vw? - l.sh?))
+                        .collect(),
+                ),
                 &ctx,
             );
             if wname == "all" && key == "key-acme" {

@@ -259,7 +259,7 @@ fn cases(span: Span, hour_span: Span) -> Vec<(String, String, String)> {
              countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0), \
              quantileExactIf(0.5)(toInt64(ac) - toInt64(aw), ac_n > 0), \
              quantileExactIf(0.5)(toInt64(sh) - toInt64(ac), ac_n > 0 AND sh_n > 0), \
-             quantileExactIf(0.5)(toInt64(vw) - toInt64(sh), sh_n > 0 AND vw_n > 0) \
+             quantileExactIf(0.5)(toInt64(vw) - toInt64(sh), ac_n > 0 AND sh_n > 0 AND vw_n > 0) \
              FROM (SELECT minIf(occurred_at, type = 'badge.awarded') AS aw, \
              minIf(occurred_at, type = 'badge.accepted') AS ac, minIf(occurred_at, type = 'badge.shared') AS sh, \
              minIf(occurred_at, type = 'badge.viewed') AS vw, countIf(type = 'badge.awarded') AS aw_n, \
