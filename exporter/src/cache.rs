@@ -33,6 +33,11 @@
 //!   how long since computed). Everything else above holds for them too,
 //!   except that a result overtaken by a change while it was computed is
 //!   stored stale (since its ticket) rather than refused.
+//! - Read your writes: a write made through this exporter (an annotation,
+//!   [`QueryCache::apply_write`]) drops every entry it touches, kept ones
+//!   included, and no result whose computation began before it is stored
+//!   afterwards, so every read that starts after the write was answered
+//!   computes what it touches.
 //!
 //! Pure bookkeeping: no I/O, no SQL.
 
@@ -78,6 +83,10 @@ impl Deps {
 /// How many recent changes are kept to decide whether a result computed
 /// across them may be stored.
 pub const CHANGE_LOG: usize = 256;
+
+/// How many recent writes through this exporter are kept, for the same
+/// purpose (writes are rare: a person adding an annotation).
+pub const WRITE_LOG: usize = 64;
 
 /// Proof of a lookup that missed, to be handed back with the result: it
 /// carries the invalidation generation the query started in.
@@ -131,6 +140,10 @@ struct Inner {
     generation: u64,
     /// The last changes with the generation each one made, oldest first.
     log: VecDeque<(u64, Change)>,
+    /// The last writes through this exporter (also in `log`), likewise.
+    writes: VecDeque<(u64, Change)>,
+    /// The generation of the newest write that left `writes` (0: none).
+    forgotten_write: u64,
     entries: HashMap<String, Entry>,
     bytes: usize,
     /// Lookup counter: an entry's `used` is the last lookup that hit it.
@@ -145,6 +158,28 @@ impl Inner {
             self.log.pop_front();
         }
         self.log.push_back((self.generation, change));
+    }
+
+    /// Logs `change`, a write through this exporter, under a new
+    /// generation.
+    fn record_write(&mut self, change: Change) {
+        self.record(change.clone());
+        if self.writes.len() == WRITE_LOG {
+            if let Some((g, _)) = self.writes.pop_front() {
+                self.forgotten_write = g;
+            }
+        }
+        self.writes.push_back((self.generation, change));
+    }
+
+    /// Whether a write through this exporter that may touch `deps` came in
+    /// after `ticket` was issued (or too long ago to tell).
+    fn written_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+        self.forgotten_write > ticket.generation
+            || self
+                .writes
+                .iter()
+                .any(|(g, c)| *g > ticket.generation && deps.touched_by(c))
     }
 
     /// Whether a change that may touch `deps` came in after `ticket` was
@@ -205,6 +240,8 @@ impl QueryCache {
                 following: false,
                 generation: 0,
                 log: VecDeque::with_capacity(CHANGE_LOG),
+                writes: VecDeque::new(),
+                forgotten_write: 0,
                 entries: HashMap::new(),
                 bytes: 0,
                 clock: 0,
@@ -390,7 +427,10 @@ impl QueryCache {
             return false;
         }
         let overtaken = inner.changed_since(&ticket, &deps);
-        if overtaken && !kept {
+        // A kept answer overtaken by a notice may be served stale for a
+        // while; one overtaken by a write through this exporter may not:
+        // whoever wrote reads next.
+        if overtaken && (!kept || inner.written_since(&ticket, &deps)) {
             return false;
         }
         if let Some(old) = inner.entries.remove(&key) {
@@ -451,6 +491,28 @@ impl QueryCache {
         }
         for key in dropped {
             self.remove(&mut inner, &key, reason);
+        }
+        self.gauges(&inner);
+    }
+
+    /// A write through this exporter (a new annotation), before it is
+    /// answered: every entry it touches is dropped, kept answers included
+    /// (a kept answer would be served stale), and no result whose
+    /// computation began before it will be stored. Read your writes.
+    pub fn apply_write(&self, change: &Change) {
+        if change.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.record_write(change.clone());
+        let touched: Vec<String> = inner
+            .entries
+            .iter()
+            .filter(|(_, e)| e.deps.touched_by(change))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in touched {
+            self.remove(&mut inner, &key, Reason::Change);
         }
         self.gauges(&inner);
     }
@@ -759,6 +821,91 @@ mod tests {
         c.apply(&Change::of_events([("b", 5)]));
         c.put_kept("k".into(), Deps::all_time(Some("a")), ticket, 2u64, 8);
         assert_eq!(c.is_stale("k"), Some(false));
+    }
+
+    #[test]
+    fn a_write_drops_what_it_touches_and_keeps_out_what_began_before_it() {
+        let c = cache(1 << 20);
+        let freshness = Freshness {
+            max_age: Duration::from_secs(60),
+            max_stale: Duration::from_secs(60),
+        };
+        kept(&c, "a-view", Deps::span(Some("a"), 0, 1_000), 1);
+        kept(&c, "a-later", Deps::span(Some("a"), 2_000, 3_000), 2);
+        store(&c, "a-query", Deps::span(Some("a"), 0, 1_000), 3);
+        kept(&c, "b-view", Deps::span(Some("b"), 0, 1_000), 4);
+        // A refresh of a-view began before the write and ends after it.
+        let refresh = c.ticket();
+        let query = c.get::<u64>("a-query-2", true).unwrap_err();
+
+        c.apply_write(&Change::of_events([("a", 500)]));
+        assert_eq!(c.is_stale("a-view"), None, "dropped, not served stale");
+        assert!(c.get::<u64>("a-query", true).is_err());
+        assert!(matches!(
+            c.lookup::<u64>("a-later", true, freshness),
+            Lookup::Hit { value: 2, .. }
+        ));
+        assert!(matches!(
+            c.lookup::<u64>("b-view", true, freshness),
+            Lookup::Hit { value: 4, .. }
+        ));
+        assert!(!c.put_kept(
+            "a-view".into(),
+            Deps::span(Some("a"), 0, 1_000),
+            refresh,
+            5u64,
+            8
+        ));
+        c.put(
+            "a-query-2".into(),
+            Deps::span(Some("a"), 0, 1_000),
+            query,
+            6u64,
+            8,
+        );
+        assert!(c.get::<u64>("a-query-2", true).is_err());
+        // Computed after the write: stored and served.
+        assert!(c.put_kept(
+            "a-view".into(),
+            Deps::span(Some("a"), 0, 1_000),
+            c.ticket(),
+            7u64,
+            8
+        ));
+        assert!(matches!(
+            c.lookup::<u64>("a-view", true, freshness),
+            Lookup::Hit { value: 7, .. }
+        ));
+
+        // Too many changes to tell: a kept answer is stored stale after
+        // notices, but refused when writes it cannot see past were among
+        // them.
+        let old = c.ticket();
+        for n in 0..=CHANGE_LOG {
+            c.apply(&Change::of_events([("b", n as u32)]));
+        }
+        assert!(c.put_kept(
+            "c-view".into(),
+            Deps::span(Some("c"), 0, 1_000),
+            old.clone(),
+            8u64,
+            8
+        ));
+        assert_eq!(c.is_stale("c-view"), Some(true));
+        let old = c.ticket();
+        for n in 0..=WRITE_LOG {
+            c.apply_write(&Change::of_events([("b", n as u32)]));
+        }
+        for n in 0..=CHANGE_LOG {
+            c.apply(&Change::of_events([("b", n as u32)]));
+        }
+        assert!(!c.put_kept(
+            "c-view".into(),
+            Deps::span(Some("c"), 0, 1_000),
+            old,
+            8u64,
+            8
+        ));
     }
 
     #[test]

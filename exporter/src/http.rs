@@ -573,10 +573,17 @@ async fn list_annotations(
 /// The fields of a new annotation.
 const ANNOTATION_FIELDS: [&str; 6] = ["at", "title", "text", "org", "issuer", "badge_class"];
 
-/// `POST /api/v1/annotations` with `{"at","title","text"?,"org"?,"issuer"?,"badge_class"?}`:
-/// `201` and the stored annotation. The scope fields are resolved against
-/// the key like query parameters: a scoped key fills in its own scope and
-/// cannot create outside it.
+/// The scope parameters, which `POST /api/v1/annotations` takes in its
+/// query string like every GET, or in its body.
+const SCOPE_PARAMS: [&str; 3] = ["org", "issuer", "badge_class"];
+
+/// `POST /api/v1/annotations[?org=&issuer=&badge_class=]` with
+/// `{"at","title","text"?,"org"?,"issuer"?,"badge_class"?}`: `201` and the
+/// stored annotation. The scope is given as query parameters or body
+/// fields (both given and different: `400` naming it) and resolved against
+/// the key like a GET's: a scoped key fills in its own scope and cannot
+/// create outside it. Every read that starts after the `201` includes it
+/// (`QueryCache::apply_write`).
 #[tracing::instrument(skip_all)]
 async fn create_annotation(
     State(s): State<Arc<AppState>>,
@@ -586,7 +593,7 @@ async fn create_annotation(
 ) -> Result<Response, ApiError> {
     let params = Params::from_query(query)?;
     let scope = authenticate(&s.keys, &headers, &params)?;
-    params.only(&["access_token"])?;
+    params.only(&["access_token", "org", "issuer", "badge_class"])?;
     // Read only after authentication, bounded in size and in time.
     let body = match tokio::time::timeout(
         s.body_timeout,
@@ -633,12 +640,19 @@ async fn create_annotation(
             Some(_) => Err(ApiError::bad_request(format!("{name}: expected a string"))),
         }
     };
-    let target = auth::resolve(
-        scope,
-        field("org")?,
-        field("issuer")?,
-        field("badge_class")?,
-    )?;
+    let mut target_params = [None; 3];
+    for (slot, name) in target_params.iter_mut().zip(SCOPE_PARAMS) {
+        *slot = match (params.get(name)?, field(name)?) {
+            (Some(q), Some(b)) if q != b => {
+                return Err(ApiError::bad_request(format!(
+                    "{name}: {q:?} in the query string but {b:?} in the body"
+                )))
+            }
+            (q, b) => q.or(b),
+        };
+    }
+    let [org, issuer, badge_class] = target_params;
+    let target = auth::resolve(scope, org, issuer, badge_class)?;
     if target.org.is_none() {
         return Err(ApiError::bad_request(
             "org: required to create an annotation with an admin key",
@@ -1035,9 +1049,69 @@ mod tests {
         let (status, json) = send("POST", "/api/v1/annotations", Some("acme"), &big).await;
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
         assert!(json["error"].as_str().unwrap().starts_with("body:"));
-        // A valid annotation reaches the (absent) store.
+        // The scope in the query string, as every GET takes it.
+        let in_query = [
+            (
+                "adm",
+                "/api/v1/annotations?org=acme&org=acme",
+                r#"{"at":"2024-03-01","title":"x"}"#,
+                StatusCode::BAD_REQUEST,
+                "org:",
+            ),
+            (
+                "adm",
+                "/api/v1/annotations?org=acme",
+                r#"{"at":"2024-03-01","title":"x","org":"globex"}"#,
+                StatusCode::BAD_REQUEST,
+                "org:",
+            ),
+            (
+                "acme",
+                "/api/v1/annotations?issuer=i1",
+                r#"{"at":"2024-03-01","title":"x","issuer":"i2"}"#,
+                StatusCode::BAD_REQUEST,
+                "issuer:",
+            ),
+            (
+                "acme",
+                "/api/v1/annotations?org=globex",
+                r#"{"at":"2024-03-01","title":"x"}"#,
+                StatusCode::FORBIDDEN,
+                "org:",
+            ),
+            (
+                "acme",
+                "/api/v1/annotations?limit=3",
+                r#"{"at":"2024-03-01","title":"x"}"#,
+                StatusCode::BAD_REQUEST,
+                "limit:",
+            ),
+        ];
+        for (key, path, body, status, prefix) in in_query {
+            let (got, json) = send("POST", path, Some(key), body).await;
+            assert_eq!(got, status, "{path} {body}: {json}");
+            assert!(
+                json["error"].as_str().unwrap().starts_with(prefix),
+                "{path} {body}: {json}"
+            );
+        }
+        // Valid annotations reach the (absent) store: the scope in the
+        // body, in the query string, or in both alike.
         let (status, _) = post("b1", r#"{"at":"2024-03-01","title":"Launch"}"#).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        for (path, body) in [
+            (
+                "/api/v1/annotations?org=acme",
+                r#"{"at":"2024-03-01","title":"x"}"#,
+            ),
+            (
+                "/api/v1/annotations?org=acme&issuer=i1",
+                r#"{"at":"2024-03-01","title":"x","org":"acme"}"#,
+            ),
+        ] {
+            let (status, json) = send("POST", path, Some("adm"), body).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {json}");
+        }
     }
 
     #[tokio::test]

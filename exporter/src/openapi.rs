@@ -180,7 +180,8 @@ pub fn document() -> Value {
     post_responses["201"] = json!({ "description": "Created", "content": { "application/json": { "schema": schema_ref("Annotation") } } });
     post_responses["413"] = json!({ "description": "Body larger than 64 KiB", "content": { "application/json": { "schema": schema_ref("Error") } } });
     annotations_path["post"] = json!({
-        "summary": "Create an annotation (a program update shown on trend charts). A scoped key creates inside its own scope; org is required for admin keys.",
+        "summary": "Create an annotation (a program update shown on trend charts). The scope is given as query parameters (like every GET) or body fields; both given and different is a 400 naming the parameter. A scoped key creates inside its own scope; org is required for admin keys. Every read that starts after the 201 includes it.",
+        "parameters": [param_ref("org"), param_ref("issuer"), param_ref("badge_class")],
         "requestBody": { "required": true, "content": { "application/json": { "schema": schema_ref("NewAnnotation") } } },
         "responses": post_responses
     });

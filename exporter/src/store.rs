@@ -416,7 +416,9 @@ impl Store {
         let insert = async {
             // In cluster mode `annotations` is a Distributed table: insert
             // through to the shard before answering, so that the next read
-            // (and the cache it refills) sees the new annotation.
+            // through the same node (and the cache it refills) sees the new
+            // annotation. Other replicas have it once replicated
+            // (docs/decisions.md, "Read your writes").
             let mut insert = self
                 .client
                 .insert::<AnnotationRow>(queries::ANNOTATIONS_TABLE)
@@ -428,7 +430,7 @@ impl Store {
         self.timed(NAME, insert).await?;
         let change = Change::of_events([(row.org_id.as_str(), row.at)]);
         if let Some(cache) = &self.cache {
-            cache.apply(&change);
+            cache.apply_write(&change);
         }
         if let Some(notices) = &self.notices {
             notices.announce(&change).await;

@@ -247,6 +247,72 @@ async fn replicated_cluster_answers_like_a_single_server() {
             "/api/v1/{path} differs between the cluster and a single server"
         );
     }
+    // Read your writes on a cluster: an annotation created through an
+    // exporter is listed at once by that exporter (its node's replica took
+    // the insert before the 201, and reads prefer the local replica), and
+    // by an exporter of the other replica once replicated.
+    let other_exporter = free_port();
+    let other_read = config(
+        &nats,
+        &replicas[0].url(),
+        "badgepulse",
+        "agg-cluster",
+        (ingest, cluster_admin, other_exporter),
+    );
+    let _exp_other = Service::start("badgepulse-exporter", &other_read, &[]);
+    wait_http(
+        &format!("http://127.0.0.1:{other_exporter}/readyz"),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let org = &plan.ledger.orgs[0].org_id;
+    let mut slowest = Duration::ZERO;
+    for (n, (writer, reader)) in [
+        (cluster_exporter, other_exporter),
+        (other_exporter, cluster_exporter),
+    ]
+    .into_iter()
+    .cycle()
+    .take(6)
+    .enumerate()
+    {
+        let list = |port: u16| {
+            format!("http://127.0.0.1:{port}/api/v1/annotations?org={org}&from=2020-01-01")
+        };
+        // Both exporters have the list cached before the write.
+        get(&list(writer)).await;
+        get(&list(reader)).await;
+        let title = format!("Program update {n}");
+        let r = http
+            .post(format!(
+                "http://127.0.0.1:{writer}/api/v1/annotations?org={org}"
+            ))
+            .bearer_auth(API_KEY)
+            .json(&serde_json::json!({"at": "2026-01-01T00:00:00Z", "title": title}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let written = std::time::Instant::now();
+        let listed = get(&list(writer)).await;
+        assert!(
+            listed.to_string().contains(&title),
+            "{title} missing on its own exporter: {listed}"
+        );
+        eventually(Duration::from_secs(10), "the other replica", || async {
+            get(&list(reader))
+                .await
+                .to_string()
+                .contains(&title)
+                .then_some(())
+        })
+        .await;
+        slowest = slowest.max(written.elapsed());
+    }
+    eprintln!("an annotation reached the other replica's exporter within {slowest:?}");
+
     let overview = get(&format!(
         "http://127.0.0.1:{cluster_exporter}/api/v1/overview?{window}"
     ))

@@ -631,3 +631,173 @@ async fn known_traffic_gives_exact_counts_everywhere() {
     assert!(line.ends_with(" 5"), "{line}");
     let _ = &stack.config;
 }
+
+/// A history as platforms export it: shares without a channel and views
+/// without a source (never tracked at the time) are stored as `other`,
+/// while an unknown value is rejected naming its field (SPEC §3). The
+/// lifecycle's medians are each taken over the stage they lead into
+/// (SPEC §7.6), checked against values worked out by hand, with an
+/// assertion shared without being accepted and a view before the first
+/// share.
+#[tokio::test]
+async fn a_history_with_untracked_values_and_exact_lifecycle_medians() {
+    let db = "e2e_history";
+    let stack = start_stack(db).await;
+    let http = reqwest::Client::new();
+    let at = |hours: f64| {
+        let t0 = chrono::DateTime::parse_from_rfc3339("2026-06-01T10:00:00Z").unwrap();
+        (t0 + chrono::Duration::seconds((hours * 3_600.0) as i64))
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(SecondsFormat::Secs, true)
+    };
+    let event = |id: &str, kind: &str, assertion: &str, hours: f64, extra: Value| {
+        let mut e = ev(id, kind, Some(assertion), "b1", extra);
+        e["occurred_at"] = json!(at(hours));
+        e
+    };
+    let none = || json!({});
+    // The cohort awarded on 1 June (a6 the day before), by hand:
+    //   a1: accept +1 h, share +3 h, view +4 h
+    //   a2: accept +2 h, share +2.5 h, view +2 h (before its first share)
+    //   a3: share +1 h, view +5 h, never accepted
+    //   a4: accept +3 h
+    //   a5: accept +4 h, share +6 h
+    //   a7: awarded only
+    let events = vec![
+        event("h-aw1", "badge.awarded", "a1", 0.0, none()),
+        event("h-aw2", "badge.awarded", "a2", 0.0, none()),
+        event("h-aw3", "badge.awarded", "a3", 0.0, none()),
+        event("h-aw4", "badge.awarded", "a4", 0.0, none()),
+        event("h-aw5", "badge.awarded", "a5", 0.0, none()),
+        event("h-aw6", "badge.awarded", "a6", -24.0, none()),
+        event("h-aw7", "badge.awarded", "a7", 0.0, none()),
+        event("h-ac1", "badge.accepted", "a1", 1.0, none()),
+        event("h-ac2", "badge.accepted", "a2", 2.0, none()),
+        event("h-ac4", "badge.accepted", "a4", 3.0, none()),
+        event("h-ac5", "badge.accepted", "a5", 4.0, none()),
+        event("h-ac6", "badge.accepted", "a6", -23.0, none()),
+        event("h-sh1", "badge.shared", "a1", 3.0, none()),
+        event(
+            "h-sh2",
+            "badge.shared",
+            "a2",
+            2.5,
+            json!({"channel": "linkedin"}),
+        ),
+        event("h-sh3", "badge.shared", "a3", 1.0, json!({"channel": null})),
+        event("h-sh5", "badge.shared", "a5", 6.0, none()),
+        event("h-vw1", "badge.viewed", "a1", 4.0, none()),
+        event("h-vw2", "badge.viewed", "a2", 2.0, json!({"source": "email"})),
+        event("h-vw3", "badge.viewed", "a3", 5.0, none()),
+        // Unknown values are still refused, naming the field.
+        event(
+            "h-bad-channel",
+            "badge.shared",
+            "a4",
+            5.0,
+            json!({"channel": "myspace"}),
+        ),
+        event(
+            "h-bad-source",
+            "badge.viewed",
+            "a4",
+            5.0,
+            json!({"source": "carrier-pigeon"}),
+        ),
+    ];
+    let (status, body) = post_events(&http, &stack, &events, TOKEN).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 19, "{body}");
+    let rejected: Vec<(&str, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["event_id"].as_str().unwrap(),
+                r["error"].as_str().unwrap().split(':').next().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rejected,
+        [("h-bad-channel", "channel"), ("h-bad-source", "source")],
+        "{body}"
+    );
+    stack
+        .ch
+        .wait_for_events(db, 19, Duration::from_secs(60))
+        .await;
+    assert_eq!(
+        stack
+            .ch
+            .query(&format!(
+                "SELECT share_channel, view_source, count() FROM {db}.events \
+                 WHERE type IN ('badge.shared', 'badge.viewed') \
+                 GROUP BY share_channel, view_source ORDER BY share_channel, view_source"
+            ))
+            .await
+            .unwrap(),
+        "\temail\t1\n\tother\t2\nlinkedin\t\t1\nother\t\t3\n"
+    );
+
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", stack.exporter_url);
+        async move {
+            let r = http.get(&url).bearer_auth(API_KEY).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let window = "org=acme&from=2026-06-01&to=2026-06-02";
+    let rows = |v: &Value| -> Vec<(String, u64)> {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["value"].as_str().unwrap().to_owned(),
+                    r["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let channels = get(format!(
+        "/api/v1/distribution?dimension=share_channel&{window}"
+    ))
+    .await;
+    assert_eq!(
+        rows(&channels),
+        [("other".to_owned(), 3), ("linkedin".to_owned(), 1)],
+        "{channels}"
+    );
+    let sources = get(format!("/api/v1/distribution?dimension=view_source&{window}")).await;
+    assert_eq!(
+        rows(&sources),
+        [("other".to_owned(), 2), ("email".to_owned(), 1)],
+        "{sources}"
+    );
+
+    let lifecycle = get(format!("/api/v1/lifecycle?{window}")).await;
+    let counts: Vec<u64> = lifecycle["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [6, 4, 3, 2], "{lifecycle}");
+    assert_eq!(
+        lifecycle["median_hours"],
+        json!({
+            // a1..a5 accepted: 1, 2, 3, 4 h.
+            "award_to_accept": 2.5,
+            // Shared after accepting: a1 2 h, a2 0.5 h, a5 2 h (not a3).
+            "accept_to_share": 2.0,
+            // Viewed after sharing and accepting: a1 1 h, a2 -0.5 h (not a3's 4 h).
+            "share_to_view": 0.25,
+        }),
+        "{lifecycle}"
+    );
+}
