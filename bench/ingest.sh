@@ -53,11 +53,13 @@ NATS_PORT=$(free_port)
 /usr/sbin/nats-server -js -a 127.0.0.1 -p "$NATS_PORT" -sd "$WORK/nats" >"$WORK/nats.log" 2>&1 &
 PIDS+=($!)
 INGEST_PORT=$(free_port)
+INGEST_ADMIN_PORT=$(free_port)
 cat >"$WORK/ingest.toml" <<TOML
 [nats]
 url = "nats://127.0.0.1:$NATS_PORT"
 [ingest]
 bind = "127.0.0.1:$INGEST_PORT"
+admin_bind = "127.0.0.1:$INGEST_ADMIN_PORT"
 # One benchmark client: lift the per-client limit out of the way.
 rate_limit_per_minute = 1000000000
 [ingest.pixel_keys]
@@ -66,7 +68,7 @@ TOML
 "$CARGO_TARGET_DIR/release/badgepulse-ingest" --config "$WORK/ingest.toml" >"$WORK/ingest.log" 2>&1 &
 INGEST_PID=$!
 PIDS+=("$INGEST_PID")
-wait_http "http://127.0.0.1:$INGEST_PORT/readyz"
+wait_http "http://127.0.0.1:$INGEST_ADMIN_PORT/readyz"
 URL_PATH=$("$CARGO_TARGET_DIR/release/badgepulse-ingest" --config "$WORK/ingest.toml" sign-url \
     --org bench --issuer i1 --badge-class b1 --assertion a1 | head -1 | sed "s|^http://127.0.0.1:8080||")
 
@@ -123,7 +125,7 @@ read -r NGINX_RPS NGINX_P99 INGEST_RPS INGEST_P99 < <(
 NGINX_RSS=$(peak_rss_kib "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true))
 INGEST_RSS=$(peak_rss_kib "$INGEST_PID")
 sleep 1
-METRICS=$(curl -fsS "http://127.0.0.1:$INGEST_PORT/metrics")
+METRICS=$(curl -fsS "http://127.0.0.1:$INGEST_ADMIN_PORT/metrics")
 ACCEPTED=$(awk '/^badgepulse_ingest_beacons_total\{kind="view",outcome="accepted"\}/ {print $2}' <<<"$METRICS")
 # Every other outcome of the view pixel: a pixel answered but dropped
 # (buffer full) would flatter the ratio, so it is printed next to it.

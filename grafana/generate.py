@@ -1319,7 +1319,7 @@ def pipeline_health():
     l.add(
         stat(
             "Targets up",
-            "1 when Prometheus can scrape the service (alert BadgepulseServiceDown).",
+            "1 when Prometheus can scrape the service's admin listener (alert BadgepulseServiceDown).",
             [prom_target(f'sum by (job) (up{{job=~"{jobs}"}})', "{{job}}")],
             field_config(
                 thresholds={"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": 1}]},

@@ -55,13 +55,16 @@ wait_ready() {
     tail -n 30 "$LOGS/$name.log" >&2
     exit 1
 }
+# Probes and metrics are on each service's admin listener (8083, 8082,
+# 8084), never on the public ones (8080 pixels and events, 8081 the API).
 wait_ready http://127.0.0.1:8082/readyz aggregator
-wait_ready http://127.0.0.1:8080/readyz ingest
-wait_ready http://127.0.0.1:8081/readyz exporter
+wait_ready http://127.0.0.1:8083/readyz ingest
+wait_ready http://127.0.0.1:8084/readyz exporter
 echo "== services running (logs in $LOGS)"
 
 echo "== sending demo traffic"
-"$BIN/badgepulse-loadgen" demo --ingest http://127.0.0.1:8080 --token demo-platform-token \
+"$BIN/badgepulse-loadgen" demo --ingest http://127.0.0.1:8080 --ingest-admin http://127.0.0.1:8083 \
+    --token demo-platform-token \
     --kid k1 --key demo-pixel-key-0123456789 --seed 42 --ledger "$STATE/demo-ledger.json"
 
 echo "== waiting for the aggregator to write everything"
@@ -88,10 +91,11 @@ cat <<TXT
 Where to look:
   analytics API    http://127.0.0.1:8081/api/v1/overview?access_token=$API_KEY
                    (also ?org=ORG, &from=YYYY-MM-DD&to=YYYY-MM-DD)
-  exporter metrics http://127.0.0.1:8081/metrics
+  exporter metrics http://127.0.0.1:8084/metrics   (admin listener: every org's figures)
   Prometheus       http://127.0.0.1:9090/graph?g0.expr=badgepulse_badge_events_total
   ClickHouse       clickhouse-client --port 9000 -d badgepulse   (or http://127.0.0.1:8123/play)
-  ingest           http://127.0.0.1:8080/metrics   pixel URLs: $BIN/badgepulse-ingest --config $CONFIG sign-url --org ... 
+  ingest           http://127.0.0.1:8083/metrics   pixel URLs: $BIN/badgepulse-ingest --config $CONFIG sign-url --org ...
+  aggregator       http://127.0.0.1:8082/metrics
   logs             $LOGS
 Stop everything:   scripts/demo.sh stop
 TXT

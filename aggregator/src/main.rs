@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use badgepulse_contract::subject;
+use badgepulse_contract::{ops, server, subject};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -140,25 +140,14 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         }
     };
 
-    let listener = tokio::net::TcpListener::bind(config.aggregator.admin_bind)
-        .await
-        .with_context(|| {
-            format!(
-                "binding aggregator.admin_bind {}",
-                config.aggregator.admin_bind
-            )
-        })?;
-    let admin_state = Arc::new(admin::AdminState {
-        metrics: metrics.clone(),
-        nats: nats.clone(),
-        store: store.clone(),
-    });
-    let admin_shutdown = shutdown.clone();
-    let admin = tokio::spawn(async move {
-        axum::serve(listener, admin::router(admin_state))
-            .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
-            .await
-    });
+    let admin = ops::spawn(
+        "aggregator.admin_bind",
+        config.aggregator.admin_bind,
+        admin::router(metrics.clone(), nats.clone(), store.clone()),
+        std::time::Duration::from_secs(server::DEFAULT_HEADER_READ_TIMEOUT_SECS),
+        shutdown.clone().cancelled_owned(),
+    )
+    .map_err(anyhow::Error::msg)?;
 
     let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
     let retention = tokio::spawn(run_retention(

@@ -1,6 +1,7 @@
 //! Pipeline metrics of the aggregator (`badgepulse_aggregator_…`), in a
 //! registry owned by the process and passed explicitly.
 
+use prometheus::Encoder;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry,
@@ -29,6 +30,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric in the Prometheus text format (the admin `/metrics`).
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding of gathered metrics");
+        buf
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {

@@ -663,7 +663,9 @@ mod tests {
         let mut null_channel = shared.clone();
         null_channel["channel"] = Value::Null;
         assert_eq!(
-            validate_platform_event(&null_channel, now()).unwrap().channel,
+            validate_platform_event(&null_channel, now())
+                .unwrap()
+                .channel,
             Some(ShareChannel::Other)
         );
         let mut unknown = shared;

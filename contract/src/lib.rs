@@ -9,6 +9,8 @@
 //! - [`signing`]: pixel signatures and signed pixel URLs.
 //! - [`settings`]: the `[nats]` and `[clickhouse]` config sections and the
 //!   loader every binary uses (`--config FILE` + `BADGEPULSE__…` overrides).
+//! - [`ops`]: the admin listener of every service (`/healthz`, `/readyz`,
+//!   `/metrics`), never the public one.
 //! - [`server`]: the HTTP server loop of ingest and the exporter, with the
 //!   limits every public endpoint needs against slow and oversized clients
 //!   (header read timeout, header size).
@@ -20,6 +22,7 @@
 
 pub mod changes;
 pub mod event;
+pub mod ops;
 pub mod server;
 pub mod settings;
 pub mod signing;

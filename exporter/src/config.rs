@@ -42,8 +42,11 @@ pub struct ApiKeyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExporterConfig {
-    /// HTTP listen address (analytics API, `/metrics`, health).
+    /// API listen address: `/api/v1/*` and `/report`, reached by tenants.
     pub bind: SocketAddr,
+    /// Admin listen address: `/healthz`, `/readyz` and `/metrics`, which
+    /// holds every tenant's figures (never on `bind`).
+    pub admin_bind: SocketAddr,
     /// API keys of `/api/v1/*`.
     pub api_keys: Vec<ApiKeyConfig>,
     /// How often the business metrics behind `/metrics` are recomputed, seconds.
@@ -103,6 +106,7 @@ impl Default for ExporterConfig {
     fn default() -> Self {
         ExporterConfig {
             bind: "127.0.0.1:8081".parse().expect("valid default"),
+            admin_bind: "127.0.0.1:8084".parse().expect("valid default"),
             api_keys: Vec::new(),
             refresh_interval_secs: 15,
             max_label_orgs: 100,
@@ -134,6 +138,12 @@ impl Config {
         self.nats.validate()?;
         self.clickhouse.validate()?;
         let e = &self.exporter;
+        if e.admin_bind == e.bind {
+            return Err(format!(
+                "exporter.admin_bind {} must differ from exporter.bind: /metrics holds every tenant's figures",
+                e.admin_bind
+            ));
+        }
         let mut seen = std::collections::HashSet::new();
         for (n, key) in e.api_keys.iter().enumerate() {
             let hash = parse_sha256(&key.sha256).ok_or_else(|| {

@@ -83,9 +83,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/charts/{file}", get(chart))
         .route("/report", get(report))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -815,21 +812,6 @@ async fn openapi(
     Ok(Json(crate::openapi::document()).into_response())
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    match s.analytics.store().ready().await {
-        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
-    }
-}
-
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        s.metrics.render(),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1203,6 +1185,16 @@ mod tests {
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         let (status, _) = get("/report?access_token=b1&badge_class=b2", None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn health_and_metrics_are_not_on_the_api_listener() {
+        for path in badgepulse_contract::ops::ADMIN_PATHS {
+            for key in [None, Some("adm")] {
+                let (status, json) = get(path, key).await;
+                assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {json}");
+            }
+        }
     }
 
     #[tokio::test]

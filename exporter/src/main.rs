@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use badgepulse_contract::server;
+use badgepulse_contract::{ops, server};
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::auth::{hash_key, ApiKeys};
 use badgepulse_exporter::cache::QueryCache;
@@ -141,6 +141,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     let listener =
         server::bind(e.bind).with_context(|| format!("binding exporter.bind {}", e.bind))?;
+    let header_read_timeout = Duration::from_secs(e.header_read_timeout_secs);
+    let admin = {
+        let (ready, rendered) = (store.clone(), metrics.clone());
+        ops::spawn(
+            "exporter.admin_bind",
+            e.admin_bind,
+            ops::router(
+                move || {
+                    let store = ready.clone();
+                    async move { store.ready().await.map_err(|e| e.to_string()) }
+                },
+                move || rendered.render(),
+            ),
+            header_read_timeout,
+            shutdown.clone().cancelled_owned(),
+        )
+        .map_err(anyhow::Error::msg)?
+    };
     let state = Arc::new(AppState {
         analytics: match views {
             Some(views) => Analytics::new(store, Settings::from_config(e)).with_views(views),
@@ -150,11 +168,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         metrics,
         body_timeout: Duration::from_secs(e.header_read_timeout_secs),
     });
-    tracing::info!(bind = %e.bind, database = %config.clickhouse.database, "exporter running");
+    tracing::info!(bind = %e.bind, admin = %e.admin_bind, database = %config.clickhouse.database, "exporter running");
     server::serve(
         listener,
         http::router(state),
-        Duration::from_secs(e.header_read_timeout_secs),
+        header_read_timeout,
         shutdown.cancelled(),
         // Queries and chart drawing take turns across the worker threads.
         server::Threads::Runtime,
@@ -162,6 +180,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("starting the HTTP server")?;
     shutdown.cancel();
+    admin.await??;
     refresher.await?;
     if let Some(task) = notices {
         task.await?;

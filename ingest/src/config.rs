@@ -39,8 +39,11 @@ pub struct TokenConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
-    /// HTTP listen address.
+    /// Public HTTP listen address: pixels, beacons, platform events.
     pub bind: SocketAddr,
+    /// Admin listen address: `/healthz`, `/readyz`, `/metrics` (never on
+    /// `bind`, which badge pages on the internet reach).
+    pub admin_bind: SocketAddr,
     /// Public base URL of ingest, used by `sign-url` to build pixel URLs.
     pub public_url: String,
     /// Hosts of the badge platform itself: a Referer there is view source `platform`.
@@ -98,6 +101,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             bind: "127.0.0.1:8080".parse().expect("valid default"),
+            admin_bind: "127.0.0.1:8083".parse().expect("valid default"),
             public_url: "http://127.0.0.1:8080".into(),
             platform_hosts: Vec::new(),
             trusted_proxies: Vec::new(),
@@ -130,6 +134,12 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.nats.validate()?;
         let i = &self.ingest;
+        if i.admin_bind == i.bind {
+            return Err(format!(
+                "ingest.admin_bind {} must differ from ingest.bind: /metrics and the probes never share the public listener",
+                i.admin_bind
+            ));
+        }
         for (kid, key) in &i.pixel_keys {
             if !is_valid_id(kid) {
                 return Err(format!(

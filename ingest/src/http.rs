@@ -20,7 +20,6 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use badgepulse_contract::event::{raw_event_id, validate_platform_event, Event, EventType};
 use badgepulse_contract::signing::{verify, PixelIds};
-use badgepulse_contract::subject::STREAM;
 use chrono::Utc;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -141,9 +140,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/beacon", post(send_beacon))
         .route("/v1/events", post(platform_events))
         .route("/v1/share.js", get(share_js))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -573,36 +569,6 @@ async fn share_js() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         SHARE_JS,
-    )
-        .into_response()
-}
-
-async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    if s.nats.connection_state() != async_nats::connection::State::Connected {
-        return (StatusCode::SERVICE_UNAVAILABLE, "nats: not connected\n").into_response();
-    }
-    let check = tokio::time::timeout(Duration::from_secs(2), s.jetstream.get_stream(STREAM)).await;
-    match check {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("stream {STREAM}: {e}\n"),
-        )
-            .into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "nats: timed out\n").into_response(),
-    }
-}
-
-async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    use prometheus::Encoder;
-    let encoder = prometheus::TextEncoder::new();
-    let mut buf = Vec::new();
-    encoder
-        .encode(&s.metrics.registry.gather(), &mut buf)
-        .expect("text encoding of gathered metrics");
-    (
-        [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
-        buf,
     )
         .into_response()
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use badgepulse_contract::signing::{embed_snippet, pixel_url, PixelIds};
-use badgepulse_contract::{server, subject};
+use badgepulse_contract::{ops, server, subject};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -166,19 +166,40 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.ingest.clone(),
         config.nats.partitions,
         nats.clone(),
-        jetstream,
-        metrics,
+        jetstream.clone(),
+        metrics.clone(),
         salts,
         queue,
     ));
     let listener = server::bind(config.ingest.bind)
         .with_context(|| format!("binding ingest.bind {}", config.ingest.bind))?;
-    tracing::info!(bind = %config.ingest.bind, "ingest listening");
+    let header_read_timeout = Duration::from_secs(config.ingest.header_read_timeout_secs);
+    // The admin listener outlives the public one: it reports the drain.
+    let admin_shutdown = CancellationToken::new();
+    let admin = {
+        // Not the app state: the drain waits for its beacon queue to close.
+        let (nats, jetstream, metrics) = (nats.clone(), jetstream.clone(), metrics.clone());
+        ops::spawn(
+            "ingest.admin_bind",
+            config.ingest.admin_bind,
+            ops::router(
+                move || {
+                    let (nats, jetstream) = (nats.clone(), jetstream.clone());
+                    async move { publish::ready(&nats, &jetstream).await }
+                },
+                move || metrics.render(),
+            ),
+            header_read_timeout,
+            admin_shutdown.clone().cancelled_owned(),
+        )
+        .map_err(anyhow::Error::msg)?
+    };
+    tracing::info!(bind = %config.ingest.bind, admin = %config.ingest.admin_bind, "ingest listening");
     // Requests carry ConnectInfo<SocketAddr>: handlers key beacons by the peer.
     server::serve(
         listener,
         http::router(state.clone()),
-        Duration::from_secs(config.ingest.header_read_timeout_secs),
+        header_read_timeout,
         shutdown.cancelled(),
         // Pixels are many short requests: threads that each keep their
         // connections wake no other thread per request.
@@ -199,6 +220,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     deadline.abort();
     // Bounded: with NATS gone, a flush would wait for it forever.
     let _ = tokio::time::timeout(Duration::from_secs(5), nats.flush()).await;
+    admin_shutdown.cancel();
+    admin.await??;
     tracing::info!("ingest stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Pipeline metrics of ingest (`badgepulse_ingest_…`), in a registry owned
 //! by the process and passed explicitly. Label values come from closed sets.
 
+use prometheus::Encoder;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry,
@@ -24,15 +25,12 @@ pub const BEACON_OUTCOMES: [&str; 7] = [
 
 /// Routes, the `route` label of `badgepulse_ingest_http_requests_total`
 /// (anything else is `other`).
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 5] = [
     "/p.gif",
     "/s.gif",
     "/v1/beacon",
     "/v1/events",
     "/v1/share.js",
-    "/healthz",
-    "/readyz",
-    "/metrics",
 ];
 
 #[derive(Clone)]
@@ -58,6 +56,15 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric in the Prometheus text format (the admin `/metrics`).
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding of gathered metrics");
+        buf
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {

@@ -404,3 +404,20 @@ pub fn kind_label(kind: EventType) -> &'static str {
         "view"
     }
 }
+
+/// Readiness (the admin listener's `/readyz`): NATS connected and the
+/// event stream present.
+pub async fn ready(
+    nats: &async_nats::Client,
+    jetstream: &jetstream::Context,
+) -> Result<(), String> {
+    if nats.connection_state() != async_nats::connection::State::Connected {
+        return Err("nats: not connected".into());
+    }
+    let stream = badgepulse_contract::subject::STREAM;
+    match tokio::time::timeout(Duration::from_secs(2), jetstream.get_stream(stream)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("stream {stream}: {e}")),
+        Err(_) => Err("nats: timed out".into()),
+    }
+}

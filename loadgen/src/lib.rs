@@ -20,7 +20,7 @@
 //!     kid: "k1".into(),
 //!     key: "demo-pixel-key-0123456789".into(),
 //!     concurrency: 32,
-//!     check_metrics: true,
+//!     metrics: Some("http://127.0.0.1:8083".into()),
 //!     rate: None,
 //! };
 //! let report = badgepulse_loadgen::send(&plan, &target).await?;

@@ -79,6 +79,10 @@ struct DemoArgs {
     /// default: as fast as --concurrency allows.
     #[arg(long)]
     rate: Option<f64>,
+    /// Base URL of ingest's admin listener, whose /metrics counters are
+    /// compared with the ledger.
+    #[arg(long, default_value = "http://127.0.0.1:8083")]
+    ingest_admin: String,
     /// Do not compare ingest's /metrics counters with the ledger (needed
     /// when other traffic reaches the same ingest).
     #[arg(long)]
@@ -103,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
             kid: args.kid.clone(),
             key: args.key.clone().expect("required by clap"),
             concurrency: args.concurrency as usize,
-            check_metrics: !args.no_metrics_check,
+            metrics: (!args.no_metrics_check).then(|| args.ingest_admin.clone()),
             rate: args.rate,
         };
         let report = send(&plan, &target)

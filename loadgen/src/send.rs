@@ -49,10 +49,12 @@ pub struct Target {
     pub key: String,
     /// Requests in flight at once (beacons; event requests at most 8).
     pub concurrency: usize,
-    /// Read ingest's `/metrics` before and after and require its beacon,
-    /// bot and event counters to have moved exactly as the ledger says.
-    /// Only meaningful when nothing else sends to this ingest meanwhile.
-    pub check_metrics: bool,
+    /// Base URL of ingest's admin listener (e.g. `http://127.0.0.1:8083`):
+    /// read its `/metrics` before and after and require its beacon, bot
+    /// and event counters to have moved exactly as the ledger says. Only
+    /// meaningful when nothing else sends to this ingest meanwhile; `None`:
+    /// not checked.
+    pub metrics: Option<String>,
     /// Requests started per second at most (a steady rate, for soaks);
     /// `None`: as fast as `concurrency` allows.
     pub rate: Option<f64>,
@@ -108,7 +110,7 @@ pub struct SendReport {
     /// Hits with a bot User-Agent (included in the four counts above).
     pub bot_hits: u64,
     pub elapsed_secs: f64,
-    /// How ingest's counters moved during the run, when `check_metrics`.
+    /// How ingest's counters moved during the run, when `metrics` is set.
     pub ingest: Option<IngestCounters>,
 }
 
@@ -142,10 +144,13 @@ pub async fn send(plan: &Plan, target: &Target) -> anyhow::Result<SendReport> {
         .pool_max_idle_per_host(target.concurrency)
         .build()
         .context("building the HTTP client")?;
-    let before = if target.check_metrics {
-        Some(scrape(&client, &base).await?)
-    } else {
-        None
+    let admin = target
+        .metrics
+        .as_deref()
+        .map(|m| m.trim_end_matches('/').to_owned());
+    let before = match &admin {
+        Some(admin) => Some(scrape(&client, admin).await?),
+        None => None,
     };
     let started = Instant::now();
     let mut report = SendReport::default();
@@ -182,8 +187,8 @@ pub async fn send(plan: &Plan, target: &Target) -> anyhow::Result<SendReport> {
     }
     report.elapsed_secs = started.elapsed().as_secs_f64();
 
-    if let Some(before) = before {
-        let after = scrape(&client, &base).await?;
+    if let (Some(before), Some(admin)) = (before, &admin) {
+        let after = scrape(&client, admin).await?;
         let delta = after.since(&before);
         let problems = delta.disagreements(&plan.ledger, report.events_sent);
         report.ingest = Some(delta);
@@ -330,7 +335,7 @@ async fn hit(
     Ok(())
 }
 
-/// Reads ingest's counters from `/metrics`.
+/// Reads ingest's counters from `/metrics` of its admin listener at `base`.
 async fn scrape(client: &reqwest::Client, base: &str) -> anyhow::Result<IngestCounters> {
     let url = format!("{base}/metrics");
     let resp = client

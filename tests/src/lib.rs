@@ -510,20 +510,32 @@ impl Drop for Service {
     }
 }
 
+/// A running ingest: the service, its public base URL (pixels, events)
+/// and its admin base URL (`/healthz`, `/readyz`, `/metrics`).
+pub struct Ingest {
+    pub svc: Service,
+    pub url: String,
+    pub admin: String,
+}
+
 /// Starts badgepulse-ingest with `config`, which binds it to
-/// `127.0.0.1:port`, and waits until it is ready; the service and its base
-/// URL.
-pub async fn start_ingest(config: &str, port: u16) -> (Service, String) {
+/// `127.0.0.1:port` and its admin listener to `127.0.0.1:admin_port`, and
+/// waits until it is ready.
+pub async fn start_ingest(config: &str, port: u16, admin_port: u16) -> Ingest {
     let svc = Service::start("badgepulse-ingest", config, &[]);
-    let url = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_http(&format!("{admin}/readyz"), Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", svc.log_text()));
-    (svc, url)
+    Ingest {
+        svc,
+        url: format!("http://127.0.0.1:{port}"),
+        admin,
+    }
 }
 
 /// Starts aggregator, ingest and exporter with one `config` and waits until
-/// each answers `/readyz` on its port (`ready_ports`, any order). The
+/// each answers `/readyz` on its admin port (`ready_ports`, any order). The
 /// services come back in that order: aggregator, ingest, exporter.
 pub async fn start_services(config: &str, ready_ports: &[u16]) -> Vec<Service> {
     start_services_split(config, config, ready_ports).await
@@ -552,27 +564,56 @@ pub async fn start_services_split(
     services
 }
 
-/// The HTTP ports of ingest, the aggregator's admin server and the exporter.
+/// The HTTP ports of the three services: the public listeners of ingest
+/// and the exporter, and every service's admin listener (`/healthz`,
+/// `/readyz`, `/metrics`).
 #[derive(Debug, Clone, Copy)]
 pub struct StackPorts {
     pub ingest: u16,
+    pub ingest_admin: u16,
     pub aggregator: u16,
     pub exporter: u16,
+    pub exporter_admin: u16,
 }
 
 impl StackPorts {
-    /// Three ports that were free a moment ago.
+    /// Five ports that were free a moment ago.
     pub fn free() -> StackPorts {
         StackPorts {
             ingest: free_port(),
+            ingest_admin: free_port(),
             aggregator: free_port(),
             exporter: free_port(),
+            exporter_admin: free_port(),
         }
     }
 
-    /// Ingest, aggregator, exporter: what [`start_services`] waits on.
+    /// The admin ports of ingest, the aggregator and the exporter: what
+    /// [`start_services`] waits on.
     pub fn all(&self) -> [u16; 3] {
-        [self.ingest, self.aggregator, self.exporter]
+        [self.ingest_admin, self.aggregator, self.exporter_admin]
+    }
+
+    /// Base URLs: ingest's public, ingest's admin, the aggregator's admin,
+    /// the exporter's API and the exporter's admin listener.
+    pub fn ingest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingest)
+    }
+
+    pub fn ingest_admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ingest_admin)
+    }
+
+    pub fn aggregator_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.aggregator)
+    }
+
+    pub fn exporter_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.exporter)
+    }
+
+    pub fn exporter_admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.exporter_admin)
     }
 }
 
@@ -669,12 +710,14 @@ impl StackConfig {
     pub fn toml(&self) -> String {
         let StackPorts {
             ingest,
+            ingest_admin,
             aggregator,
             exporter,
+            exporter_admin,
         } = self.ports;
         let mut t = format!(
             "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n\
-             [ingest]\nbind = \"127.0.0.1:{ingest}\"\n{}",
+             [ingest]\nbind = \"127.0.0.1:{ingest}\"\nadmin_bind = \"127.0.0.1:{ingest_admin}\"\n{}",
             self.nats_url, self.clickhouse_url, self.database, self.ingest
         );
         if !self.pixel_keys.is_empty() {
@@ -696,7 +739,7 @@ impl StackConfig {
             self.aggregator
         ));
         t.push_str(&format!(
-            "[exporter]\nbind = \"127.0.0.1:{exporter}\"\n{}",
+            "[exporter]\nbind = \"127.0.0.1:{exporter}\"\nadmin_bind = \"127.0.0.1:{exporter_admin}\"\n{}",
             self.exporter
         ));
         for (key, scope) in &self.api_keys {

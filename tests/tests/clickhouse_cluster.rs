@@ -11,7 +11,7 @@ use std::time::Duration;
 use badgepulse_aggregator::schema::DERIVED_TABLES;
 use badgepulse_tests::{
     clickhouse_replicas, eventually, free_port, metric_value, scrape, sha256_hex, wait_http,
-    ClickHouse, Nats, Service, ZooKeeper,
+    ClickHouse, Nats, Service, StackPorts, ZooKeeper,
 };
 use chrono::Utc;
 use serde_json::Value;
@@ -20,24 +20,20 @@ const TOKEN: &str = "cluster-ch-token";
 const KEY: &str = "cluster-ch-pixel-key-0123";
 const API_KEY: &str = "cluster-ch-api-key";
 
-fn config(
-    nats: &Nats,
-    ch_url: &str,
-    cluster: &str,
-    prefix: &str,
-    ports: (u16, u16, u16),
-) -> String {
+fn config(nats: &Nats, ch_url: &str, cluster: &str, prefix: &str, ports: StackPorts) -> String {
     format!(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{ch_url}\"\ndatabase = \"bp\"\ncluster = \"{cluster}\"\n\
-         [ingest]\nbind = \"127.0.0.1:{}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nplatform_hosts = [\"badges.example.org\"]\ncountry_header = \"CF-IPCountry\"\n\
+         [ingest]\nbind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\nplatform_hosts = [\"badges.example.org\"]\ncountry_header = \"CF-IPCountry\"\n\
          [ingest.pixel_keys]\nk1 = \"{KEY}\"\n[[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n\
          [aggregator]\nadmin_bind = \"127.0.0.1:{}\"\nconsumer_prefix = \"{prefix}\"\nflush_interval_ms = 100\ncompact_interval_secs = 1\n\
-         [exporter]\nbind = \"127.0.0.1:{}\"\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
+         [exporter]\nbind = \"127.0.0.1:{}\"\nadmin_bind = \"127.0.0.1:{}\"\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
-        ports.0,
+        ports.ingest,
+        ports.ingest_admin,
         sha256_hex(TOKEN),
-        ports.1,
-        ports.2,
+        ports.aggregator,
+        ports.exporter,
+        ports.exporter_admin,
         sha256_hex(API_KEY)
     )
 }
@@ -60,34 +56,44 @@ async fn replicated_cluster_answers_like_a_single_server() {
     let single = ClickHouse::start().await;
     let nats = Nats::start().await;
 
-    let (ingest, cluster_admin, cluster_exporter) = (free_port(), free_port(), free_port());
-    let (single_admin, single_exporter) = (free_port(), free_port());
+    // One ingest; an aggregator and an exporter each for the cluster and
+    // the single server.
+    let cluster_ports = StackPorts::free();
+    let single_ports = StackPorts {
+        ingest: cluster_ports.ingest,
+        ingest_admin: cluster_ports.ingest_admin,
+        ..StackPorts::free()
+    };
+    let (ingest, cluster_admin, cluster_exporter) = (
+        cluster_ports.ingest,
+        cluster_ports.aggregator,
+        cluster_ports.exporter,
+    );
+    let single_exporter = single_ports.exporter;
     // Aggregator writes through replica 0; the cluster's exporter reads replica 1.
     let cluster_write = config(
         &nats,
         &replicas[0].url(),
         "badgepulse",
         "agg-cluster",
-        (ingest, cluster_admin, cluster_exporter),
+        cluster_ports,
     );
     let cluster_read = config(
         &nats,
         &replicas[1].url(),
         "badgepulse",
         "agg-cluster",
-        (ingest, cluster_admin, cluster_exporter),
+        cluster_ports,
     );
-    let single_cfg = config(
-        &nats,
-        &single.url(),
-        "",
-        "agg-single",
-        (ingest, single_admin, single_exporter),
-    );
+    let single_cfg = config(&nats, &single.url(), "", "agg-single", single_ports);
     let _ingest = Service::start("badgepulse-ingest", &single_cfg, &[]);
     let _agg_cluster = Service::start("badgepulse-aggregator", &cluster_write, &[]);
     let _agg_single = Service::start("badgepulse-aggregator", &single_cfg, &[]);
-    for port in [ingest, cluster_admin, single_admin] {
+    for port in [
+        cluster_ports.ingest_admin,
+        cluster_admin,
+        single_ports.aggregator,
+    ] {
         wait_http(
             &format!("http://127.0.0.1:{port}/readyz"),
             Duration::from_secs(120),
@@ -113,7 +119,7 @@ async fn replicated_cluster_answers_like_a_single_server() {
     }
     let _exp_cluster = Service::start("badgepulse-exporter", &cluster_read, &[]);
     let _exp_single = Service::start("badgepulse-exporter", &single_cfg, &[]);
-    for port in [cluster_exporter, single_exporter] {
+    for port in [cluster_ports.exporter_admin, single_ports.exporter_admin] {
         wait_http(
             &format!("http://127.0.0.1:{port}/readyz"),
             Duration::from_secs(60),
@@ -132,7 +138,7 @@ async fn replicated_cluster_answers_like_a_single_server() {
             kid: "k1".into(),
             key: KEY.into(),
             concurrency: 16,
-            check_metrics: false,
+            metrics: None,
             rate: None,
         },
     )
@@ -251,17 +257,22 @@ async fn replicated_cluster_answers_like_a_single_server() {
     // exporter is listed at once by that exporter (its node's replica took
     // the insert before the 201, and reads prefer the local replica), and
     // by an exporter of the other replica once replicated.
-    let other_exporter = free_port();
+    let other_ports = StackPorts {
+        exporter: free_port(),
+        exporter_admin: free_port(),
+        ..cluster_ports
+    };
+    let other_exporter = other_ports.exporter;
     let other_read = config(
         &nats,
         &replicas[0].url(),
         "badgepulse",
         "agg-cluster",
-        (ingest, cluster_admin, other_exporter),
+        other_ports,
     );
     let _exp_other = Service::start("badgepulse-exporter", &other_read, &[]);
     wait_http(
-        &format!("http://127.0.0.1:{other_exporter}/readyz"),
+        &format!("{}/readyz", other_ports.exporter_admin_url()),
         Duration::from_secs(60),
     )
     .await

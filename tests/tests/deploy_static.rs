@@ -27,11 +27,15 @@ use badgepulse_tests::workspace_bin;
 
 /// The three services: compose service / Dockerfile target `name`, binary
 /// and Kubernetes workload `badgepulse-<name>`, the config key of the
-/// address it listens on, and that key's default port (SPEC §2).
+/// address it listens on, and that key's default port (SPEC §2), and
+/// likewise its admin listener (`/healthz`, `/readyz`, `/metrics`; SPEC
+/// §11), which for the aggregator is its only one.
 struct Svc {
     name: &'static str,
     bind_key: (&'static str, &'static str),
     port: u16,
+    admin_key: (&'static str, &'static str),
+    admin_port: u16,
     /// A subcommand that loads (and validates) the config and exits
     /// without connecting to NATS or ClickHouse.
     offline_args: &'static [&'static str],
@@ -42,6 +46,8 @@ const SERVICES: [Svc; 3] = [
         name: "ingest",
         bind_key: ("ingest", "bind"),
         port: 8080,
+        admin_key: ("ingest", "admin_bind"),
+        admin_port: 8083,
         offline_args: &[
             "sign-url",
             "--org",
@@ -58,15 +64,44 @@ const SERVICES: [Svc; 3] = [
         name: "exporter",
         bind_key: ("exporter", "bind"),
         port: 8081,
+        admin_key: ("exporter", "admin_bind"),
+        admin_port: 8084,
         offline_args: &["print-queries"],
     },
     Svc {
         name: "aggregator",
         bind_key: ("aggregator", "admin_bind"),
         port: 8082,
+        admin_key: ("aggregator", "admin_bind"),
+        admin_port: 8082,
         offline_args: &["print-schema"],
     },
 ];
+impl Svc {
+    /// The environment variables of its listen addresses with their
+    /// default ports: the public listener's and the admin listener's (one
+    /// for the aggregator).
+    fn binds(&self) -> Vec<(String, (&'static str, &'static str), u16)> {
+        let var = |(section, key): (&str, &str)| {
+            format!(
+                "BADGEPULSE__{}__{}",
+                section.to_uppercase(),
+                key.to_uppercase()
+            )
+        };
+        let mut v = vec![(var(self.bind_key), self.bind_key, self.port)];
+        if self.admin_key != self.bind_key {
+            v.push((var(self.admin_key), self.admin_key, self.admin_port));
+        }
+        v
+    }
+
+    /// Its ports, public first.
+    fn ports(&self) -> Vec<u16> {
+        self.binds().into_iter().map(|(_, _, port)| port).collect()
+    }
+}
+
 const NATS_PORT: u16 = 4222;
 const CLICKHOUSE_HTTP_PORT: u16 = 8123;
 const OVERLAYS: [&str; 2] = ["single", "cluster"];
@@ -472,27 +507,27 @@ fn dockerfile_targets_run_each_binary_non_root_with_a_healthcheck() {
     for svc in &SERVICES {
         let instrs = &stages[svc.name];
         let env = dockerfile_env(&stages, svc.name);
-        let var = format!(
-            "BADGEPULSE__{}__{}",
-            svc.bind_key.0.to_uppercase(),
-            svc.bind_key.1.to_uppercase()
-        );
-        let bind = env
-            .get(&var)
-            .unwrap_or_else(|| panic!("target {} sets {var}", svc.name));
-        assert!(
-            bind.starts_with("0.0.0.0:"),
-            "{var}={bind} binds every interface"
-        );
-        assert_eq!(port_of(bind), svc.port);
-        assert_eq!(example_port(&example, svc.bind_key), svc.port);
-        assert!(
-            instrs
-                .iter()
-                .any(|(k, r)| k == "EXPOSE" && r == &svc.port.to_string()),
-            "target {} exposes {}",
-            svc.name,
-            svc.port
+        for (var, key, port) in svc.binds() {
+            let bind = env
+                .get(&var)
+                .unwrap_or_else(|| panic!("target {} sets {var}", svc.name));
+            assert!(
+                bind.starts_with("0.0.0.0:"),
+                "{var}={bind} binds every interface"
+            );
+            assert_eq!(port_of(bind), port);
+            assert_eq!(example_port(&example, key), port);
+        }
+        let exposed: Vec<u16> = instrs
+            .iter()
+            .filter(|(k, _)| k == "EXPOSE")
+            .flat_map(|(_, r)| r.split_whitespace().map(|p| p.parse::<u16>().unwrap()))
+            .collect();
+        assert_eq!(
+            exposed,
+            svc.ports(),
+            "target {} exposes its ports",
+            svc.name
         );
         let hc = instrs
             .iter()
@@ -501,8 +536,12 @@ fn dockerfile_targets_run_each_binary_non_root_with_a_healthcheck() {
         let cmd = json_array(hc.1.split_once("CMD").expect("HEALTHCHECK CMD").1.trim());
         assert_eq!(
             cmd,
-            ["badgepulse-healthcheck", &svc.port.to_string(), "/healthz"],
-            "target {} checks /healthz on its port",
+            [
+                "badgepulse-healthcheck",
+                &svc.admin_port.to_string(),
+                "/healthz"
+            ],
+            "target {} checks /healthz on its admin port",
             svc.name
         );
         let entrypoint = json_array(&instrs.iter().find(|(k, _)| k == "ENTRYPOINT").unwrap().1);
@@ -954,23 +993,25 @@ fn compose_env_ports_and_names_agree_with_the_config() {
         assert!(s(c, "image").starts_with(&format!("badgepulse-{}:", svc.name)));
         let mut env = dockerfile_env(&stages, svc.name);
         env.extend(compose_env(c));
-        let var = format!(
-            "BADGEPULSE__{}__{}",
-            svc.bind_key.0.to_uppercase(),
-            svc.bind_key.1.to_uppercase()
-        );
-        let bind = &env[&var];
-        assert!(bind.starts_with("0.0.0.0:"), "{}: {var}={bind}", svc.name);
-        assert_eq!(port_of(bind), svc.port);
-        assert_eq!(example_port(&example, svc.bind_key), svc.port);
+        for (var, key, port) in svc.binds() {
+            let bind = &env[&var];
+            assert!(bind.starts_with("0.0.0.0:"), "{}: {var}={bind}", svc.name);
+            assert_eq!(port_of(bind), port);
+            assert_eq!(example_port(&example, key), port);
+        }
+        // Published on loopback only (the admin listener included: the
+        // host's operator may read /metrics, nobody else).
         let published: Vec<u16> = seq(c, "ports").iter().map(|p| port_of(&text(p))).collect();
-        assert_eq!(published, [svc.port], "{} publishes its port", svc.name);
+        assert_eq!(published, svc.ports(), "{} publishes its ports", svc.name);
+        for p in seq(c, "ports") {
+            assert!(text(p).starts_with("127.0.0.1:"), "{}: {p:?}", svc.name);
+        }
         assert_eq!(
             healthcheck_cmd(c),
             [
                 "CMD",
                 "badgepulse-healthcheck",
-                &svc.port.to_string(),
+                &svc.admin_port.to_string(),
                 "/readyz"
             ]
         );
@@ -985,10 +1026,10 @@ fn compose_env_ports_and_names_agree_with_the_config() {
         }
         assert!(
             prometheus.contains(&format!("job_name: badgepulse-{}", svc.name))
-                && prometheus.contains(&format!("\"{}:{}\"", svc.name, svc.port)),
-            "deploy/compose/prometheus.yml scrapes {}:{}",
+                && prometheus.contains(&format!("\"{}:{}\"", svc.name, svc.admin_port)),
+            "deploy/compose/prometheus.yml scrapes {}:{} (the admin listener)",
             svc.name,
-            svc.port
+            svc.admin_port
         );
     }
     for (url, port) in [
@@ -1497,27 +1538,38 @@ fn kubernetes_env_ports_and_names_agree_with_the_config() {
                 svc.name
             );
             let env = container_env(docs, c, &format!("badgepulse-{}-0", svc.name));
-            let var = format!(
-                "BADGEPULSE__{}__{}",
-                svc.bind_key.0.to_uppercase(),
-                svc.bind_key.1.to_uppercase()
-            );
-            let bind = env
-                .get(&var)
-                .unwrap_or_else(|| panic!("{overlay}: {} sets {var}", svc.name));
-            assert!(bind.starts_with("0.0.0.0:"), "{overlay}: {var}={bind}");
-            assert_eq!(port_of(bind), svc.port);
-            assert_eq!(example_port(&example, svc.bind_key), svc.port);
+            for (var, key, port) in svc.binds() {
+                let bind = env
+                    .get(&var)
+                    .unwrap_or_else(|| panic!("{overlay}: {} sets {var}", svc.name));
+                assert!(bind.starts_with("0.0.0.0:"), "{overlay}: {var}={bind}");
+                assert_eq!(port_of(bind), port);
+                assert_eq!(example_port(&example, key), port);
+            }
             let ports = seq(c, "ports");
-            assert_eq!(ports.len(), 1, "{overlay}: {} has one port", svc.name);
-            let port_name = s(&ports[0], "name");
+            let container_ports: Vec<u16> = ports
+                .iter()
+                .map(|p| text(get(p, "containerPort").unwrap()).parse().unwrap())
+                .collect();
             assert_eq!(
-                text(get(&ports[0], "containerPort").unwrap()),
-                svc.port.to_string()
+                container_ports,
+                svc.ports(),
+                "{overlay}: {} ports",
+                svc.name
             );
-            for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-                let p = get(c, probe)
-                    .unwrap_or_else(|| panic!("{overlay}: {} has a {probe}", svc.name));
+            let port_name = s(&ports[0], "name");
+            let admin_name = s(ports.last().unwrap(), "name");
+            // Probes and the scrape on the admin port, never the public one.
+            for (probe, path) in [
+                ("livenessProbe", "/healthz"),
+                ("readinessProbe", "/readyz"),
+                ("startupProbe", "/healthz"),
+            ] {
+                let Some(p) = get(c, probe) else {
+                    assert_ne!(probe, "livenessProbe", "{overlay}: {}", svc.name);
+                    assert_ne!(probe, "readinessProbe", "{overlay}: {}", svc.name);
+                    continue;
+                };
                 assert_eq!(
                     s(p, "httpGet.path"),
                     path,
@@ -1526,13 +1578,34 @@ fn kubernetes_env_ports_and_names_agree_with_the_config() {
                 );
                 let port = text(get(p, "httpGet.port").unwrap());
                 assert!(
-                    port == port_name || port == svc.port.to_string(),
-                    "{overlay}: {} {probe} port {port}",
+                    port == admin_name || port == svc.admin_port.to_string(),
+                    "{overlay}: {} {probe} port {port}, not the admin port",
                     svc.name
                 );
             }
+            let annotations = get(w, "spec.template.metadata.annotations")
+                .unwrap_or_else(|| panic!("{overlay}: {} has scrape annotations", svc.name));
+            assert_eq!(
+                text(annotations.get("prometheus.io/port").unwrap()),
+                svc.admin_port.to_string(),
+                "{overlay}: {} is scraped on its admin port",
+                svc.name
+            );
+            assert_eq!(
+                text(annotations.get("prometheus.io/path").unwrap()),
+                "/metrics"
+            );
+            // The Service exposes the public port only (the aggregator's
+            // headless Service its admin port, its only one).
             let service = find(docs, "Service", &format!("badgepulse-{}", svc.name));
-            let sp = &seq(service, "spec.ports")[0];
+            let service_ports = seq(service, "spec.ports");
+            assert_eq!(
+                service_ports.len(),
+                1,
+                "{overlay}: Service badgepulse-{} exposes one port",
+                svc.name
+            );
+            let sp = &service_ports[0];
             assert_eq!(text(get(sp, "port").unwrap()), svc.port.to_string());
             let target = text(get(sp, "targetPort").unwrap());
             assert!(target == port_name || target == svc.port.to_string());

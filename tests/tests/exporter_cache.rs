@@ -42,6 +42,8 @@ struct Stack {
     http: reqwest::Client,
     ingest: String,
     exporter: String,
+    /// The exporter's admin listener (`/metrics`).
+    exporter_admin: String,
     posted: u64,
     next_id: u64,
 }
@@ -182,7 +184,7 @@ impl Stack {
     }
 
     async fn metric(&self, name: &str, label: &str, value: &str) -> f64 {
-        let text = scrape(&format!("{}/metrics", self.exporter)).await;
+        let text = scrape(&format!("{}/metrics", self.exporter_admin)).await;
         metric_value(&text, name, &[(label, value)])
     }
 
@@ -217,7 +219,7 @@ impl Stack {
     }
 
     async fn following(&self) -> bool {
-        let text = scrape(&format!("{}/metrics", self.exporter)).await;
+        let text = scrape(&format!("{}/metrics", self.exporter_admin)).await;
         metric_value(&text, "badgepulse_exporter_cache_following", &[]) == 1.0
     }
 }
@@ -237,8 +239,9 @@ async fn start_stack(nats: &Nats, ch: &ClickHouse, exporter: &[&str]) -> (Vec<Se
     let services = start_services(&config.toml(), &ports.all()).await;
     let s = Stack {
         http: reqwest::Client::new(),
-        ingest: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter: format!("http://127.0.0.1:{}", ports.exporter),
+        ingest: ports.ingest_url(),
+        exporter: ports.exporter_url(),
+        exporter_admin: ports.exporter_admin_url(),
         posted: 0,
         next_id: 0,
     };
@@ -535,14 +538,14 @@ async fn kept_answers_are_refreshed_in_the_background_within_their_bounds() {
             &[("query", "distribution")],
         )
     };
-    let before = queries(&scrape(&format!("{}/metrics", s.exporter)).await);
+    let before = queries(&scrape(&format!("{}/metrics", s.exporter_admin)).await);
     let new_question =
         "/api/v1/distribution?org=acme&dimension=award_method&from=2026-02-01&to=2027-01-01";
     let answers = futures::future::join_all((0..8).map(|_| s.get(new_question, false))).await;
     for v in &answers {
         assert_eq!(awarded(v), 2, "{v}");
     }
-    let after = queries(&scrape(&format!("{}/metrics", s.exporter)).await);
+    let after = queries(&scrape(&format!("{}/metrics", s.exporter_admin)).await);
     assert_eq!(after - before, 1.0, "8 concurrent requests, one query");
 
     // Read your writes: after the 201 of a new annotation, every read

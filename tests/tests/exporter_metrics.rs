@@ -140,26 +140,29 @@ async fn load(ch: &ClickHouse) {
     .unwrap();
 }
 
+/// An exporter with `limits` added to its section: the service and the
+/// base URL of its admin listener (`/metrics`).
 fn start_exporter(ch: &ClickHouse, limits: &str) -> (Service, String) {
-    let port = free_port();
+    let (port, admin) = (free_port(), free_port());
     let config = format!(
         "[clickhouse]\nurl = \"{}\"\ndatabase = \"{DB}\"\n[exporter]\nbind = \"127.0.0.1:{port}\"\n\
-         refresh_interval_secs = 1\n{limits}",
+         admin_bind = \"127.0.0.1:{admin}\"\nrefresh_interval_secs = 1\n{limits}",
         ch.url()
     );
     (
         Service::start("badgepulse-exporter", &config, &[]),
-        format!("http://127.0.0.1:{port}"),
+        format!("http://127.0.0.1:{admin}"),
     )
 }
 
-/// The first `/metrics` text that carries the business metrics.
-async fn business_metrics(url: &str) -> String {
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(60))
+/// The first `/metrics` text that carries the business metrics, from the
+/// admin listener at `admin`.
+async fn business_metrics(admin: &str) -> String {
+    wait_http(&format!("{admin}/readyz"), Duration::from_secs(60))
         .await
         .unwrap();
     eventually(Duration::from_secs(30), "business metrics", || async {
-        let text = scrape(&format!("{url}/metrics")).await;
+        let text = scrape(&format!("{admin}/metrics")).await;
         text.contains("badgepulse_lifecycle_assertions{")
             .then_some(text)
     })

@@ -157,12 +157,12 @@ async fn stack_on(ch: ClickHouse, proxied: bool) -> (Stack, Option<Arc<Proxy>>) 
 
 fn target(stack: &Stack) -> Target {
     Target {
-        ingest: format!("http://127.0.0.1:{}", stack.ports.ingest),
+        ingest: stack.ports.ingest_url(),
         token: TOKEN.into(),
         kid: "k1".into(),
         key: PIXEL_KEY.into(),
         concurrency: 8,
-        check_metrics: true,
+        metrics: Some(stack.ports.ingest_admin_url()),
         // About 10 s of traffic for a scale-1 plan.
         rate: Some(100.0),
     }
@@ -364,7 +364,7 @@ async fn ingest_and_exporter_sigkilled_and_restarted_lose_nothing_answered() {
     stack.services[2].kill();
     stack.services[2] = Service::start("badgepulse-exporter", &stack.config, &[]);
     wait_http(
-        &format!("http://127.0.0.1:{}/readyz", stack.ports.exporter),
+        &format!("{}/readyz", stack.ports.exporter_admin_url()),
         Duration::from_secs(60),
     )
     .await

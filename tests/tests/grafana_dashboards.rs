@@ -65,8 +65,8 @@ const DASHBOARD_TITLES: [&str; 6] = [
     "badgepulse / Pipeline health",
 ];
 const JOBS: [(&str, &str); 3] = [
-    ("badgepulse-ingest", "127.0.0.1:8080"),
-    ("badgepulse-exporter", "127.0.0.1:8081"),
+    ("badgepulse-ingest", "127.0.0.1:8083"),
+    ("badgepulse-exporter", "127.0.0.1:8084"),
     ("badgepulse-aggregator", "127.0.0.1:8082"),
 ];
 
@@ -1337,11 +1337,14 @@ async fn every_panel_query_runs_on_real_data() {
     let exporter = format!("127.0.0.1:{}", ports.exporter);
     // Prometheus scrapes the services from the start, with the real rules.
     let rules = root().join("deploy/prometheus/rules/badgepulse.yml");
+    // Each service's metrics are on its admin listener.
+    let ingest_admin = format!("127.0.0.1:{}", ports.ingest_admin);
+    let exporter_admin = format!("127.0.0.1:{}", ports.exporter_admin);
     let prometheus = Prometheus::start(
         &[
-            ("badgepulse-ingest", &ingest),
+            ("badgepulse-ingest", &ingest_admin),
             ("badgepulse-aggregator", &aggregator),
-            ("badgepulse-exporter", &exporter),
+            ("badgepulse-exporter", &exporter_admin),
         ],
         &[&rules],
     )

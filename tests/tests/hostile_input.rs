@@ -217,7 +217,7 @@ async fn hostile_corpus_is_rejected_clearly_and_stores_nothing() {
     assert_eq!(r.status(), 200);
 
     // Still alive, and only the valid event was stored.
-    for url in [&ingest, &exporter] {
+    for url in [ports.ingest_admin_url(), ports.exporter_admin_url()] {
         assert_eq!(
             http.get(format!("{url}/healthz"))
                 .send()
@@ -269,13 +269,42 @@ struct SlowConnection {
     closed: Option<Instant>,
 }
 
+/// A request a public listener answers `200` without ClickHouse: its
+/// address and its head (request line and headers, without the blank line
+/// that ends them).
+#[derive(Debug, Clone)]
+struct Probe {
+    addr: SocketAddr,
+    head: String,
+}
+
+impl Probe {
+    /// Ingest's share script.
+    fn ingest(addr: SocketAddr) -> Probe {
+        Probe {
+            addr,
+            head: "GET /v1/share.js HTTP/1.1\r\nHost: 127.0.0.1\r\n".into(),
+        }
+    }
+
+    /// The exporter's OpenAPI document.
+    fn exporter(addr: SocketAddr) -> Probe {
+        Probe {
+            addr,
+            head: format!(
+                "GET /api/v1/openapi.json HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {API_KEY}\r\n"
+            ),
+        }
+    }
+}
+
 /// Opens a slowloris connection: a request line and the start of a header,
 /// never finished.
-async fn open_slow(addr: SocketAddr) -> (TcpStream, Instant, Instant) {
+async fn open_slow(probe: &Probe) -> (TcpStream, Instant, Instant) {
     let connecting = Instant::now();
-    let mut s = TcpStream::connect(addr).await.expect("connecting");
+    let mut s = TcpStream::connect(probe.addr).await.expect("connecting");
     let connected = Instant::now();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    s.write_all(format!("{}X-Slow: ", probe.head).as_bytes())
         .await
         .expect("sending the request line");
     (s, connecting, connected)
@@ -324,11 +353,12 @@ async fn drip(
 /// them was closed and that each was closed `HEADER_TIMEOUT` after it
 /// opened. Returns the normal request's latency and the latest close after
 /// connecting.
-async fn slowloris_against(addr: SocketAddr, normal: &str) -> (Duration, Duration) {
+async fn slowloris_against(probe: &Probe, normal: &str) -> (Duration, Duration) {
+    let addr = probe.addr;
     let give_up = HEADER_TIMEOUT + LATE + LATE;
     let mut slow = Vec::with_capacity(SLOW_CONNECTIONS);
     for _ in 0..SLOW_CONNECTIONS {
-        slow.push(tokio::spawn(drip(open_slow(addr).await, give_up)));
+        slow.push(tokio::spawn(drip(open_slow(probe).await, give_up)));
     }
 
     let sent = Instant::now();
@@ -366,20 +396,15 @@ async fn slowloris_against(addr: SocketAddr, normal: &str) -> (Duration, Duratio
 /// Sends one complete request with keep-alive, reads the response, then
 /// sends nothing: returns how long after sending the request the server
 /// closed the connection (its clock starts once it has answered).
-async fn idle_keep_alive(addr: SocketAddr) -> Duration {
+async fn idle_keep_alive(probe: &Probe) -> Duration {
+    let addr = probe.addr;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let sent = Instant::now();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    s.write_all(format!("{}\r\n", probe.head).as_bytes())
         .await
         .unwrap();
-    let mut response = Vec::new();
+    assert_eq!(read_response(&mut s).await, 200, "{probe:?}");
     let mut buf = [0u8; 1024];
-    while !response.ends_with(b"ok\n") {
-        let n = s.read(&mut buf).await.unwrap();
-        assert_ne!(n, 0, "closed before the response ended: {response:?}");
-        response.extend_from_slice(&buf[..n]);
-    }
-    assert!(response.starts_with(b"HTTP/1.1 200"), "{response:?}");
     let n = tokio::time::timeout(HEADER_TIMEOUT + LATE, s.read(&mut buf))
         .await
         .unwrap_or_else(|_| panic!("idle keep-alive connection to {addr} still open"))
@@ -422,14 +447,16 @@ async fn read_response(s: &mut TcpStream) -> u16 {
     status
 }
 
-/// Sends `GET /healthz` with one header of `header_len` bytes and
+/// Sends the probe with one more header of `header_len` bytes and
 /// `Connection: close`, reading while writing; returns what the server sent
 /// before closing (empty if it reset the connection first).
-async fn request_with_header(addr: SocketAddr, header_len: usize) -> String {
+async fn request_with_header(probe: &Probe, header_len: usize) -> String {
+    let addr = probe.addr;
     let s = TcpStream::connect(addr).await.unwrap();
     let (mut read, mut write) = s.into_split();
     let request = format!(
-        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "{}Connection: close\r\nX-Big: {}\r\n\r\n",
+        probe.head,
         "b".repeat(header_len)
     );
     // The server may stop reading (and close) part-way: write errors are
@@ -456,17 +483,21 @@ async fn request_with_header(addr: SocketAddr, header_len: usize) -> String {
 /// slow connection holds SIGTERM's drain only until its timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
-    // The exporter's HTTP server needs no ClickHouse to answer /healthz:
-    // nothing listens on the configured port.
+    // The exporter's HTTP server needs no ClickHouse to answer its
+    // OpenAPI document: nothing listens on the configured port.
     let nats = Nats::start().await;
-    let (ingest_port, exporter_port, no_clickhouse) = (free_port(), free_port(), free_port());
+    let ports = StackPorts::free();
+    let (ingest_port, exporter_port, no_clickhouse) = (ports.ingest, ports.exporter, free_port());
+    let (ingest_admin, exporter_admin) = (ports.ingest_admin, ports.exporter_admin);
     let timeout = HEADER_TIMEOUT.as_secs();
     let config = format!(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"http://127.0.0.1:{no_clickhouse}\"\n\
-         [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\nheader_read_timeout_secs = {timeout}\n\
+         [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\nadmin_bind = \"127.0.0.1:{ingest_admin}\"\n\
+         header_read_timeout_secs = {timeout}\n\
          [ingest.pixel_keys]\nk1 = \"slow-pixel-key-0123456\"\n\
          [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"acme\"]\n\
-         [exporter]\nbind = \"127.0.0.1:{exporter_port}\"\nheader_read_timeout_secs = {timeout}\n\
+         [exporter]\nbind = \"127.0.0.1:{exporter_port}\"\nadmin_bind = \"127.0.0.1:{exporter_admin}\"\n\
+         header_read_timeout_secs = {timeout}\n\
          [[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
         sha256_hex(TOKEN),
@@ -476,14 +507,16 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
     let mut exporter = Service::start("badgepulse-exporter", &config, &[]);
     let ingest_addr: SocketAddr = ([127, 0, 0, 1], ingest_port).into();
     let exporter_addr: SocketAddr = ([127, 0, 0, 1], exporter_port).into();
+    let (ingest_probe, exporter_probe) =
+        (Probe::ingest(ingest_addr), Probe::exporter(exporter_addr));
     wait_http(
-        &format!("http://{ingest_addr}/readyz"),
+        &format!("{}/readyz", ports.ingest_admin_url()),
         Duration::from_secs(60),
     )
     .await
     .unwrap();
     wait_http(
-        &format!("http://{exporter_addr}/healthz"),
+        &format!("{}/healthz", ports.exporter_admin_url()),
         Duration::from_secs(60),
     )
     .await
@@ -492,16 +525,21 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
     // Slowloris: every connection is closed at the timeout although bytes
     // keep arriving; a normal request meanwhile is answered.
     let (pixel_latency, ingest_latest) = slowloris_against(
-        ingest_addr,
+        &ingest_probe,
         &format!("http://{ingest_addr}/p.gif?o=acme&i=i1&b=b1&a=a1&kid=k1&sig=00"),
     )
     .await;
-    let (healthz_latency, exporter_latest) =
-        slowloris_against(exporter_addr, &format!("http://{exporter_addr}/healthz")).await;
+    let (openapi_latency, exporter_latest) = slowloris_against(
+        &exporter_probe,
+        &format!("http://{exporter_addr}/api/v1/openapi.json?access_token={API_KEY}"),
+    )
+    .await;
 
     // Idle keep-alive connections are not held forever.
-    let (ingest_idle, exporter_idle) =
-        tokio::join!(idle_keep_alive(ingest_addr), idle_keep_alive(exporter_addr));
+    let (ingest_idle, exporter_idle) = tokio::join!(
+        idle_keep_alive(&ingest_probe),
+        idle_keep_alive(&exporter_probe)
+    );
     for (addr, idle) in [(ingest_addr, ingest_idle), (exporter_addr, exporter_idle)] {
         assert!(
             idle + EARLY >= HEADER_TIMEOUT && idle <= HEADER_TIMEOUT + LATE,
@@ -512,10 +550,11 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
     // Header blocks: under the limit answered, over it refused (431, or a
     // close without an answer), never buffered and served.
     let mut refusals = Vec::new();
-    for addr in [ingest_addr, exporter_addr] {
-        let ok = request_with_header(addr, MAX_HEADER_BYTES / 2).await;
+    for probe in [&ingest_probe, &exporter_probe] {
+        let addr = probe.addr;
+        let ok = request_with_header(probe, MAX_HEADER_BYTES / 2).await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{addr}: {ok:?}");
-        let refused = request_with_header(addr, 100 << 10).await;
+        let refused = request_with_header(probe, 100 << 10).await;
         assert!(
             refused.is_empty() || refused.starts_with("HTTP/1.1 431"),
             "{addr}: a 100 kB header got {refused:?}"
@@ -530,7 +569,7 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
         // Many moderate headers adding up past the limit count as one block.
         let s = TcpStream::connect(addr).await.unwrap();
         let (mut read, mut write) = s.into_split();
-        let mut request = String::from("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+        let mut request = probe.head.clone();
         for n in 0..8 {
             request.push_str(&format!(
                 "X-Part-{n}: {}\r\n",
@@ -584,10 +623,7 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
             ),
             413,
         ),
-        (
-            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_owned(),
-            200,
-        ),
+        (format!("{}\r\n", ingest_probe.head), 200),
     ] {
         let what = request.lines().next().unwrap().to_owned();
         s.write_all(request.as_bytes())
@@ -648,8 +684,8 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
     // until its header timeout, then both services exit cleanly.
     let give_up = HEADER_TIMEOUT + LATE + LATE;
     let held = [
-        tokio::spawn(drip(open_slow(ingest_addr).await, give_up)),
-        tokio::spawn(drip(open_slow(exporter_addr).await, give_up)),
+        tokio::spawn(drip(open_slow(&ingest_probe).await, give_up)),
+        tokio::spawn(drip(open_slow(&exporter_probe).await, give_up)),
     ];
     let stopping = Instant::now();
     let (ingest_ok, exporter_ok) = tokio::join!(
@@ -670,8 +706,8 @@ async fn slow_and_oversized_clients_are_cut_off_while_others_are_served() {
     eprintln!(
         "slow clients: {SLOW_CONNECTIONS} slowloris connections per service closed at most \
          {ingest_latest:?} (ingest) / {exporter_latest:?} (exporter) after connecting, timeout \
-         {HEADER_TIMEOUT:?}; meanwhile /p.gif answered in {pixel_latency:?}, /healthz in \
-         {healthz_latency:?}; idle keep-alive closed after {ingest_idle:?} / {exporter_idle:?}; \
+         {HEADER_TIMEOUT:?}; meanwhile /p.gif answered in {pixel_latency:?}, the OpenAPI \
+         document in {openapi_latency:?}; idle keep-alive closed after {ingest_idle:?} / {exporter_idle:?}; \
          SIGTERM with slow connections open: {stopped:?}; oversized header blocks \
          (ingest one, ingest many, exporter one, exporter many): {refusals:?}; slow \
          bodies (ingest, exporter) answered 408 after {slow_bodies:?}"

@@ -21,12 +21,13 @@ const KEY: &str = "ingest-test-pixel-key-1";
 const OLD_KEY: &str = "ingest-test-pixel-key-0";
 const BROWSER: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15";
 
-fn config(nats: &Nats, port: u16, extra: &str) -> String {
+fn config(nats: &Nats, port: u16, admin: u16, extra: &str) -> String {
     format!(
         r#"[nats]
 url = "{}"
 [ingest]
 bind = "127.0.0.1:{port}"
+admin_bind = "127.0.0.1:{admin}"
 platform_hosts = ["badges.example.org"]
 trusted_proxies = ["127.0.0.1/32"]
 country_header = "CF-IPCountry"
@@ -49,9 +50,12 @@ orgs = ["acme"]
     )
 }
 
-async fn start(nats: &Nats, extra: &str) -> (Service, String) {
-    let port = free_port();
-    start_ingest(&config(nats, port, extra), port).await
+/// Ingest with `extra` config lines: the service, its public URL and its
+/// admin URL.
+async fn start(nats: &Nats, extra: &str) -> (Service, String, String) {
+    let (port, admin) = (free_port(), free_port());
+    let ingest = start_ingest(&config(nats, port, admin, extra), port, admin).await;
+    (ingest.svc, ingest.url, ingest.admin)
 }
 
 fn signed(o: &str, a: &str, kid: &str, key: &str) -> String {
@@ -91,9 +95,11 @@ async fn get(
     req.send().await.unwrap()
 }
 
-async fn beacons(url: &str, kind: &str, outcome: &str) -> f64 {
+/// `badgepulse_ingest_beacons_total{kind, outcome}` on the admin listener
+/// at `admin`.
+async fn beacons(admin: &str, kind: &str, outcome: &str) -> f64 {
     metric_value(
-        &scrape(&format!("{url}/metrics")).await,
+        &scrape(&format!("{admin}/metrics")).await,
         "badgepulse_ingest_beacons_total",
         &[("kind", kind), ("outcome", outcome)],
     )
@@ -110,12 +116,12 @@ async fn away_from_minute_boundary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_endpoint_and_rejection_path() {
     let nats = Nats::start().await;
-    let (svc, url) = start(&nats, "").await;
+    let (svc, url, admin) = start(&nats, "").await;
     let http = reqwest::Client::new();
 
     // Health, readiness, metrics, share script.
     assert_eq!(
-        http.get(format!("{url}/healthz"))
+        http.get(format!("{admin}/healthz"))
             .send()
             .await
             .unwrap()
@@ -123,7 +129,7 @@ async fn every_endpoint_and_rejection_path() {
         200
     );
     assert_eq!(
-        http.get(format!("{url}/readyz"))
+        http.get(format!("{admin}/readyz"))
             .send()
             .await
             .unwrap()
@@ -183,7 +189,7 @@ async fn every_endpoint_and_rejection_path() {
         (good.clone(), "", "bot"),
     ];
     for (query, ua, outcome) in &cases {
-        let before = beacons(&url, "view", outcome).await;
+        let before = beacons(&admin, "view", outcome).await;
         let r = get(
             &http,
             &format!("{url}/p.gif?{query}"),
@@ -195,12 +201,12 @@ async fn every_endpoint_and_rejection_path() {
         assert_eq!(r.status(), 200, "{query}");
         assert_eq!(r.bytes().await.unwrap().len(), 43);
         assert_eq!(
-            beacons(&url, "view", outcome).await,
+            beacons(&admin, "view", outcome).await,
             before + 1.0,
             "{query} with {ua:?} should be {outcome}"
         );
     }
-    let m = scrape(&format!("{url}/metrics")).await;
+    let m = scrape(&format!("{admin}/metrics")).await;
     assert_eq!(
         metric_value(
             &m,
@@ -240,7 +246,7 @@ async fn every_endpoint_and_rejection_path() {
         None,
     )
     .await;
-    assert_eq!(beacons(&url, "share", "invalid").await, 1.0);
+    assert_eq!(beacons(&admin, "share", "invalid").await, 1.0);
     let ids = json!({"o":"acme","i":"i1","b":"b1","a":"a1","kid":"k1","sig": sign(KEY.as_bytes(), &PixelIds{org_id:"acme",issuer_id:"i1",badge_class_id:"b1",assertion_id:"a1"})});
     for (body, ct) in [
         (json!({"type":"share","channel":"email"}), "text/plain"),
@@ -270,7 +276,7 @@ async fn every_endpoint_and_rejection_path() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(beacons(&url, "view", "invalid").await, 3.0);
+    assert_eq!(beacons(&admin, "view", "invalid").await, 3.0);
 
     // Rate limit: 5 per client per minute.
     away_from_minute_boundary().await;
@@ -284,7 +290,7 @@ async fn every_endpoint_and_rejection_path() {
         )
         .await;
     }
-    assert_eq!(beacons(&url, "view", "rate_limited").await, 2.0);
+    assert_eq!(beacons(&admin, "view", "rate_limited").await, 2.0);
 
     // Platform events: auth, sizes, malformed input, per-event rejections.
     let post = |body: String, token: Option<&'static str>| {
@@ -388,8 +394,8 @@ async fn every_endpoint_and_rejection_path() {
     // What reached NATS: the accepted events once each, beacons with their
     // classification, and no raw IP address or User-Agent anywhere.
     let client = nats.client().await;
-    let accepted_views = beacons(&url, "view", "accepted").await as usize;
-    let accepted_shares = beacons(&url, "share", "accepted").await as usize;
+    let accepted_views = beacons(&admin, "view", "accepted").await as usize;
+    let accepted_shares = beacons(&admin, "share", "accepted").await as usize;
     // Two keys of the rotation, the sendBeacon view, five within the rate limit.
     assert_eq!(accepted_views, 2 + 1 + 5);
     assert_eq!(accepted_shares, 2);
@@ -452,17 +458,18 @@ async fn every_endpoint_and_rejection_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_hold_addresses_or_user_agents() {
     let nats = Nats::start().await;
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     // At debug level, every crate's included: what an operator turns on
     // to investigate must not leak either.
     let mut svc = Service::start_with_env(
         "badgepulse-ingest",
-        &config(&nats, port, ""),
+        &config(&nats, port, admin_port, ""),
         &[],
         &[("RUST_LOG", "debug")],
     );
     let url = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_http(&format!("{admin}/readyz"), Duration::from_secs(30))
         .await
         .unwrap();
     let http = reqwest::Client::new();
@@ -502,7 +509,7 @@ async fn logs_never_hold_addresses_or_user_agents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_restart_mid_traffic_loses_nothing_answered() {
     let mut nats = Nats::start().await;
-    let (svc, url) = start(&nats, "").await;
+    let (svc, url, admin) = start(&nats, "").await;
     let http = reqwest::Client::new();
     let good = signed("acme", "a1", "k1", KEY);
 
@@ -523,7 +530,7 @@ async fn nats_restart_mid_traffic_loses_nothing_answered() {
         }
         if phase == 2 {
             nats.restart().await;
-            wait_http(&format!("{url}/readyz"), Duration::from_secs(30))
+            wait_http(&format!("{admin}/readyz"), Duration::from_secs(30))
                 .await
                 .unwrap();
         }
@@ -551,7 +558,7 @@ async fn nats_restart_mid_traffic_loses_nothing_answered() {
             }
         }
         if phase == 1 {
-            let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+            let r = http.get(format!("{admin}/readyz")).send().await.unwrap();
             assert_eq!(r.status(), 503, "readyz reports the outage");
         }
     }
@@ -561,7 +568,7 @@ async fn nats_restart_mid_traffic_loses_nothing_answered() {
     );
     assert_eq!(answered_200.len(), 3 * 5 * 20 - answered_503 * 20);
 
-    let accepted_views = beacons(&url, "view", "accepted").await as usize;
+    let accepted_views = beacons(&admin, "view", "accepted").await as usize;
     assert_eq!(accepted_views, 60, "every pixel was taken into the buffer");
     let client = nats.client().await;
     let messages = eventually(
@@ -615,7 +622,7 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
     let mut nats = Nats::start().await;
     // Small batches and few in flight: the first beacons leave the queue
     // for retrying batches, which must still count against the capacity.
-    let (svc, url) = start(
+    let (svc, url, admin) = start(
         &nats,
         "buffer_capacity = 10\nbatch_max_beacons = 2\nmax_inflight_batches = 2\nbatch_max_delay_ms = 1",
     )
@@ -636,10 +643,10 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
         // Let the batcher take what is queued into batches.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(beacons(&url, "view", "accepted").await, 10.0);
-    assert_eq!(beacons(&url, "view", "dropped").await, 15.0);
+    assert_eq!(beacons(&admin, "view", "accepted").await, 10.0);
+    assert_eq!(beacons(&admin, "view", "dropped").await, 15.0);
     let depth = |text: String| metric_value(&text, "badgepulse_ingest_buffer_depth", &[]);
-    assert_eq!(depth(scrape(&format!("{url}/metrics")).await), 10.0);
+    assert_eq!(depth(scrape(&format!("{admin}/metrics")).await), 10.0);
 
     nats.restart().await;
     let client = nats.client().await;
@@ -653,7 +660,7 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
         Duration::from_secs(30),
         "the held beacons published after the restart",
         || async {
-            let empty = depth(scrape(&format!("{url}/metrics")).await) == 0.0;
+            let empty = depth(scrape(&format!("{admin}/metrics")).await) == 0.0;
             (empty && views().await == 10).then_some(())
         },
     )
@@ -669,7 +676,7 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
         .await;
     }
     assert_eq!(
-        beacons(&url, "view", "accepted").await,
+        beacons(&admin, "view", "accepted").await,
         15.0,
         "room again once published"
     );
@@ -679,7 +686,7 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
         || async { (views().await == 15).then_some(()) },
     )
     .await;
-    assert_eq!(beacons(&url, "view", "dropped").await, 15.0);
+    assert_eq!(beacons(&admin, "view", "dropped").await, 15.0);
     drop(svc);
 }
 
@@ -687,7 +694,7 @@ async fn buffer_overflow_during_an_outage_is_dropped_and_counted() {
 async fn sigterm_drains_buffered_beacons() {
     let nats = Nats::start().await;
     // A long batching delay keeps beacons in the buffer until shutdown.
-    let (mut svc, url) = start(
+    let (mut svc, url, admin) = start(
         &nats,
         "batch_max_delay_ms = 60000\nbatch_max_beacons = 4096",
     )
@@ -704,7 +711,7 @@ async fn sigterm_drains_buffered_beacons() {
         )
         .await;
     }
-    assert_eq!(beacons(&url, "view", "accepted").await, 30.0);
+    assert_eq!(beacons(&admin, "view", "accepted").await, 30.0);
     let client = nats.client().await;
     assert_eq!(
         stream_messages(&client, STREAM).await.len(),
@@ -723,7 +730,7 @@ async fn sigterm_drains_buffered_beacons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_nats_outage_exits_after_the_drain_deadline() {
     let mut nats = Nats::start().await;
-    let (mut svc, url) = start(&nats, "drain_timeout_secs = 2").await;
+    let (mut svc, url, admin) = start(&nats, "drain_timeout_secs = 2").await;
     let http = reqwest::Client::new();
     nats.stop();
     let good = signed("acme", "a1", "k1", KEY);
@@ -735,7 +742,7 @@ async fn sigterm_during_a_nats_outage_exits_after_the_drain_deadline() {
         None,
     )
     .await;
-    assert_eq!(beacons(&url, "view", "accepted").await, 1.0);
+    assert_eq!(beacons(&admin, "view", "accepted").await, 1.0);
     let started = std::time::Instant::now();
     assert!(
         svc.stop(),
@@ -792,7 +799,7 @@ fn sign_url_into_a_closed_pipe_succeeds() {
 #[tokio::test]
 async fn every_request_is_counted_by_route_and_status() {
     let nats = Nats::start().await;
-    let (_svc, url) = start(&nats, "").await;
+    let (_svc, url, admin) = start(&nats, "").await;
     let http = reqwest::Client::new();
     let view = format!("{url}/p.gif?{}", signed("acme", "a-count", "k1", KEY));
     let share = format!(
@@ -806,7 +813,12 @@ async fn every_request_is_counted_by_route_and_status() {
         (reqwest::Method::POST, view.as_str(), 405),
         (reqwest::Method::GET, &format!("{url}/nope"), 404),
         (reqwest::Method::GET, &format!("{url}/v1/events"), 405),
-        (reqwest::Method::GET, &format!("{url}/healthz"), 200),
+        // The admin paths are not on the public listener (SPEC §4).
+        (reqwest::Method::GET, &format!("{url}/healthz"), 404),
+        (reqwest::Method::GET, &format!("{url}/readyz"), 404),
+        (reqwest::Method::GET, &format!("{url}/metrics"), 404),
+        (reqwest::Method::GET, &format!("{admin}/healthz"), 200),
+        (reqwest::Method::GET, &format!("{admin}/readyz"), 200),
     ] {
         let r = http
             .request(method.clone(), target)
@@ -816,14 +828,13 @@ async fn every_request_is_counted_by_route_and_status() {
             .unwrap();
         assert_eq!(r.status().as_u16(), status, "{method} {target}");
     }
-    let m = scrape(&format!("{url}/metrics")).await;
+    let m = scrape(&format!("{admin}/metrics")).await;
     for (route, status, n) in [
         ("/p.gif", "200", 2.0),
         ("/s.gif", "200", 1.0),
         ("/p.gif", "405", 1.0),
-        ("other", "404", 1.0),
+        ("other", "404", 4.0),
         ("/v1/events", "405", 1.0),
-        ("/healthz", "200", 1.0),
     ] {
         assert_eq!(
             metric_value(
@@ -848,8 +859,8 @@ async fn instances_share_the_daily_salt_through_nats_kv() {
     use badgepulse_contract::subject::SALT_BUCKET;
 
     let nats = Nats::start().await;
-    let (_a, url_a) = start(&nats, "").await;
-    let (_b, url_b) = start(&nats, "").await;
+    let (_a, url_a, admin_a) = start(&nats, "").await;
+    let (_b, url_b, admin_b) = start(&nats, "").await;
     let http = reqwest::Client::new();
     let pixel = |url: &str, assertion: &str| {
         format!("{url}/p.gif?{}", signed("acme", assertion, "k1", KEY))
@@ -866,8 +877,8 @@ async fn instances_share_the_daily_salt_through_nats_kv() {
     );
     // A second viewer, through instance A.
     get(&http, &pixel(&url_a, "s3"), BROWSER, "203.0.113.8", None).await;
-    for url in [&url_a, &url_b] {
-        let text = scrape(&format!("{url}/metrics")).await;
+    for (url, admin) in [(&url_a, &admin_a), (&url_b, &admin_b)] {
+        let text = scrape(&format!("{admin}/metrics")).await;
         assert_eq!(
             metric_value(&text, "badgepulse_ingest_salt_fallbacks_total", &[]),
             0.0,

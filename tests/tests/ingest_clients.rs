@@ -19,12 +19,13 @@ const TOKEN: &str = "clients-test-token";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
 /// An ingest config on `port`: `proxies` trusted, country from `header`.
-fn config(nats: &Nats, port: u16, proxies: &str, header: &str) -> String {
+fn config(nats: &Nats, port: u16, admin: u16, proxies: &str, header: &str) -> String {
     format!(
         r#"[nats]
 url = "{}"
 [ingest]
 bind = "127.0.0.1:{port}"
+admin_bind = "127.0.0.1:{admin}"
 public_url = "http://127.0.0.1:{port}"
 trusted_proxies = [{proxies}]
 country_header = "{header}"
@@ -40,20 +41,22 @@ orgs = ["*"]
     )
 }
 
-async fn start(nats: &Nats, proxies: &str, header: &str) -> (Service, String, String) {
-    let port = free_port();
-    let text = config(nats, port, proxies, header);
-    let (svc, url) = start_ingest(&text, port).await;
-    (svc, url, text)
+/// Ingest: the service, its public URL, its admin URL and its config.
+async fn start(nats: &Nats, proxies: &str, header: &str) -> (Service, String, String, String) {
+    let (port, admin) = (free_port(), free_port());
+    let text = config(nats, port, admin, proxies, header);
+    let ingest = start_ingest(&text, port, admin).await;
+    (ingest.svc, ingest.url, ingest.admin, text)
 }
 
-async fn metric(url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_value(&scrape(&format!("{url}/metrics")).await, name, labels)
+/// A metric on the admin listener at `admin`.
+async fn metric(admin: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_value(&scrape(&format!("{admin}/metrics")).await, name, labels)
 }
 
-async fn beacons(url: &str, kind: &str, outcome: &str) -> f64 {
+async fn beacons(admin: &str, kind: &str, outcome: &str) -> f64 {
     metric(
-        url,
+        admin,
         "badgepulse_ingest_beacons_total",
         &[("kind", kind), ("outcome", outcome)],
     )
@@ -84,7 +87,7 @@ fn sign_url(config: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[tokio::test]
 async fn sign_url_prints_a_pixel_that_ingest_accepts() {
     let nats = Nats::start().await;
-    let (_svc, url, text) = start(&nats, "", "").await;
+    let (_svc, url, admin, text) = start(&nats, "", "").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ingest.toml");
     std::fs::write(&file, text).unwrap();
@@ -108,7 +111,7 @@ async fn sign_url_prints_a_pixel_that_ingest_accepts() {
         assert!(snippet.starts_with("<img "), "{snippet}");
         assert!(snippet.contains(&pixel.replace('&', "&amp;")), "{snippet}");
 
-        let before = beacons(&url, "view", "accepted").await;
+        let before = beacons(&admin, "view", "accepted").await;
         let r = http
             .get(pixel)
             .header("User-Agent", BROWSER)
@@ -116,9 +119,9 @@ async fn sign_url_prints_a_pixel_that_ingest_accepts() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert_eq!(beacons(&url, "view", "accepted").await, before + 1.0);
+        assert_eq!(beacons(&admin, "view", "accepted").await, before + 1.0);
     }
-    assert_eq!(beacons(&url, "view", "bad_signature").await, 0.0);
+    assert_eq!(beacons(&admin, "view", "bad_signature").await, 0.0);
 
     let out = sign_url(&file, &["--kid", "k9"]);
     assert!(!out.status.success());
@@ -158,7 +161,7 @@ fn share_page(ingest: &str, sig: &str, no_beacon: bool) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_share_script_sends_a_beacon_or_falls_back_to_the_pixel() {
     let nats = Nats::start().await;
-    let (_svc, url, _) = start(&nats, "", "").await;
+    let (_svc, url, admin, _) = start(&nats, "", "").await;
     let http = reqwest::Client::new();
 
     // Dependency-free: no import, no other script, no address of its own.
@@ -197,13 +200,13 @@ async fn the_share_script_sends_a_beacon_or_falls_back_to_the_pixel() {
         let page = dir.path().join(format!("badge-{no_beacon}.html"));
         std::fs::write(&page, share_page(&url, &sig, no_beacon)).unwrap();
         let profile = tempfile::tempdir().unwrap();
-        let before = beacons(&url, "share", "accepted").await;
+        let before = beacons(&admin, "share", "accepted").await;
         let requests = |route: &'static str| {
-            let url = url.clone();
+            let admin = admin.clone();
             let status = if route == "/s.gif" { "200" } else { "204" };
             async move {
                 metric(
-                    &url,
+                    &admin,
                     "badgepulse_ingest_http_requests_total",
                     &[("route", route), ("status", status)],
                 )
@@ -223,7 +226,7 @@ async fn the_share_script_sends_a_beacon_or_falls_back_to_the_pixel() {
         .await;
         assert!(dom.contains("<title>clicked</title>"), "{dom}");
         eventually(Duration::from_secs(20), "the share beacon", || async {
-            (beacons(&url, "share", "accepted").await == before + 1.0).then_some(())
+            (beacons(&admin, "share", "accepted").await == before + 1.0).then_some(())
         })
         .await;
         // The way it came: sendBeacon's POST, or the pixel without it.
@@ -266,7 +269,7 @@ fn pixel(url: &str, a: &str) -> String {
 async fn address_and_country_come_only_from_what_is_configured() {
     let nats = Nats::start().await;
     // No trusted proxy; country from X-Country only.
-    let (_svc, url, _) = start(&nats, "", "X-Country").await;
+    let (_svc, url, admin, _) = start(&nats, "", "X-Country").await;
     let http = reqwest::Client::new();
     let view = |a: &str, headers: &[(&str, &str)]| {
         let mut r = http.get(pixel(&url, a)).header("User-Agent", BROWSER);
@@ -340,10 +343,10 @@ async fn address_and_country_come_only_from_what_is_configured() {
     assert!(keys.iter().all(Option::is_some));
 
     let published = |kind: &'static str| {
-        let url = url.clone();
+        let admin = admin.clone();
         async move {
             metric(
-                &url,
+                &admin,
                 "badgepulse_ingest_publish_duration_seconds_count",
                 &[("kind", kind)],
             )
@@ -358,7 +361,7 @@ async fn address_and_country_come_only_from_what_is_configured() {
     assert!(published("beacon_batch").await >= 1.0);
     assert_eq!(
         metric(
-            &url,
+            &admin,
             "badgepulse_ingest_events_total",
             &[("outcome", "accepted")]
         )
@@ -367,7 +370,7 @@ async fn address_and_country_come_only_from_what_is_configured() {
     );
     assert_eq!(
         metric(
-            &url,
+            &admin,
             "badgepulse_ingest_publish_failures_total",
             &[("kind", "event")]
         )
@@ -375,7 +378,7 @@ async fn address_and_country_come_only_from_what_is_configured() {
         0.0
     );
     assert_eq!(
-        metric(&url, "badgepulse_ingest_buffer_depth", &[]).await,
+        metric(&admin, "badgepulse_ingest_buffer_depth", &[]).await,
         0.0
     );
 }

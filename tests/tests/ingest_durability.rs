@@ -23,13 +23,15 @@ const KEY: &str = "durability-test-pixel-key";
 const TOKEN: &str = "durability-test-token";
 const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
 
-async fn start(nats: &Nats, publish_timeout_ms: u64) -> (Service, String) {
-    let port = free_port();
+/// Ingest: the service, its public URL and its admin URL.
+async fn start(nats: &Nats, publish_timeout_ms: u64) -> (Service, String, String) {
+    let (port, admin) = (free_port(), free_port());
     let config = format!(
         r#"[nats]
 url = "{}"
 [ingest]
 bind = "127.0.0.1:{port}"
+admin_bind = "127.0.0.1:{admin}"
 publish_timeout_ms = {publish_timeout_ms}
 batch_max_delay_ms = 10
 [ingest.pixel_keys]
@@ -41,7 +43,8 @@ orgs = ["*"]
         nats.url(),
         sha256_hex(TOKEN)
     );
-    start_ingest(&config, port).await
+    let ingest = start_ingest(&config, port, admin).await;
+    (ingest.svc, ingest.url, ingest.admin)
 }
 
 fn events(prefix: &str, n: usize) -> Vec<Value> {
@@ -90,14 +93,15 @@ fn signal(pid: u32, signal: &str) {
     assert!(status.success());
 }
 
-async fn metric(url: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metric_value(&scrape(&format!("{url}/metrics")).await, name, labels)
+/// A metric on the admin listener at `admin`.
+async fn metric(admin: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_value(&scrape(&format!("{admin}/metrics")).await, name, labels)
 }
 
 #[tokio::test]
 async fn a_stream_that_takes_no_writes_is_503_and_the_retry_stores_once() {
     let nats = Nats::start().await;
-    let (_svc, url) = start(&nats, 2_000).await;
+    let (_svc, url, admin) = start(&nats, 2_000).await;
     let js = async_nats::jetstream::new(nats.client().await);
     js.delete_stream(STREAM).await.unwrap();
 
@@ -107,7 +111,7 @@ async fn a_stream_that_takes_no_writes_is_503_and_the_retry_stores_once() {
     assert_eq!(r.headers()["retry-after"], "5");
     let text = r.text().await.unwrap();
     assert!(text.contains("nothing was accepted"), "{text}");
-    let ready = reqwest::get(format!("{url}/readyz")).await.unwrap();
+    let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready without the stream");
 
     js.create_stream(subject::stream_config(&Default::default()))
@@ -125,7 +129,7 @@ async fn a_stream_that_takes_no_writes_is_503_and_the_retry_stores_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
     let nats = Nats::start().await;
-    let (_svc, url) = start(&nats, 1_500).await;
+    let (_svc, url, admin) = start(&nats, 1_500).await;
     let pid = nats.pid().unwrap();
     let http = reqwest::Client::new();
     let ids = badgepulse_contract::signing::PixelIds {
@@ -154,7 +158,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
     assert_eq!(r.status(), 200);
     eventually(Duration::from_secs(30), "a beacon batch retry", || async {
         (metric(
-            &url,
+            &admin,
             "badgepulse_ingest_publish_failures_total",
             &[("kind", "beacon_batch")],
         )
@@ -180,7 +184,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
         "the beacon batch's duplicate",
         || async {
             (metric(
-                &url,
+                &admin,
                 "badgepulse_ingest_beacons_total",
                 &[("kind", "view"), ("outcome", "duplicate")],
             )
@@ -195,7 +199,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
     assert!(ids.values().all(|n| *n == 1), "{ids:?}");
     assert_eq!(
         metric(
-            &url,
+            &admin,
             "badgepulse_ingest_beacons_total",
             &[("kind", "view"), ("outcome", "accepted")]
         )
@@ -207,7 +211,7 @@ async fn a_frozen_nats_is_503_then_every_retry_counts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
     let nats = Nats::start().await;
-    let (mut svc, url) = start(&nats, 20_000).await;
+    let (mut svc, url, admin) = start(&nats, 20_000).await;
     let pid = nats.pid().unwrap();
     signal(pid, "STOP");
     let request = tokio::spawn({
@@ -219,7 +223,7 @@ async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
         Duration::from_secs(10),
         "the request to be in flight",
         || async {
-            let text = scrape(&format!("{url}/metrics")).await;
+            let text = scrape(&format!("{admin}/metrics")).await;
             (metric_value(&text, "badgepulse_ingest_events_in_flight", &[]) == 10.0).then_some(())
         },
     )
@@ -254,7 +258,7 @@ async fn sigterm_waits_for_an_events_request_awaiting_its_pubacks() {
 #[tokio::test]
 async fn limits_accept_exactly_their_maximum() {
     let nats = Nats::start().await;
-    let (_svc, url) = start(&nats, 5_000).await;
+    let (_svc, url, _admin) = start(&nats, 5_000).await;
 
     // 1,000 events: accepted; 1,001: 413.
     let r = post(&url, batch(&events("max", 1_000))).await;

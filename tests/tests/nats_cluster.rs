@@ -22,10 +22,10 @@ const TOKEN: &str = "cluster-token";
 async fn stream_leader_killed_mid_traffic_loses_nothing_acknowledged() {
     let mut cluster = NatsCluster::start(3).await;
     let ch = ClickHouse::start().await;
-    let (ingest_port, admin_port) = (free_port(), free_port());
+    let (ingest_port, ingest_admin_port, admin_port) = (free_port(), free_port(), free_port());
     let config = format!(
         "[nats]\nurl = \"{}\"\nreplicas = 3\n[clickhouse]\nurl = \"{}\"\ndatabase = \"cluster_e2e\"\n\
-         [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\npublish_timeout_ms = 3000\n[ingest.pixel_keys]\nk1 = \"cluster-pixel-key-0123456789\"\n\
+         [ingest]\nbind = \"127.0.0.1:{ingest_port}\"\nadmin_bind = \"127.0.0.1:{ingest_admin_port}\"\npublish_timeout_ms = 3000\n[ingest.pixel_keys]\nk1 = \"cluster-pixel-key-0123456789\"\n\
          [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n[aggregator]\nadmin_bind = \"127.0.0.1:{admin_port}\"\nflush_interval_ms = 100\n",
         cluster.url(),
         ch.url(),
@@ -34,7 +34,8 @@ async fn stream_leader_killed_mid_traffic_loses_nothing_acknowledged() {
     let _ingest = Service::start("badgepulse-ingest", &config, &[]);
     let _aggregator = Service::start("badgepulse-aggregator", &config, &[]);
     let ingest = format!("http://127.0.0.1:{ingest_port}");
-    wait_http(&format!("{ingest}/readyz"), Duration::from_secs(90))
+    let ingest_admin = format!("http://127.0.0.1:{ingest_admin_port}");
+    wait_http(&format!("{ingest_admin}/readyz"), Duration::from_secs(90))
         .await
         .unwrap();
 
@@ -94,7 +95,7 @@ async fn stream_leader_killed_mid_traffic_loses_nothing_acknowledged() {
     assert_eq!(salts.state.messages, 1, "today's salt");
     assert_eq!(
         metric_value(
-            &scrape(&format!("{ingest}/metrics")).await,
+            &scrape(&format!("{ingest_admin}/metrics")).await,
             "badgepulse_ingest_salt_fallbacks_total",
             &[]
         ),

@@ -23,6 +23,7 @@ struct Stack {
     ch: ClickHouse,
     ingest_url: String,
     exporter_url: String,
+    exporter_admin_url: String,
     aggregator_url: String,
     config: String,
     _services: Vec<Service>,
@@ -49,7 +50,8 @@ async fn start_stack(db: &str) -> Stack {
     Stack {
         ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
         aggregator_url: format!("http://127.0.0.1:{}", ports.aggregator),
-        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
+        exporter_url: ports.exporter_url(),
+        exporter_admin_url: ports.exporter_admin_url(),
         nats,
         ch,
         config,
@@ -611,7 +613,7 @@ async fn known_traffic_gives_exact_counts_everywhere() {
         "badgepulse_badge_events_total",
         || async {
             let m = http
-                .get(format!("{}/metrics", stack.exporter_url))
+                .get(format!("{}/metrics", stack.exporter_admin_url))
                 .send()
                 .await
                 .ok()?
@@ -687,7 +689,13 @@ async fn a_history_with_untracked_values_and_exact_lifecycle_medians() {
         event("h-sh3", "badge.shared", "a3", 1.0, json!({"channel": null})),
         event("h-sh5", "badge.shared", "a5", 6.0, none()),
         event("h-vw1", "badge.viewed", "a1", 4.0, none()),
-        event("h-vw2", "badge.viewed", "a2", 2.0, json!({"source": "email"})),
+        event(
+            "h-vw2",
+            "badge.viewed",
+            "a2",
+            2.0,
+            json!({"source": "email"}),
+        ),
         event("h-vw3", "badge.viewed", "a3", 5.0, none()),
         // Unknown values are still refused, naming the field.
         event(
@@ -773,7 +781,10 @@ async fn a_history_with_untracked_values_and_exact_lifecycle_medians() {
         [("other".to_owned(), 3), ("linkedin".to_owned(), 1)],
         "{channels}"
     );
-    let sources = get(format!("/api/v1/distribution?dimension=view_source&{window}")).await;
+    let sources = get(format!(
+        "/api/v1/distribution?dimension=view_source&{window}"
+    ))
+    .await;
     assert_eq!(
         rows(&sources),
         [("other".to_owned(), 2), ("email".to_owned(), 1)],

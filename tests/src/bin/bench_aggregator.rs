@@ -205,10 +205,10 @@ async fn main() -> anyhow::Result<()> {
             a.await?;
         }
     }
-    let config = |db: &str, admin: u16, ingest: u16, extra: &str| {
+    let config = |db: &str, admin: u16, ingest: u16, ingest_admin: u16, extra: &str| {
         format!(
             "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{db}\"\n[aggregator]\nadmin_bind = \"127.0.0.1:{admin}\"\nconsumer_prefix = \"bench-{db}\"\n{extra}\n\
-             [ingest]\nbind = \"127.0.0.1:{ingest}\"\nrate_limit_per_minute = 1000000000\ntrusted_proxies = [\"127.0.0.1/32\"]\n[ingest.pixel_keys]\nk1 = \"bench-pixel-key-0123456789\"\n\
+             [ingest]\nbind = \"127.0.0.1:{ingest}\"\nadmin_bind = \"127.0.0.1:{ingest_admin}\"\nrate_limit_per_minute = 1000000000\ntrusted_proxies = [\"127.0.0.1/32\"]\n[ingest.pixel_keys]\nk1 = \"bench-pixel-key-0123456789\"\n\
              [[ingest.tokens]]\nsha256 = \"{}\"\norgs = [\"*\"]\n",
             nats.url(),
             ch.url(),
@@ -219,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let agg = Service::start(
         "badgepulse-aggregator",
-        &config("bench", admin, free_port(), ""),
+        &config("bench", admin, free_port(), free_port(), ""),
         &[],
     );
     loop {
@@ -258,8 +258,14 @@ async fn main() -> anyhow::Result<()> {
     for db in ["bench", "baseline"] {
         ch.query(&format!("DROP DATABASE {db}")).await?;
     }
-    let (admin, ingest_port) = (free_port(), free_port());
-    let cfg = config("fresh", admin, ingest_port, "flush_interval_ms = 200");
+    let (admin, ingest_port, ingest_admin) = (free_port(), free_port(), free_port());
+    let cfg = config(
+        "fresh",
+        admin,
+        ingest_port,
+        ingest_admin,
+        "flush_interval_ms = 200",
+    );
     let agg_log = std::env::var("BENCH_AGGREGATOR_LOG").ok();
     let agg = Service::start_with_env(
         "badgepulse-aggregator",
@@ -276,7 +282,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ingest = Service::start("badgepulse-ingest", &cfg, &[]);
     wait_http(
-        &format!("http://127.0.0.1:{ingest_port}/readyz"),
+        &format!("http://127.0.0.1:{ingest_admin}/readyz"),
         Duration::from_secs(30),
     )
     .await?;

@@ -510,9 +510,10 @@ async fn main() -> anyhow::Result<()> {
     // The /metrics refresh runs once at start-up (timed below) and then
     // not again during the measurements.
     let nats = Nats::start().await;
-    let port = free_port();
+    let (port, admin_port) = (free_port(), free_port());
     let config = format!(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{DB}\"\n[exporter]\nbind = \"127.0.0.1:{port}\"\n\
+         admin_bind = \"127.0.0.1:{admin_port}\"\n\
          refresh_interval_secs = 3600\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
         ch.url(),
@@ -520,12 +521,14 @@ async fn main() -> anyhow::Result<()> {
     );
     let _exporter = Service::start("badgepulse-exporter", &config, &[]);
     let base = format!("http://127.0.0.1:{port}");
-    wait_http(&format!("{base}/readyz"), Duration::from_secs(60)).await?;
+    // Probes and /metrics: the admin listener.
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    wait_http(&format!("{admin}/readyz"), Duration::from_secs(60)).await?;
     let refreshed = eventually(
         Duration::from_secs(600),
         "the first /metrics refresh",
         || async {
-            let text = scrape(&format!("{base}/metrics")).await;
+            let text = scrape(&format!("{admin}/metrics")).await;
             (metric_value(
                 &text,
                 "badgepulse_exporter_last_refresh_timestamp_seconds",
@@ -582,7 +585,7 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(30),
         "the result cache to follow change notices",
         || async {
-            let text = scrape(&format!("{base}/metrics")).await;
+            let text = scrape(&format!("{admin}/metrics")).await;
             (metric_value(&text, "badgepulse_exporter_cache_following", &[]) == 1.0).then_some(())
         },
     )
@@ -630,7 +633,7 @@ async fn main() -> anyhow::Result<()> {
     // requested within cache_keep_warm_secs, being refreshed).
     org_live.store(true, Ordering::Relaxed);
     let refreshes_before = metric_value(
-        &scrape(&format!("{base}/metrics")).await,
+        &scrape(&format!("{admin}/metrics")).await,
         "badgepulse_exporter_cache_refreshes_total",
         &[("outcome", "ok")],
     );
@@ -655,7 +658,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let refreshes = metric_value(
-        &scrape(&format!("{base}/metrics")).await,
+        &scrape(&format!("{admin}/metrics")).await,
         "badgepulse_exporter_cache_refreshes_total",
         &[("outcome", "ok")],
     ) - refreshes_before;
@@ -733,7 +736,7 @@ async fn main() -> anyhow::Result<()> {
     print_live(&live_rows, &raw_30d, &mut failed);
     live.store(false, Ordering::Relaxed);
     let sent = notices.await?;
-    let text = scrape(&format!("{base}/metrics")).await;
+    let text = scrape(&format!("{admin}/metrics")).await;
     println!(
         "live commits during the run: {sent} change notices, {} applied by the exporter",
         metric_value(

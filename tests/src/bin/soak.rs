@@ -125,12 +125,12 @@ async fn main() -> anyhow::Result<()> {
     send(
         &plan,
         &Target {
-            ingest: format!("http://127.0.0.1:{}", ports.ingest),
+            ingest: ports.ingest_url(),
             token: TOKEN.into(),
             kid: "k1".into(),
             key: PIXEL_KEY.into(),
             concurrency: 32,
-            check_metrics: true,
+            metrics: Some(ports.ingest_admin_url()),
             rate: Some(rate),
         },
     )
