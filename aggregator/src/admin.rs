@@ -1,8 +1,8 @@
-//! The aggregator's admin listener (`badgepulse_contract::ops`): its
+//! The aggregator's admin listener (`badgepulse_runtime::ops`): its
 //! readiness is NATS connected and ClickHouse answering.
 
 use axum::Router;
-use badgepulse_contract::ops;
+use badgepulse_runtime::ops;
 
 use crate::metrics::Metrics;
 use crate::store::Store;

@@ -5,7 +5,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use badgepulse_contract::settings::{self, ClickHouseConfig, NatsConfig};
+use badgepulse_contract::tables::Tier;
+use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -73,11 +74,11 @@ impl Default for AggregatorConfig {
 
 impl AggregatorConfig {
     /// Retention in days of the rollup at `g` (0: forever).
-    pub fn retention_days(&self, g: crate::schema::Granularity) -> u32 {
+    pub fn retention_days(&self, g: Tier) -> u32 {
         match g {
-            crate::schema::Granularity::Minute => self.retention_minute_days,
-            crate::schema::Granularity::Hour => self.retention_hour_days,
-            crate::schema::Granularity::Day => self.retention_day_days,
+            Tier::Minute => self.retention_minute_days,
+            Tier::Hour => self.retention_hour_days,
+            Tier::Day => self.retention_day_days,
         }
     }
 }

@@ -1,7 +1,9 @@
-//! One partition's consumer: fetch a batch from JetStream, write it to
-//! ClickHouse exactly once, then ack.
+//! One partition's consumer: fetch a batch from JetStream, decode it
+//! (undecodable messages to the dead-letter stream), carry out the write
+//! plan of `plan.rs`, announce the change, then ack.
 //!
-//! The exactly-once protocol (argued in ARCHITECTURE.md):
+//! The exactly-once protocol (argued in ARCHITECTURE.md; its decisions are
+//! `plan.rs`'s):
 //! - Every row written carries the stream sequence of the message it came
 //!   from (`events.seq`, `max_seq` states in derived tables), so each table
 //!   knows its high-water mark per partition.
@@ -27,26 +29,26 @@
 //! Must not: ack before the rows are in ClickHouse, or drop a message it
 //! cannot decode (those go to the dead-letter stream first).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, Message};
 use async_nats::HeaderMap;
 use badgepulse_contract::changes::{self, Change};
-use badgepulse_contract::event::{decode_payload, Event};
+use badgepulse_contract::event::decode_payload;
 use badgepulse_contract::subject::{self, BEACON_HEADER, DEAD_LETTER_PREFIX};
 use futures::StreamExt;
 use rand::Rng;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
+use badgepulse_contract::tables::Tier;
+
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
+use crate::plan::{self, Marks, Notice, Recovery, RowsInto};
 use crate::retention;
-use crate::rows::EventRow;
-use crate::schema::{Granularity, DERIVED_TABLES};
-use crate::store::{Marks, Store};
+use crate::store::{Store, StoreError};
 
 pub struct PartitionConsumer {
     pub partition: u16,
@@ -117,11 +119,25 @@ pub async fn open_consumer(
 /// How long after its `expires` a pull is given to end on its own.
 const PULL_GRACE: Duration = Duration::from_millis(250);
 
-/// A decoded message of the batch.
-struct Decoded {
-    seq: u64,
-    events: Vec<Event>,
-    beacons: bool,
+/// A fetched batch, decoded.
+struct Batch<'m> {
+    /// Its decodable messages.
+    decoded: Vec<plan::Message>,
+    /// The lowest and highest stream sequence of every message.
+    first: u64,
+    last: u64,
+    /// The message to ack (AckAll: acks everything up to it).
+    last_message: &'m Message,
+}
+
+/// Why a batch was not written and acked; it is retried from memory,
+/// with its marks read again.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    ClickHouse(#[from] StoreError),
+    #[error("nats: {0}")]
+    Nats(String),
 }
 
 impl PartitionConsumer {
@@ -226,10 +242,9 @@ impl PartitionConsumer {
                     }
                     Err(e) => {
                         self.marks = None;
-                        if e.downcast_ref::<crate::store::StoreError>().is_some() {
-                            self.metrics.clickhouse_errors.inc();
-                        } else {
-                            self.metrics.nats_errors.inc();
+                        match e {
+                            BatchError::ClickHouse(_) => self.metrics.clickhouse_errors.inc(),
+                            BatchError::Nats(_) => self.metrics.nats_errors.inc(),
                         }
                         tracing::warn!(partition = self.partition, error = %e, "batch failed; retrying");
                         if shutdown.is_cancelled() {
@@ -313,48 +328,49 @@ impl PartitionConsumer {
         Ok(out)
     }
 
-    /// Recomputes `table`'s share of the messages with stream sequence in
-    /// `(after, upto]` of this partition from `events`, for the buckets
-    /// retention keeps.
-    async fn recover(&self, table: &str, after: u64, upto: u64) -> anyhow::Result<()> {
-        let keep_from = Granularity::of_table(table)
-            .and_then(|g| {
-                retention::keep_from(g, self.config.retention_days(g), chrono::Utc::now())
+    /// Recomputes a table's share of this partition's messages from
+    /// `events`, for the buckets retention keeps.
+    async fn recover(&self, r: Recovery) -> Result<(), StoreError> {
+        let keep_from = Tier::of_table(r.table)
+            .and_then(|t| {
+                retention::keep_from(t, self.config.retention_days(t), chrono::Utc::now())
             })
             .map_or(0, |t| t.timestamp().clamp(0, i64::from(u32::MAX)) as u32);
         self.store
-            .recover(table, self.partition, after, upto, keep_from)
+            .recover(r.table, self.partition, r.after, r.upto, keep_from)
             .await?;
-        self.metrics.recoveries.with_label_values(&[table]).inc();
+        self.metrics.recoveries.with_label_values(&[r.table]).inc();
         tracing::info!(
             partition = self.partition,
-            table,
-            after,
-            upto,
+            table = r.table,
+            after = r.after,
+            upto = r.upto,
             "recovered table from events"
         );
         Ok(())
     }
 
-    /// Fills every derived table that holds nothing of this partition while
-    /// `events` does: a table added by a later schema migration starts
-    /// empty, and recovery from `events` computes all of it (a table that
-    /// retention emptied gets back only what retention keeps, which is
-    /// nothing it did not hold).
-    /// Returns whether it filled any.
-    async fn fill_empty_tables(&self, marks: &mut Marks) -> anyhow::Result<bool> {
-        let mut filled = false;
-        if marks.events == 0 {
-            return Ok(filled);
+    /// The marks as last known, or read from ClickHouse (first batch,
+    /// after an error); then every derived table that holds nothing of
+    /// this partition while `events` does is filled (`plan::fill_empty`)
+    /// and "everything" announced at once: should this batch fail, its
+    /// retry finds the tables filled and would not say so.
+    async fn current_marks(&mut self) -> Result<Marks, StoreError> {
+        if let Some(m) = self.marks.take() {
+            return Ok(m);
         }
-        for table in DERIVED_TABLES {
-            if marks.derived.get(table).copied().unwrap_or(0) == 0 {
-                self.recover(table, 0, marks.events).await?;
-                marks.derived.insert(table, marks.events);
-                filled = true;
-            }
+        // The staging table may be gone (dropped database, new node).
+        self.store.ensure_staging(self.partition).await?;
+        let mut marks = self.store.marks(self.partition).await?;
+        let fills = plan::fill_empty(&marks);
+        for r in &fills {
+            self.recover(*r).await?;
+            marks.derived.insert(r.table, r.upto);
         }
-        Ok(filled)
+        if !fills.is_empty() {
+            self.announce(&Change::everything()).await;
+        }
+        Ok(marks)
     }
 
     /// Publishes `change` on core NATS for the exporters' result caches
@@ -384,98 +400,59 @@ impl PartitionConsumer {
             .inc();
     }
 
-    async fn process(&mut self, messages: &[Message]) -> anyhow::Result<()> {
+    /// One batch: decode (undecodable messages to the dead letters),
+    /// plan against the marks (`plan.rs`), write, announce, ack.
+    async fn process(&mut self, messages: &[Message]) -> Result<(), BatchError> {
         let lock = self.batch_lock.clone();
         let _batch = lock.read().await;
         let started = Instant::now();
-        let mut decoded = Vec::with_capacity(messages.len());
-        for m in messages {
-            let info = m
-                .info()
-                .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?;
-            let seq = info.stream_sequence;
-            match decode_payload(&m.payload) {
-                Ok(events) => decoded.push(Decoded {
-                    seq,
-                    events,
-                    beacons: m
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(BEACON_HEADER))
-                        .is_some(),
-                }),
-                Err(reason) => self.dead_letter(m, seq, &reason).await?,
-            }
-        }
-        let seqs = messages
-            .iter()
-            .map(seq_of)
-            .collect::<anyhow::Result<Vec<u64>>>()?;
-        let (Some(&first_seq), Some(&last_seq)) = (seqs.iter().min(), seqs.iter().max()) else {
+        let Some(batch) = self.decode(messages).await? else {
             return Ok(());
         };
-
-        // Whether this batch changes data beyond its own rows' spans (a
-        // replay over partly written tables).
-        let mut everything = false;
-        let marks = match self.marks.take() {
-            Some(m) => m,
-            None => {
-                // First batch, or after an error: the staging table may be
-                // gone (dropped database, new node), so make sure it is there.
-                self.store.ensure_staging(self.partition).await?;
-                let mut marks = self.store.marks(self.partition).await?;
-                if self.fill_empty_tables(&mut marks).await? {
-                    // Announced now: should this batch fail, its retry
-                    // finds the tables filled and would not say so.
-                    self.announce(&Change::everything()).await;
-                }
-                marks
-            }
-        };
-        let rows = self.new_rows(&decoded, marks.events).await?;
-        if marks.all_below(first_seq) {
-            if !rows.is_empty() {
+        let mut marks = self.current_marks().await?;
+        let stored = self
+            .store
+            .existing(&plan::to_look_up(&batch.decoded, marks.events))
+            .await?;
+        let (rows, duplicates) =
+            plan::new_rows(&batch.decoded, marks.events, self.partition, &stored);
+        self.metrics.duplicates.inc_by(duplicates);
+        let write = plan::plan(&marks, batch.first, batch.last, !rows.is_empty());
+        match write.rows_into {
+            Some(RowsInto::Input) => {
                 self.store
                     .write(self.partition, "events_input", &rows)
-                    .await?;
+                    .await?
             }
-        } else {
-            everything = true;
-            if !rows.is_empty() {
+            Some(RowsInto::Events) => {
                 self.store
                     .write(self.partition, &self.store.schema.local("events"), &rows)
-                    .await?;
+                    .await?
             }
-            for table in DERIVED_TABLES {
-                let mark = marks.derived.get(table).copied().unwrap_or(0);
-                if mark < last_seq {
-                    self.recover(table, mark, last_seq).await?;
-                }
-            }
+            None => {}
         }
-        let mut marks = marks;
-        marks.advance_to(last_seq);
+        for r in &write.recover {
+            self.recover(*r).await?;
+        }
+        marks.advance_to(batch.last);
         self.marks = Some(marks);
         crash_point_after_write();
         // Before the ack: a crash in between redelivers the batch, whose
         // replay announces everything.
-        self.announce(&if everything {
-            Change::everything()
-        } else {
-            Change::of_events(rows.iter().map(|r| (r.org_id.as_str(), r.occurred_at)))
+        self.announce(&match write.notice {
+            Notice::Everything => Change::everything(),
+            Notice::Spans => {
+                Change::of_events(rows.iter().map(|r| (r.org_id.as_str(), r.occurred_at)))
+            }
         })
         .await;
-
-        let last = messages
-            .iter()
-            .max_by_key(|m| seq_of(m).unwrap_or(0))
-            .expect("non-empty batch");
-        last.double_ack()
+        batch
+            .last_message
+            .double_ack()
             .await
-            .map_err(|e| anyhow::anyhow!("ack of seq {last_seq}: {e}"))?;
+            .map_err(|e| BatchError::Nats(format!("ack of seq {}: {e}", batch.last)))?;
 
-        let events: usize = decoded.iter().map(|d| d.events.len()).sum();
+        let events: usize = batch.decoded.iter().map(|m| m.events.len()).sum();
         self.metrics.batches.inc();
         self.metrics.messages.inc_by(messages.len() as u64);
         self.metrics.events_written.inc_by(rows.len() as u64);
@@ -488,53 +465,50 @@ impl PartitionConsumer {
             partition = self.partition,
             messages = messages.len(),
             rows = rows.len(),
-            seq_lo = first_seq,
-            seq_hi = last_seq,
+            seq_lo = batch.first,
+            seq_hi = batch.last,
             "batch written"
         );
         Ok(())
     }
 
-    /// Rows for the events of messages above the `events` mark, without
-    /// events whose (org_id, event_id) is already stored or earlier in the
-    /// batch.
-    async fn new_rows(
-        &self,
-        decoded: &[Decoded],
-        events_mark: u64,
-    ) -> anyhow::Result<Vec<EventRow>> {
-        let fresh: Vec<&Decoded> = decoded.iter().filter(|d| d.seq > events_mark).collect();
-        let lookup: Vec<(String, String)> = fresh
-            .iter()
-            .filter(|d| !d.beacons)
-            .flat_map(|d| {
-                d.events
-                    .iter()
-                    .map(|e| (e.org_id.clone(), e.event_id.clone()))
-            })
-            .collect();
-        let stored = self.store.existing(&lookup).await?;
-        let mut seen: HashSet<(&str, &str)> = HashSet::new();
-        let mut rows = Vec::new();
-        let mut duplicates = 0u64;
-        for d in fresh {
-            for e in &d.events {
-                let key = (e.org_id.as_str(), e.event_id.as_str());
-                let already = stored.contains(&(e.org_id.clone(), e.event_id.clone()));
-                if already || !seen.insert(key) {
-                    duplicates += 1;
-                    continue;
-                }
-                rows.push(EventRow::new(e, self.partition, d.seq));
+    /// Decodes `messages` (`None`: an empty batch). An undecodable one goes
+    /// to the dead-letter stream (PubAck awaited) and takes no further
+    /// part, but its sequence still counts in the batch's span and ack.
+    async fn decode<'m>(&self, messages: &'m [Message]) -> Result<Option<Batch<'m>>, BatchError> {
+        let mut decoded = Vec::with_capacity(messages.len());
+        let mut span: Option<(u64, u64, &Message)> = None;
+        for m in messages {
+            let seq = seq_of(m)?;
+            span = Some(match span {
+                None => (seq, seq, m),
+                Some((first, last, _)) if seq > last => (first.min(seq), seq, m),
+                Some((first, last, at)) => (first.min(seq), last, at),
+            });
+            match decode_payload(&m.payload) {
+                Ok(events) => decoded.push(plan::Message {
+                    seq,
+                    events,
+                    beacons: m
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(BEACON_HEADER))
+                        .is_some(),
+                }),
+                Err(reason) => self.dead_letter(m, seq, &reason).await?,
             }
         }
-        self.metrics.duplicates.inc_by(duplicates);
-        Ok(rows)
+        Ok(span.map(|(first, last, last_message)| Batch {
+            decoded,
+            first,
+            last,
+            last_message,
+        }))
     }
 
     /// Publishes an undecodable message to `badgepulse.dead.<partition>`
     /// (deduplicated by its stream sequence) and waits for the PubAck.
-    async fn dead_letter(&self, m: &Message, seq: u64, reason: &str) -> anyhow::Result<()> {
+    async fn dead_letter(&self, m: &Message, seq: u64, reason: &str) -> Result<(), BatchError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             "Badgepulse-Error",
@@ -551,9 +525,9 @@ impl PartitionConsumer {
                 m.payload.clone(),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("dead-letter publish: {e}"))?;
+            .map_err(|e| BatchError::Nats(format!("dead-letter publish: {e}")))?;
         ack.await
-            .map_err(|e| anyhow::anyhow!("dead-letter ack: {e}"))?;
+            .map_err(|e| BatchError::Nats(format!("dead-letter ack: {e}")))?;
         self.metrics.dead_letters.inc();
         tracing::warn!(
             partition = self.partition,
@@ -589,9 +563,9 @@ fn crash_point_after_write() {
     }
 }
 
-fn seq_of(m: &Message) -> anyhow::Result<u64> {
+fn seq_of(m: &Message) -> Result<u64, BatchError> {
     Ok(m.info()
-        .map_err(|e| anyhow::anyhow!("message without JetStream info: {e}"))?
+        .map_err(|e| BatchError::Nats(format!("message without JetStream info: {e}")))?
         .stream_sequence)
 }
 

@@ -1,18 +1,21 @@
 //! badgepulse-aggregator as a library: the binary in `main.rs` wires these
 //! modules together; end-to-end tests reach the schema and queries here.
+//! A batch's way: [`consume`] (fetch, decode, dead letters) → [`plan`]
+//! (the exactly-once decisions, pure) → [`store`] (the writes, whose SQL is
+//! [`schema`]'s) → change notice → ack.
 //!
-//! - [`schema`]: every DDL statement and query text (SQL lives only there).
-//! - [`store`]: executes them against ClickHouse.
-//! - [`consume`]: one partition's consume → write → ack loop (exactly once).
 //! - [`rows`]: event → row mapping.
-//! - [`retention`]: which rollup partitions to drop.
+//! - [`retention`]: which rollup partitions to drop; [`maintenance`]: the
+//!   retention and compaction loops.
 //! - [`config`], [`metrics`], [`admin`]: configuration, pipeline metrics,
-//!   admin HTTP.
+//!   the admin listener's readiness.
 
 pub mod admin;
 pub mod config;
 pub mod consume;
+pub mod maintenance;
 pub mod metrics;
+pub mod plan;
 pub mod retention;
 pub mod rows;
 pub mod schema;

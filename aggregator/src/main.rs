@@ -5,15 +5,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use badgepulse_contract::{ops, server, subject};
+use badgepulse_contract::subject;
+use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
-use badgepulse_aggregator::admin;
 use badgepulse_aggregator::config::Config;
 use badgepulse_aggregator::consume::{self, PartitionConsumer};
 use badgepulse_aggregator::metrics::Metrics;
 use badgepulse_aggregator::store::Store;
+use badgepulse_aggregator::{admin, maintenance};
 
 #[derive(Parser)]
 #[command(name = "badgepulse-aggregator", version, about)]
@@ -44,11 +44,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     let store = Store::new(&config.clickhouse);
@@ -92,8 +88,7 @@ async fn main() -> anyhow::Result<()> {
 /// up with the stream, after which the rebuild's consumers are deleted.
 async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let shutdown = signals::shutdown_token();
 
     // ClickHouse may still be starting: retry the migration until it answers.
     loop {
@@ -116,15 +111,17 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         .await
         .with_context(|| format!("connecting to NATS at {}", config.nats.url))?;
     let jetstream = async_nats::jetstream::new(nats.clone());
+    let layout =
+        subject::StreamLayout::new(config.nats.replicas, config.nats.duplicate_window_secs);
     // JetStream may not take requests yet (a cluster still electing its
     // leader): keep trying, like the migration above.
     let stream = loop {
         let created = async {
             let events = jetstream
-                .get_or_create_stream(subject::stream_config(&config.nats))
+                .get_or_create_stream(subject::stream_config(layout))
                 .await?;
             jetstream
-                .get_or_create_stream(subject::dead_letter_stream_config(&config.nats))
+                .get_or_create_stream(subject::dead_letter_stream_config(layout))
                 .await?;
             Ok::<_, async_nats::Error>(events)
         };
@@ -150,14 +147,14 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     .map_err(anyhow::Error::msg)?;
 
     let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
-    let retention = tokio::spawn(run_retention(
+    let retention = tokio::spawn(maintenance::retention(
         store.clone(),
         config.aggregator.clone(),
         batch_lock.clone(),
         shutdown.clone(),
     ));
     let compaction = (config.aggregator.compact_interval_secs > 0).then(|| {
-        tokio::spawn(run_compaction(
+        tokio::spawn(maintenance::compaction(
             store.clone(),
             std::time::Duration::from_secs(config.aggregator.compact_interval_secs),
             metrics.clone(),
@@ -212,69 +209,4 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     }
     tracing::info!("aggregator stopped");
     Ok(())
-}
-
-/// Drops expired rollup partitions at start-up and then hourly.
-async fn run_retention(
-    store: Store,
-    config: badgepulse_aggregator::config::AggregatorConfig,
-    batch_lock: Arc<tokio::sync::RwLock<()>>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        {
-            let _exclusive = batch_lock.write().await;
-            if let Err(e) = store.enforce_retention(&config, chrono::Utc::now()).await {
-                tracing::warn!(error = %e, "retention run failed; next try in an hour");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
-        }
-    }
-}
-
-/// Every `interval`, merges the parts of `scope_total` on the node this
-/// instance writes through (`Store::compact_totals`). Every instance
-/// does: in a cluster each compacts its own shard; instances sharing a
-/// node repeat the work, one rewrite of a small table each.
-async fn run_compaction(
-    store: Store,
-    interval: std::time::Duration,
-    metrics: Metrics,
-    shutdown: CancellationToken,
-) {
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        let started = std::time::Instant::now();
-        match store.compact_totals().await {
-            Ok(()) => {
-                metrics.compactions.with_label_values(&["ok"]).inc();
-                tracing::debug!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "compacted scope_total"
-                );
-            }
-            Err(e) => {
-                metrics.compactions.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %e, "compacting scope_total failed; next try in one interval");
-            }
-        }
-    }
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn signal_shutdown(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutdown requested; finishing in-flight batches");
-    token.cancel();
 }

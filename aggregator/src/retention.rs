@@ -13,15 +13,15 @@
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 
-use crate::schema::Granularity;
+use badgepulse_contract::tables::Tier;
 
 /// The start of the partition holding `t` for granularity `g`.
-fn partition_start(g: Granularity, t: DateTime<Utc>) -> DateTime<Utc> {
+fn partition_start(g: Tier, t: DateTime<Utc>) -> DateTime<Utc> {
     let d = t.date_naive();
     let start = match g {
-        Granularity::Minute => d,
-        Granularity::Hour => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("valid date"),
-        Granularity::Day => NaiveDate::from_ymd_opt(d.year(), 1, 1).expect("valid date"),
+        Tier::Minute => d,
+        Tier::Hour => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).expect("valid date"),
+        Tier::Day => NaiveDate::from_ymd_opt(d.year(), 1, 1).expect("valid date"),
     };
     Utc.from_utc_datetime(&start.and_hms_opt(0, 0, 0).expect("valid time"))
 }
@@ -29,26 +29,24 @@ fn partition_start(g: Granularity, t: DateTime<Utc>) -> DateTime<Utc> {
 /// The oldest bucket time still kept at `now` with `days` of retention
 /// (`None`: keep everything): the start of the partition holding
 /// `now - days`.
-pub fn keep_from(g: Granularity, days: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub fn keep_from(g: Tier, days: u32, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     (days > 0).then(|| partition_start(g, now - Duration::days(i64::from(days))))
 }
 
 /// The start of the partition named `id` (`system.parts.partition`, e.g.
 /// `20260301`, `202603`, `2026`).
-pub fn parse_partition(g: Granularity, id: &str) -> Option<DateTime<Utc>> {
+pub fn parse_partition(g: Tier, id: &str) -> Option<DateTime<Utc>> {
     let n: u32 = id.trim_matches('\'').parse().ok()?;
     let date = match g {
-        Granularity::Minute => {
-            NaiveDate::from_ymd_opt((n / 10_000) as i32, n / 100 % 100, n % 100)?
-        }
-        Granularity::Hour => NaiveDate::from_ymd_opt((n / 100) as i32, n % 100, 1)?,
-        Granularity::Day => NaiveDate::from_ymd_opt(n as i32, 1, 1)?,
+        Tier::Minute => NaiveDate::from_ymd_opt((n / 10_000) as i32, n / 100 % 100, n % 100)?,
+        Tier::Hour => NaiveDate::from_ymd_opt((n / 100) as i32, n % 100, 1)?,
+        Tier::Day => NaiveDate::from_ymd_opt(n as i32, 1, 1)?,
     };
     Some(Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0)?))
 }
 
 /// Which of `partitions` to drop: those starting before `keep_from`.
-pub fn expired(g: Granularity, partitions: &[String], keep_from: DateTime<Utc>) -> Vec<&str> {
+pub fn expired(g: Tier, partitions: &[String], keep_from: DateTime<Utc>) -> Vec<&str> {
     partitions
         .iter()
         .filter(|p| parse_partition(g, p).is_some_and(|start| start < keep_from))
@@ -68,17 +66,17 @@ mod tests {
     fn keep_from_is_a_partition_start() {
         let now = t("2026-03-10T15:30:00Z");
         assert_eq!(
-            keep_from(Granularity::Minute, 7, now),
+            keep_from(Tier::Minute, 7, now),
             Some(t("2026-03-03T00:00:00Z"))
         );
         assert_eq!(
-            keep_from(Granularity::Hour, 400, now),
+            keep_from(Tier::Hour, 400, now),
             Some(t("2025-02-01T00:00:00Z"))
         );
-        assert_eq!(keep_from(Granularity::Day, 0, now), None);
+        assert_eq!(keep_from(Tier::Day, 0, now), None);
         // 800 days before 2026-03-10 is 2023-12-31.
         assert_eq!(
-            keep_from(Granularity::Day, 800, now),
+            keep_from(Tier::Day, 800, now),
             Some(t("2023-01-01T00:00:00Z"))
         );
     }
@@ -91,17 +89,17 @@ mod tests {
             .collect();
         let keep = t("2026-03-03T00:00:00Z");
         assert_eq!(
-            expired(Granularity::Minute, &parts, keep),
+            expired(Tier::Minute, &parts, keep),
             vec!["20260301", "20260302"]
         );
         assert_eq!(
-            parse_partition(Granularity::Hour, "202602"),
+            parse_partition(Tier::Hour, "202602"),
             Some(t("2026-02-01T00:00:00Z"))
         );
         assert_eq!(
-            parse_partition(Granularity::Day, "2026"),
+            parse_partition(Tier::Day, "2026"),
             Some(t("2026-01-01T00:00:00Z"))
         );
-        assert_eq!(parse_partition(Granularity::Minute, "20261341"), None);
+        assert_eq!(parse_partition(Tier::Minute, "20261341"), None);
     }
 }

@@ -5,17 +5,18 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
-use badgepulse_contract::settings::ClickHouseConfig;
-use badgepulse_contract::tables::SCOPE_TOTAL;
+use badgepulse_contract::tables::{Tier, SCOPE_TOTAL};
+use badgepulse_runtime::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::Client;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::AggregatorConfig;
+use crate::plan::Marks;
 use crate::retention;
 use crate::rows::EventRow;
-use crate::schema::{Granularity, Schema, DERIVED_TABLES};
+use crate::schema::{Schema, DERIVED_TABLES};
 
 /// Errors talking to ClickHouse, with the statement's purpose.
 #[derive(Debug, thiserror::Error)]
@@ -29,28 +30,6 @@ pub struct StoreError {
 fn ctx(what: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> StoreError {
     let what = what.into();
     move |source| StoreError { what, source }
-}
-
-/// For one partition: the highest stream sequence folded into each table.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Marks {
-    pub events: u64,
-    pub derived: BTreeMap<&'static str, u64>,
-}
-
-impl Marks {
-    /// Whether no table has seen anything at or after `seq`.
-    pub fn all_below(&self, seq: u64) -> bool {
-        self.events < seq && self.derived.values().all(|m| *m < seq)
-    }
-
-    /// Records that every table now holds everything up to `seq`.
-    pub fn advance_to(&mut self, seq: u64) {
-        self.events = self.events.max(seq);
-        for m in self.derived.values_mut() {
-            *m = (*m).max(seq);
-        }
-    }
 }
 
 #[derive(Clone)]
@@ -308,7 +287,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let mut dropped = Vec::new();
-        let tables: Vec<(Granularity, &str)> = Granularity::ALL
+        let tables: Vec<(Tier, &str)> = Tier::ALL
             .into_iter()
             .flat_map(|g| g.tables().map(move |t| (g, t)))
             .collect();
@@ -407,7 +386,7 @@ impl Store {
                 self.recover_query(table, 0, 0, u64::from(u32::MAX), 0),
             ));
         }
-        for table in Granularity::ALL.into_iter().flat_map(Granularity::tables) {
+        for table in Tier::ALL.into_iter().flat_map(Tier::tables) {
             out.push((format!("partitions:{table}"), self.partitions_query(table)));
         }
         out.push((
@@ -415,26 +394,5 @@ impl Store {
             self.admin.query(&self.schema.optimize(SCOPE_TOTAL)),
         ));
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marks_order() {
-        let mut m = Marks {
-            events: 5,
-            derived: [("rollup_minute", 3), ("rollup_hour", 5)]
-                .into_iter()
-                .collect(),
-        };
-        assert!(m.all_below(6));
-        assert!(!m.all_below(5));
-        m.advance_to(9);
-        assert_eq!(m.events, 9);
-        assert!(m.derived.values().all(|v| *v == 9));
-        assert!(!m.all_below(9));
     }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use async_nats::jetstream::stream;
 
 use crate::event::EventType;
-use crate::settings::NatsConfig;
 
 /// The JetStream stream holding every event.
 pub const STREAM: &str = "BADGEPULSE_EVENTS";
@@ -53,27 +52,55 @@ pub fn partition_of(org_id: &str, partitions: u16) -> u16 {
     (hash % u64::from(partitions.max(1))) as u16
 }
 
+/// How the streams are kept: replicas (1 on a single server, 3 on a
+/// cluster) and the duplicate window (SPEC §5: at least 2 minutes), from
+/// the `[nats]` config section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLayout {
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+}
+
+impl StreamLayout {
+    /// `[nats] replicas` and `duplicate_window_secs`.
+    pub fn new(replicas: usize, duplicate_window_secs: u64) -> Self {
+        StreamLayout {
+            replicas,
+            duplicate_window: Duration::from_secs(duplicate_window_secs),
+        }
+    }
+}
+
+impl Default for StreamLayout {
+    fn default() -> Self {
+        StreamLayout {
+            replicas: 1,
+            duplicate_window: Duration::from_secs(600),
+        }
+    }
+}
+
 /// The event stream's definition. Ingest and aggregator both create it if
 /// missing (`get_or_create_stream`), so either may start first.
-pub fn stream_config(nats: &NatsConfig) -> stream::Config {
+pub fn stream_config(layout: StreamLayout) -> stream::Config {
     stream::Config {
         name: STREAM.into(),
         subjects: vec![format!("{SUBJECT_PREFIX}.>")],
         storage: stream::StorageType::File,
-        num_replicas: nats.replicas,
-        duplicate_window: Duration::from_secs(nats.duplicate_window_secs),
+        num_replicas: layout.replicas,
+        duplicate_window: layout.duplicate_window,
         ..Default::default()
     }
 }
 
 /// The dead-letter stream's definition.
-pub fn dead_letter_stream_config(nats: &NatsConfig) -> stream::Config {
+pub fn dead_letter_stream_config(layout: StreamLayout) -> stream::Config {
     stream::Config {
         name: DEAD_LETTER_STREAM.into(),
         subjects: vec![format!("{DEAD_LETTER_PREFIX}.>")],
         storage: stream::StorageType::File,
-        num_replicas: nats.replicas,
-        duplicate_window: Duration::from_secs(nats.duplicate_window_secs),
+        num_replicas: layout.replicas,
+        duplicate_window: layout.duplicate_window,
         ..Default::default()
     }
 }

@@ -8,8 +8,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use badgepulse_contract::server;
-use badgepulse_contract::settings::{self, ClickHouseConfig, NatsConfig};
+use badgepulse_runtime::server;
+use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
@@ -73,7 +73,7 @@ pub struct ExporterConfig {
     /// How long a connection may go without a request, seconds: a new
     /// connection whose headers have not arrived (slowloris) is closed
     /// after it, a kept-alive one after one to two times it without a new
-    /// request (see `badgepulse_contract::server`).
+    /// request (see `badgepulse_runtime::server`).
     pub header_read_timeout_secs: u64,
     /// Memory for cached query results, bytes (an estimate); 0 turns the
     /// result cache off. Results are dropped when the aggregator's change

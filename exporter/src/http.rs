@@ -1189,7 +1189,7 @@ mod tests {
 
     #[tokio::test]
     async fn health_and_metrics_are_not_on_the_api_listener() {
-        for path in badgepulse_contract::ops::ADMIN_PATHS {
+        for path in badgepulse_runtime::ops::ADMIN_PATHS {
             for key in [None, Some("adm")] {
                 let (status, json) = get(path, key).await;
                 assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {json}");

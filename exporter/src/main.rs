@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use badgepulse_contract::{ops, server};
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::auth::{hash_key, ApiKeys};
 use badgepulse_exporter::cache::QueryCache;
@@ -18,6 +17,7 @@ use badgepulse_exporter::notices::Notices;
 use badgepulse_exporter::sample_queries;
 use badgepulse_exporter::store::{self, Store};
 use badgepulse_exporter::views::{ViewSettings, Views};
+use badgepulse_runtime::{ops, server};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_nats::{Client, Event};
 use badgepulse_contract::changes::{self, Change};
-use badgepulse_contract::settings::NatsConfig;
+use badgepulse_runtime::settings::NatsConfig;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

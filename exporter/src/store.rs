@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use badgepulse_contract::changes::Change;
-use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::{Client, RowOwned, RowRead};
 use futures::future::{BoxFuture, FutureExt, Shared};

@@ -2,21 +2,16 @@
 //! pass the checks sign and verify, and a signature for other ids fails.
 #![no_main]
 
+use badgepulse_contract::pixel::PixelQuery;
 use badgepulse_contract::signing::{sign, verify, PixelIds};
-use badgepulse_ingest::beacon::BeaconParams;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: &[u8] = b"fuzz-pixel-key-0123456789";
 
 fuzz_target!(|data: &[u8]| {
     let query = String::from_utf8_lossy(data);
-    let p = BeaconParams::from_query(&query);
-    let ids = PixelIds {
-        org_id: &p.org_id,
-        issuer_id: &p.issuer_id,
-        badge_class_id: &p.badge_class_id,
-        assertion_id: &p.assertion_id,
-    };
+    let p = PixelQuery::parse(&query);
+    let ids = p.ids();
     // Whatever `sig` says, checking it must not panic.
     let _ = verify(KEY, &ids, &p.sig);
     if p.check_ids().is_ok() {

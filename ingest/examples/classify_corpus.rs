@@ -12,7 +12,7 @@
 
 use std::hint::black_box;
 
-use badgepulse_ingest::beacon::bot_family;
+use badgepulse_ingest::beacons::bots::bot_family;
 
 const CORPUS: &str = include_str!("../testdata/user_agents.tsv");
 

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use badgepulse_contract::event::is_valid_id;
-use badgepulse_contract::server;
-use badgepulse_contract::settings::{self, NatsConfig};
+use badgepulse_runtime::server;
+use badgepulse_runtime::settings::{self, NatsConfig};
 use ipnet::IpNet;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -76,7 +76,7 @@ pub struct IngestConfig {
     /// How long a connection may go without a request, seconds: a new
     /// connection whose headers have not arrived (slowloris) is closed
     /// after it, a kept-alive one after one to two times it without a new
-    /// request (see `badgepulse_contract::server`).
+    /// request (see `badgepulse_runtime::server`).
     pub header_read_timeout_secs: u64,
     /// Threads serving HTTP, each keeping its connections; 0: two per core
     /// the process may use.

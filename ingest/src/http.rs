@@ -1,37 +1,33 @@
-//! The HTTP interface of ingest (SPEC §4): pixels, share beacons,
-//! `sendBeacon`, platform events, health, readiness and metrics.
+//! The public HTTP interface of ingest (SPEC §4): the route table, and
+//! for each route what the request says, handed to the beacon decision
+//! (`beacons`) or the platform events logic (`platform`). Bodies are
+//! bounded in size and in time. The admin listener is `main.rs`'s.
 //!
-//! Must not: answer a pixel with anything but the GIF, let a raw IP address
-//! or User-Agent leave the request (only keyed hashes do), or accept a
-//! platform event before its PubAck.
+//! Must not: answer a pixel with anything but the GIF, or decide anything
+//! about a beacon or an event itself.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use badgepulse_contract::event::{raw_event_id, validate_platform_event, Event, EventType};
-use badgepulse_contract::signing::{verify, PixelIds};
-use chrono::Utc;
+use badgepulse_contract::event::EventType;
+use badgepulse_contract::pixel::PixelQuery;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::beacon::{self, BeaconParams, RateLimiter};
+use crate::beacons::{BeaconRequest, Beacons, Outcome};
 use crate::config::IngestConfig;
 use crate::metrics::{Metrics, ROUTES};
-use crate::publish::{kind_label, publish_events, BeaconQueue};
-use crate::salt::Salts;
+use crate::platform::Platform;
 
 /// The 43-byte transparent 1×1 GIF.
 pub const GIF: [u8; 43] = [
@@ -56,73 +52,34 @@ pub const MAX_DISCARDED_BODY: usize = 4 << 20;
 /// The share-button script served at `/v1/share.js`.
 const SHARE_JS: &str = include_str!("share.js");
 
-/// A configured bearer token: SHA-256 and the orgs it may write.
-struct Token {
-    sha256: [u8; 32],
-    all_orgs: bool,
-    orgs: Vec<String>,
-}
-
+/// What every handler needs.
 pub struct AppState {
-    pub config: IngestConfig,
-    pub partitions: u16,
-    pub nats: async_nats::Client,
-    pub jetstream: async_nats::jetstream::Context,
+    pub beacons: Beacons,
+    pub platform: Platform,
     pub metrics: Metrics,
-    pub salts: Salts,
-    pub queue: BeaconQueue,
-    tokens: Vec<Token>,
-    pixel_keys: BTreeMap<String, Vec<u8>>,
-    limiter: Mutex<RateLimiter>,
-    /// Process-local random key for rate-limiter client hashes.
-    limiter_key: std::hash::RandomState,
+    /// `ingest.country_header`, if configured.
+    country_header: Option<HeaderName>,
+    /// How long a request body may take to arrive
+    /// (`ingest.header_read_timeout_secs`).
+    body_deadline: Duration,
 }
 
 impl AppState {
     pub fn new(
-        config: IngestConfig,
-        partitions: u16,
-        nats: async_nats::Client,
-        jetstream: async_nats::jetstream::Context,
+        config: &IngestConfig,
+        beacons: Beacons,
+        platform: Platform,
         metrics: Metrics,
-        salts: Salts,
-        queue: BeaconQueue,
     ) -> Self {
-        let tokens = config
-            .tokens
-            .iter()
-            .map(|t| {
-                let mut sha256 = [0u8; 32];
-                hex::decode_to_slice(&t.sha256, &mut sha256).expect("validated at start-up");
-                Token {
-                    sha256,
-                    all_orgs: t.orgs.iter().any(|o| o == "*"),
-                    orgs: t.orgs.clone(),
-                }
-            })
-            .collect();
-        let pixel_keys = config
-            .pixel_keys
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
-            .collect();
-        for family in beacon::BotFamily::ALL {
-            metrics.bots.with_label_values(&[family.as_str()]);
-        }
-        let limiter = Mutex::new(RateLimiter::new(config.rate_limit_per_minute, 1_000_000));
-        let limiter_key = std::hash::RandomState::new();
         AppState {
-            config,
-            partitions,
-            nats,
-            jetstream,
+            beacons,
+            platform,
             metrics,
-            salts,
-            queue,
-            tokens,
-            pixel_keys,
-            limiter,
-            limiter_key,
+            country_header: (!config.country_header.is_empty()).then(|| {
+                HeaderName::from_bytes(config.country_header.as_bytes())
+                    .expect("validated at start-up")
+            }),
+            body_deadline: Duration::from_secs(config.header_read_timeout_secs),
         }
     }
 }
@@ -225,7 +182,7 @@ async fn send_beacon(
     req: Request,
 ) -> StatusCode {
     let (parts, body) = req.into_parts();
-    let parsed = read_body(body, MAX_BEACON_BODY, s.body_deadline())
+    let parsed = read_body(body, MAX_BEACON_BODY, s.body_deadline)
         .await
         .ok()
         .and_then(|b| serde_json::from_slice::<BeaconBody>(&b).ok());
@@ -234,15 +191,12 @@ async fn send_beacon(
         Some("share") => EventType::Shared,
         _ => {
             // Which kind it was meant to be is unknown; count it as a view.
-            s.metrics
-                .beacons
-                .with_label_values(&["view", "invalid"])
-                .inc();
+            s.metrics.count_beacon("view", Outcome::Invalid.as_str());
             return StatusCode::NO_CONTENT;
         }
     };
     let b = parsed.expect("matched above");
-    let params = BeaconParams {
+    let query = PixelQuery {
         org_id: b.o,
         issuer_id: b.i,
         badge_class_id: b.b,
@@ -252,7 +206,9 @@ async fn send_beacon(
         src: b.src,
         channel: b.channel,
     };
-    s.take_beacon(kind, params, peer.ip(), &parts.headers).await;
+    s.beacons
+        .take(s.beacon_request(kind, query, peer, &parts.headers))
+        .await;
     StatusCode::NO_CONTENT
 }
 
@@ -261,17 +217,35 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<&s
 }
 
 impl AppState {
-    /// How long a request body may take to arrive.
-    fn body_deadline(&self) -> Duration {
-        Duration::from_secs(self.config.header_read_timeout_secs)
+    /// What a beacon request said, borrowed from its headers.
+    fn beacon_request<'a>(
+        &self,
+        kind: EventType,
+        query: PixelQuery,
+        peer: SocketAddr,
+        headers: &'a HeaderMap,
+    ) -> BeaconRequest<'a> {
+        BeaconRequest {
+            kind,
+            query,
+            peer: peer.ip(),
+            user_agent: header_str(headers, header::USER_AGENT),
+            forwarded_for: header_str(headers, "x-forwarded-for"),
+            referer: header_str(headers, header::REFERER),
+            country: self
+                .country_header
+                .as_ref()
+                .and_then(|name| header_str(headers, name)),
+        }
     }
 
-    /// [`Self::take_beacon`] for a pixel: the parameters come from the
-    /// query string, headers are read in place. Counts the request (always
-    /// answered 200), as pixels bypass the counting middleware.
+    /// A pixel: the parameters come from the query string, headers are
+    /// read in place. Counts the request (always answered 200), as pixels
+    /// bypass the counting middleware.
     async fn take_pixel(&self, kind: EventType, peer: SocketAddr, req: &Parts) {
-        let params = BeaconParams::from_query(req.uri.query().unwrap_or(""));
-        self.take_beacon(kind, params, peer.ip(), &req.headers)
+        let query = PixelQuery::parse(req.uri.query().unwrap_or(""));
+        self.beacons
+            .take(self.beacon_request(kind, query, peer, &req.headers))
             .await;
         let route = if kind == EventType::Shared {
             "/s.gif"
@@ -279,135 +253,6 @@ impl AppState {
             "/p.gif"
         };
         self.metrics.count_request(route, 200);
-    }
-
-    /// Validates a pixel or beacon and queues its event; the outcome goes
-    /// to metrics only.
-    async fn take_beacon(
-        &self,
-        kind: EventType,
-        p: BeaconParams,
-        peer: IpAddr,
-        headers: &HeaderMap,
-    ) {
-        let outcome = self.beacon_outcome(kind, p, peer, headers).await;
-        self.metrics.count_beacon(kind_label(kind), outcome);
-    }
-
-    async fn beacon_outcome(
-        &self,
-        kind: EventType,
-        p: BeaconParams,
-        peer: IpAddr,
-        headers: &HeaderMap,
-    ) -> &'static str {
-        if p.check_ids().is_err() {
-            return "invalid";
-        }
-        let ids = PixelIds {
-            org_id: &p.org_id,
-            issuer_id: &p.issuer_id,
-            badge_class_id: &p.badge_class_id,
-            assertion_id: &p.assertion_id,
-        };
-        match self.pixel_keys.get(&p.kid) {
-            Some(key) if verify(key, &ids, &p.sig) => {}
-            _ => return "bad_signature",
-        }
-        let channel = if kind == EventType::Shared {
-            match beacon::share_channel(p.channel.as_deref()) {
-                Ok(c) => Some(c),
-                Err(_) => return "invalid",
-            }
-        } else {
-            None
-        };
-        let user_agent = header_str(headers, header::USER_AGENT).unwrap_or("");
-        if let Some(family) = beacon::bot_family(Some(user_agent)) {
-            self.metrics
-                .bots
-                .with_label_values(&[family.as_str()])
-                .inc();
-            return "bot";
-        }
-        let ip = beacon::client_ip(
-            peer,
-            header_str(headers, "x-forwarded-for"),
-            &self.config.trusted_proxies,
-        );
-        let now = Utc::now();
-        let client = beacon::client_key(&self.limiter_key, ip, user_agent);
-        if !self
-            .limiter
-            .lock()
-            .expect("limiter lock")
-            .allow(client, now.timestamp())
-        {
-            return "rate_limited";
-        }
-        let (source, country, viewer_key) = if kind == EventType::Viewed {
-            let keyer = self.salts.keyer(now.date_naive()).await;
-            let country = if self.config.country_header.is_empty() {
-                None
-            } else {
-                header_str(headers, self.config.country_header.as_str())
-                    .and_then(badgepulse_contract::event::parse_country)
-                    .filter(|c| c != "XX")
-            };
-            (
-                Some(beacon::view_source(
-                    p.src.as_deref(),
-                    header_str(headers, header::REFERER),
-                    &self.config.platform_hosts,
-                )),
-                country,
-                Some(keyer.key(ip, user_agent, &p.org_id)),
-            )
-        } else {
-            (None, None, None)
-        };
-        let event = Event {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            kind,
-            occurred_at: now,
-            received_at: now,
-            org_id: p.org_id,
-            issuer_id: p.issuer_id,
-            badge_class_id: p.badge_class_id,
-            assertion_id: p.assertion_id,
-            award_method: None,
-            channel,
-            source,
-            country,
-            viewer_key,
-            badge_class: None,
-        };
-        if self.queue.offer(&event) {
-            "accepted"
-        } else {
-            "dropped"
-        }
-    }
-
-    /// The token presented in `Authorization: Bearer …` (the scheme in any
-    /// case, RFC 9110), compared by SHA-256 in constant time against every
-    /// configured token.
-    fn token(&self, headers: &HeaderMap) -> Option<&Token> {
-        let (scheme, presented) = header_str(headers, header::AUTHORIZATION)?
-            .trim()
-            .split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let presented = presented.trim();
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = None;
-        for t in &self.tokens {
-            if bool::from(t.sha256.ct_eq(&digest)) {
-                found = Some(t);
-            }
-        }
-        found
     }
 }
 
@@ -460,13 +305,16 @@ async fn platform_events(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(token) = s.token(&headers) else {
+    let Some(grant) = s
+        .platform
+        .grant(header_str(&headers, header::AUTHORIZATION))
+    else {
         return json_error(
             StatusCode::UNAUTHORIZED,
             "Authorization: a valid Bearer token is required",
         );
     };
-    let bytes: Bytes = match read_body(body, MAX_EVENTS_BODY, s.body_deadline()).await {
+    let bytes: Bytes = match read_body(body, MAX_EVENTS_BODY, s.body_deadline).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             return json_error(
@@ -479,7 +327,7 @@ async fn platform_events(
                 StatusCode::REQUEST_TIMEOUT,
                 format!(
                     "body not received within {} s (ingest.header_read_timeout_secs)",
-                    s.body_deadline().as_secs()
+                    s.body_deadline.as_secs()
                 ),
             )
         }
@@ -508,49 +356,15 @@ async fn platform_events(
             format!("events: more than {MAX_EVENTS} events"),
         );
     }
-    let now = Utc::now();
-    let mut valid = Vec::with_capacity(raw_events.len());
-    let mut rejected = Vec::new();
-    for (index, raw) in raw_events.iter().enumerate() {
-        let result = validate_platform_event(raw, now).and_then(|e| {
-            if token.all_orgs || token.orgs.contains(&e.org_id) {
-                Ok(e)
-            } else {
-                Err(badgepulse_contract::event::FieldError::new(
-                    "org_id",
-                    format!("this token may not write org {:?}", e.org_id),
-                ))
-            }
-        });
-        match result {
-            Ok(e) => valid.push(e),
-            Err(err) => rejected.push(json!({
-                "index": index,
-                "event_id": raw_event_id(raw),
-                "error": err.to_string(),
-            })),
-        }
-    }
-    let timeout = Duration::from_millis(s.config.publish_timeout_ms);
-    match publish_events(&s.jetstream, &valid, s.partitions, timeout, &s.metrics).await {
-        Ok((accepted, duplicates)) => {
-            s.metrics
-                .events
-                .with_label_values(&["accepted"])
-                .inc_by(accepted as u64);
-            s.metrics
-                .events
-                .with_label_values(&["duplicate"])
-                .inc_by(duplicates as u64);
-            s.metrics
-                .events
-                .with_label_values(&["rejected"])
-                .inc_by(rejected.len() as u64);
-            Json(json!({ "accepted": accepted, "duplicates": duplicates, "rejected": rejected }))
-                .into_response()
-        }
+    match s.platform.accept(grant, raw_events).await {
+        Ok(a) => Json(json!({
+            "accepted": a.accepted,
+            "duplicates": a.duplicates,
+            "rejected": a.rejected,
+        }))
+        .into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, events = valid.len(), "platform events not stored; answering 503");
+            tracing::warn!(error = %e, events = raw_events.len(), "platform events not stored; answering 503");
             let mut r = json_error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("{e}; nothing was accepted, retry later"),

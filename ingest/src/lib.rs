@@ -1,16 +1,17 @@
 //! badgepulse-ingest as a library: `main.rs` wires these modules together;
-//! tests reach the pure parts here.
+//! tests reach them here. A beacon's way: [`http`] (what the request says)
+//! → [`beacons`] (the decision: signature, bots, rate, viewer identity) →
+//! [`publish`] (micro-batches to JetStream); a platform event's: [`http`]
+//! → [`platform`] (token, validation) → [`publish`] (one message each,
+//! PubAck before the answer).
 //!
-//! - [`http`]: the routes of SPEC §4.
-//! - [`beacon`]: pure beacon logic (parsing, bots, sources, client IP,
-//!   viewer keys, rate limiting).
-//! - [`publish`]: JetStream publishing of events and beacon batches.
 //! - [`salt`]: daily viewer-key salts in NATS KV.
 //! - [`config`], [`metrics`].
 
-pub mod beacon;
+pub mod beacons;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod platform;
 pub mod publish;
 pub mod salt;

@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use badgepulse_contract::signing::{embed_snippet, pixel_url, PixelIds};
-use badgepulse_contract::{ops, server, subject};
+use badgepulse_contract::subject;
+use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use badgepulse_ingest::beacons::Beacons;
 use badgepulse_ingest::config::Config;
 use badgepulse_ingest::metrics::Metrics;
+use badgepulse_ingest::platform::Platform;
 use badgepulse_ingest::publish::{self, BatcherConfig};
 use badgepulse_ingest::{http, salt};
 
@@ -48,11 +51,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    logging::init();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Run) {
@@ -112,8 +111,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
+    let shutdown = signals::shutdown_token();
 
     let nats = async_nats::ConnectOptions::new()
         .name("badgepulse-ingest")
@@ -130,7 +128,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 match js
-                    .get_or_create_stream(subject::stream_config(&nats_config))
+                    .get_or_create_stream(subject::stream_config(subject::StreamLayout::new(
+                        nats_config.replicas,
+                        nats_config.duplicate_window_secs,
+                    )))
                     .await
                 {
                     Ok(_) => break,
@@ -162,14 +163,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         config.nats.replicas,
         metrics.salt_fallbacks.clone(),
     );
-    let state = Arc::new(http::AppState::new(
-        config.ingest.clone(),
-        config.nats.partitions,
-        nats.clone(),
+    let beacons = Beacons::new(config.ingest.clone(), salts, queue, metrics.clone());
+    let platform = Platform::new(
+        &config.ingest.tokens,
         jetstream.clone(),
+        config.nats.partitions,
+        Duration::from_millis(config.ingest.publish_timeout_ms),
         metrics.clone(),
-        salts,
-        queue,
+    );
+    let state = Arc::new(http::AppState::new(
+        &config.ingest,
+        beacons,
+        platform,
+        metrics.clone(),
     ));
     let listener = server::bind(config.ingest.bind)
         .with_context(|| format!("binding ingest.bind {}", config.ingest.bind))?;
@@ -224,16 +230,4 @@ async fn run(config: Config) -> anyhow::Result<()> {
     admin.await??;
     tracing::info!("ingest stopped");
     Ok(())
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn signal_shutdown(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutdown requested");
-    token.cancel();
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use badgepulse_ingest::beacon::{bot_family, BotFamily};
+use badgepulse_ingest::beacons::bots::{bot_family, BotFamily};
 
 const CORPUS: &str = include_str!("../testdata/user_agents.tsv");
 

@@ -249,16 +249,13 @@ async fn publish(js: &jetstream::Context, msgs: &[Msg]) {
     }
 }
 
-async fn ensure_streams(js: &jetstream::Context, partitions: u16) {
-    let nats = badgepulse_contract::settings::NatsConfig {
-        partitions,
-        ..Default::default()
-    };
-    js.get_or_create_stream(badgepulse_contract::subject::stream_config(&nats))
+async fn ensure_streams(js: &jetstream::Context) {
+    let layout = badgepulse_contract::subject::StreamLayout::default();
+    js.get_or_create_stream(badgepulse_contract::subject::stream_config(layout))
         .await
         .unwrap();
     js.get_or_create_stream(badgepulse_contract::subject::dead_letter_stream_config(
-        &nats,
+        layout,
     ))
     .await
     .unwrap();
@@ -467,7 +464,7 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
         w.distinct_events
     );
     let js = jetstream::new(nats.client().await);
-    ensure_streams(&js, 1).await;
+    ensure_streams(&js).await;
 
     let mut rng = StdRng::seed_from_u64(7);
     let waves = 22;
@@ -558,7 +555,7 @@ async fn two_instances_on_disjoint_partitions_equal_one() {
     let ch = ClickHouse::start().await;
     let w = workload(42, 3_000, 2);
     let js = jetstream::new(nats.client().await);
-    ensure_streams(&js, 2).await;
+    ensure_streams(&js).await;
     publish(&js, &w.messages).await;
 
     let (a1, a2, a3) = (free_port(), free_port(), free_port());
@@ -607,7 +604,7 @@ async fn rebuild_replays_the_stream_into_a_fresh_database() {
     let ch = ClickHouse::start().await;
     let w = workload(99, 400, 1);
     let js = jetstream::new(nats.client().await);
-    ensure_streams(&js, 1).await;
+    ensure_streams(&js).await;
     publish(&js, &w.messages).await;
     let admin = free_port();
     let config = aggregator_config(&nats, &ch, "live", 1, &[], admin);
@@ -666,7 +663,7 @@ async fn pulls_ending_at_the_byte_budget_still_make_progress() {
     let ch = ClickHouse::start().await;
     let w = workload(5, 2_000, 1);
     let js = jetstream::new(nats.client().await);
-    ensure_streams(&js, 1).await;
+    ensure_streams(&js).await;
     publish(&js, &w.messages).await;
     let admin = free_port();
     let config =
@@ -686,7 +683,7 @@ async fn empty_derived_tables_are_filled_from_events() {
     let ch = ClickHouse::start().await;
     let w = workload(17, 300, 2);
     let js = jetstream::new(nats.client().await);
-    ensure_streams(&js, 2).await;
+    ensure_streams(&js).await;
     let half = w.messages.len() / 2;
     publish(&js, &w.messages[..half]).await;
     let admin = free_port();

@@ -6,10 +6,10 @@
 use badgepulse_aggregator::config::AggregatorConfig;
 use badgepulse_aggregator::retention::keep_from;
 use badgepulse_aggregator::rows::EventRow;
-use badgepulse_aggregator::schema::Granularity;
 use badgepulse_aggregator::store::Store;
 use badgepulse_contract::event::{validate_platform_event, Event};
-use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_contract::tables::Tier;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::ClickHouse;
 use chrono::{Duration, SecondsFormat, Utc};
 use serde_json::json;
@@ -87,7 +87,7 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
     let marks = store.marks(0).await.unwrap();
     assert_eq!(marks.derived["rollup_minute"], 2);
     assert_eq!(marks.derived["rollup_hour"], 4);
-    let keep = keep_from(Granularity::Minute, config.retention_minute_days, now)
+    let keep = keep_from(Tier::Minute, config.retention_minute_days, now)
         .unwrap()
         .timestamp() as u32;
     store.recover("rollup_minute", 0, 2, 4, keep).await.unwrap();
@@ -104,7 +104,7 @@ async fn expired_partitions_are_dropped_and_never_recomputed() {
         ..AggregatorConfig::default()
     };
     store.enforce_retention(&short, now).await.unwrap();
-    let keep_hours = keep_from(Granularity::Hour, 1, now).unwrap();
+    let keep_hours = keep_from(Tier::Hour, 1, now).unwrap();
     let kept = [0, 2, 8, 30]
         .iter()
         .filter(|days| now - Duration::days(**days) >= keep_hours)

@@ -12,7 +12,7 @@ use std::time::Duration;
 use badgepulse_aggregator::rows::EventRow;
 use badgepulse_aggregator::store::Store;
 use badgepulse_contract::event::{validate_platform_event, Event};
-use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::ClickHouse;
 use chrono::Utc;
 use serde_json::json;

@@ -31,7 +31,7 @@ fn the_example_documents_the_defaults() {
     let defaults = badgepulse_ingest::config::IngestConfig::default();
     assert_eq!(
         ingest.nats,
-        badgepulse_contract::settings::NatsConfig::default()
+        badgepulse_runtime::settings::NatsConfig::default()
     );
     assert_eq!(ingest.ingest.bind, defaults.bind);
     assert_eq!(
@@ -61,7 +61,7 @@ fn the_example_documents_the_defaults() {
     assert_eq!(aggregator.aggregator, expected);
     assert_eq!(
         aggregator.clickhouse,
-        badgepulse_contract::settings::ClickHouseConfig::default()
+        badgepulse_runtime::settings::ClickHouseConfig::default()
     );
 }
 

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use badgepulse_contract::server::MAX_HEADER_BYTES;
+use badgepulse_runtime::server::MAX_HEADER_BYTES;
 use badgepulse_tests::{
     eventually, free_port, sha256_hex, start_services, wait_http, ClickHouse, Nats, Service,
     StackConfig, StackPorts,

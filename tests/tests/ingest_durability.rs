@@ -114,7 +114,7 @@ async fn a_stream_that_takes_no_writes_is_503_and_the_retry_stores_once() {
     let ready = reqwest::get(format!("{admin}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready without the stream");
 
-    js.create_stream(subject::stream_config(&Default::default()))
+    js.create_stream(subject::stream_config(Default::default()))
         .await
         .unwrap();
     let r = post(&url, body).await;

@@ -12,7 +12,7 @@ use badgepulse_aggregator::store::Store;
 use badgepulse_contract::event::{
     validate_platform_event, AwardMethod, EventType, ShareChannel, ViewSource,
 };
-use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::ClickHouse;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};

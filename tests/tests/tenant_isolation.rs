@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use badgepulse_contract::ops::ADMIN_PATHS;
 use badgepulse_exporter::charts::ChartKind;
 use badgepulse_exporter::http::API_ROUTES;
+use badgepulse_runtime::ops::ADMIN_PATHS;
 use badgepulse_tests::{
     eventually, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
 };

@@ -186,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
     // Fill the stream: beacon-style batches of 250 events per message.
     let js = jetstream::new(nats.client().await);
     js.get_or_create_stream(badgepulse_contract::subject::stream_config(
-        &Default::default(),
+        Default::default(),
     ))
     .await?;
     for (m, chunk) in evs.chunks(2_500).enumerate() {

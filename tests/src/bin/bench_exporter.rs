@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use badgepulse_aggregator::schema::Schema;
 use badgepulse_aggregator::store::Store;
-use badgepulse_contract::settings::ClickHouseConfig;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::{
     eventually, free_port, metric_value, scrape, sha256_hex, wait_http, ClickHouse, Nats, Service,
 };

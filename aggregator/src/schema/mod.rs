@@ -1,0 +1,147 @@
+//! The ClickHouse schema (SPEC §6) and every SQL statement the aggregator
+//! issues, for one database, on a single server or a cluster.
+//!
+//! - [`tables`]: what each table holds: its columns, the materialised
+//!   view's SELECT that fills it (shared with recovery), its partitioning;
+//! - [`migrations`]: the versioned list of DDL that creates them;
+//! - [`statements`]: the statements of the exactly-once protocol
+//!   (high-water marks, duplicate lookup, staged writes, recovery),
+//!   retention and migration bookkeeping.
+//!
+//! Must not: execute anything (see `store.rs`), or paste user input into
+//! SQL — the only interpolated names are the validated database and
+//! cluster names.
+//!
+//! The SQL runs unchanged on ClickHouse 18.16 and on current releases:
+//! no TTL, CODEC, DateTime64, LowCardinality, window functions,
+//! `toStartOfInterval`, `SimpleAggregateFunction` or server-side
+//! parameters. Every plain column of an AggregatingMergeTree is part of
+//! its sorting key (current releases require it).
+
+pub mod migrations;
+pub mod statements;
+pub mod tables;
+
+pub use migrations::Migration;
+pub use tables::{event_type_enum, DERIVED_TABLES};
+
+/// Generates DDL for one database, optionally in cluster mode.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    pub database: String,
+    /// Empty: single server.
+    pub cluster: String,
+}
+
+impl Schema {
+    pub fn new(database: &str, cluster: &str) -> Self {
+        Schema {
+            database: database.to_owned(),
+            cluster: cluster.to_owned(),
+        }
+    }
+
+    pub(crate) fn on_cluster(&self) -> String {
+        if self.cluster.is_empty() {
+            String::new()
+        } else {
+            format!(" ON CLUSTER {}", self.cluster)
+        }
+    }
+
+    /// The engine clause; in cluster mode the `Replicated*` variant with the
+    /// conventional `{shard}`/`{replica}` macros.
+    pub(crate) fn engine(&self, engine: &str, args: &str, table: &str) -> String {
+        if self.cluster.is_empty() {
+            if args.is_empty() {
+                engine.to_owned()
+            } else {
+                format!("{engine}({args})")
+            }
+        } else {
+            let zk = format!(
+                "'/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}'",
+                self.database
+            );
+            let all = if args.is_empty() {
+                zk
+            } else {
+                format!("{zk}, {args}")
+            };
+            format!("Replicated{engine}({all})")
+        }
+    }
+
+    /// In cluster mode, the name of the replicated local table behind a
+    /// `Distributed` table of the plain name.
+    pub fn local(&self, table: &str) -> String {
+        if self.cluster.is_empty() {
+            table.to_owned()
+        } else {
+            format!("{table}_local")
+        }
+    }
+
+    /// `CREATE TABLE` for `table` with `columns` and `tail` (engine options),
+    /// plus in cluster mode the `Distributed` table over it.
+    pub(crate) fn table(
+        &self,
+        table: &str,
+        columns: &str,
+        engine: &str,
+        args: &str,
+        tail: &str,
+    ) -> Vec<String> {
+        let db = &self.database;
+        let local = self.local(table);
+        // ClickHouse 18.16 refuses replicated tables with column comments
+        // ("Table structure in ZooKeeper is too different from local table
+        // structure"), so in cluster mode the comments live on the
+        // Distributed tables, which are the ones analysts query.
+        let local_columns = if self.cluster.is_empty() {
+            columns.to_owned()
+        } else {
+            strip_comments(columns)
+        };
+        let mut out = vec![format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{local}{on} (\n{local_columns}\n) ENGINE = {engine}\n{tail}",
+            on = self.on_cluster(),
+            engine = self.engine(engine, args, &local),
+        )];
+        if !self.cluster.is_empty() {
+            out.push(format!(
+                "CREATE TABLE IF NOT EXISTS {db}.{table}{on} (\n{columns}\n) ENGINE = Distributed({cluster}, {db}, {local}, rand())",
+                on = self.on_cluster(),
+                cluster = self.cluster,
+            ));
+        }
+        out
+    }
+
+    /// Every DDL statement, bootstrap and migrations, in order.
+    pub fn all_statements(&self) -> Vec<String> {
+        let mut all = self.bootstrap();
+        all.extend(self.migrations().into_iter().flat_map(|m| m.statements));
+        all
+    }
+}
+
+/// Removes the `COMMENT '…'` of every column line (one column per line,
+/// as this file writes them), keeping the separating comma.
+pub(crate) fn strip_comments(columns: &str) -> String {
+    columns
+        .lines()
+        .map(|line| match line.find(" COMMENT '") {
+            Some(at) => {
+                let comma = if line.trim_end().ends_with(',') {
+                    ","
+                } else {
+                    ""
+                };
+                format!("{}{comma}", &line[..at])
+            }
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
