@@ -13,7 +13,9 @@ use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::auth::Scope;
+use badgepulse_runtime::keys::parse_sha256;
+
+use crate::model::scope::Scope;
 
 /// The whole config file as the exporter sees it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -212,13 +214,6 @@ impl Config {
         )?;
         Ok(())
     }
-}
-
-/// Decodes a hex SHA-256 (either case); `None` unless it is exactly 32 bytes.
-pub fn parse_sha256(hex_digest: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex_digest, &mut out).ok()?;
-    Some(out)
 }
 
 #[cfg(test)]

@@ -1,52 +1,36 @@
 //! badgepulse-exporter: serves badge analytics from ClickHouse — the
-//! analytics API (SPEC §8) and Prometheus metrics (SPEC §9).
+//! analytics API (SPEC §8) and Prometheus metrics (SPEC §9). `main.rs`
+//! only wires these together.
 //!
-//! The binary (`main.rs`) only wires these modules together:
+//! The layers, each importing only those before it:
 //!
-//! - [`config`]: `[exporter]` plus the shared sections, and validation.
-//! - [`auth`]: API keys by SHA-256 and scope resolution into a
-//!   [`queries::Filter`].
-//! - [`window`]: `from`/`to` parsing and the decomposition of a window
-//!   into day/hour/minute rollup buckets and raw edges.
-//! - [`measures`]: SPEC §7 counts and the ratios and scores derived from
-//!   them.
-//! - [`analytics`]: one data function per analytics endpoint (SPEC §7),
-//!   returning typed bodies that serialise to JSON and convert to CSV;
-//!   HTTP handlers and other renderers (charts) share them.
-//! - [`drivers`]: the drivers analysis (groups, lifts, p-values,
-//!   insights); [`stats`]: the significance tests and special functions.
-//! - [`charts`]: the analytics bodies drawn as SVG, rasterised to PNG;
-//!   [`report`]: the printable HTML report of a scope.
-//! - [`csv`]: RFC 4180 output with formula neutralisation.
-//! - [`openapi`]: the OpenAPI 3 document of the API.
-//! - [`queries`]: every SQL statement, built but not executed
-//!   ([`queries::sample_queries`] lists them all for compatibility tests).
-//! - [`store`]: executes queries with timing, timeouts and typed errors,
-//!   through [`cache`], the result cache that [`notices`] keeps true to
-//!   the aggregator's change notices on NATS.
-//! - [`views`]: whole answers kept in that cache and recomputed in the
-//!   background when a notice touches them, served within freshness
-//!   bounds ([`analytics::Analytics::answer`] asks through it).
-//! - [`metrics`]: pipeline metrics and the cached business metrics.
-//! - [`http`]: the axum router.
+//! 1. [`model`]: the domain, pure — scopes, windows, rollup tiers, the
+//!    SPEC §7 formulas, statistics, the performance drivers analysis.
+//! 2. [`db`]: the SQL of every query family and the store that runs it.
+//! 3. [`freshness`]: the result cache kept true by the aggregator's change
+//!    notices, single-flight reads through it, and whole answers kept up
+//!    to date in the background.
+//! 4. [`analytics`]: one file per endpoint: its body and how it is
+//!    computed; [`analytics::Analytics::answer`] is the way in.
+//! 5. [`render`]: CSV, charts, the HTML report, the OpenAPI document.
+//! 6. [`http`]: the API listener's route table, parameters, keys, errors.
+//!
+//! Beside them: [`telemetry`] (the exporter's own metrics, importing
+//! nothing of the crate), [`business_metrics`] (the `/metrics` business
+//! metrics, from `db`), [`config`].
+//!
+//! The way of one request: `http::api` (authenticate, resolve scope and
+//! window) → `Analytics::answer` (kept answer, or compute) → the
+//! endpoint's file → `freshness::Reader` (cache, single flight) →
+//! `db::store::Store` → ClickHouse; then `render` for CSV, charts or the
+//! report.
 
 pub mod analytics;
-pub mod auth;
-pub mod cache;
-pub mod charts;
+pub mod business_metrics;
 pub mod config;
-pub mod csv;
-pub mod drivers;
+pub mod db;
+pub mod freshness;
 pub mod http;
-pub mod measures;
-pub mod metrics;
-pub mod notices;
-pub mod openapi;
-pub mod queries;
-pub mod report;
-pub mod stats;
-pub mod store;
-pub mod views;
-pub mod window;
-
-pub use queries::sample_queries;
+pub mod model;
+pub mod render;
+pub mod telemetry;

@@ -8,18 +8,20 @@ use std::time::Duration;
 
 use anyhow::Context;
 use badgepulse_exporter::analytics::{Analytics, Settings};
-use badgepulse_exporter::auth::{hash_key, ApiKeys};
-use badgepulse_exporter::cache::QueryCache;
+use badgepulse_exporter::business_metrics;
 use badgepulse_exporter::config::Config;
+use badgepulse_exporter::db::samples::sample_queries;
+use badgepulse_exporter::db::store::{self, Store};
+use badgepulse_exporter::freshness::cache::QueryCache;
+use badgepulse_exporter::freshness::change_feed::ChangeFeed;
+use badgepulse_exporter::freshness::kept_answers::{KeptAnswers, KeptSettings};
+use badgepulse_exporter::freshness::reader::Reader;
+use badgepulse_exporter::http::auth::ApiKeys;
 use badgepulse_exporter::http::{self, AppState};
-use badgepulse_exporter::metrics::{self, Metrics};
-use badgepulse_exporter::notices::Notices;
-use badgepulse_exporter::sample_queries;
-use badgepulse_exporter::store::{self, Store};
-use badgepulse_exporter::views::{ViewSettings, Views};
-use badgepulse_runtime::{ops, server};
+use badgepulse_exporter::telemetry::Metrics;
+use badgepulse_runtime::keys::hash_key;
+use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "badgepulse-exporter", version, about)]
@@ -45,11 +47,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    logging::init();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::HashKey => {
@@ -90,11 +88,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
             "no [[exporter.api_keys]] configured: every /api/v1 request will be refused"
         );
     }
-    let shutdown = CancellationToken::new();
-    tokio::spawn(signal_shutdown(shutdown.clone()));
-    let (store, views, notices) = if e.cache_max_bytes == 0 {
+    let shutdown = signals::shutdown_token();
+    let settings = Settings::from_config(e);
+    let (analytics, feed_task) = if e.cache_max_bytes == 0 {
         tracing::info!("result cache off (exporter.cache_max_bytes = 0)");
-        (store, None, None)
+        (Analytics::new(Reader::new(store.clone()), settings), None)
     } else {
         let cache = Arc::new(QueryCache::new(
             e.cache_max_bytes,
@@ -104,7 +102,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let replica_grace = (!config.clickhouse.cluster.is_empty()
             && e.cache_replica_grace_secs > 0)
             .then(|| Duration::from_secs(e.cache_replica_grace_secs));
-        let (notices, task) = Notices::follow(
+        let (feed, task) = ChangeFeed::follow(
             &config.nats,
             cache.clone(),
             metrics.clone(),
@@ -113,9 +111,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )
         .await
         .with_context(|| format!("following change notices at {}", config.nats.url))?;
-        let views = Views::start(
+        let kept = KeptAnswers::start(
             cache.clone(),
-            ViewSettings {
+            KeptSettings {
                 max_staleness: Duration::from_millis(e.cache_max_staleness_ms),
                 live_window: Duration::from_secs(e.cache_live_window_secs),
                 keep_warm: Duration::from_secs(e.cache_keep_warm_secs),
@@ -123,14 +121,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             },
             metrics.clone(),
         );
+        let reader = Reader::new(store.clone()).with_cache(cache, feed);
         (
-            store.with_cache(cache).with_notices(notices),
-            Some(views),
+            Analytics::new(reader, settings).with_kept_answers(kept),
             Some(task),
         )
     };
 
-    let refresher = tokio::spawn(metrics::refresh_loop(
+    let refresher = tokio::spawn(business_metrics::refresh_loop(
         store.clone(),
         metrics.clone(),
         Duration::from_secs(e.refresh_interval_secs),
@@ -160,13 +158,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?
     };
     let state = Arc::new(AppState {
-        analytics: match views {
-            Some(views) => Analytics::new(store, Settings::from_config(e)).with_views(views),
-            None => Analytics::new(store, Settings::from_config(e)),
-        },
+        analytics,
         keys,
         metrics,
-        body_timeout: Duration::from_secs(e.header_read_timeout_secs),
+        body_timeout: header_read_timeout,
     });
     tracing::info!(bind = %e.bind, admin = %e.admin_bind, database = %config.clickhouse.database, "exporter running");
     server::serve(
@@ -182,7 +177,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     shutdown.cancel();
     admin.await??;
     refresher.await?;
-    if let Some(task) = notices {
+    if let Some(task) = feed_task {
         task.await?;
     }
     tracing::info!("exporter stopped");
@@ -196,16 +191,4 @@ fn print_or_stop(r: std::io::Result<()>) -> anyhow::Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(e).context("writing stdout"),
     }
-}
-
-/// Cancels `token` on SIGTERM or Ctrl-C.
-async fn signal_shutdown(token: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("shutdown requested; finishing in-flight requests");
-    token.cancel();
 }

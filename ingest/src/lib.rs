@@ -5,7 +5,6 @@
 //! → [`platform`] (token, validation) → [`publish`] (one message each,
 //! PubAck before the answer).
 //!
-//! - [`salt`]: daily viewer-key salts in NATS KV.
 //! - [`config`], [`metrics`].
 
 pub mod beacons;
@@ -14,4 +13,3 @@ pub mod http;
 pub mod metrics;
 pub mod platform;
 pub mod publish;
-pub mod salt;

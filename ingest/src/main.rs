@@ -12,12 +12,12 @@ use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use badgepulse_ingest::beacons::Beacons;
+use badgepulse_ingest::beacons::{salt, Beacons};
 use badgepulse_ingest::config::Config;
+use badgepulse_ingest::http;
 use badgepulse_ingest::metrics::Metrics;
 use badgepulse_ingest::platform::Platform;
 use badgepulse_ingest::publish::{self, BatcherConfig};
-use badgepulse_ingest::{http, salt};
 
 #[derive(Parser)]
 #[command(name = "badgepulse-ingest", version, about)]

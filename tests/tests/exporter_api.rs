@@ -1574,7 +1574,7 @@ async fn analytics_api_matches_the_ground_truth() {
                 // The p-values are the library's tests on the model's inputs
                 // (the tests themselves are checked against SciPy).
                 let ((a1, e1, r1), (a2, e2, r2)) = (&groups[0], &groups[1]);
-                use badgepulse_exporter::stats;
+                use badgepulse_exporter::model::stats;
                 close(
                     &x["p_value"]["acceptance_rate"],
                     stats::two_proportion_z(
@@ -1851,7 +1851,7 @@ async fn analytics_api_matches_the_ground_truth() {
 
     // ---- the OpenAPI document names every route.
     let doc = api.get("key-b1", "/api/v1/openapi.json").await;
-    for (path, methods) in badgepulse_exporter::http::API_ROUTES {
+    for (path, methods) in badgepulse_exporter::http::api_routes() {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path}");
         }

@@ -199,7 +199,7 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     let exporter_client = clickhouse::Client::default()
         .with_url(ch.url())
         .with_database(DB);
-    for (name, q) in badgepulse_exporter::sample_queries(&exporter_client) {
+    for (name, q) in badgepulse_exporter::db::samples::sample_queries(&exporter_client) {
         statements.push((
             format!("exporter {name}"),
             q.sql_display().to_string(),

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use badgepulse_exporter::charts::ChartKind;
-use badgepulse_exporter::http::API_ROUTES;
+use badgepulse_exporter::http::api_routes;
+use badgepulse_exporter::render::charts::ChartKind;
 use badgepulse_runtime::ops::ADMIN_PATHS;
 use badgepulse_tests::{
     eventually, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
@@ -172,7 +172,7 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
     // naming globex's scope: refused, or acme's own figures only.
     let exporter = ports.exporter_url();
     let mut paths = Vec::new();
-    for (route, methods) in API_ROUTES {
+    for (route, methods) in api_routes() {
         assert!(methods.contains(&"get"), "{route}");
         if route.contains("{chart}") {
             for chart in ChartKind::ALL {

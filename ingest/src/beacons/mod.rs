@@ -11,7 +11,8 @@
 //! - [`bots`]: bot families by User-Agent;
 //! - [`source`]: Referer → view source, share channel;
 //! - [`viewer`]: client address behind trusted proxies, viewer key,
-//!   rate-limiter key;
+//!   rate-limiter key; [`salt`]: the daily salt of viewer keys, shared
+//!   by every instance through NATS KV;
 //! - [`rate_limit`]: the per-client limit.
 //!
 //! Must not: keep a raw IP address or User-Agent past the call, or wait on
@@ -19,6 +20,7 @@
 
 pub mod bots;
 pub mod rate_limit;
+pub mod salt;
 pub mod source;
 pub mod viewer;
 
@@ -34,9 +36,9 @@ use chrono::Utc;
 use crate::config::IngestConfig;
 use crate::metrics::Metrics;
 use crate::publish::{kind_label, BeaconQueue};
-use crate::salt::Salts;
 use bots::BotFamily;
 use rate_limit::RateLimiter;
+use salt::Salts;
 
 /// Most distinct clients the rate limiter tracks in one minute; beyond it,
 /// new clients are refused.

@@ -4,7 +4,7 @@
 //! A comparison that stops at the first differing byte answers "wrong at
 //! byte 0" faster than "wrong at the last byte", which lets an attacker
 //! find a signature byte by byte. The pixel signature check
-//! (`signing::verify`) and the exporter's API-key lookup (SHA-256, then a
+//! (`signing::verify`) and the lookup of API keys and platform tokens (SHA-256, then a
 //! constant-time comparison with every configured hash) should take the
 //! same time for every wrong input.
 //!
@@ -16,8 +16,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use badgepulse_contract::signing::{sign, verify, PixelIds};
-use badgepulse_exporter::auth::{hash_key, ApiKeys};
-use badgepulse_exporter::config::ApiKeyConfig;
+use badgepulse_runtime::keys::{hash_key, parse_sha256, HashedKeys};
 
 const ROUNDS: usize = 200;
 const CALLS_PER_ROUND: usize = 2_000;
@@ -93,14 +92,10 @@ fn main() {
     );
 
     let api_key = "timing-api-key-0123456789abcdef";
-    let keys = ApiKeys::from_config(&[ApiKeyConfig {
-        sha256: hash_key(api_key),
-        scope: "admin".into(),
-    }])
-    .unwrap();
+    let keys = HashedKeys::new(vec![(parse_sha256(&hash_key(api_key)).unwrap(), "admin")]);
     let near = format!("{}X", &api_key[..api_key.len() - 1]);
     let key_gap = report(
-        "exporter API key lookup (ApiKeys::lookup)",
+        "API key and token lookup (badgepulse_runtime::keys::HashedKeys::lookup)",
         &[
             ("right", &|| keys.lookup(api_key).is_some()),
             ("wrong in the last character", &|| {

@@ -3,7 +3,7 @@
 //!
 //! Keys are the query's name and exact SQL text (scope, window and every
 //! parameter are in it); each entry records what it depends on: an org
-//! (or every org) and an `occurred_at` span ([`Deps`]). The aggregator
+//! (or every org) and an `occurred_at` span ([`Reach`]). The aggregator
 //! announces every commit with the orgs and spans it wrote
 //! (`badgepulse_contract::changes`), and [`QueryCache::apply`] drops the
 //! entries a notice overlaps, so a 400-day report stays cached while
@@ -26,7 +26,7 @@
 //! - Memory is bounded by `exporter.cache_max_bytes` (an estimate per
 //!   entry); the least recently used entries go first.
 //!
-//! - *Kept* entries (whole answers, `views.rs`) are not dropped by a change
+//! - *Kept* entries (whole answers, `kept_answers.rs`) are not dropped by a change
 //!   that touches them but marked stale and their key queued for a
 //!   background refresh; [`QueryCache::lookup`] serves them only within
 //!   the caller's [`Freshness`] (how long since the first touching change,
@@ -49,36 +49,8 @@ use std::time::{Duration, Instant};
 use badgepulse_contract::changes::Change;
 use tokio::sync::mpsc;
 
-use crate::metrics::Metrics;
-
-/// What a cached result depends on: events of `org` (`None`: of any org)
-/// with `occurred_at` in `[from, to)`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Deps {
-    org: Option<String>,
-    from: u32,
-    to: u32,
-}
-
-impl Deps {
-    /// Events of `org` in `[from, to)`.
-    pub fn span(org: Option<&str>, from: u32, to: u32) -> Deps {
-        Deps {
-            org: org.map(str::to_owned),
-            from,
-            to,
-        }
-    }
-
-    /// Every event of `org`, whenever it occurred.
-    pub fn all_time(org: Option<&str>) -> Deps {
-        Deps::span(org, 0, u32::MAX)
-    }
-
-    fn touched_by(&self, change: &Change) -> bool {
-        change.touches(self.org.as_deref(), self.from, self.to)
-    }
-}
+use crate::model::reach::Reach;
+use crate::telemetry::Metrics;
 
 /// How many recent changes are kept to decide whether a result computed
 /// across them may be stored.
@@ -98,7 +70,7 @@ pub struct Ticket {
 
 struct Entry {
     value: Arc<dyn Any + Send + Sync>,
-    deps: Deps,
+    deps: Reach,
     weight: usize,
     stored: Instant,
     /// When the computation of its value began (its ticket).
@@ -106,7 +78,7 @@ struct Entry {
     used: u64,
     /// Kept (and served for a while) when a change touches it, marked
     /// stale, rather than dropped: an answer kept up to date in the
-    /// background (`views.rs`).
+    /// background (`kept_answers.rs`).
     kept: bool,
     /// When the first change touching it since it was computed came in.
     stale_since: Option<Instant>,
@@ -174,7 +146,7 @@ impl Inner {
 
     /// Whether a write through this exporter that may touch `deps` came in
     /// after `ticket` was issued (or too long ago to tell).
-    fn written_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+    fn written_since(&self, ticket: &Ticket, deps: &Reach) -> bool {
         self.forgotten_write > ticket.generation
             || self
                 .writes
@@ -184,7 +156,7 @@ impl Inner {
 
     /// Whether a change that may touch `deps` came in after `ticket` was
     /// issued (or the log no longer reaches back that far).
-    fn changed_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+    fn changed_since(&self, ticket: &Ticket, deps: &Reach) -> bool {
         if ticket.generation == self.generation {
             return false;
         }
@@ -302,7 +274,7 @@ impl QueryCache {
     /// Whether a change that may touch `deps` came in after `ticket` was
     /// issued (or too long ago to tell), or the cache does not follow the
     /// notices (so cannot tell).
-    pub fn changed_since(&self, ticket: &Ticket, deps: &Deps) -> bool {
+    pub fn changed_since(&self, ticket: &Ticket, deps: &Reach) -> bool {
         let inner = self.lock();
         !inner.following || inner.changed_since(ticket, deps)
     }
@@ -371,7 +343,7 @@ impl QueryCache {
     pub fn put<T: Send + Sync + 'static>(
         &self,
         key: String,
-        deps: Deps,
+        deps: Reach,
         ticket: Ticket,
         value: T,
         weight: usize,
@@ -389,7 +361,7 @@ impl QueryCache {
     pub fn put_kept<T: Send + Sync + 'static>(
         &self,
         key: String,
-        deps: Deps,
+        deps: Reach,
         ticket: Ticket,
         value: T,
         weight: usize,
@@ -402,7 +374,7 @@ impl QueryCache {
     fn put_at<T: Send + Sync + 'static>(
         &self,
         key: String,
-        deps: Deps,
+        deps: Reach,
         ticket: Ticket,
         value: T,
         weight: usize,
@@ -606,7 +578,7 @@ mod tests {
         c
     }
 
-    fn store(c: &QueryCache, key: &str, deps: Deps, value: u64) {
+    fn store(c: &QueryCache, key: &str, deps: Reach, value: u64) {
         let ticket = c.get::<u64>(key, true).expect_err("not cached yet");
         c.put(key.to_owned(), deps, ticket, value, 8);
     }
@@ -618,10 +590,10 @@ mod tests {
     #[test]
     fn serves_what_it_stored_until_a_change_overlaps() {
         let c = cache(1 << 20);
-        store(&c, "a-october", Deps::span(Some("a"), 1_000, 2_000), 1);
-        store(&c, "a-all", Deps::all_time(Some("a")), 2);
-        store(&c, "b-october", Deps::span(Some("b"), 1_000, 2_000), 3);
-        store(&c, "every-org", Deps::span(None, 1_000, 3_000), 4);
+        store(&c, "a-october", Reach::span(Some("a"), 1_000, 2_000), 1);
+        store(&c, "a-all", Reach::all_time(Some("a")), 2);
+        store(&c, "b-october", Reach::span(Some("b"), 1_000, 2_000), 3);
+        store(&c, "every-org", Reach::span(None, 1_000, 3_000), 4);
         assert_eq!(c.get::<u64>("a-october", true).unwrap(), 1);
         assert_eq!(lookups(&c, "hit"), 1);
 
@@ -649,17 +621,23 @@ mod tests {
         // A commit for org a lands while the query runs: its result may
         // predate it.
         c.apply(&Change::of_events([("a", 5)]));
-        c.put("k".into(), Deps::all_time(Some("a")), ticket, 1u64, 8);
+        c.put("k".into(), Reach::all_time(Some("a")), ticket, 1u64, 8);
         assert!(c.get::<u64>("k", true).is_err());
         // Asked again after the commit, it is.
-        store(&c, "k", Deps::all_time(Some("a")), 2);
+        store(&c, "k", Reach::all_time(Some("a")), 2);
         assert_eq!(c.get::<u64>("k", true).unwrap(), 2);
 
         // Commits of other orgs or spans meanwhile do not keep it out.
         let ticket = c.get::<u64>("j", true).unwrap_err();
         c.apply(&Change::of_events([("b", 5)]));
         c.apply(&Change::of_events([("a", 5_000)]));
-        c.put("j".into(), Deps::span(Some("a"), 0, 1_000), ticket, 3u64, 8);
+        c.put(
+            "j".into(),
+            Reach::span(Some("a"), 0, 1_000),
+            ticket,
+            3u64,
+            8,
+        );
         assert_eq!(c.get::<u64>("j", true).unwrap(), 3);
 
         // Unless more changes came than the log keeps.
@@ -667,7 +645,13 @@ mod tests {
         for n in 0..=CHANGE_LOG {
             c.apply(&Change::of_events([("b", n as u32)]));
         }
-        c.put("i".into(), Deps::span(Some("a"), 0, 1_000), ticket, 4u64, 8);
+        c.put(
+            "i".into(),
+            Reach::span(Some("a"), 0, 1_000),
+            ticket,
+            4u64,
+            8,
+        );
         assert!(c.get::<u64>("i", true).is_err());
     }
 
@@ -675,12 +659,12 @@ mod tests {
     fn nothing_is_served_or_kept_while_not_following() {
         let c = QueryCache::new(1 << 20, Duration::from_secs(60), Metrics::new());
         let ticket = c.get::<u64>("k", true).unwrap_err();
-        c.put("k".into(), Deps::all_time(None), ticket, 1u64, 8);
+        c.put("k".into(), Reach::all_time(None), ticket, 1u64, 8);
         assert!(c.get::<u64>("k", true).is_err());
         assert_eq!(lookups(&c, "off"), 2);
 
         c.follow(true);
-        store(&c, "k", Deps::all_time(None), 1);
+        store(&c, "k", Reach::all_time(None), 1);
         assert_eq!(c.get::<u64>("k", true).unwrap(), 1);
         // A gap in the notices (disconnect): everything goes, and nothing
         // is kept until following again.
@@ -688,7 +672,7 @@ mod tests {
         c.follow(false);
         assert!(c.get::<u64>("k", true).is_err());
         c.follow(true);
-        c.put("j".into(), Deps::all_time(None), ticket, 1u64, 8);
+        c.put("j".into(), Reach::all_time(None), ticket, 1u64, 8);
         assert!(
             c.get::<u64>("j", true).is_err(),
             "query started before the gap"
@@ -699,10 +683,10 @@ mod tests {
     #[test]
     fn bypass_misses_but_stores_the_fresh_result() {
         let c = cache(1 << 20);
-        store(&c, "k", Deps::all_time(None), 1);
+        store(&c, "k", Reach::all_time(None), 1);
         let ticket = c.get::<u64>("k", false).unwrap_err();
         assert_eq!(lookups(&c, "bypass"), 1);
-        c.put("k".into(), Deps::all_time(None), ticket, 7u64, 8);
+        c.put("k".into(), Reach::all_time(None), ticket, 7u64, 8);
         assert_eq!(c.get::<u64>("k", true).unwrap(), 7);
     }
 
@@ -717,7 +701,15 @@ mod tests {
         let Lookup::Miss(ticket) = c.lookup_at::<u64>("k", true, strict, t0) else {
             panic!("not cached yet")
         };
-        c.put_at("k".into(), Deps::all_time(None), ticket, 1u64, 8, false, t0);
+        c.put_at(
+            "k".into(),
+            Reach::all_time(None),
+            ticket,
+            1u64,
+            8,
+            false,
+            t0,
+        );
 
         let fresh = t0 + Duration::from_secs(59);
         assert!(matches!(
@@ -740,7 +732,7 @@ mod tests {
         );
     }
 
-    fn kept(c: &QueryCache, key: &str, deps: Deps, value: u64) {
+    fn kept(c: &QueryCache, key: &str, deps: Reach, value: u64) {
         c.put_kept(key.to_owned(), deps, c.ticket(), value, 8);
     }
 
@@ -749,8 +741,8 @@ mod tests {
         let c = cache(1 << 20);
         let (tx, mut rx) = mpsc::unbounded_channel();
         c.refresh_queue(tx);
-        kept(&c, "a-view", Deps::all_time(Some("a")), 1);
-        store(&c, "a-query", Deps::all_time(Some("a")), 2);
+        kept(&c, "a-view", Reach::all_time(Some("a")), 1);
+        store(&c, "a-query", Reach::all_time(Some("a")), 2);
         let freshness = Freshness {
             max_age: Duration::from_secs(60),
             max_stale: Duration::from_secs(1),
@@ -799,7 +791,7 @@ mod tests {
         ));
 
         // The refresh: fresh again.
-        kept(&c, "a-view", Deps::all_time(Some("a")), 3);
+        kept(&c, "a-view", Reach::all_time(Some("a")), 3);
         assert_eq!(c.is_stale("a-view"), Some(false));
         assert!(matches!(
             c.lookup::<u64>("a-view", true, freshness),
@@ -815,11 +807,11 @@ mod tests {
         let c = cache(1 << 20);
         let ticket = c.ticket();
         c.apply(&Change::of_events([("a", 5)]));
-        c.put_kept("k".into(), Deps::all_time(Some("a")), ticket, 1u64, 8);
+        c.put_kept("k".into(), Reach::all_time(Some("a")), ticket, 1u64, 8);
         assert_eq!(c.is_stale("k"), Some(true));
         let ticket = c.ticket();
         c.apply(&Change::of_events([("b", 5)]));
-        c.put_kept("k".into(), Deps::all_time(Some("a")), ticket, 2u64, 8);
+        c.put_kept("k".into(), Reach::all_time(Some("a")), ticket, 2u64, 8);
         assert_eq!(c.is_stale("k"), Some(false));
     }
 
@@ -830,10 +822,10 @@ mod tests {
             max_age: Duration::from_secs(60),
             max_stale: Duration::from_secs(60),
         };
-        kept(&c, "a-view", Deps::span(Some("a"), 0, 1_000), 1);
-        kept(&c, "a-later", Deps::span(Some("a"), 2_000, 3_000), 2);
-        store(&c, "a-query", Deps::span(Some("a"), 0, 1_000), 3);
-        kept(&c, "b-view", Deps::span(Some("b"), 0, 1_000), 4);
+        kept(&c, "a-view", Reach::span(Some("a"), 0, 1_000), 1);
+        kept(&c, "a-later", Reach::span(Some("a"), 2_000, 3_000), 2);
+        store(&c, "a-query", Reach::span(Some("a"), 0, 1_000), 3);
+        kept(&c, "b-view", Reach::span(Some("b"), 0, 1_000), 4);
         // A refresh of a-view began before the write and ends after it.
         let refresh = c.ticket();
         let query = c.get::<u64>("a-query-2", true).unwrap_err();
@@ -851,14 +843,14 @@ mod tests {
         ));
         assert!(!c.put_kept(
             "a-view".into(),
-            Deps::span(Some("a"), 0, 1_000),
+            Reach::span(Some("a"), 0, 1_000),
             refresh,
             5u64,
             8
         ));
         c.put(
             "a-query-2".into(),
-            Deps::span(Some("a"), 0, 1_000),
+            Reach::span(Some("a"), 0, 1_000),
             query,
             6u64,
             8,
@@ -867,7 +859,7 @@ mod tests {
         // Computed after the write: stored and served.
         assert!(c.put_kept(
             "a-view".into(),
-            Deps::span(Some("a"), 0, 1_000),
+            Reach::span(Some("a"), 0, 1_000),
             c.ticket(),
             7u64,
             8
@@ -886,7 +878,7 @@ mod tests {
         }
         assert!(c.put_kept(
             "c-view".into(),
-            Deps::span(Some("c"), 0, 1_000),
+            Reach::span(Some("c"), 0, 1_000),
             old.clone(),
             8u64,
             8
@@ -901,7 +893,7 @@ mod tests {
         }
         assert!(!c.put_kept(
             "c-view".into(),
-            Deps::span(Some("c"), 0, 1_000),
+            Reach::span(Some("c"), 0, 1_000),
             old,
             8u64,
             8
@@ -913,8 +905,8 @@ mod tests {
         let c = cache(1 << 20);
         let slow = c.ticket();
         std::thread::sleep(Duration::from_millis(2));
-        assert!(c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 2u64, 8));
-        assert!(!c.put_kept("k".into(), Deps::all_time(None), slow, 1u64, 8));
+        assert!(c.put_kept("k".into(), Reach::all_time(None), c.ticket(), 2u64, 8));
+        assert!(!c.put_kept("k".into(), Reach::all_time(None), slow, 1u64, 8));
         assert!(matches!(
             c.lookup::<u64>(
                 "k",
@@ -931,8 +923,8 @@ mod tests {
     #[test]
     fn an_answer_over_the_budget_is_refused_and_drops_the_older_one() {
         let c = cache(100);
-        assert!(c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 1u64, 8));
-        assert!(!c.put_kept("k".into(), Deps::all_time(None), c.ticket(), 2u64, 200));
+        assert!(c.put_kept("k".into(), Reach::all_time(None), c.ticket(), 1u64, 8));
+        assert!(!c.put_kept("k".into(), Reach::all_time(None), c.ticket(), 2u64, 200));
         assert_eq!(c.is_stale("k"), None);
     }
 
@@ -945,7 +937,7 @@ mod tests {
         };
         let ticket = c.ticket();
         let t0 = ticket.issued;
-        c.put_kept("k".into(), Deps::all_time(None), ticket, 1u64, 8);
+        c.put_kept("k".into(), Reach::all_time(None), ticket, 1u64, 8);
         let at = |secs| c.lookup_at::<u64>("k", true, freshness, t0 + Duration::from_secs(secs));
         assert!(matches!(
             at(4),
@@ -971,11 +963,11 @@ mod tests {
     fn the_least_recently_used_go_first_when_over_budget() {
         // Each entry weighs 8 + its 2-byte key: three fit in 30 bytes.
         let c = cache(30);
-        store(&c, "k1", Deps::all_time(None), 1);
-        store(&c, "k2", Deps::all_time(None), 2);
-        store(&c, "k3", Deps::all_time(None), 3);
+        store(&c, "k1", Reach::all_time(None), 1);
+        store(&c, "k2", Reach::all_time(None), 2);
+        store(&c, "k3", Reach::all_time(None), 3);
         assert_eq!(c.get::<u64>("k1", true).unwrap(), 1);
-        store(&c, "k4", Deps::all_time(None), 4);
+        store(&c, "k4", Reach::all_time(None), 4);
         // k2 was used least recently; the budget's 90 % (27) keeps two.
         assert!(c.get::<u64>("k2", true).is_err());
         assert!(c.get::<u64>("k3", true).is_err());
@@ -984,14 +976,14 @@ mod tests {
         assert_eq!(c.metrics.cache_bytes.get(), 20);
         // An entry larger than the whole budget is not stored.
         let ticket = c.get::<u64>("big", true).unwrap_err();
-        c.put("big".into(), Deps::all_time(None), ticket, 0u64, 100);
+        c.put("big".into(), Reach::all_time(None), ticket, 0u64, 100);
         assert!(c.get::<u64>("big", true).is_err());
     }
 
     #[test]
     fn a_key_read_as_another_type_misses() {
         let c = cache(1 << 20);
-        store(&c, "k", Deps::all_time(None), 1);
+        store(&c, "k", Reach::all_time(None), 1);
         assert!(c.get::<String>("k", true).is_err());
     }
 }

@@ -5,10 +5,11 @@
 
 use serde_json::{json, Value};
 
-use crate::analytics::{MAX_ANNOTATIONS, MAX_BUCKETS};
-use crate::charts::{ChartKind, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE};
-use crate::measures::{Dimension, NAMES};
-use crate::window::Granularity;
+use super::charts::{ChartKind, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE};
+use crate::analytics::annotations::MAX_ANNOTATIONS;
+use crate::analytics::trends::MAX_BUCKETS;
+use crate::model::measures::{Dimension, NAMES};
+use crate::model::window::Granularity;
 
 fn param_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/parameters/{name}") })

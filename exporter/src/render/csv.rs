@@ -12,7 +12,7 @@
 //!
 //! Pure functions only; no HTTP here.
 
-use crate::measures::Value;
+use crate::model::measures::Value;
 
 /// One field of a CSV row.
 #[derive(Debug, Clone, PartialEq)]

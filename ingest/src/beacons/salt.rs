@@ -15,7 +15,7 @@ use badgepulse_contract::subject::SALT_BUCKET;
 use chrono::NaiveDate;
 use rand::RngCore;
 
-use crate::beacons::viewer::ViewerKeyer;
+use super::viewer::ViewerKeyer;
 
 /// How long a salt lives in the bucket.
 pub const SALT_MAX_AGE: Duration = Duration::from_secs(48 * 3600);

@@ -2,8 +2,7 @@
 //! classes in scope, the classes with and without it, their measures,
 //! lifts, p-values and the "key insights" sentences.
 //!
-//! Pure functions over the per-class counts and metadata the store
-//! returns. The statistical choices are documented in `docs/metrics.md`:
+//! Pure functions over the per-class counts and metadata. The statistical choices are documented in `docs/metrics.md`:
 //! - the universe is the badge classes in scope that have metadata (were
 //!   ever upserted); a class without metadata has no attributes to judge;
 //! - a custom attribute absent from a class counts as `false`;
@@ -17,9 +16,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::measures::{Counts, Measures};
-use crate::queries::BadgeClassRow;
-use crate::stats;
+use super::badge_class::BadgeClassMeta;
+use super::measures::{Counts, Measures};
+use super::stats;
 
 /// The driver attributes every badge class has (SPEC §3).
 pub const BUILTIN: [&str; 3] = ["skills_aligned", "in_pathway", "in_catalog"];
@@ -155,7 +154,7 @@ pub struct Analysis {
 /// the window have zero counts), keyed attributes resolved. Custom
 /// attribute names that collide with a builtin become `attributes.KEY`.
 pub fn inputs(
-    metadata: &[BadgeClassRow],
+    metadata: &[BadgeClassMeta],
     counts: &HashMap<(String, String), Counts>,
 ) -> (Vec<String>, Vec<ClassInput>) {
     let custom_name = |k: &str| {
@@ -400,7 +399,7 @@ mod tests {
 
     #[test]
     fn inputs_resolve_attributes() {
-        let row = |id: &str, skills: u8, keys: &[&str], values: &[u8]| BadgeClassRow {
+        let row = |id: &str, skills: u8, keys: &[&str], values: &[u8]| BadgeClassMeta {
             org_id: "acme".into(),
             badge_class_id: id.into(),
             name: id.into(),

@@ -34,13 +34,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::cache::{Deps, Freshness, Lookup, QueryCache};
-use crate::metrics::Metrics;
-use crate::store::StoreError;
+use super::cache::{Freshness, Lookup, QueryCache};
+use super::ReadMode;
+use crate::db::store::StoreError;
+use crate::model::reach::Reach;
+use crate::telemetry::Metrics;
 
 /// How answers are kept (from `[exporter]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViewSettings {
+pub struct KeptSettings {
     /// Longest a stale answer is served while it is recomputed.
     pub max_staleness: Duration,
     /// Longest the window of an answer "up to now" may lag the request.
@@ -66,9 +68,9 @@ struct Refresher {
 /// are forgotten.
 const PRUNE_ABOVE: usize = 1_024;
 
-pub struct Views {
+pub struct KeptAnswers {
     cache: Arc<QueryCache>,
-    settings: ViewSettings,
+    settings: KeptSettings,
     permits: Semaphore,
     refreshers: Mutex<Refreshers>,
     metrics: Metrics,
@@ -80,19 +82,23 @@ struct Refreshers {
     pruned: Option<Instant>,
 }
 
-impl Views {
-    /// Views over `cache`, refreshing what its change notices mark stale.
-    pub fn start(cache: Arc<QueryCache>, settings: ViewSettings, metrics: Metrics) -> Arc<Views> {
+impl KeptAnswers {
+    /// KeptAnswers over `cache`, refreshing what its change notices mark stale.
+    pub fn start(
+        cache: Arc<QueryCache>,
+        settings: KeptSettings,
+        metrics: Metrics,
+    ) -> Arc<KeptAnswers> {
         let (queue, mut stale) = mpsc::unbounded_channel();
         cache.refresh_queue(queue);
-        let views = Arc::new(Views {
+        let views = Arc::new(KeptAnswers {
             cache,
             settings,
             permits: Semaphore::new(settings.refresh_concurrency.max(1)),
             refreshers: Mutex::new(Refreshers::default()),
             metrics,
         });
-        let weak: Weak<Views> = Arc::downgrade(&views);
+        let weak: Weak<KeptAnswers> = Arc::downgrade(&views);
         tokio::spawn(async move {
             while let Some(key) = stale.recv().await {
                 let Some(views) = weak.upgrade() else { break };
@@ -108,20 +114,21 @@ impl Views {
 
     /// The answer under `key`, from the cache if it may be served (see the
     /// module doc), else from `compute`. `live`: the window ends now.
-    /// `read` false: computed whatever the cache holds (`Cache-Control:
-    /// no-cache`), and stored. `compute(read)` says whether its queries
-    /// may be answered from the cache: background refreshes pass true.
+    /// [`ReadMode::Fresh`]: computed whatever the cache holds
+    /// (`Cache-Control: no-cache`), and stored. `compute(mode)` reads its
+    /// queries in that mode: background refreshes pass
+    /// [`ReadMode::Cached`], so they re-read only what a commit touched.
     pub async fn answer<T, F>(
         self: &Arc<Self>,
         key: String,
-        deps: Deps,
+        reach: Reach,
         live: bool,
-        read: bool,
+        mode: ReadMode,
         compute: F,
     ) -> Result<T, StoreError>
     where
         T: Clone + Serialize + Send + Sync + 'static,
-        F: Fn(bool) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
+        F: Fn(ReadMode) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
     {
         let freshness = Freshness {
             max_age: if live {
@@ -131,11 +138,13 @@ impl Views {
             },
             max_stale: self.settings.max_staleness,
         };
-        let lookup = self.cache.lookup::<T>(&key, read, freshness);
+        let lookup = self
+            .cache
+            .lookup::<T>(&key, mode == ReadMode::Cached, freshness);
         let compute = Arc::new(compute);
         self.register(
             &key,
-            self.refresh_of(key.clone(), deps.clone(), compute.clone()),
+            self.refresh_of(key.clone(), reach.clone(), compute.clone()),
         );
         match lookup {
             Lookup::Hit { value, due } => {
@@ -145,29 +154,29 @@ impl Views {
                 Ok(value)
             }
             Lookup::Miss(ticket) => {
-                let value = compute(read).await?;
+                let value = compute(mode).await?;
                 self.cache
-                    .put_kept(key, deps, ticket, value.clone(), weight(&value));
+                    .put_kept(key, reach, ticket, value.clone(), weight(&value));
                 Ok(value)
             }
         }
     }
 
     /// Recomputes `key` and stores it.
-    fn refresh_of<T, F>(&self, key: String, deps: Deps, compute: Arc<F>) -> Refresh
+    fn refresh_of<T, F>(&self, key: String, reach: Reach, compute: Arc<F>) -> Refresh
     where
         T: Clone + Serialize + Send + Sync + 'static,
-        F: Fn(bool) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
+        F: Fn(ReadMode) -> BoxFuture<Result<T, StoreError>> + Send + Sync + 'static,
     {
         let cache = self.cache.clone();
         Arc::new(move || {
-            let (cache, key, deps, compute) =
-                (cache.clone(), key.clone(), deps.clone(), compute.clone());
+            let (cache, key, reach, compute) =
+                (cache.clone(), key.clone(), reach.clone(), compute.clone());
             Box::pin(async move {
                 let ticket = cache.ticket();
-                let value = compute(true).await?;
+                let value = compute(ReadMode::Cached).await?;
                 let bytes = weight(&value);
-                Ok(cache.put_kept(key, deps, ticket, value, bytes))
+                Ok(cache.put_kept(key, reach, ticket, value, bytes))
             })
         })
     }
@@ -283,7 +292,7 @@ mod tests {
     use badgepulse_contract::changes::Change;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    fn views(keep_warm: Duration) -> (Arc<QueryCache>, Arc<Views>) {
+    fn views(keep_warm: Duration) -> (Arc<QueryCache>, Arc<KeptAnswers>) {
         let metrics = Metrics::new();
         let cache = Arc::new(QueryCache::new(
             1 << 20,
@@ -291,9 +300,9 @@ mod tests {
             metrics.clone(),
         ));
         cache.follow(true);
-        let views = Views::start(
+        let views = KeptAnswers::start(
             cache.clone(),
-            ViewSettings {
+            KeptSettings {
                 max_staleness: Duration::from_secs(5),
                 live_window: Duration::from_secs(60),
                 keep_warm,
@@ -307,11 +316,11 @@ mod tests {
     /// An answer that counts its computations: the n-th returns n.
     fn counter() -> (
         Arc<AtomicU64>,
-        impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
+        impl Fn(ReadMode) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
     ) {
         let runs = Arc::new(AtomicU64::new(0));
         let r = runs.clone();
-        (runs, move |_read| {
+        (runs, move |_mode| {
             let r = r.clone();
             Box::pin(async move { Ok(r.fetch_add(1, Ordering::SeqCst) + 1) })
         })
@@ -331,13 +340,13 @@ mod tests {
     async fn a_change_refreshes_a_wanted_answer_in_the_background() {
         let (cache, views) = views(Duration::from_secs(60));
         let (runs, compute) = counter();
-        let deps = Deps::all_time(Some("a"));
+        let reach = Reach::all_time(Some("a"));
         let ask = || {
             views.answer(
                 "k".into(),
-                deps.clone(),
+                reach.clone(),
                 false,
-                true,
+                ReadMode::Cached,
                 counter_clone(&compute),
             )
         };
@@ -356,9 +365,9 @@ mod tests {
         let fresh = views
             .answer(
                 "k".into(),
-                deps.clone(),
+                reach.clone(),
                 false,
-                false,
+                ReadMode::Fresh,
                 counter_clone(&compute),
             )
             .await
@@ -371,9 +380,9 @@ mod tests {
     async fn an_answer_nobody_wants_any_more_is_not_refreshed() {
         let (cache, views) = views(Duration::ZERO);
         let (runs, compute) = counter();
-        let deps = Deps::all_time(Some("a"));
+        let reach = Reach::all_time(Some("a"));
         views
-            .answer("k".into(), deps, false, true, compute)
+            .answer("k".into(), reach, false, ReadMode::Cached, compute)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -387,9 +396,9 @@ mod tests {
     /// A second handle on a counter's computation.
     fn counter_clone<F>(
         f: &F,
-    ) -> impl Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
+    ) -> impl Fn(ReadMode) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + 'static
     where
-        F: Fn(bool) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
+        F: Fn(ReadMode) -> BoxFuture<Result<u64, StoreError>> + Send + Sync + Clone + 'static,
     {
         f.clone()
     }

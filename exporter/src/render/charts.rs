@@ -14,10 +14,16 @@ use std::sync::{Arc, OnceLock};
 
 use resvg::{tiny_skia, usvg};
 
-use crate::analytics::{Body, Distribution, Drivers, Lifecycle, Overview, TopBadges, Trends};
-use crate::drivers::{self, ALPHA};
-use crate::measures::Value;
-use crate::window::{rfc3339_i64, Granularity};
+use crate::analytics::distribution::Distribution;
+use crate::analytics::lifecycle::Lifecycle;
+use crate::analytics::overview::Overview;
+use crate::analytics::performance_drivers::Drivers;
+use crate::analytics::top_badges::TopBadges;
+use crate::analytics::trends::Trends;
+use crate::analytics::Body;
+use crate::model::measures::Value;
+use crate::model::performance_drivers::{self as drivers, ALPHA};
+use crate::model::window::{rfc3339_i64, Granularity};
 
 /// Default and allowed chart sizes, pixels.
 pub const DEFAULT_WIDTH: u32 = 800;
@@ -928,11 +934,16 @@ pub async fn png_async(svg: String) -> Result<Vec<u8>, ChartError> {
 mod tests {
     use super::*;
 
-    use crate::analytics::{
-        fill, lifecycle_of, BadgeRow, DistributionEntry, Indicators, Order, PeriodJson,
-    };
-    use crate::measures::{self, Counts, Measures};
-    use crate::queries::{Filter, LifecycleRow};
+    use crate::analytics::distribution::DistributionEntry;
+    use crate::analytics::lifecycle::lifecycle_of;
+    use crate::analytics::overview::Indicators;
+    use crate::analytics::top_badges::BadgeRow;
+    use crate::analytics::top_badges::Order;
+    use crate::analytics::trends::fill;
+    use crate::analytics::PeriodJson;
+    use crate::db::lifecycle::LifecycleRow;
+    use crate::model::measures::{self, Counts, Measures};
+    use crate::model::scope::Filter;
 
     fn period() -> PeriodJson {
         PeriodJson {

@@ -9,13 +9,18 @@
 
 use std::fmt::Write as _;
 
-use crate::analytics::{Distribution, Drivers, Lifecycle, Overview, TopBadges, Trends};
-use crate::charts::{
+use super::charts::{
     self, badge_label, escape as e, format_change, format_metric, thousands, trend_arrow, Size,
 };
-use crate::drivers::{self, ALPHA};
-use crate::queries::Filter;
-use crate::window::rfc3339_i64;
+use crate::analytics::distribution::Distribution;
+use crate::analytics::lifecycle::Lifecycle;
+use crate::analytics::overview::Overview;
+use crate::analytics::performance_drivers::Drivers;
+use crate::analytics::top_badges::TopBadges;
+use crate::analytics::trends::Trends;
+use crate::model::performance_drivers::{self as drivers, ALPHA};
+use crate::model::scope::Filter;
+use crate::model::window::rfc3339_i64;
 
 /// The report's Content-Security-Policy: inline styles and nothing else,
 /// so a report never makes a request (and never runs a script).
@@ -409,12 +414,17 @@ fn annotations(out: &mut String, t: &Trends) {
 mod tests {
     use super::*;
 
-    use crate::analytics::{
-        fill, lifecycle_of, Annotation, BadgeRow, DistributionEntry, Indicators, Order, PeriodJson,
-    };
-    use crate::measures::{self, Counts, Measures};
-    use crate::queries::LifecycleRow;
-    use crate::window::Granularity;
+    use crate::analytics::annotations::Annotation;
+    use crate::analytics::distribution::DistributionEntry;
+    use crate::analytics::lifecycle::lifecycle_of;
+    use crate::analytics::overview::Indicators;
+    use crate::analytics::top_badges::BadgeRow;
+    use crate::analytics::top_badges::Order;
+    use crate::analytics::trends::fill;
+    use crate::analytics::PeriodJson;
+    use crate::db::lifecycle::LifecycleRow;
+    use crate::model::measures::{self, Counts, Measures};
+    use crate::model::window::Granularity;
 
     const EVIL: &str = "<script>alert('x')</script>&\"";
 

@@ -1,22 +1,25 @@
-//! API keys of `/api/v1/*` (SPEC §8): keys are configured by SHA-256 with a
-//! scope; a request presents `Authorization: Bearer KEY` or
-//! `?access_token=KEY`; the `org`, `issuer` and `badge_class` parameters
-//! are resolved against the key's scope into a [`Filter`].
+//! Who may read what: the [`Filter`] of a query (an org, or every org, and
+//! optionally an issuer and a badge class) and the [`Scope`] of an API key
+//! (SPEC §8), and how request parameters resolve against a scope.
 //!
-//! Invariants: a presented key is compared only as a SHA-256, in constant
-//! time against every configured hash; a resolved [`Filter`] never reaches
-//! outside the key's scope and holds only valid ids. No HTTP types here
-//! beyond reading a header value.
+//! Invariant: a resolved [`Filter`] never reaches outside the key's scope
+//! and holds only valid ids. Pure.
 
 use std::fmt;
 use std::str::FromStr;
 
 use badgepulse_contract::event::check_id;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::config::{parse_sha256, ApiKeyConfig};
-use crate::queries::Filter;
+/// Which rows a query covers: an org (or every org when `org` is `None`,
+/// admin keys only), optionally narrowed to an issuer and/or badge class.
+/// Produced by `auth::resolve`, which guarantees the ids are valid and in
+/// the API key's scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Filter {
+    pub org: Option<String>,
+    pub issuer: Option<String>,
+    pub badge_class: Option<String>,
+}
 
 /// What an API key may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,92 +80,16 @@ impl fmt::Display for Scope {
     }
 }
 
-/// Why a request may not proceed. Every variant a user can cause names
-/// the parameter or header at fault.
+/// Why parameters do not resolve against a scope; each names the
+/// parameter at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing API key: send Authorization: Bearer KEY or ?access_token=KEY")]
-    Missing,
-    #[error("Authorization: expected \"Bearer KEY\"")]
-    NotBearer,
-    #[error("unknown API key")]
-    Unknown,
+pub enum ScopeError {
     /// 403: the parameters reach outside the key's scope.
     #[error("{0}")]
     Forbidden(String),
     /// 400: a malformed parameter.
     #[error("{0}")]
     BadParam(String),
-}
-
-/// The configured API keys.
-#[derive(Debug, Clone, Default)]
-pub struct ApiKeys {
-    keys: Vec<([u8; 32], Scope)>,
-}
-
-impl ApiKeys {
-    /// From `[[exporter.api_keys]]`; errors name the key (already checked
-    /// by `Config::validate`).
-    pub fn from_config(keys: &[ApiKeyConfig]) -> Result<ApiKeys, String> {
-        let keys = keys
-            .iter()
-            .enumerate()
-            .map(|(n, k)| {
-                let hash = parse_sha256(&k.sha256).ok_or_else(|| {
-                    format!("exporter.api_keys[{n}].sha256 must be 64 hex characters")
-                })?;
-                let scope = k
-                    .scope
-                    .parse()
-                    .map_err(|e| format!("exporter.api_keys[{n}].scope: {e}"))?;
-                Ok((hash, scope))
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(ApiKeys { keys })
-    }
-
-    /// The scope of `key`, comparing its SHA-256 with every configured
-    /// hash in constant time.
-    pub fn lookup(&self, key: &str) -> Option<&Scope> {
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        let mut found = None;
-        for (hash, scope) in &self.keys {
-            if bool::from(hash.ct_eq(&digest)) {
-                found = Some(scope);
-            }
-        }
-        found
-    }
-
-    /// Authenticates a request from its `Authorization` header value and
-    /// `access_token` parameter; the header wins when both are present.
-    pub fn authenticate(
-        &self,
-        authorization: Option<&[u8]>,
-        access_token: Option<&str>,
-    ) -> Result<&Scope, AuthError> {
-        let key = match authorization {
-            Some(value) => bearer(value).ok_or(AuthError::NotBearer)?,
-            None => access_token.ok_or(AuthError::Missing)?,
-        };
-        if key.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        self.lookup(key).ok_or(AuthError::Unknown)
-    }
-}
-
-/// The token of `Bearer TOKEN` (scheme case-insensitive).
-fn bearer(value: &[u8]) -> Option<&str> {
-    let value = std::str::from_utf8(value).ok()?.trim();
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-/// The SHA-256 (lowercase hex) to configure for `key`.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// Resolves the `org`, `issuer` and `badge_class` parameters against
@@ -174,19 +101,19 @@ pub fn resolve(
     org: Option<&str>,
     issuer: Option<&str>,
     badge_class: Option<&str>,
-) -> Result<Filter, AuthError> {
+) -> Result<Filter, ScopeError> {
     for (name, value) in [
         ("org", org),
         ("issuer", issuer),
         ("badge_class", badge_class),
     ] {
         if let Some(v) = value {
-            check_id(name, v).map_err(|e| AuthError::BadParam(e.to_string()))?;
+            check_id(name, v).map_err(|e| ScopeError::BadParam(e.to_string()))?;
         }
     }
     let owned = |v: Option<&str>| v.map(str::to_owned);
     let same_org = |own: &str| match org {
-        Some(o) if o != own => Err(AuthError::Forbidden(format!(
+        Some(o) if o != own => Err(ScopeError::Forbidden(format!(
             "org: this API key may read only org {own:?}"
         ))),
         _ => Ok(()),
@@ -199,7 +126,7 @@ pub fn resolve(
                 } else {
                     "badge_class"
                 };
-                return Err(AuthError::BadParam(format!("org: required with {which}")));
+                return Err(ScopeError::BadParam(format!("org: required with {which}")));
             }
             Ok(Filter {
                 org: owned(org),
@@ -221,7 +148,7 @@ pub fn resolve(
         } => {
             same_org(own)?;
             if let Some(i) = issuer.filter(|i| i != own_issuer) {
-                return Err(AuthError::Forbidden(format!(
+                return Err(ScopeError::Forbidden(format!(
                     "issuer: this API key may read only issuer {own_issuer:?}, not {i:?}"
                 )));
             }
@@ -237,7 +164,7 @@ pub fn resolve(
         } => {
             same_org(own)?;
             if let Some(b) = badge_class.filter(|b| b != own_class) {
-                return Err(AuthError::Forbidden(format!(
+                return Err(ScopeError::Forbidden(format!(
                     "badge_class: this API key may read only badge class {own_class:?}, not {b:?}"
                 )));
             }
@@ -316,56 +243,6 @@ mod tests {
         }
     }
 
-    fn keys() -> ApiKeys {
-        ApiKeys::from_config(&[
-            ApiKeyConfig {
-                sha256: hash_key("admin-key"),
-                scope: "admin".into(),
-            },
-            ApiKeyConfig {
-                sha256: hash_key("acme-key").to_uppercase(),
-                scope: "org:acme".into(),
-            },
-        ])
-        .unwrap()
-    }
-
-    #[test]
-    fn authenticates_by_hash() {
-        let k = keys();
-        assert_eq!(
-            k.authenticate(Some(b"Bearer admin-key"), None),
-            Ok(&Scope::Admin)
-        );
-        assert_eq!(
-            k.authenticate(Some(b"bearer  acme-key "), None),
-            Ok(&Scope::Org { org: "acme".into() })
-        );
-        assert_eq!(
-            k.authenticate(None, Some("acme-key")),
-            Ok(&Scope::Org { org: "acme".into() })
-        );
-        // The header wins over the parameter.
-        assert_eq!(
-            k.authenticate(Some(b"Bearer nope"), Some("admin-key")),
-            Err(AuthError::Unknown)
-        );
-        assert_eq!(
-            k.authenticate(Some(b"Basic YWxhZGRpbjpvcGVu"), None),
-            Err(AuthError::NotBearer)
-        );
-        assert_eq!(k.authenticate(None, None), Err(AuthError::Missing));
-        assert_eq!(k.authenticate(None, Some("")), Err(AuthError::Missing));
-        assert_eq!(
-            k.authenticate(None, Some("ADMIN-KEY")),
-            Err(AuthError::Unknown)
-        );
-        assert_eq!(
-            ApiKeys::default().authenticate(None, Some("admin-key")),
-            Err(AuthError::Unknown)
-        );
-    }
-
     #[test]
     fn admin_scope() {
         let a = Scope::Admin;
@@ -375,10 +252,10 @@ mod tests {
             Ok(filter(Some("x"), Some("i"), None))
         );
         assert!(
-            matches!(resolve(&a, None, Some("i"), None), Err(AuthError::BadParam(m)) if m.starts_with("org:"))
+            matches!(resolve(&a, None, Some("i"), None), Err(ScopeError::BadParam(m)) if m.starts_with("org:"))
         );
         assert!(
-            matches!(resolve(&a, None, None, Some("b")), Err(AuthError::BadParam(m)) if m.contains("badge_class"))
+            matches!(resolve(&a, None, None, Some("b")), Err(ScopeError::BadParam(m)) if m.contains("badge_class"))
         );
     }
 
@@ -394,7 +271,7 @@ mod tests {
             Ok(filter(Some("acme"), Some("i"), Some("b")))
         );
         assert!(
-            matches!(resolve(&o, Some("other"), None, None), Err(AuthError::Forbidden(m)) if m.starts_with("org:"))
+            matches!(resolve(&o, Some("other"), None, None), Err(ScopeError::Forbidden(m)) if m.starts_with("org:"))
         );
     }
 
@@ -410,10 +287,10 @@ mod tests {
             Ok(filter(Some("acme"), Some("academy"), Some("b")))
         );
         assert!(
-            matches!(resolve(&i, None, Some("labs"), None), Err(AuthError::Forbidden(m)) if m.starts_with("issuer:"))
+            matches!(resolve(&i, None, Some("labs"), None), Err(ScopeError::Forbidden(m)) if m.starts_with("issuer:"))
         );
         assert!(
-            matches!(resolve(&i, Some("globex"), Some("academy"), None), Err(AuthError::Forbidden(m)) if m.starts_with("org:"))
+            matches!(resolve(&i, Some("globex"), Some("academy"), None), Err(ScopeError::Forbidden(m)) if m.starts_with("org:"))
         );
     }
 
@@ -429,11 +306,11 @@ mod tests {
             Ok(filter(Some("acme"), Some("academy"), Some("rust-101")))
         );
         assert!(
-            matches!(resolve(&b, None, None, Some("go-101")), Err(AuthError::Forbidden(m)) if m.starts_with("badge_class:"))
+            matches!(resolve(&b, None, None, Some("go-101")), Err(ScopeError::Forbidden(m)) if m.starts_with("badge_class:"))
         );
         assert!(matches!(
             resolve(&b, Some("globex"), None, None),
-            Err(AuthError::Forbidden(_))
+            Err(ScopeError::Forbidden(_))
         ));
     }
 
@@ -441,19 +318,19 @@ mod tests {
     fn bad_ids_are_400_naming_the_parameter() {
         let o = s("org:acme");
         assert!(
-            matches!(resolve(&o, Some(""), None, None), Err(AuthError::BadParam(m)) if m.starts_with("org:"))
+            matches!(resolve(&o, Some(""), None, None), Err(ScopeError::BadParam(m)) if m.starts_with("org:"))
         );
         assert!(
-            matches!(resolve(&o, None, Some("a b"), None), Err(AuthError::BadParam(m)) if m.starts_with("issuer:"))
+            matches!(resolve(&o, None, Some("a b"), None), Err(ScopeError::BadParam(m)) if m.starts_with("issuer:"))
         );
         let long = "x".repeat(65);
         assert!(
-            matches!(resolve(&o, None, None, Some(&long)), Err(AuthError::BadParam(m)) if m.starts_with("badge_class:"))
+            matches!(resolve(&o, None, None, Some(&long)), Err(ScopeError::BadParam(m)) if m.starts_with("badge_class:"))
         );
         // Malformed beats forbidden.
         assert!(matches!(
             resolve(&o, Some("ot her"), None, None),
-            Err(AuthError::BadParam(_))
+            Err(ScopeError::BadParam(_))
         ));
     }
 }

@@ -25,16 +25,16 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::QueryCache;
-use crate::metrics::Metrics;
+use super::cache::QueryCache;
+use crate::telemetry::Metrics;
 
 /// The connection that carries the notices.
 #[derive(Clone)]
-pub struct Notices {
+pub struct ChangeFeed {
     client: Client,
 }
 
-impl Notices {
+impl ChangeFeed {
     /// Connects to NATS in the background and applies every notice to
     /// `cache` until `shutdown`. Returns at once, even with NATS down.
     /// With `replica_grace`, every notice is applied again that much
@@ -46,7 +46,7 @@ impl Notices {
         metrics: Metrics,
         replica_grace: Option<Duration>,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<(Notices, JoinHandle<()>)> {
+    ) -> anyhow::Result<(ChangeFeed, JoinHandle<()>)> {
         // Connection events, in order and none lost, for the loop below
         // (they are rare).
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -72,7 +72,7 @@ impl Notices {
             replica_grace,
             shutdown,
         ));
-        Ok((Notices { client }, task))
+        Ok((ChangeFeed { client }, task))
     }
 
     /// Tells every exporter (this one included) about `change`; a notice
@@ -97,7 +97,7 @@ async fn run(
     replica_grace: Option<Duration>,
     shutdown: CancellationToken,
 ) {
-    // Notices to apply again, each with when (in arrival order, so due
+    // ChangeFeed to apply again, each with when (in arrival order, so due
     // times never decrease).
     let mut again: VecDeque<(Instant, Change)> = VecDeque::new();
     // Set on (re)connecting: the next message received starts following.
@@ -127,7 +127,7 @@ async fn run(
                     tracing::warn!(%event, "result cache off until notices arrive again");
                 }
                 Event::SlowConsumer(_) => {
-                    // Notices were dropped: forget everything, go on.
+                    // ChangeFeed were dropped: forget everything, go on.
                     cache.follow(true);
                     tracing::warn!("change notices dropped (slow consumer); result cache emptied");
                 }

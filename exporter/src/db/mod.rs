@@ -1,0 +1,24 @@
+//! ClickHouse, read and written: one file per query family (the SQL text
+//! of each, built with [`sql`] and returned unexecuted, so tests collect
+//! the exact text), and [`store`], which runs them.
+//!
+//! - [`counts`]: the SPEC §7 counts over a period, per badge class, per
+//!   trend bucket;
+//! - [`distribution`], [`lifecycle`], [`badge_classes`], [`annotations`];
+//! - [`totals`]: the all-time totals behind `/metrics`;
+//! - [`samples`]: every query with sample parameters (compatibility test).
+//!
+//! Imports only `model` and `telemetry`.
+
+pub mod annotations;
+pub mod badge_classes;
+pub mod counts;
+pub mod distribution;
+pub mod lifecycle;
+pub mod samples;
+pub mod sql;
+pub mod store;
+pub mod totals;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,183 @@
+//! Every query family with representative parameters, for the test that
+//! runs each statement on every ClickHouse generation and for
+//! `badgepulse-exporter print-queries`.
+
+use clickhouse::query::Query;
+use clickhouse::Client;
+
+use super::annotations::annotations;
+use super::badge_classes::badge_classes;
+use super::counts::{class_counts, measure_counts, trend_counts};
+use super::distribution::distribution;
+use super::lifecycle::lifecycle;
+use super::store::tables_present;
+use super::totals::{dimension_totals, issuer_totals, lifecycle_totals};
+use crate::model::measures::Dimension;
+use crate::model::scope::Filter;
+use crate::model::tiers::{Period, Resolution, Retention};
+use crate::model::window::{Granularity, Window};
+
+/// A window cutting through day, hour and minute boundaries:
+/// 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z.
+pub const SAMPLE_WINDOW: (u32, u32) = (1_710_025_110, 1_710_205_335);
+
+/// A window cutting through day, hour and minute boundaries around the
+/// compatibility test's data (2026-03-01 to 2026-03-03):
+/// 2026-02-28T22:58:30Z to 2026-03-03T01:02:15Z.
+pub const DATA_WINDOW: (u32, u32) = (1_772_319_510, 1_772_499_735);
+
+/// Every query the exporter can issue, built with representative
+/// parameters (each scope kind, all-time and windows through every source,
+/// every granularity and dimension, rollups kept and expired), named for
+/// test output. Used by the compatibility tests that run each statement
+/// on ClickHouse 18.16 and on current ClickHouse (chDB).
+pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
+    let id = |s: &str| Some(s.to_owned());
+    let scopes = [
+        ("all_orgs", Filter::default()),
+        (
+            "org",
+            Filter {
+                org: id("acme"),
+                ..Filter::default()
+            },
+        ),
+        (
+            "issuer",
+            Filter {
+                org: id("acme"),
+                issuer: id("i1"),
+                badge_class: None,
+            },
+        ),
+        (
+            "badge",
+            Filter {
+                org: id("acme"),
+                issuer: None,
+                badge_class: id("rust"),
+            },
+        ),
+        (
+            "issuer_badge",
+            Filter {
+                org: id("acme"),
+                issuer: id("i1"),
+                badge_class: id("rust"),
+            },
+        ),
+        (
+            "quoting",
+            Filter {
+                org: id("o'rg\\x"),
+                ..Filter::default()
+            },
+        ),
+    ];
+    let kept = Retention::KEEP_ALL;
+    // Every minute and hour bucket expired: those pieces come from `events`.
+    let expired = Retention {
+        minute_from: u32::MAX,
+        hour_from: u32::MAX,
+    };
+    let cross = Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).expect("valid sample window");
+    let data = Window::new(DATA_WINDOW.0, DATA_WINDOW.1).expect("valid data window");
+    let day = Resolution::Day;
+    let periods = [
+        ("all_time", Period::AllTime),
+        ("window", Period::window(cross, day, kept)),
+        (
+            "previous_window",
+            Period::window(cross.previous().expect("after the epoch"), day, kept),
+        ),
+        // Inside one minute: raw events only.
+        (
+            "seconds",
+            Period::window(
+                Window::new(1_710_025_110, 1_710_025_140).expect("valid"),
+                day,
+                kept,
+            ),
+        ),
+        // Whole days only.
+        (
+            "days",
+            Period::window(
+                Window::new(1_709_251_200, 1_711_929_600).expect("valid"),
+                day,
+                kept,
+            ),
+        ),
+        ("data", Period::window(data, day, kept)),
+        ("data_expired", Period::window(data, day, expired)),
+    ];
+    let mut out = Vec::new();
+    for (scope_name, filter) in &scopes {
+        for (period_name, period) in &periods {
+            out.push((
+                format!("measure_counts.{scope_name}.{period_name}"),
+                measure_counts(client, filter, period),
+            ));
+        }
+        for (period_name, period) in [
+            ("data", Period::window(data, day, kept)),
+            ("data_expired", Period::window(data, day, expired)),
+        ] {
+            out.push((
+                format!("class_counts.{scope_name}.{period_name}"),
+                class_counts(client, filter, &period),
+            ));
+        }
+        out.push((
+            format!("badge_classes.{scope_name}"),
+            badge_classes(client, filter),
+        ));
+        for dimension in Dimension::ALL {
+            out.push((
+                format!("distribution.{}.{scope_name}", dimension.as_str()),
+                distribution(client, filter, &Period::window(data, day, kept), dimension),
+            ));
+        }
+        for granularity in Granularity::ALL {
+            for (retention_name, retention) in [("kept", kept), ("expired", expired)] {
+                out.push((
+                    format!(
+                        "trend_counts.{}.{scope_name}.{retention_name}",
+                        granularity.as_str()
+                    ),
+                    trend_counts(
+                        client,
+                        filter,
+                        &Period::window(data, granularity.coarsest_resolution(), retention),
+                        granularity,
+                    ),
+                ));
+            }
+        }
+        out.push((
+            format!("lifecycle.{scope_name}"),
+            lifecycle(client, filter, data),
+        ));
+        out.push((
+            format!("annotations.{scope_name}"),
+            annotations(client, filter, data, 1000),
+        ));
+    }
+    out.push(("issuer_totals".into(), issuer_totals(client, 100, 500)));
+    out.push((
+        "issuer_totals.tight_limits".into(),
+        issuer_totals(client, 1, 1),
+    ));
+    out.push(("dimension_totals".into(), dimension_totals(client, 100)));
+    out.push((
+        "dimension_totals.tight_limits".into(),
+        dimension_totals(client, 1),
+    ));
+    out.push(("lifecycle_totals".into(), lifecycle_totals(client, 100)));
+    out.push((
+        "lifecycle_totals.tight_limits".into(),
+        lifecycle_totals(client, 1),
+    ));
+    out.push(("tables_present".into(), tables_present(client)));
+    out
+}

@@ -1,0 +1,280 @@
+//! The SQL of every query family, as text.
+
+use clickhouse::query::Query;
+use clickhouse::Client;
+
+use super::annotations::annotations;
+use super::counts::{measure_counts, trend_counts};
+use super::distribution::distribution;
+use super::lifecycle::lifecycle;
+use super::samples::{sample_queries, SAMPLE_WINDOW};
+use super::sql::table;
+use super::totals::{dimension_totals, issuer_totals, lifecycle_totals};
+use crate::model::measures::Dimension;
+use crate::model::scope::Filter;
+use crate::model::tiers::{Period, Resolution, Retention};
+use crate::model::window::{Granularity, Window};
+
+fn client() -> Client {
+    Client::default().with_database("bp_test")
+}
+
+fn text(q: &Query) -> String {
+    q.sql_display().to_string()
+}
+
+#[test]
+fn all_time_reads_the_org_rows_of_scope_total_only() {
+    let f = Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    };
+    let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
+    assert!(
+        sql.contains("FROM bp_test.scope_total WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = '')"),
+        "{sql}"
+    );
+    assert!(
+        !sql.contains("UNION ALL") && !sql.contains("bucket"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn windows_union_every_source() {
+    let w = Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).unwrap();
+    let f = Filter {
+        org: Some("acme".into()),
+        issuer: Some("i1".into()),
+        badge_class: None,
+    };
+    let sql = text(&measure_counts(
+        &client(),
+        &f,
+        &Period::window(w, Resolution::Day, Retention::KEEP_ALL),
+    ));
+    // Raw edges up to the hours (no minute scope table), two hour
+    // pieces, the days.
+    assert_eq!(sql.matches(" UNION ALL ").count(), 4, "{sql}");
+    for t in ["scope_day", "scope_hour", "events"] {
+        assert!(
+            sql.contains(&format!("FROM bp_test.{t} WHERE")),
+            "{t}: {sql}"
+        );
+    }
+    // The issuer's own rows of the scope tables, and its events.
+    assert_eq!(
+        sql.matches(
+            "org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND "
+        )
+        .count(),
+        3,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ")
+            .count(),
+        2,
+        "{sql}"
+    );
+    assert!(
+        sql.contains(
+            "bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"
+        ),
+        "{sql}"
+    );
+    assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025200, 'UTC')"), "{sql}");
+    assert!(!sql.contains('?'), "{sql}");
+}
+
+#[test]
+fn user_input_is_escaped() {
+    let f = Filter {
+        org: Some("x' OR 1=1 --".into()),
+        ..Filter::default()
+    };
+    let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
+    assert!(sql.contains(r"org_id = 'x\' OR 1=1 --'"), "{sql}");
+}
+
+#[test]
+fn admin_all_orgs_has_no_org_condition() {
+    let sql = text(&measure_counts(
+        &client(),
+        &Filter::default(),
+        &Period::AllTime,
+    ));
+    assert!(!sql.contains("org_id ="), "{sql}");
+    assert!(
+        sql.contains("WHERE scope_issuer_id = '' AND scope_badge_class_id = ''"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn database_is_quoted_when_needed() {
+    let c = Client::default().with_database("my-db");
+    assert_eq!(table(&c, "events"), "`my-db`.events");
+    assert_eq!(table(&Client::default(), "events"), "badgepulse.events");
+}
+
+#[test]
+fn issuer_totals_binds_limits() {
+    let sql = text(&issuer_totals(&client(), 3, 7));
+    assert_eq!(sql.matches("LIMIT 3)").count(), 2, "{sql}");
+    assert!(sql.contains("LIMIT 7)"), "{sql}");
+}
+
+#[test]
+fn org_totals_fold_with_the_same_top_orgs() {
+    let top = "(SELECT org_id FROM bp_test.scope_total \
+               WHERE scope_issuer_id = '' AND scope_badge_class_id = '' GROUP BY org_id \
+               ORDER BY countMerge(events) DESC, org_id LIMIT 3)";
+    for sql in [
+        text(&dimension_totals(&client(), 3)),
+        text(&lifecycle_totals(&client(), 3)),
+    ] {
+        assert!(
+            sql.starts_with(&format!(
+                "SELECT if(org_id IN {top}, org_id, '__other__') AS org"
+            )),
+            "{sql}"
+        );
+    }
+    let sql = text(&lifecycle_totals(&client(), 3));
+    assert!(
+        sql.contains("countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS s4"),
+        "{sql}"
+    );
+    // Folded orgs add up per-org distinct counts rather than merging
+    // states across orgs.
+    let sql = text(&issuer_totals(&client(), 3, 7));
+    assert!(
+        sql.contains(" GROUP BY org_id, org, issuer) GROUP BY org, issuer"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn samples_are_complete_and_bound() {
+    let samples = sample_queries(&client());
+    assert!(samples.len() >= 30);
+    let mut names = std::collections::HashSet::new();
+    for (name, q) in &samples {
+        assert!(names.insert(name.clone()), "duplicate sample name {name}");
+        let sql = text(q);
+        assert!(!sql.contains('?'), "{name}: unbound: {sql}");
+    }
+}
+
+fn sample_window() -> Window {
+    Window::new(SAMPLE_WINDOW.0, SAMPLE_WINDOW.1).unwrap()
+}
+
+#[test]
+fn trends_never_read_coarser_buckets_than_their_granularity() {
+    let f = Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    };
+    for g in Granularity::ALL {
+        let period = Period::window(
+            sample_window(),
+            g.coarsest_resolution(),
+            Retention::KEEP_ALL,
+        );
+        let sql = text(&trend_counts(&client(), &f, &period, g));
+        let reads = |t: &str| sql.contains(&format!("FROM bp_test.{t} "));
+        match g {
+            Granularity::Minute => {
+                assert!(!reads("scope_hour") && !reads("scope_day"), "{sql}")
+            }
+            Granularity::Hour => assert!(!reads("scope_day") && reads("scope_hour"), "{sql}"),
+            _ => assert!(reads("scope_day"), "{sql}"),
+        }
+        assert!(sql.ends_with(" GROUP BY t ORDER BY t"), "{sql}");
+    }
+    let period = Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL);
+    let sql = text(&trend_counts(&client(), &f, &period, Granularity::Week));
+    assert!(
+        sql.contains("toUInt32(toUInt32(toMonday(bucket)) * 86400) AS t"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("toUInt32(toUInt32(toMonday(occurred_at)) * 86400) AS t"),
+        "{sql}"
+    );
+    assert!(sql.contains("GROUP BY t, event_type"), "{sql}");
+}
+
+#[test]
+fn distribution_reads_one_event_type() {
+    let period = Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL);
+    let sql = text(&distribution(
+        &client(),
+        &Filter::default(),
+        &period,
+        Dimension::ShareChannel,
+    ));
+    assert_eq!(
+        sql.matches("WHERE event_type = 'badge.shared'").count(),
+        5,
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("WHERE type = 'badge.shared'").count(),
+        2,
+        "{sql}"
+    );
+    assert!(sql.contains("toString(share_channel) AS value"), "{sql}");
+    assert!(
+        sql.starts_with("SELECT value, countMerge(events) AS n"),
+        "{sql}"
+    );
+    let sql = text(&distribution(
+        &client(),
+        &Filter::default(),
+        &period,
+        Dimension::AwardMethod,
+    ));
+    assert!(
+        sql.starts_with("SELECT value, uniqExactMerge(assertions) AS n"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn annotation_scopes() {
+    let w = sample_window();
+    let f = |issuer: Option<&str>, badge: Option<&str>| Filter {
+        org: Some("acme".into()),
+        issuer: issuer.map(Into::into),
+        badge_class: badge.map(Into::into),
+    };
+    let sql = text(&annotations(&client(), &f(None, None), w, 10));
+    assert!(sql.contains("WHERE org_id = 'acme' AND at >= "), "{sql}");
+    assert!(sql.ends_with("ORDER BY at, id LIMIT 10"), "{sql}");
+    let sql = text(&annotations(&client(), &f(Some("i1"), None), w, 10));
+    assert!(
+        sql.contains("AND (issuer_id = '' OR issuer_id = 'i1') AND at"),
+        "{sql}"
+    );
+    let sql = text(&annotations(&client(), &f(None, Some("b1")), w, 10));
+    assert!(sql.contains("AND (badge_class_id = '' OR badge_class_id = 'b1') AND (issuer_id = '' OR badge_class_id = 'b1') AND at"), "{sql}");
+    let sql = text(&annotations(&client(), &f(Some("i1"), Some("b1")), w, 10));
+    assert!(!sql.contains("(issuer_id = '' OR badge_class_id"), "{sql}");
+    let sql = text(&annotations(&client(), &Filter::default(), w, 10));
+    assert!(sql.contains(" WHERE at >= "), "{sql}");
+}
+
+#[test]
+fn lifecycle_cohort_is_by_first_award() {
+    let sql = text(&lifecycle(&client(), &Filter::default(), sample_window()));
+    assert!(sql.contains(
+        "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
+    ), "{sql}");
+    assert!(
+        sql.contains("FROM bp_test.assertion_lifecycle GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"),
+        "{sql}"
+    );
+}
