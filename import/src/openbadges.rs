@@ -251,8 +251,9 @@ impl Catalog {
         match kind(&v) {
             Kind::Assertion => {
                 self.assertions += 1;
-                self.items += 1 + u64::from(v.get("revoked") == Some(&Value::Bool(true)));
                 let badge = v.get("badge");
+                let revoked = v.get("revoked") == Some(&Value::Bool(true));
+                self.items += 1 + u64::from(revoked && badge.is_some());
                 if let Some(Value::Object(b)) = badge {
                     if let Some(id) = id_of(badge) {
                         let issuer = id_of(b.get("issuer")).map(str::to_owned);
@@ -583,6 +584,299 @@ mod tests {
         assert_eq!(t(json!("1483228799")).unwrap(), "2016-12-31T23:59:59Z");
         assert!(t(json!("last tuesday")).is_err());
         assert!(t(json!(true)).is_err());
+    }
+
+    fn testdata(rel: &str) -> Input {
+        Input {
+            path: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("testdata")
+                .join(rel),
+            format: crate::input::Format::Openbadges,
+        }
+    }
+
+    /// Every Open Badges fixture, mapped (docs/import.md's examples).
+    fn fixture_items(tags_as_attributes: bool) -> (Catalog, Vec<Item>) {
+        let inputs: Vec<Input> = [
+            "ob2/badgeclasses.json",
+            "ob2/issuer.json",
+            "ob2/assertions.ndjson",
+            "ob2/broken.ndjson",
+            "ob3/intro-sql.json",
+            "ob3/no-id.json",
+        ]
+        .iter()
+        .map(|p| testdata(p))
+        .collect();
+        let indexed: Vec<(usize, &Input)> = inputs.iter().enumerate().collect();
+        let catalog = Catalog::read(&indexed).unwrap();
+        let opts = Options {
+            org: "eit".into(),
+            tags_as_attributes,
+            started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+        };
+        let mut items = Vec::new();
+        let mut now = || "2026-12-01T00:00:00Z".parse().unwrap();
+        emit(&indexed, &catalog, &opts, &mut now, &mut |i| {
+            items.push(i);
+            Ok(())
+        })
+        .unwrap();
+        (catalog, items)
+    }
+
+    fn h(id: &str) -> String {
+        format!("h:{}", crate::ids::hash16(&[id]))
+    }
+
+    #[test]
+    fn open_badges_fixtures_map_as_documented() {
+        let (catalog, items) = fixture_items(true);
+        assert_eq!(
+            (catalog.classes(), catalog.assertions, catalog.credentials),
+            (4, 6, 2)
+        );
+        assert_eq!((catalog.issuers, catalog.skipped), (1, 1));
+        assert_eq!(catalog.items, items.len() as u64);
+        let issuer = h("https://badges.example.edu/issuer.json");
+        let robotics = h("https://badges.example.edu/classes/robotics-foundations.json");
+        let lab = "urn:uuid:6b3e2c1a-9d4f-4e5b-8a7c-1f2e3d4c5b6a";
+        let ethics = h("https://badges.example.edu/classes/data-ethics.json");
+        let sql_issuer = h("https://learn.example.com/issuers/42");
+        let sql = h("https://learn.example.com/achievements/intro-sql");
+        let no_id: Value =
+            serde_json::from_slice(&fs::read(testdata("ob3/no-id.json").path).unwrap()).unwrap();
+        let no_id = content_id(&no_id);
+
+        let mut events = Vec::new();
+        let mut rejects = Vec::new();
+        for item in &items {
+            match item {
+                Item::Event {
+                    origin,
+                    json,
+                    event_id,
+                } => {
+                    let v: Value = serde_json::from_slice(json).unwrap();
+                    assert_eq!(v["event_id"], *event_id);
+                    assert_eq!(v["org_id"], "eit");
+                    events.push((*origin, v));
+                }
+                Item::Reject(r) => rejects.push(r.clone()),
+            }
+        }
+        let upserts: Vec<(&Value, Origin)> = events
+            .iter()
+            .filter(|(_, v)| v["type"] == "badge_class.upserted")
+            .map(|(o, v)| (v, *o))
+            .collect();
+        let upsert = |i: usize| {
+            let (v, o) = upserts[i];
+            (
+                o.file,
+                v["badge_class_id"].as_str().unwrap().to_owned(),
+                v["issuer_id"].as_str().unwrap().to_owned(),
+                v["name"].as_str().unwrap().to_owned(),
+                v["skills"].clone(),
+                v["attributes"].clone(),
+                v["occurred_at"].as_str().unwrap().to_owned(),
+            )
+        };
+        assert_eq!(upserts.len(), 4);
+        assert_eq!(
+            upsert(0),
+            (
+                0,
+                robotics.clone(),
+                issuer.clone(),
+                "Robotics Foundations".into(),
+                json!(["Mechanical assembly", "Control loops"]),
+                json!({"robots": true, "stem_outreach": true}),
+                "2024-02-28T15:00:00Z".into()
+            )
+        );
+        assert_eq!(
+            upsert(1),
+            (
+                0,
+                lab.into(),
+                issuer.clone(),
+                "Lab Safety".into(),
+                json!(["Hazard identification"]),
+                json!({}),
+                "2024-05-10T00:00:00Z".into()
+            )
+        );
+        assert_eq!(
+            upsert(2),
+            (
+                2,
+                ethics.clone(),
+                issuer.clone(),
+                "Data Ethics".into(),
+                json!(["Responsible data use"]),
+                json!({"ethics": true}),
+                "2024-06-01T00:00:00Z".into()
+            )
+        );
+        assert_eq!(
+            upsert(3),
+            (
+                5,
+                sql.clone(),
+                sql_issuer.clone(),
+                "Introduction to SQL".into(),
+                json!(["Relational databases", "Query writing"]),
+                json!({"databases": true, "sql": true}),
+                "2025-01-15T10:00:00Z".into()
+            )
+        );
+        assert_eq!(upserts[0].1.line, 2, "the array element's line");
+
+        let awards: Vec<(u64, String, String, String, String, String)> = events
+            .iter()
+            .filter(|(_, v)| v["type"] != "badge_class.upserted")
+            .map(|(o, v)| {
+                (
+                    o.file as u64 * 100 + o.line,
+                    v["type"].as_str().unwrap().to_owned(),
+                    v["assertion_id"].as_str().unwrap().to_owned(),
+                    v["badge_class_id"].as_str().unwrap().to_owned(),
+                    v["issuer_id"].as_str().unwrap().to_owned(),
+                    v["occurred_at"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let a = |place: u64, t: &str, id: &str, class: &str, iss: &str, at: &str| {
+            (
+                place,
+                t.to_owned(),
+                id.to_owned(),
+                class.to_owned(),
+                iss.to_owned(),
+                at.to_owned(),
+            )
+        };
+        let revoked_id = "urn:uuid:0f0b2f6e-3c1d-4b7a-9e8f-5a6b7c8d9e0f";
+        assert_eq!(
+            awards,
+            vec![
+                a(
+                    201,
+                    "badge.awarded",
+                    &h("https://badges.example.edu/assertions/1001"),
+                    &robotics,
+                    &issuer,
+                    "2024-03-04T09:15:00Z"
+                ),
+                a(
+                    202,
+                    "badge.awarded",
+                    revoked_id,
+                    &robotics,
+                    &issuer,
+                    "2024-02-28T15:00:00Z"
+                ),
+                a(
+                    202,
+                    "badge.revoked",
+                    revoked_id,
+                    &robotics,
+                    &issuer,
+                    "2024-02-28T15:00:00Z"
+                ),
+                a(
+                    203,
+                    "badge.awarded",
+                    &h("https://badges.example.edu/assertions/1003"),
+                    lab,
+                    &issuer,
+                    "2024-05-10T00:00:00Z"
+                ),
+                a(
+                    204,
+                    "badge.awarded",
+                    &h("https://badges.example.edu/assertions/1004"),
+                    &ethics,
+                    &issuer,
+                    "2024-06-01T00:00:00Z"
+                ),
+                a(
+                    401,
+                    "badge.awarded",
+                    "urn:uuid:91537dba-56cb-11ec-bf63-0242ac130002",
+                    &sql,
+                    &sql_issuer,
+                    "2025-01-15T10:00:00Z"
+                ),
+                a(
+                    501,
+                    "badge.awarded",
+                    &no_id,
+                    &sql,
+                    &sql_issuer,
+                    "2025-02-01T08:30:00Z"
+                ),
+            ]
+        );
+        let ids: Vec<&str> = events
+            .iter()
+            .map(|(_, v)| v["event_id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&assertion_event_id("badge.revoked", revoked_id).as_str()));
+        assert!(ids.contains(&assertion_event_id("badge.awarded", &no_id).as_str()));
+
+        let rejects: Vec<(usize, u64, &str)> = rejects
+            .iter()
+            .map(|r| {
+                (
+                    r.origin.file,
+                    r.origin.line,
+                    r.error.split(':').next().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rejects,
+            vec![(3, 1, "badge"), (3, 2, "badge"), (3, 3, "line")]
+        );
+    }
+
+    #[test]
+    fn tags_are_attributes_only_if_configured() {
+        let (_, items) = fixture_items(false);
+        for item in items {
+            if let Item::Event { json, .. } = item {
+                let v: Value = serde_json::from_slice(&json).unwrap();
+                assert!(v.get("attributes").is_none(), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_reexport_with_changed_metadata_is_a_new_upsert() {
+        let class = |name: &str| Class {
+            id: "https://x.example/c".into(),
+            object: json!({"name": name}),
+            issuer: Some("https://x.example/i".into()),
+            origin: Origin { file: 0, line: 1 },
+            standalone: true,
+        };
+        let opts = Options {
+            org: "o".into(),
+            tags_as_attributes: false,
+            started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
+        };
+        let c = Catalog::default();
+        let a = upsert(&class("A"), &c, &opts).unwrap();
+        let again = upsert(&class("A"), &c, &opts).unwrap();
+        let b = upsert(&class("B"), &c, &opts).unwrap();
+        assert_eq!(a["event_id"], again["event_id"]);
+        assert_ne!(a["event_id"], b["event_id"]);
+        assert_eq!(
+            a["occurred_at"], "2026-12-01T00:00:00Z",
+            "no award: the run's start"
+        );
     }
 
     #[test]

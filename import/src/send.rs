@@ -200,3 +200,111 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering each request with the next of `answers`
+    /// (status, extra header lines, body), one request per connection;
+    /// returns its URL and when each request arrived.
+    async fn scripted(
+        answers: Vec<(u16, &'static str, &'static str)>,
+    ) -> (String, Arc<Mutex<Vec<Instant>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for (status, headers, body) in answers {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by Content-Length.
+                let body_len = loop {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        break end + 4 + len;
+                    }
+                };
+                while req.len() < body_len {
+                    let n = conn.read(&mut buf).await.unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                }
+                log.lock().unwrap().push(Instant::now());
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (url, seen)
+    }
+
+    fn sender(url: &str) -> Sender {
+        let backoff = Backoff {
+            first: Duration::from_millis(10),
+            max: Duration::from_millis(50),
+            max_retry_after: Duration::from_secs(5),
+        };
+        Sender::new(url, "t", Duration::from_secs(10), backoff).unwrap()
+    }
+
+    #[tokio::test]
+    async fn busy_answers_are_retried_after_retry_after() {
+        let ok = r#"{"accepted":1,"duplicates":0,"rejected":[{"index":1,"event_id":"e2","error":"channel: unknown value"}]}"#;
+        let (url, seen) = scripted(vec![
+            (429, "Retry-After: 1\r\n", "{\"error\":\"slow down\"}"),
+            (503, "", "{\"error\":\"nats\"}"),
+            (502, "", "bad gateway"),
+            (200, "Content-Type: application/json\r\n", ok),
+        ])
+        .await;
+        let answer = sender(&url)
+            .send(0, Bytes::from_static(b"{\"events\":[]}"))
+            .await
+            .unwrap();
+        assert_eq!(answer.accepted, 1);
+        assert_eq!(answer.rejected[0].index, 1);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        assert!(
+            seen[1] - seen[0] >= Duration::from_secs(1),
+            "Retry-After: 1 was not honoured: {:?}",
+            seen[1] - seen[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn unauthorized_and_too_large_are_fatal() {
+        let (url, _) = scripted(vec![(401, "", "{\"error\":\"token\"}")]).await;
+        let err = sender(&url).send(0, Bytes::new()).await.unwrap_err();
+        assert!(err.0.starts_with("401"), "{err}");
+        let (url, _) = scripted(vec![(413, "", "{\"error\":\"big\"}")]).await;
+        let err = sender(&url).send(3, Bytes::new()).await.unwrap_err();
+        assert!(err.0.contains("--batch-size"), "{err}");
+    }
+
+    #[test]
+    fn retry_after_in_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, "5".parse().unwrap());
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(5)));
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
+        );
+        assert_eq!(retry_after(&h), None);
+    }
+}
