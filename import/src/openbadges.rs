@@ -206,7 +206,7 @@ struct Class {
     id: String,
     object: Value,
     /// The issuer's id as written (OB 2.0 `issuer`; OB 3.0 the
-    /// achievement's `creator`, else the credential's `issuer`).
+    /// credential's `issuer`, or a standalone Achievement's `creator`).
     issuer: Option<String>,
     origin: Origin,
     /// Read as an object of its own rather than embedded in an award.
@@ -270,8 +270,10 @@ impl Catalog {
                 let achievement = achievement_of(&v);
                 if let Some(Value::Object(a)) = achievement {
                     if let Some(id) = id_of(achievement) {
-                        let issuer = id_of(a.get("creator"))
-                            .or_else(|| id_of(v.get("issuer")))
+                        // The awards' issuer, so that the badge class and
+                        // its awards name the same one.
+                        let issuer = id_of(v.get("issuer"))
+                            .or_else(|| id_of(a.get("creator")))
                             .map(str::to_owned);
                         self.register(id, Value::Object(a.clone()), issuer, origin, false);
                     }

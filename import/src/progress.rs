@@ -26,7 +26,7 @@ impl Progress {
         if terminal {
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} records, {per_sec}, ETA {eta}",
+                    "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} records, {msg}, ETA {eta}",
                 )
                 .expect("valid template")
                 .progress_chars("=> "),
@@ -54,6 +54,8 @@ impl Progress {
                 self.bar.set_length(pos);
             }
             self.bar.set_position(pos);
+            self.bar
+                .set_message(format!("{:.0} records/s", self.rate(pos)));
         } else if self.last_line.elapsed() >= LINE_EVERY {
             self.last_line = Instant::now();
             let rate = self.rate(pos);

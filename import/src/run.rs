@@ -30,6 +30,10 @@ use crate::send::{Answer, Fatal, Sender};
 /// How often the checkpoint is written at most (and at the end).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
+/// How many answered batches per unit of concurrency may wait for an
+/// earlier batch that is still retrying before no new batch is sent.
+const AHEAD: usize = 8;
+
 /// A validated run configuration (built by `main.rs` from the command line).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -209,7 +213,11 @@ pub async fn run(
                     Err(Fatal(e)) => break End::Fatal(e),
                 }
             }
-            msg = rx.recv(), if !input_done && inflight.len() < cfg.concurrency => match msg {
+            // Bounded: at most `concurrency` in flight, and answered
+            // batches wait for an earlier one at most `AHEAD` times that.
+            msg = rx.recv(), if !input_done
+                && inflight.len() < cfg.concurrency
+                && answered.len() < cfg.concurrency * AHEAD => match msg {
                 None => input_done = true,
                 Some(Err(e)) => break End::Fatal(e.to_string()),
                 Some(Ok(batch)) if batch.events.is_empty() => {
