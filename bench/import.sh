@@ -3,10 +3,10 @@
 # sender posting the same batches to the same ingest (same run), and the
 # end-to-end rate until ClickHouse holds every imported event.
 #
-#   bench/import.sh [EVENTS=1000000] [ROUNDS=3]
+#   bench/import.sh [EVENTS=1000000] [ROUNDS=5]
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 deploy/local/install.sh
 cargo build --release --locked -q -p badgepulse-import -p badgepulse-ingest -p badgepulse-aggregator -p badgepulse-tests --bins
-exec "$CARGO_TARGET_DIR/release/bench_import" "${1:-1000000}" "${2:-3}"
+exec "$CARGO_TARGET_DIR/release/bench_import" "${1:-1000000}" "${2:-5}"

@@ -24,9 +24,9 @@ pub struct Batch {
     pub index: u64,
     /// `{"events":[…]}`, complete once the batch is closed.
     pub body: Vec<u8>,
-    /// Each event's place and id, in the order of the body (the server's
-    /// `rejected[].index` points here).
-    pub events: Vec<(Origin, String)>,
+    /// Each event's place and id (when known), in the order of the body
+    /// (the server's `rejected[].index` points here).
+    pub events: Vec<(Origin, Option<String>)>,
     /// Records refused before sending.
     pub rejects: Vec<Reject>,
 }
@@ -72,7 +72,7 @@ impl Batcher {
                 if alone > self.max_body {
                     self.current.rejects.push(Reject {
                         origin,
-                        event_id: Some(event_id),
+                        event_id,
                         error: format!(
                             "event: {} bytes of JSON, more than one request may carry ({} bytes)",
                             json.len(),
@@ -120,7 +120,7 @@ mod tests {
     fn event(line: u64, size: usize) -> Item {
         Item::Event {
             origin: Origin { file: 0, line },
-            event_id: format!("e{line}"),
+            event_id: Some(format!("e{line}")),
             json: format!("\"{}\"", "x".repeat(size - 2)).into_bytes(),
         }
     }

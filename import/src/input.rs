@@ -1,9 +1,10 @@
 //! The input files: which format each one is, and reading SPEC §3 events
 //! from NDJSON and CSV into [`Item`]s, one per record, in file order.
 //!
-//! Every record becomes exactly one item: an event checked with the
-//! contract's own validation (so a line the server would refuse is known
-//! here, with the same message), or a [`Reject`] naming its file and line.
+//! Every record becomes exactly one item: an event to send, or a [`Reject`]
+//! naming its file and line. How much is checked here is a [`Check`]: JSON
+//! syntax in a normal run (ingest validates each event), the contract's
+//! own validation with `--dry-run` (the same messages ingest gives).
 //! Open Badges files are read by `openbadges.rs`. Nothing here sends.
 
 use std::fs::File;
@@ -11,7 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use badgepulse_contract::event::{raw_event_id, validate_platform_event};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{Map, Value};
 
 /// A record's place: the input's index (in the order given) and its line
@@ -33,44 +34,83 @@ pub struct Reject {
 /// What one record of the input gives.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// A valid event: its JSON text as sent, and its `event_id`.
+    /// An event to send: its JSON text, and its `event_id` when known
+    /// (an NDJSON line checked for syntax only is not parsed further).
     Event {
         origin: Origin,
-        event_id: String,
+        event_id: Option<String>,
         json: Vec<u8>,
     },
     Reject(Reject),
 }
 
 impl Item {
-    /// Checks `event` (a SPEC §3 event object) as ingest would at `now`;
-    /// `json` is its text, if the caller already has it.
-    pub fn checked(
-        origin: Origin,
-        event: &Value,
-        json: Option<Vec<u8>>,
-        now: DateTime<Utc>,
-    ) -> Item {
-        match validate_platform_event(event, now) {
-            Ok(e) => Item::Event {
-                origin,
-                event_id: e.event_id,
-                json: json.unwrap_or_else(|| event.to_string().into_bytes()),
-            },
-            Err(err) => Item::Reject(Reject {
-                origin,
-                event_id: raw_event_id(event),
-                error: err.to_string(),
-            }),
-        }
-    }
-
     pub fn reject(origin: Origin, event_id: Option<String>, error: impl Into<String>) -> Item {
         Item::Reject(Reject {
             origin,
             event_id,
             error: error.into(),
         })
+    }
+}
+
+/// How records are checked before they are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// What a request needs: JSON. Ingest validates each event with the
+    /// same contract code, and its per-event rejections go to the rejects
+    /// file with their file and line. The normal run: the contract's
+    /// validation costs as much CPU as the rest of the importer.
+    Syntax,
+    /// The contract's validation, as ingest would run it now
+    /// (`--dry-run`: every reject known without sending).
+    Contract,
+}
+
+impl Check {
+    /// The item of an event object built from a record (CSV, Open Badges).
+    pub fn object(self, origin: Origin, event: &Value) -> Item {
+        match self {
+            Check::Syntax => Item::Event {
+                origin,
+                event_id: raw_event_id(event),
+                json: event.to_string().into_bytes(),
+            },
+            Check::Contract => match validate_platform_event(event, Utc::now()) {
+                Ok(e) => Item::Event {
+                    origin,
+                    event_id: Some(e.event_id),
+                    json: event.to_string().into_bytes(),
+                },
+                Err(err) => Item::reject(origin, raw_event_id(event), err.to_string()),
+            },
+        }
+    }
+
+    /// The item of one NDJSON line (trimmed, not blank), sent as written.
+    pub fn line(self, origin: Origin, text: &[u8]) -> Item {
+        // Syntax first in both modes, so that both give the same message.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(text) {
+            return Item::reject(origin, None, format!("line: not valid JSON: {e}"));
+        }
+        match self {
+            Check::Syntax => Item::Event {
+                origin,
+                event_id: None,
+                json: text.to_vec(),
+            },
+            Check::Contract => match serde_json::from_slice::<Value>(text) {
+                Ok(v) => match validate_platform_event(&v, Utc::now()) {
+                    Ok(e) => Item::Event {
+                        origin,
+                        event_id: Some(e.event_id),
+                        json: text.to_vec(),
+                    },
+                    Err(err) => Item::reject(origin, raw_event_id(&v), err.to_string()),
+                },
+                Err(e) => Item::reject(origin, None, format!("line: not valid JSON: {e}")),
+            },
+        }
     }
 }
 
@@ -165,11 +205,11 @@ pub fn detect_format(path: &Path) -> Result<Format, InputError> {
 }
 
 /// Reads an NDJSON file of events, calling `emit` with one item per
-/// non-blank line. `now` gives the time to validate against.
+/// non-blank line.
 pub fn read_ndjson(
     input: &Input,
     file_index: usize,
-    now: &mut dyn FnMut() -> DateTime<Utc>,
+    check: Check,
     emit: &mut dyn FnMut(Item) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
     let path = &input.path;
@@ -194,11 +234,7 @@ pub fn read_ndjson(
             file: file_index,
             line,
         };
-        let item = match serde_json::from_slice::<Value>(text) {
-            Ok(v) => Item::checked(origin, &v, Some(text.to_vec()), now()),
-            Err(e) => Item::reject(origin, None, format!("line: not valid JSON: {e}")),
-        };
-        emit(item)?;
+        emit(check.line(origin, text))?;
     }
 }
 
@@ -327,7 +363,7 @@ pub fn csv_event(columns: &[String], record: &csv::StringRecord) -> Result<Value
 pub fn read_csv(
     input: &Input,
     file_index: usize,
-    now: &mut dyn FnMut() -> DateTime<Utc>,
+    check: Check,
     emit: &mut dyn FnMut(Item) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
     let path = &input.path;
@@ -350,7 +386,7 @@ pub fn read_csv(
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned);
                 let item = match csv_event(&columns, &record) {
-                    Ok(event) => Item::checked(origin, &event, None, now()),
+                    Ok(event) => check.object(origin, &event),
                     Err(e) => Item::reject(origin, id.filter(|s| s.len() <= 64), e),
                 };
                 emit(item)?;
@@ -401,19 +437,14 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn now() -> DateTime<Utc> {
-        "2026-03-01T12:00:00Z".parse().unwrap()
-    }
-
-    fn collect(input: &Input) -> Vec<Item> {
+    fn collect(input: &Input, check: Check) -> Vec<Item> {
         let mut items = Vec::new();
-        let mut clock = now;
         let read = match input.format {
             Format::Ndjson => read_ndjson,
             Format::Csv => read_csv,
             Format::Openbadges => unreachable!(),
         };
-        read(input, 0, &mut clock, &mut |i| {
+        read(input, 0, check, &mut |i| {
             items.push(i);
             Ok(())
         })
@@ -446,17 +477,36 @@ mod tests {
         );
         assert_eq!(detect_format(&path).unwrap(), Format::Ndjson);
         assert_eq!(count_ndjson(&path).unwrap(), 4, "lines, the blank one too");
-        let items = collect(&Input {
+        let input = Input {
             path,
             format: Format::Ndjson,
-        });
+        };
+        // A normal run checks syntax; ingest judges the rest.
+        let items = collect(&input, Check::Syntax);
+        assert_eq!(items.len(), 3);
+        let Item::Event {
+            origin,
+            event_id,
+            json,
+        } = &items[2]
+        else {
+            panic!("{:?}", items[2])
+        };
+        assert_eq!((origin.line, event_id), (4, &None));
+        assert!(json.starts_with(b"{\"event_id\":\"e2\""));
+        let Item::Reject(r) = &items[1] else {
+            panic!("{:?}", items[1])
+        };
+        assert_eq!((r.origin.line, r.event_id.as_deref()), (3, None));
+        // A dry run checks with the contract, as ingest would.
+        let items = collect(&input, Check::Contract);
         assert_eq!(items.len(), 3);
         match &items[0] {
             Item::Event {
                 origin, event_id, ..
             } => {
                 assert_eq!(origin.line, 1);
-                assert_eq!(event_id, "e1");
+                assert_eq!(event_id.as_deref(), Some("e1"));
             }
             other => panic!("{other:?}"),
         }
@@ -485,10 +535,13 @@ mod tests {
         );
         assert_eq!(detect_format(&path).unwrap(), Format::Csv);
         assert_eq!(count_csv(&path).unwrap(), 3);
-        let items = collect(&Input {
-            path,
-            format: Format::Csv,
-        });
+        let items = collect(
+            &Input {
+                path,
+                format: Format::Csv,
+            },
+            Check::Syntax,
+        );
         let Item::Event { json, .. } = &items[0] else {
             panic!("{:?}", items[0])
         };
@@ -515,14 +568,13 @@ mod tests {
     fn csv_unknown_column_stops_the_run() {
         let dir = tempfile::tempdir().unwrap();
         let path = file(&dir, "bad.csv", "event_id,colour\ne1,red\n");
-        let mut clock = now;
         let err = read_csv(
             &Input {
                 path,
                 format: Format::Csv,
             },
             0,
-            &mut clock,
+            Check::Syntax,
             &mut |_| Ok(()),
         )
         .unwrap_err();

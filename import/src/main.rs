@@ -1,7 +1,8 @@
 //! badgepulse-import: sends a platform's history (NDJSON or CSV of SPEC §3
 //! events, Open Badges 2.0 and 3.0 exports) to ingest's `POST /v1/events`.
 //!
-//! Exit status: 0 when every record was stored, 1 when some were rejected
+//! Exit status: 0 when every record was stored (or, with `--dry-run`,
+//! passed the checks), 1 when some were rejected
 //! (listed in the rejects file), 2 on an error that stopped the run (bad
 //! options, unreadable input, an answer such as 401), 130 when interrupted
 //! by SIGINT or SIGTERM. A stopped run continues from its checkpoint when
@@ -63,6 +64,10 @@ struct Cli {
     /// already stored are duplicates).
     #[arg(long)]
     fresh: bool,
+    /// Check every record with ingest's own validation and write the
+    /// rejects file, without sending anything or touching the checkpoint.
+    #[arg(long)]
+    dry_run: bool,
     /// Seconds one request may take before it is sent again.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -135,6 +140,7 @@ impl Cli {
             concurrency: self.concurrency,
             tags_as_attributes: self.tags_as_attributes,
             fresh: self.fresh,
+            dry_run: self.dry_run,
             timeout: Duration::from_secs(self.timeout_secs),
         })
     }
@@ -170,10 +176,12 @@ async fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
                 End::Interrupted => ExitCode::from(130),
-                End::Complete | End::AlreadyComplete if report.counts.rejected > 0 => {
+                End::Complete | End::AlreadyComplete | End::Checked
+                    if report.counts.rejected > 0 =>
+                {
                     ExitCode::from(1)
                 }
-                End::Complete | End::AlreadyComplete => ExitCode::SUCCESS,
+                End::Complete | End::AlreadyComplete | End::Checked => ExitCode::SUCCESS,
             }
         }
         Err(e) => {
@@ -189,6 +197,7 @@ fn summary(r: &Report) {
     let state = match r.end {
         End::Complete => "complete",
         End::AlreadyComplete => "already complete (per the checkpoint; --fresh sends again)",
+        End::Checked => "checked (dry run, nothing sent)",
         End::Interrupted => "interrupted (run again to continue)",
         End::Fatal(_) => "stopped (run again to continue once fixed)",
     };

@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use crate::ids::{assertion_event_id, content_id, map_id, tag_key, upsert_event_id};
-use crate::input::{Input, InputError, Item, Origin};
+use crate::input::{Check, Input, InputError, Item, Origin};
 
 /// What the run is told that an Open Badges export does not say.
 #[derive(Debug, Clone)]
@@ -508,18 +508,17 @@ fn credential(v: &Value, opts: &Options) -> Result<Value, (String, String)> {
     ))
 }
 
-/// The second pass: every item, in order. `now` gives the time to
-/// validate against.
+/// The second pass: every item, in order.
 pub fn emit(
     inputs: &[(usize, &Input)],
     catalog: &Catalog,
     opts: &Options,
-    now: &mut dyn FnMut() -> DateTime<Utc>,
+    check: Check,
     out: &mut dyn FnMut(Item) -> Result<(), InputError>,
 ) -> Result<(), InputError> {
     for class in &catalog.classes {
         let item = match upsert(class, catalog, opts) {
-            Ok(event) => Item::checked(class.origin, &event, None, now()),
+            Ok(event) => check.object(class.origin, &event),
             Err((event_id, error)) => Item::reject(class.origin, event_id, error),
         };
         out(item)?;
@@ -534,7 +533,7 @@ pub fn emit(
                 Kind::Assertion => match assertion(&v, catalog, opts) {
                     Ok(events) => {
                         for e in events {
-                            out(Item::checked(origin, &e, None, now()))?;
+                            out(check.object(origin, &e))?;
                         }
                         Ok(())
                     }
@@ -545,7 +544,7 @@ pub fn emit(
                     }
                 },
                 Kind::Credential => match credential(&v, opts) {
-                    Ok(e) => out(Item::checked(origin, &e, None, now())),
+                    Ok(e) => out(check.object(origin, &e)),
                     Err((id, e)) => out(Item::reject(
                         origin,
                         Some(assertion_event_id("badge.awarded", &id)),
@@ -618,8 +617,7 @@ mod tests {
             started_at: "2026-12-01T00:00:00Z".parse().unwrap(),
         };
         let mut items = Vec::new();
-        let mut now = || "2026-12-01T00:00:00Z".parse().unwrap();
-        emit(&indexed, &catalog, &opts, &mut now, &mut |i| {
+        emit(&indexed, &catalog, &opts, Check::Contract, &mut |i| {
             items.push(i);
             Ok(())
         })
@@ -660,7 +658,7 @@ mod tests {
                     event_id,
                 } => {
                     let v: Value = serde_json::from_slice(json).unwrap();
-                    assert_eq!(v["event_id"], *event_id);
+                    assert_eq!(v["event_id"], *event_id.as_ref().unwrap());
                     assert_eq!(v["org_id"], "eit");
                     events.push((*origin, v));
                 }

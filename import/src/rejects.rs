@@ -88,6 +88,17 @@ impl RejectsFile {
         Ok(self.len)
     }
 
+    /// The bytes appended so far (durable only after a sync).
+    pub fn written(&self) -> u64 {
+        self.len
+    }
+
+    /// A handle that syncs the same file from another thread: a sync made
+    /// after [`RejectsFile::written`] was read makes that length durable.
+    pub fn sync_handle(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -1,6 +1,7 @@
 //! One import run: the inputs read on a thread of their own into numbered
 //! batches, at most `concurrency` batches in flight, and the checkpoint and
 //! rejects file advanced over the contiguous prefix of answered batches.
+//! Or a dry run: every record checked with the contract, nothing sent.
 //!
 //! Order of the items (fixed, so batch numbers survive a restart): the
 //! NDJSON and CSV inputs in the order given, then the Open Badges inputs
@@ -11,7 +12,9 @@
 //! each reject once and sends each event at least once.
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +24,7 @@ use tokio::task::JoinSet;
 
 use crate::batch::{Batch, Batcher, MAX_BODY};
 use crate::checkpoint::{fingerprint, Checkpoint, Counts};
-use crate::input::{self, Format, Input, InputError, Reject};
+use crate::input::{self, Check, Format, Input, InputError, Reject};
 use crate::openbadges::{self, Catalog};
 use crate::progress::Progress;
 use crate::rejects::RejectsFile;
@@ -50,6 +53,9 @@ pub struct Config {
     pub tags_as_attributes: bool,
     /// Discard an existing checkpoint and start over.
     pub fresh: bool,
+    /// Check every record with the contract's validation and write the
+    /// rejects file; send nothing, keep no checkpoint.
+    pub dry_run: bool,
     pub timeout: Duration,
 }
 
@@ -74,6 +80,8 @@ pub enum End {
     Complete,
     /// The checkpoint says a previous run completed; nothing was sent.
     AlreadyComplete,
+    /// `--dry-run`: every record read and checked, nothing sent.
+    Checked,
     /// SIGINT or SIGTERM: the checkpoint holds the done prefix.
     Interrupted,
     /// An answer or error that retrying cannot change; the checkpoint holds
@@ -123,6 +131,9 @@ pub async fn run(
     bar: indicatif::ProgressBar,
     terminal: bool,
 ) -> Result<Report, StartError> {
+    if cfg.dry_run {
+        return dry_run(cfg, bar, terminal).await;
+    }
     let started = Instant::now();
     let paths: Vec<PathBuf> = cfg.inputs.iter().map(|i| i.path.clone()).collect();
     let fp = fingerprint(&paths, &cfg.batch_options()).map_err(|e| {
@@ -188,13 +199,13 @@ pub async fn run(
     let skip = cp.next_batch;
     std::thread::Builder::new()
         .name("read-inputs".into())
-        .spawn(move || plan.produce(skip, &tx))
+        .spawn(move || plan.produce(skip, Check::Syntax, &tx))
         .expect("spawning the input thread");
 
     let mut inflight: JoinSet<(u64, Result<Done, Fatal>)> = JoinSet::new();
     let mut answered: BTreeMap<u64, Done> = BTreeMap::new();
     let mut input_done = false;
-    let mut last_save = Instant::now();
+    let mut saver = Saver::new(&cfg, &rejects).map_err(rejects_error)?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     let start_read = cp.counts.read;
@@ -245,19 +256,121 @@ pub async fn run(
             }
             if advanced {
                 progress.set(cp.counts.read);
-                if last_save.elapsed() >= CHECKPOINT_EVERY {
-                    save(&mut cp, &mut rejects, &cfg)?;
-                    last_save = Instant::now();
-                }
+                cp.rejects_len = rejects.written();
+                saver.offer(&cp).await?;
             }
         }
     };
     // Batches still in flight are dropped: they are sent again on resume.
     inflight.abort_all();
+    saver.finish().await?;
     cp.complete = end == End::Complete;
     save(&mut cp, &mut rejects, &cfg)?;
     progress.finish();
     Ok(report(end, cp.counts, cp.counts.read - start_read))
+}
+
+/// Writes the checkpoint in the background, at most every
+/// [`CHECKPOINT_EVERY`] and one write at a time, so that an fsync never
+/// holds up the dispatch of batches. Each write syncs the rejects file
+/// first, so the length it records is durable before the checkpoint that
+/// names it is renamed into place.
+struct Saver {
+    path: PathBuf,
+    rejects_path: PathBuf,
+    rejects: Arc<File>,
+    pending: Option<tokio::task::JoinHandle<Result<(), StartError>>>,
+    last: Instant,
+}
+
+impl Saver {
+    fn new(cfg: &Config, rejects: &RejectsFile) -> std::io::Result<Saver> {
+        Ok(Saver {
+            path: cfg.checkpoint.clone(),
+            rejects_path: cfg.rejects.clone(),
+            rejects: Arc::new(rejects.sync_handle()?),
+            pending: None,
+            last: Instant::now(),
+        })
+    }
+
+    /// Starts writing `cp` unless a write is under way or one started
+    /// less than [`CHECKPOINT_EVERY`] ago.
+    async fn offer(&mut self, cp: &Checkpoint) -> Result<(), StartError> {
+        if self.pending.as_ref().is_some_and(|p| !p.is_finished())
+            || self.last.elapsed() < CHECKPOINT_EVERY
+        {
+            return Ok(());
+        }
+        self.finish().await?;
+        let (cp, path, rejects_path) = (cp.clone(), self.path.clone(), self.rejects_path.clone());
+        let rejects = self.rejects.clone();
+        self.last = Instant::now();
+        self.pending = Some(tokio::task::spawn_blocking(move || {
+            rejects.sync_data().map_err(|source| StartError::Rejects {
+                path: rejects_path.display().to_string(),
+                source,
+            })?;
+            cp.save(&path)?;
+            Ok(())
+        }));
+        Ok(())
+    }
+
+    /// Waits for the write under way, if any.
+    async fn finish(&mut self) -> Result<(), StartError> {
+        match self.pending.take() {
+            Some(p) => p.await.expect("a checkpoint write does not panic"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `--dry-run`: every record read and checked with the contract's
+/// validation, the rejects file written, nothing sent, no checkpoint.
+async fn dry_run(
+    cfg: Config,
+    bar: indicatif::ProgressBar,
+    terminal: bool,
+) -> Result<Report, StartError> {
+    let started = Instant::now();
+    let rejects_error = |source| StartError::Rejects {
+        path: cfg.rejects.display().to_string(),
+        source,
+    };
+    let mut rejects = RejectsFile::create(&cfg.rejects).map_err(rejects_error)?;
+    let plan = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || Plan::new(cfg, Utc::now()))
+            .await
+            .expect("the planning thread does not panic")?
+    };
+    let mut progress = Progress::new(bar, terminal, plan.total, 0);
+    let (tx, mut rx) = mpsc::channel::<Result<Batch, InputError>>(4);
+    std::thread::Builder::new()
+        .name("read-inputs".into())
+        .spawn(move || plan.produce(0, Check::Contract, &tx))
+        .expect("spawning the input thread");
+    let mut counts = Counts::default();
+    while let Some(batch) = rx.recv().await {
+        let mut batch = batch?;
+        counts.read += batch.items();
+        counts.rejected += batch.rejects.len() as u64;
+        rejects
+            .append(&mut batch.rejects, &cfg.names)
+            .map_err(rejects_error)?;
+        progress.set(counts.read);
+    }
+    rejects.sync().map_err(rejects_error)?;
+    progress.finish();
+    Ok(Report {
+        end: End::Checked,
+        counts,
+        done_now: counts.read,
+        elapsed: started.elapsed(),
+        rejects: cfg.rejects.clone(),
+        checkpoint: cfg.checkpoint.clone(),
+    })
 }
 
 fn save(cp: &mut Checkpoint, rejects: &mut RejectsFile, cfg: &Config) -> Result<(), StartError> {
@@ -295,7 +408,7 @@ async fn send_batch(sender: &Sender, mut batch: Batch) -> Result<Done, Fatal> {
         })?;
         rejects.push(Reject {
             origin: *origin,
-            event_id: r.event_id.clone().or_else(|| Some(event_id.clone())),
+            event_id: r.event_id.clone().or_else(|| event_id.clone()),
             error: r.error.clone(),
         });
     }
@@ -387,9 +500,8 @@ impl Plan {
 
     /// Sends every batch from number `skip` on; stops early when the
     /// receiver is gone.
-    fn produce(self, skip: u64, tx: &mpsc::Sender<Result<Batch, InputError>>) {
+    fn produce(self, skip: u64, check: Check, tx: &mpsc::Sender<Result<Batch, InputError>>) {
         let mut batcher = Batcher::new(self.cfg.batch_size, MAX_BODY);
-        let mut now = Utc::now;
         let result = (|| {
             let mut emit = |item| {
                 for batch in batcher.push(item) {
@@ -402,8 +514,8 @@ impl Plan {
             };
             for (index, i) in self.cfg.inputs.iter().enumerate() {
                 match i.format {
-                    Format::Ndjson => input::read_ndjson(i, index, &mut now, &mut emit)?,
-                    Format::Csv => input::read_csv(i, index, &mut now, &mut emit)?,
+                    Format::Ndjson => input::read_ndjson(i, index, check, &mut emit)?,
+                    Format::Csv => input::read_csv(i, index, check, &mut emit)?,
                     Format::Openbadges => {}
                 }
             }
@@ -415,7 +527,7 @@ impl Plan {
                     .enumerate()
                     .filter(|(_, i)| i.format == Format::Openbadges)
                     .collect();
-                openbadges::emit(&ob_inputs, catalog, &self.ob, &mut now, &mut emit)?;
+                openbadges::emit(&ob_inputs, catalog, &self.ob, check, &mut emit)?;
             }
             if let Some(batch) = batcher.close() {
                 if batch.index >= skip {

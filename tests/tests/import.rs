@@ -180,7 +180,9 @@ async fn fixtures_arrive_as_documented() {
         Duration::from_secs(60),
     );
     assert_eq!(code, 1, "rejects exit 1\n{stdout}\n{stderr}");
-    assert_eq!(summary_count(&stdout, "sent"), 18, "{stdout}");
+    // Two invalid events are sent and refused by ingest (an unknown
+    // channel and award method); the other rejects never leave.
+    assert_eq!(summary_count(&stdout, "sent"), 20, "{stdout}");
     assert_eq!(summary_count(&stdout, "duplicates"), 1, "the resent award");
     assert_eq!(summary_count(&stdout, "rejected"), 7, "{stdout}");
 
@@ -488,6 +490,20 @@ async fn fixtures_arrive_as_documented() {
         expected_classes
     );
 
+    // A dry run knows the same rejects without sending.
+    let dry_dir = tempfile::tempdir().unwrap();
+    let mut dry = importer(&stack, dry_dir.path(), &inputs, &args);
+    dry.arg("--dry-run");
+    let (code, stdout, stderr) = finish(dry, Duration::from_secs(60));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stdout.contains("dry run"), "{stdout}");
+    assert_eq!(summary_count(&stdout, "sent"), 0, "{stdout}");
+    assert!(!dry_dir.path().join("run.checkpoint").exists());
+    assert_eq!(
+        std::fs::read_to_string(dry_dir.path().join("rejects.csv")).unwrap(),
+        rejects_text
+    );
+
     // Run again: the checkpoint says it is done; nothing is sent.
     let (code, stdout, _) = finish(
         importer(&stack, work.path(), &inputs, &args),
@@ -502,6 +518,7 @@ async fn fixtures_arrive_as_documented() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(summary_count(&stdout, "accepted"), 0, "{stdout}");
     assert_eq!(summary_count(&stdout, "duplicates"), 18, "{stdout}");
+    assert_eq!(summary_count(&stdout, "sent"), 20, "{stdout}");
     assert_eq!(std::fs::read_to_string(&rejects).unwrap(), rejects_text);
     assert_eq!(
         stack

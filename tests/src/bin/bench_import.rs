@@ -5,9 +5,10 @@
 //!    real ingest (NATS JetStream behind it, no aggregator) by the importer
 //!    and by a minimal sender that reads the same kind of file and posts the
 //!    same batches (1,000 lines, 4 in flight) without checking, counting or
-//!    recording anything; ROUNDS (default 3) interleaved rounds, each with
-//!    its own files (different ids, same sizes), which goes first
-//!    alternating; the median of the rounds' ratios.
+//!    recording anything; ROUNDS (default 5) interleaved rounds, each run
+//!    on a fresh NATS and ingest with its own file (different ids, same
+//!    sizes), which goes first alternating; the median of the rounds'
+//!    ratios.
 //! 2. End to end: a fresh NATS and ClickHouse with ingest and the
 //!    aggregator; the importer sends another N events, and the time until
 //!    ClickHouse holds them all gives the end-to-end rate.
@@ -148,6 +149,16 @@ fn importer(url: &str, path: &Path, work: &Path) -> anyhow::Result<(Duration, St
     Ok((elapsed, stdout))
 }
 
+/// CPU time (user + system) of this process (`who` = `RUSAGE_SELF`) or of
+/// its waited-for children (`RUSAGE_CHILDREN`) so far.
+fn cpu(who: libc::c_int) -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -185,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
-    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let work = tempfile::tempdir()?;
     let file = |c: char| -> PathBuf { work.path().join(format!("history-{c}.ndjson")) };
     // Same sizes, distinct ids: the sender's and the importer's files of
@@ -202,41 +213,51 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // 1. Overhead, against ingest alone (no aggregator competing), in
-    //    interleaved rounds (the machine's speed drifts).
+    //    interleaved rounds (the machine's speed drifts; the other
+    //    engineers' builds share its two cores).
     let (mut senders, mut importers, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    {
-        let nats = Nats::start().await;
-        let ports = StackPorts::free();
-        let cfg = config(&nats, "http://127.0.0.1:1", ports);
-        let _ingest = start("badgepulse-ingest", &cfg, ports.ingest).await?;
-        let url = format!("http://127.0.0.1:{}", ports.ingest);
-        for round in 0..rounds {
-            let (s_file, i_file) = (file(ids[2 * round]), file(ids[2 * round + 1]));
-            let mut sender = 0.0;
-            let mut importer_rate = 0.0;
-            for first in [round % 2 == 0, round % 2 == 1] {
-                if first {
-                    let (sent, took) = minimal_sender(&url, &s_file).await?;
-                    anyhow::ensure!(sent == n, "the sender sent {sent} of {n}");
-                    sender = rate(n, took);
-                } else {
-                    let (took, summary) = importer(&url, &i_file, work.path())?;
-                    anyhow::ensure!(
-                        summary.contains(&format!("accepted {n},")),
-                        "importer: {summary}"
-                    );
-                    importer_rate = rate(n, took);
-                }
+    // Each client's own CPU time per event (µs), which the other
+    // engineers' load on the machine does not change much.
+    let (mut sender_cpu, mut importer_cpu) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (s_file, i_file) = (file(ids[2 * round]), file(ids[2 * round + 1]));
+        let mut sender = 0.0;
+        let mut importer_rate = 0.0;
+        for sender_turn in [round % 2 == 0, round % 2 == 1] {
+            // A fresh NATS and ingest for each run: JetStream's duplicate
+            // window holds every id of the last two minutes, and a stream
+            // that already took millions of messages is slower to write.
+            let nats = Nats::start().await;
+            let ports = StackPorts::free();
+            let cfg = config(&nats, "http://127.0.0.1:1", ports);
+            let _ingest = start("badgepulse-ingest", &cfg, ports.ingest).await?;
+            let url = format!("http://127.0.0.1:{}", ports.ingest);
+            if sender_turn {
+                let before = cpu(libc::RUSAGE_SELF);
+                let (sent, took) = minimal_sender(&url, &s_file).await?;
+                sender_cpu.push((cpu(libc::RUSAGE_SELF) - before).as_secs_f64() * 1e6 / n as f64);
+                anyhow::ensure!(sent == n, "the sender sent {sent} of {n}");
+                sender = rate(n, took);
+            } else {
+                let before = cpu(libc::RUSAGE_CHILDREN);
+                let (took, summary) = importer(&url, &i_file, work.path())?;
+                importer_cpu
+                    .push((cpu(libc::RUSAGE_CHILDREN) - before).as_secs_f64() * 1e6 / n as f64);
+                anyhow::ensure!(
+                    summary.contains(&format!("accepted {n},")),
+                    "importer: {summary}"
+                );
+                importer_rate = rate(n, took);
             }
-            println!(
-                "round {}: minimal sender {sender:.0} events/s, importer {importer_rate:.0} events/s: {:.2}x",
-                round + 1,
-                importer_rate / sender
-            );
-            senders.push(sender);
-            importers.push(importer_rate);
-            ratios.push(importer_rate / sender);
         }
+        println!(
+            "round {}: minimal sender {sender:.0} events/s, importer {importer_rate:.0} events/s: {:.2}x",
+            round + 1,
+            importer_rate / sender
+        );
+        senders.push(sender);
+        importers.push(importer_rate);
+        ratios.push(importer_rate / sender);
     }
     println!(
         "overhead: median importer {:.0} events/s against the minimal sender's {:.0}; median round ratio {:.2}x (rounds {}; target >= 0.9x)",
@@ -248,6 +269,12 @@ async fn main() -> anyhow::Result<()> {
             .map(|r| format!("{r:.2}"))
             .collect::<Vec<_>>()
             .join(", ")
+    );
+
+    println!(
+        "client CPU per event: minimal sender {:.2} µs, importer {:.2} µs (medians; the importer also checks JSON, maps rejects to lines, checkpoints)",
+        median(sender_cpu),
+        median(importer_cpu)
     );
 
     // 2. End to end: importer → ingest → JetStream → aggregator → ClickHouse.
