@@ -53,7 +53,8 @@ struct Cli {
     /// Checkpoint file [default: FIRST_INPUT.badgepulse-import.checkpoint].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
-    /// Rejects file, CSV `file,line,event_id,error` [default: FIRST_INPUT.rejects.csv].
+    /// Rejects file, CSV `file,line,event_id,error` [default:
+    /// FIRST_INPUT.rejects.csv; with --dry-run FIRST_INPUT.dry-run.rejects.csv].
     #[arg(long)]
     rejects: Option<PathBuf>,
     /// Give each Open Badges tag to its badge class as an attribute
@@ -131,7 +132,14 @@ impl Cli {
             checkpoint: self
                 .checkpoint
                 .unwrap_or_else(|| beside(".badgepulse-import.checkpoint")),
-            rejects: self.rejects.unwrap_or_else(|| beside(".rejects.csv")),
+            // A dry run never overwrites the rejects file of an import.
+            rejects: self.rejects.unwrap_or_else(|| {
+                beside(if self.dry_run {
+                    ".dry-run.rejects.csv"
+                } else {
+                    ".rejects.csv"
+                })
+            }),
             inputs,
             url: self.url,
             token: self.token,
