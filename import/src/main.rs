@@ -34,8 +34,9 @@ struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
     /// Bearer token of `[[ingest.tokens]]` allowed to write the orgs imported.
+    /// Required unless --dry-run.
     #[arg(long, env = "BADGEPULSE_IMPORT_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
     /// `org_id` of the Open Badges inputs (an export names no org); required
     /// when there are any.
     #[arg(long)]
@@ -94,6 +95,15 @@ impl Cli {
         if self.timeout_secs == 0 {
             return Err("--timeout-secs: must be at least 1".into());
         }
+        let token = match (self.token, self.dry_run) {
+            (Some(t), _) if !t.is_empty() => t,
+            (_, true) => String::new(),
+            _ => {
+                return Err(
+                    "--token: required (or BADGEPULSE_IMPORT_TOKEN), unless --dry-run".into(),
+                )
+            }
+        };
         if let Some(org) = &self.org {
             check_id("--org", org).map_err(|e| e.to_string())?;
         }
@@ -142,7 +152,7 @@ impl Cli {
             }),
             inputs,
             url: self.url,
-            token: self.token,
+            token,
             org: self.org,
             batch_size: self.batch_size,
             concurrency: self.concurrency,
@@ -167,6 +177,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(LogWriter(bar.clone()))
+        .with_ansi(terminal)
         .init();
     let config = match Cli::parse().config() {
         Ok(c) => c,
