@@ -548,3 +548,75 @@ impl Plan {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let input = dir.join("h.ndjson");
+        std::fs::write(&input, "{\"event_id\":\"e1\"}\n").unwrap();
+        Config {
+            inputs: vec![Input {
+                path: input.clone(),
+                format: Format::Ndjson,
+            }],
+            names: vec!["h.ndjson".into()],
+            // Nothing listens there: these runs must end before sending.
+            url: "http://127.0.0.1:9".into(),
+            token: "t".into(),
+            org: None,
+            batch_size: 1000,
+            concurrency: 4,
+            checkpoint: dir.join("run.checkpoint"),
+            rejects: dir.join("rejects.csv"),
+            tags_as_attributes: false,
+            fresh: false,
+            dry_run: false,
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_of_other_inputs_or_options_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        Checkpoint::new("another import".into(), Utc::now())
+            .save(&cfg.checkpoint)
+            .unwrap();
+        let err = run(cfg, indicatif::ProgressBar::hidden(), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StartError::OtherRun(_)), "{err}");
+        assert!(err.to_string().contains("--fresh"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_completed_import_is_not_sent_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path());
+        let paths = vec![cfg.inputs[0].path.clone()];
+        let mut cp = Checkpoint::new(
+            fingerprint(&paths, &cfg.batch_options()).unwrap(),
+            Utc::now(),
+        );
+        cp.complete = true;
+        cp.counts.read = 1;
+        cp.counts.rejected = 1;
+        cp.save(&cfg.checkpoint).unwrap();
+        let report = run(cfg.clone(), indicatif::ProgressBar::hidden(), false)
+            .await
+            .unwrap();
+        assert_eq!(report.end, End::AlreadyComplete);
+        assert_eq!(report.counts, cp.counts);
+        // Another batch size makes other batches: not this checkpoint's.
+        let other = Config {
+            batch_size: 500,
+            ..cfg
+        };
+        let err = run(other, indicatif::ProgressBar::hidden(), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StartError::OtherRun(_)), "{err}");
+    }
+}
