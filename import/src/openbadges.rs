@@ -7,7 +7,7 @@
 //! earliest award of it; [`emit`] then gives the events in a fixed order:
 //! one `badge_class.upserted` per badge class, then each file's records in
 //! order. The same files and options always give the same items, which is
-//! what the checkpoint relies on. `recipient` is never read.
+//! what the checkpoint relies on. Nothing of a recipient is sent.
 
 use std::collections::HashMap;
 use std::fs;
