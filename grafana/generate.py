@@ -66,38 +66,26 @@ def indent(sql, n=2):
     return "\n".join(pad + line if line else line for line in sql.split("\n"))
 
 
-# The counted measures of SPEC §7 merged from rollup states; `cond` narrows
-# the rows (e.g. the current or previous window).
-COUNTS = [
-    ("awarded", "uniqExactMergeIf(assertions, event_type = 'badge.awarded'{c})"),
-    ("accepted", "uniqExactMergeIf(assertions, event_type = 'badge.accepted'{c})"),
-    ("shared", "uniqExactMergeIf(assertions, event_type = 'badge.shared'{c})"),
-    ("shares", "countMergeIf(events, event_type = 'badge.shared'{c})"),
-    ("views", "countMergeIf(events, event_type = 'badge.viewed'{c})"),
-    ("unique_viewers", "uniqExactIfMergeIf(viewers, event_type = 'badge.viewed'{c})"),
-]
+# The measures of SPEC §7 as SQL, written once in the exporter's model
+# (`exporter/src/model/measures.rs`, `contract/src/tables.rs`) and printed
+# by `badgepulse-exporter print-measures` into measures.json (a test keeps
+# it current): the counts merged from rollup states, `{c}` standing for an
+# extra condition (e.g. the current or previous window), and the derived
+# measures over count columns named `{p}awarded` etc.
+MEASURES = json.loads((Path(__file__).resolve().parent / "measures.json").read_text())
+COUNTS = [(name, expr) for name, expr in MEASURES["counts"]]
 
 
 def counts(prefix="", cond=""):
     c = f" AND {cond}" if cond else ""
-    return [f"{expr.format(c=c)} AS {prefix}{name}" for name, expr in COUNTS]
+    return [f"{expr.replace('{c}', c)} AS {prefix}{name}" for name, expr in COUNTS]
 
 
-# Derived measures of SPEC §7 over count columns named `{p}awarded` etc.
-DERIVED = {
-    "acceptance_rate": "if({p}awarded = 0, NULL, least(1, {p}accepted / {p}awarded))",
-    "share_rate": "if({p}accepted = 0, NULL, least(1, {p}shared / {p}accepted))",
-    "engagement_score": "if({p}awarded = 0, NULL, 100 * (least({p}accepted, {p}awarded) + least({p}shared, {p}awarded)) / (2 * {p}awarded))",
-    "external_impact_score": "if({p}shares = 0, NULL, {p}views / {p}shares)",
-    "reach_score": "if({p}awarded = 0, NULL, 100 * ({p}views / {p}awarded) / ({p}views / {p}awarded + 1))",
-}
-DERIVED["performance"] = (
-    "if({p}awarded = 0, NULL, (" + DERIVED["engagement_score"] + " + " + DERIVED["reach_score"] + ") / 2)"
-)
+DERIVED = {name: expr for name, expr in MEASURES["derived"]}
 
 
 def derived(name, prefix=""):
-    return DERIVED[name].format(p=prefix)
+    return DERIVED[name].replace("{p}", prefix)
 
 
 def sql(*lines):

@@ -38,6 +38,42 @@ pub fn rollup_states() -> &'static str {
      uniqExactIfState(viewer_key, viewer_key != 0) AS viewers"
 }
 
+/// The counts of SPEC §7 merged from `rollup_*` states over the rows that
+/// `condition` selects (SQL; empty: every row), as analysts and the Grafana
+/// dashboards read them: `awarded`, `accepted`, `shared` and `revoked` are
+/// distinct assertions of their event type, `shares` and `views` events,
+/// `unique_viewers` distinct viewer keys of views.
+pub fn rollup_counts(condition: &str) -> Vec<(&'static str, String)> {
+    let and = if condition.is_empty() {
+        String::new()
+    } else {
+        format!(" AND {condition}")
+    };
+    let of = |merge: &str, column: &str, kind: &str| {
+        format!("{merge}({column}, event_type = '{kind}'{and})")
+    };
+    vec![
+        (
+            "awarded",
+            of("uniqExactMergeIf", "assertions", "badge.awarded"),
+        ),
+        (
+            "accepted",
+            of("uniqExactMergeIf", "assertions", "badge.accepted"),
+        ),
+        (
+            "shared",
+            of("uniqExactMergeIf", "assertions", "badge.shared"),
+        ),
+        ("shares", of("countMergeIf", "events", "badge.shared")),
+        ("views", of("countMergeIf", "events", "badge.viewed")),
+        (
+            "unique_viewers",
+            of("uniqExactIfMergeIf", "viewers", "badge.viewed"),
+        ),
+    ]
+}
+
 /// A rollup tier: the bucket length of the derived tables that hold
 /// bucketed rows (SPEC §6: minute, hour and day).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use badgepulse_contract::tables::rollup_counts;
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::business_metrics;
 use badgepulse_exporter::config::Config;
@@ -18,6 +19,7 @@ use badgepulse_exporter::freshness::kept_answers::{KeptAnswers, KeptSettings};
 use badgepulse_exporter::freshness::reader::Reader;
 use badgepulse_exporter::http::auth::ApiKeys;
 use badgepulse_exporter::http::{self, AppState};
+use badgepulse_exporter::model::measures::DERIVED;
 use badgepulse_exporter::telemetry::Metrics;
 use badgepulse_runtime::keys::hash_key;
 use badgepulse_runtime::{logging, ops, server, signals};
@@ -43,6 +45,11 @@ enum Command {
     /// Print every SQL statement the exporter can issue (with sample
     /// parameters), each preceded by `-- name` and followed by a `;` line.
     PrintQueries,
+    /// Print the SPEC §7 measures as ClickHouse SQL (JSON): the derived
+    /// measures over count columns named `{p}NAME`, the counts over rollup
+    /// states with `{c}` for an extra condition. `grafana/generate.py`
+    /// builds the dashboards from it (grafana/measures.json).
+    PrintMeasures,
 }
 
 #[tokio::main]
@@ -68,6 +75,15 @@ async fn main() -> anyhow::Result<()> {
                     break;
                 }
             }
+            Ok(())
+        }
+        Command::PrintMeasures => {
+            let mut out = std::io::stdout().lock();
+            print_or_stop(writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&measures_json())?
+            ))?;
             Ok(())
         }
         Command::Run => run(Config::load(cli.config.as_deref())?).await,
@@ -182,6 +198,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("exporter stopped");
     Ok(())
+}
+
+/// The measures as SQL templates, `[name, sql]` pairs in SPEC §7 order.
+fn measures_json() -> serde_json::Value {
+    let derived: Vec<(&str, String)> = DERIVED
+        .iter()
+        .map(|(name, expr)| (*name, expr.sql(&|count: &str| format!("{{p}}{count}"))))
+        .collect();
+    let counts: Vec<(&str, String)> = rollup_counts("{c}")
+        .into_iter()
+        .map(|(name, sql)| (name, sql.replace(" AND {c}", "{c}")))
+        .collect();
+    serde_json::json!({ "counts": counts, "derived": derived })
 }
 
 /// `Ok(true)` if written, `Ok(false)` if the reader went away (`| head`).

@@ -491,7 +491,18 @@ fn declared(name: &str, sources: &BTreeMap<&str, String>) -> bool {
 
 #[test]
 fn dashboards_are_consistent() {
-    // The JSON is what the generator writes.
+    // The measures' SQL is the exporter's (SPEC §7 written once), and the
+    // JSON is what the generator writes from it.
+    let printed = Command::new(badgepulse_tests::workspace_bin("badgepulse-exporter"))
+        .arg("print-measures")
+        .output()
+        .expect("badgepulse-exporter print-measures");
+    assert!(printed.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&printed.stdout),
+        read("grafana/measures.json"),
+        "grafana/measures.json is stale: badgepulse-exporter print-measures > grafana/measures.json"
+    );
     let out = Command::new("python3")
         .arg(root().join("grafana/generate.py"))
         .arg("--check")

@@ -66,32 +66,186 @@ pub const NAMES: [&str; 14] = [
     "performance",
 ];
 
-/// `num / den`, or `None` when `den` is 0.
-fn ratio(num: u64, den: u64) -> Option<f64> {
-    (den != 0).then(|| num as f64 / den as f64)
+/// A SPEC §7 derived measure as an expression over the counts. The same
+/// definition is evaluated here ([`Measures::derive`]) and rendered as
+/// ClickHouse SQL for the Grafana dashboards
+/// (`badgepulse-exporter print-measures`, read by `grafana/generate.py`),
+/// so each formula is written once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Expr {
+    /// A count of [`Counts`], by name.
+    Count(&'static str),
+    /// Another derived measure of [`DERIVED`], by name.
+    Measure(&'static str),
+    Num(f64),
+    Add(&'static Expr, &'static Expr),
+    Mul(&'static Expr, &'static Expr),
+    /// `a / b`, null when `b` is 0.
+    Div(&'static Expr, &'static Expr),
+    /// The smaller of the two.
+    Least(&'static Expr, &'static Expr),
+}
+
+use Expr::{Add, Count, Div, Least, Measure, Mul, Num};
+
+/// `views / awarded` (part of `reach_score`).
+const VIEWS_PER_AWARD: Expr = Div(&Count("views"), &Count("awarded"));
+
+/// The derived measures of SPEC §7, in [`NAMES`] order; every one is null
+/// when a denominator is 0 (never NaN or infinity).
+pub const DERIVED: [(&str, Expr); 6] = [
+    // min(1, accepted / awarded)
+    (
+        "acceptance_rate",
+        Least(&Num(1.0), &Div(&Count("accepted"), &Count("awarded"))),
+    ),
+    // min(1, shared / accepted)
+    (
+        "share_rate",
+        Least(&Num(1.0), &Div(&Count("shared"), &Count("accepted"))),
+    ),
+    // 100 × (min(accepted, awarded) + min(shared, awarded)) / (2 × awarded)
+    (
+        "engagement_score",
+        Div(
+            &Mul(
+                &Num(100.0),
+                &Add(
+                    &Least(&Count("accepted"), &Count("awarded")),
+                    &Least(&Count("shared"), &Count("awarded")),
+                ),
+            ),
+            &Mul(&Num(2.0), &Count("awarded")),
+        ),
+    ),
+    // views / shares
+    (
+        "external_impact_score",
+        Div(&Count("views"), &Count("shares")),
+    ),
+    // 100 × v / (v + 1), v = views / awarded
+    (
+        "reach_score",
+        Div(
+            &Mul(&Num(100.0), &VIEWS_PER_AWARD),
+            &Add(&VIEWS_PER_AWARD, &Num(1.0)),
+        ),
+    ),
+    // (engagement_score + reach_score) / 2
+    (
+        "performance",
+        Div(
+            &Add(&Measure("engagement_score"), &Measure("reach_score")),
+            &Num(2.0),
+        ),
+    ),
+];
+
+/// The derived measure called `name`.
+fn derived(name: &str) -> &'static Expr {
+    &DERIVED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no derived measure {name}"))
+        .1
+}
+
+impl Expr {
+    /// Its value for `counts`; `None` when a denominator is 0.
+    pub fn eval(&self, counts: &Counts) -> Option<f64> {
+        let two = |a: &Expr, b: &Expr| Some((a.eval(counts)?, b.eval(counts)?));
+        match *self {
+            Count(name) => Some(counts.get(name) as f64),
+            Measure(name) => derived(name).eval(counts),
+            Num(n) => Some(n),
+            Add(a, b) => two(a, b).map(|(a, b)| a + b),
+            Mul(a, b) => two(a, b).map(|(a, b)| a * b),
+            Div(a, b) => two(a, b).and_then(|(a, b)| (b != 0.0).then(|| a / b)),
+            Least(a, b) => two(a, b).map(|(a, b)| a.min(b)),
+        }
+    }
+
+    /// As ClickHouse SQL (18.16 and current), `column(name)` naming each
+    /// count's column; NULL where [`Expr::eval`] is `None`. The NULL is
+    /// decided once, up front (`if(den = 0 OR …, NULL, …)`): current
+    /// ClickHouse's `least` ignores a NULL argument where 18.16 returns
+    /// NULL, so no NULL may reach it.
+    pub fn sql(&self, column: &dyn Fn(&str) -> String) -> String {
+        let mut dens = Vec::new();
+        self.denominators(column, &mut dens);
+        let body = self.plain_sql(column);
+        if dens.is_empty() {
+            return body;
+        }
+        let zero: Vec<String> = dens.iter().map(|d| format!("{d} = 0")).collect();
+        format!("if({}, NULL, {body})", zero.join(" OR "))
+    }
+
+    /// The SQL of every denominator that is not a constant other than 0.
+    fn denominators(&self, column: &dyn Fn(&str) -> String, out: &mut Vec<String>) {
+        match *self {
+            Count(_) | Num(_) => {}
+            Measure(name) => derived(name).denominators(column, out),
+            Add(a, b) | Mul(a, b) | Least(a, b) => {
+                a.denominators(column, out);
+                b.denominators(column, out);
+            }
+            Div(a, b) => {
+                a.denominators(column, out);
+                b.denominators(column, out);
+                if !matches!(b, Num(n) if *n != 0.0) {
+                    let den = b.plain_sql(column);
+                    if !out.contains(&den) {
+                        out.push(den);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The SQL without the NULL guard.
+    fn plain_sql(&self, column: &dyn Fn(&str) -> String) -> String {
+        match *self {
+            Count(name) => column(name),
+            Measure(name) => format!("({})", derived(name).plain_sql(column)),
+            Num(n) => format!("{n}"),
+            Add(a, b) => format!("({} + {})", a.plain_sql(column), b.plain_sql(column)),
+            Mul(a, b) => format!("({} * {})", a.plain_sql(column), b.plain_sql(column)),
+            Div(a, b) => format!("({} / {})", a.plain_sql(column), b.plain_sql(column)),
+            Least(a, b) => format!("least({}, {})", a.plain_sql(column), b.plain_sql(column)),
+        }
+    }
+}
+
+impl Counts {
+    /// The count called `name` (one of the first eight [`NAMES`]).
+    pub fn get(&self, name: &str) -> u64 {
+        match name {
+            "awarded" => self.awarded,
+            "accepted" => self.accepted,
+            "shared" => self.shared,
+            "shares" => self.shares,
+            "views" => self.views,
+            "unique_viewers" => self.unique_viewers,
+            "revoked" => self.revoked,
+            "badge_classes" => self.badge_classes,
+            other => panic!("no count {other}"),
+        }
+    }
 }
 
 impl Measures {
-    /// Derives every ratio and score from `counts`.
+    /// Derives every ratio and score from `counts` ([`DERIVED`]).
     pub fn derive(counts: Counts) -> Measures {
-        let c = counts;
-        let engagement_score = (c.awarded != 0).then(|| {
-            100.0 * (c.accepted.min(c.awarded) + c.shared.min(c.awarded)) as f64
-                / (2.0 * c.awarded as f64)
-        });
-        let reach_score = ratio(c.views, c.awarded).map(|v| 100.0 * v / (v + 1.0));
-        let performance = match (engagement_score, reach_score) {
-            (Some(e), Some(r)) => Some((e + r) / 2.0),
-            _ => None,
-        };
+        let d = |name| derived(name).eval(&counts);
         Measures {
             counts,
-            acceptance_rate: ratio(c.accepted, c.awarded).map(|r| r.min(1.0)),
-            share_rate: ratio(c.shared, c.accepted).map(|r| r.min(1.0)),
-            engagement_score,
-            external_impact_score: ratio(c.views, c.shares),
-            reach_score,
-            performance,
+            acceptance_rate: d("acceptance_rate"),
+            share_rate: d("share_rate"),
+            engagement_score: d("engagement_score"),
+            external_impact_score: d("external_impact_score"),
+            reach_score: d("reach_score"),
+            performance: d("performance"),
         }
     }
 
@@ -286,6 +440,22 @@ mod tests {
         }
         assert!(obj["performance"].is_null());
         assert_eq!(obj["awarded"], 0);
+    }
+
+    #[test]
+    fn every_derived_measure_renders_as_sql_with_nulls() {
+        let sql = |name: &str| derived(name).sql(&|c: &str| format!("p_{c}"));
+        assert_eq!(
+            sql("acceptance_rate"),
+            "if(p_awarded = 0, NULL, least(1, (p_accepted / p_awarded)))"
+        );
+        assert_eq!(
+            sql("external_impact_score"),
+            "if(p_shares = 0, NULL, (p_views / p_shares))"
+        );
+        assert!(sql("performance").contains("(p_views / p_awarded)"));
+        let names: Vec<&str> = DERIVED.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, NAMES[8..]);
     }
 
     #[test]
