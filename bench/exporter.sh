@@ -10,5 +10,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 deploy/local/install.sh
-cargo build --release --locked -q -p badgepulse-exporter -p badgepulse-tests --bins
+cargo build --release --locked -q -p badgepulse-exporter -p badgepulse-bench --bins
 exec "$CARGO_TARGET_DIR/release/bench_exporter" "${1:-10000000}" "${2:-30}" "${3:-10}"

@@ -8,5 +8,5 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 deploy/local/install.sh
-cargo build --release --locked -q -p badgepulse-import -p badgepulse-ingest -p badgepulse-aggregator -p badgepulse-tests --bins
+cargo build --release --locked -q -p badgepulse-import -p badgepulse-ingest -p badgepulse-aggregator -p badgepulse-bench --bins
 exec "$CARGO_TARGET_DIR/release/bench_import" "${1:-1000000}" "${2:-5}"

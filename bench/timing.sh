@@ -6,5 +6,5 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
-cargo build --release --locked -q -p badgepulse-tests --bin timing
+cargo build --release --locked -q -p badgepulse-bench --bin timing
 exec "$CARGO_TARGET_DIR/release/timing"

@@ -90,18 +90,14 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     let metrics = Metrics::new();
     let shutdown = signals::shutdown_token();
 
-    // ClickHouse may still be starting: retry the migration until it answers.
-    loop {
-        match store.migrate().await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::warn!(error = %e, "schema migration failed; retrying in 2 s");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                }
-            }
-        }
+    // ClickHouse may still be starting, a NATS cluster still electing its
+    // JetStream leader: each first step is retried until it answers.
+    let retry = std::time::Duration::from_secs(2);
+    if signals::retry_until_shutdown("schema migration", retry, &shutdown, || store.migrate())
+        .await
+        .is_none()
+    {
+        return Ok(());
     }
 
     let nats = async_nats::ConnectOptions::new()
@@ -113,10 +109,11 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     let jetstream = async_nats::jetstream::new(nats.clone());
     let layout =
         subject::StreamLayout::new(config.nats.replicas, config.nats.duplicate_window_secs);
-    // JetStream may not take requests yet (a cluster still electing its
-    // leader): keep trying, like the migration above.
-    let stream = loop {
-        let created = async {
+    let stream = signals::retry_until_shutdown(
+        "creating the JetStream streams",
+        retry,
+        &shutdown,
+        || async {
             let events = jetstream
                 .get_or_create_stream(subject::stream_config(layout))
                 .await?;
@@ -124,17 +121,11 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
                 .get_or_create_stream(subject::dead_letter_stream_config(layout))
                 .await?;
             Ok::<_, async_nats::Error>(events)
-        };
-        match created.await {
-            Ok(stream) => break stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "creating the JetStream streams failed; retrying in 2 s");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                }
-            }
-        }
+        },
+    )
+    .await;
+    let Some(stream) = stream else {
+        return Ok(());
     };
 
     let admin = ops::spawn(
@@ -163,17 +154,15 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     });
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
-        let consumer = loop {
-            match consume::open_consumer(&stream, &config.aggregator, partition).await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "opening the consumer failed; retrying in 2 s");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                    }
-                }
-            }
+        let consumer = signals::retry_until_shutdown(
+            &format!("opening the consumer of partition {partition}"),
+            retry,
+            &shutdown,
+            || consume::open_consumer(&stream, &config.aggregator, partition),
+        )
+        .await;
+        let Some(consumer) = consumer else {
+            return Ok(());
         };
         let mut worker = PartitionConsumer::new(
             partition,

@@ -19,3 +19,32 @@ pub fn shutdown_token() -> CancellationToken {
     });
     token
 }
+
+/// Runs `attempt` until it succeeds, every `pause`, logging each failure
+/// as "`what` failed"; `None` once `shutdown` is cancelled. For a
+/// dependency that may still be starting (ClickHouse answering, a NATS
+/// cluster electing its JetStream leader).
+pub async fn retry_until_shutdown<T, E, F, Fut>(
+    what: &str,
+    pause: std::time::Duration,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?pause, "{what} failed");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
