@@ -19,6 +19,7 @@ pub mod samples;
 pub mod sql;
 pub mod store;
 pub mod totals;
+pub mod viewers;
 
 #[cfg(test)]
 mod tests;
