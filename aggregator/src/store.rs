@@ -51,12 +51,21 @@ pub struct Store {
     /// Client without a database, for DDL that may create it.
     admin: Client,
     pub schema: Schema,
+    /// The node's HTTP URL.
+    pub url: String,
 }
 
 impl Store {
+    /// The store of `clickhouse.url`.
     pub fn new(cfg: &ClickHouseConfig) -> Self {
+        Self::at(cfg, &cfg.url)
+    }
+
+    /// The store of the node at `url` (in a cluster of several shards, a
+    /// node of one of them: `crate::shards`).
+    pub fn at(cfg: &ClickHouseConfig, url: &str) -> Self {
         let admin = Client::default()
-            .with_url(&cfg.url)
+            .with_url(url)
             .with_user(&cfg.user)
             .with_password(&cfg.password)
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes.
@@ -65,6 +74,7 @@ impl Store {
             client: admin.clone().with_database(&cfg.database),
             admin,
             schema: Schema::new(&cfg.database, &cfg.cluster),
+            url: url.to_owned(),
         }
     }
 
@@ -89,8 +99,53 @@ impl Store {
     /// Brings the database to the current layout ([`CURRENT_VERSION`]):
     /// creates it when new, re-lays it in place when it holds an earlier
     /// layout (`schema::migrations` describes the steps, each of which
-    /// resumes after a crash). Returns the version applied now, if any.
+    /// resumes after a crash), and in a cluster gives every `Distributed`
+    /// table the current sharding key. Returns the version applied now,
+    /// if any.
     pub async fn migrate(&self) -> Result<Option<u32>, StoreError> {
+        let applied = self.migrate_layout().await?;
+        if !self.schema.cluster.is_empty() {
+            self.rekey_distributed().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Creates again, on every node, each `Distributed` table whose
+    /// engine (its sharding key) differs from the current layout's: those
+    /// of a database created when every table was sharded by `rand()`.
+    async fn rekey_distributed(&self) -> Result<(), StoreError> {
+        let existing: HashMap<String, String> = self
+            .admin
+            .query(&self.schema.distributed_engines())
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(ctx("read the Distributed tables"))?
+            .into_iter()
+            .collect();
+        let plain = |engine: &str| engine.replace([' ', '\'', '`'], "");
+        for (table, engine, create) in self.schema.distributed_tables() {
+            match existing.get(&table) {
+                Some(found) if plain(found) != plain(&engine) => {
+                    tracing::info!(
+                        table,
+                        from = found,
+                        to = engine,
+                        "changing the sharding key"
+                    );
+                    self.ddl(
+                        &self.schema.drop_distributed(&table),
+                        &format!("drop {table}"),
+                    )
+                    .await?;
+                    self.ddl(&create, &format!("create {table}")).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn migrate_layout(&self) -> Result<Option<u32>, StoreError> {
         for stmt in self.schema.bootstrap() {
             self.ddl(&stmt, "bootstrap").await?;
         }
@@ -134,8 +189,13 @@ impl Store {
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }
-        self.admin
-            .query(&self.schema.record_migration())
+        let mut record = self.admin.query(&self.schema.record_migration());
+        if !self.schema.cluster.is_empty() {
+            // Through the Distributed table to its shard before going on,
+            // so that the next instance's start-up reads it.
+            record = record.with_setting("insert_distributed_sync", "1");
+        }
+        record
             .bind(CURRENT_VERSION)
             .bind(CURRENT_DESCRIPTION)
             .execute()
@@ -210,6 +270,34 @@ impl Store {
             .execute()
             .await
             .map_err(ctx(what.to_owned()))
+    }
+
+    /// The shard (`shard_num`) of the cluster this node is a replica
+    /// of; `None` if it is none of the cluster's.
+    pub async fn local_shard(&self) -> Result<Option<u32>, StoreError> {
+        self.admin
+            .query(&self.schema.local_shard())
+            .fetch_optional::<u32>()
+            .await
+            .map_err(ctx("look up the node's shard"))
+    }
+
+    /// The cluster's shards and their weights, in order.
+    pub async fn shard_weights(&self) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.admin
+            .query(&self.schema.shard_weights())
+            .fetch_all::<(u32, u32)>()
+            .await
+            .map_err(ctx("read the cluster's shards"))
+    }
+
+    /// The stream partitions this node holds rows of.
+    pub async fn partitions_held(&self) -> Result<Vec<u16>, StoreError> {
+        self.admin
+            .query(&self.schema.partitions_held())
+            .fetch_all::<u16>()
+            .await
+            .map_err(ctx("partitions held"))
     }
 
     /// Reads every table's high-water mark for `partition`.
@@ -580,6 +668,14 @@ impl Store {
         };
         for table in [VIEWER_HOURS, VIEWER_DAYS] {
             out.push((format!("seal:{table}"), self.seal_query(table, &day)));
+        }
+        for (name, sql) in [
+            ("local_shard", self.schema.local_shard()),
+            ("shard_weights", self.schema.shard_weights()),
+            ("partitions_held", self.schema.partitions_held()),
+            ("distributed_engines", self.schema.distributed_engines()),
+        ] {
+            out.push((name.to_owned(), self.admin.query(&sql)));
         }
         out.push((
             "compact_totals".to_owned(),

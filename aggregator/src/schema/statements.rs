@@ -4,7 +4,7 @@
 //! bookkeeping of migrations.
 
 use badgepulse_contract::tables::{
-    SCOPE_COLUMNS, SCOPE_LEVELS, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
 use super::tables::{one_row_per_event, ASSERTION_AWARDS};
@@ -190,6 +190,45 @@ impl Schema {
              GROUP BY bucket, org_id, scope_issuer_id, scope_badge_class_id, partition",
             self.local(table),
             self.local("events"),
+        )
+    }
+
+    /// The number (`shard_num`, from 1) of the shard the node answering
+    /// is a replica of, in this cluster; no row if it is not in it.
+    pub fn local_shard(&self) -> String {
+        format!(
+            "SELECT toUInt32(shard_num) FROM system.clusters WHERE cluster = '{}' AND is_local = 1 LIMIT 1",
+            self.cluster
+        )
+    }
+
+    /// The cluster's shards as this node's `remote_servers` defines them:
+    /// `(shard_num, weight)` in order, what a `Distributed` table's
+    /// sharding key is mapped onto (`crate::shards::Layout`).
+    pub fn shard_weights(&self) -> String {
+        format!(
+            "SELECT toUInt32(shard_num) AS shard, toUInt32(any(shard_weight)) AS weight FROM system.clusters \
+             WHERE cluster = '{}' GROUP BY shard ORDER BY shard",
+            self.cluster
+        )
+    }
+
+    /// The stream partitions this node holds rows of, from `scope_total`
+    /// (which every event reaches, and which is small after merges).
+    pub fn partitions_held(&self) -> String {
+        format!(
+            "SELECT DISTINCT partition FROM {}.{} ORDER BY partition",
+            self.database,
+            self.local(SCOPE_TOTAL)
+        )
+    }
+
+    /// `(name, engine_full)` of the `Distributed` tables of the database,
+    /// to find those created with another sharding key.
+    pub fn distributed_engines(&self) -> String {
+        format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = '{}' AND engine = 'Distributed'",
+            self.database
         )
     }
 
