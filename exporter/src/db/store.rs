@@ -37,6 +37,10 @@ pub enum StoreError {
     /// to now" is resolved again, e.g. it grew past the bucket limit).
     #[error("{0}")]
     Request(String),
+    /// What the request names does not exist in its scope (an
+    /// annotation another scope may see, or none at all).
+    #[error("{0}")]
+    NotFound(String),
     /// The failure of a query shared with another request.
     #[error(transparent)]
     Shared(Arc<StoreError>),
