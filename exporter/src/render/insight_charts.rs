@@ -266,35 +266,69 @@ fn ordinal(n: u64) -> String {
     format!("{n}{suffix}")
 }
 
-/// The scope's percentile on each measure as a bar (0–100); a measure
-/// without a rank says why.
+/// The scope's percentile on each measure as a bar on a 0–100 track
+/// (the dashed line: the peers' median); a measure without a rank says
+/// why.
 pub fn benchmark_svg(b: &Benchmark, size: Size) -> String {
     let title = format!("Percentile among {} peers", b.level.as_str());
     let mut svg = Svg::new(size, ChartKind::Benchmark, &title);
-    let bars: Vec<Bar> = b
-        .measures
-        .iter()
-        .map(|m| Bar {
-            label: m.measure.replace('_', " "),
-            value: m.percentile.unwrap_or(0.0),
-            text: match m.percentile {
-                Some(p) => format!(
-                    "{} percentile of {} (you {}, median {})",
+    let fs = svg.fs;
+    let top = svg.top();
+    let rows = b.measures.len().max(1) as f64;
+    let row_h = ((svg.h - top - fs * 0.8) / rows).min(fs * 3.0);
+    let label_w = fs * 0.56 * 22.0;
+    let x0 = fs * 0.8 + label_w;
+    let track_w = ((svg.w - x0 - fs * 0.8) * 0.3).max(fs);
+    for (i, m) in b.measures.iter().enumerate() {
+        let y = top + i as f64 * row_h;
+        let mid = y + row_h / 2.0;
+        svg.text(
+            x0 - fs * 0.5,
+            mid + fs * 0.35,
+            &m.measure.replace('_', " "),
+            &format!(r#"text-anchor="end" fill="{INK}""#),
+        );
+        svg.rect(
+            x0,
+            y + row_h * 0.2,
+            track_w,
+            row_h * 0.6,
+            r##"class="track" fill="#c4b5fd""##,
+        );
+        let text = match m.percentile {
+            Some(p) => {
+                svg.rect(
+                    x0,
+                    y + row_h * 0.2,
+                    (p / 100.0 * track_w).max(1.0),
+                    row_h * 0.6,
+                    r##"class="bar" fill="#6d28d9""##,
+                );
+                format!(
+                    "{} percentile of {}: you {}, median {}",
                     ordinal(p.round() as u64),
                     m.peers,
                     format_insight(m.measure, m.value),
                     format_insight(m.measure, m.median)
-                ),
-                None => truncate(
-                    &format!("not ranked: {}", m.reason.as_deref().unwrap_or("")),
-                    70,
-                ),
-            },
-            color: PALETTE[4],
-            opacity: if m.percentile.is_some() { 1.0 } else { 0.3 },
-        })
-        .collect();
-    hbars(&mut svg, &bars);
+                )
+            }
+            None => format!("not ranked: {}", m.reason.as_deref().unwrap_or("")),
+        };
+        svg.line(
+            x0 + track_w / 2.0,
+            y + row_h * 0.1,
+            x0 + track_w / 2.0,
+            y + row_h * 0.9,
+            &format!(r#"stroke="{MUTED}" stroke-dasharray="3 2""#),
+        );
+        let chars = ((svg.w - x0 - track_w - fs * 1.2) / (fs * 0.6)).max(8.0) as usize;
+        svg.text(
+            x0 + track_w + fs * 0.5,
+            mid + fs * 0.35,
+            &truncate(&text, chars),
+            &format!(r#"fill="{INK}""#),
+        );
+    }
     svg.finish()
 }
 
@@ -409,6 +443,7 @@ pub(crate) mod tests {
         }
         let svg = benchmark_svg(&benchmark_body(&[]), size);
         assert_eq!(svg.matches("not ranked: ").count(), 5, "{svg}");
+        assert_eq!(svg.matches(r#"class="bar""#).count(), 0, "{svg}");
         assert_eq!(png_size(&png(&svg).unwrap()), (321, 234));
     }
 
@@ -506,7 +541,7 @@ pub(crate) mod tests {
             .collect();
         let svg = benchmark_svg(&benchmark_body(&peers), Size::default());
         assert!(
-            svg.contains("8th percentile of 6 (you 20.0%, median 45.0%)"),
+            svg.contains("8th percentile of 6: you 20.0%, median 45.0%<"),
             "{svg}"
         );
         assert_eq!(png_size(&png(&svg).unwrap()), (800, 400));
