@@ -35,7 +35,7 @@ impl Analytics {
         mode: ReadMode,
     ) -> Result<Cohorts, StoreError> {
         let now = now();
-        cohorts::check_span(granularity, window.from(), now).map_err(StoreError::Request)?;
+        cohorts::check_span(granularity, window, now).map_err(StoreError::Request)?;
         let rows = self
             .reader
             .cohort_reach(filter, window, granularity, stage, mode)

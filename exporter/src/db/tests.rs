@@ -301,7 +301,10 @@ fn insight_cohorts_read_each_assertion_once() {
         sql.starts_with("SELECT intDiv(toUInt32(aw), 1800) AS slot, count() AS n_awarded"),
         "{sql}"
     );
-    assert!(sql.contains("toInt64(ac) - toInt64(aw) <= 7776000) AS within_90d"), "{sql}");
+    assert!(
+        sql.contains("toInt64(ac) - toInt64(aw) <= 7776000) AS within_90d"),
+        "{sql}"
+    );
     assert!(sql.contains(per_assertion), "{sql}");
     assert!(
         sql.ends_with(
@@ -316,7 +319,10 @@ fn insight_cohorts_read_each_assertion_once() {
         Granularity::Week,
         Stage::Viewed,
     ));
-    assert!(sql.contains("toUInt32(toUInt32(toMonday(aw)) * 86400) AS cohort"), "{sql}");
+    assert!(
+        sql.contains("toUInt32(toUInt32(toMonday(aw)) * 86400) AS cohort"),
+        "{sql}"
+    );
     assert!(
         sql.contains("toUInt8(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS reached, greatest(greatest(toUInt32(ac), toUInt32(sh)), toUInt32(vw)) AS reached_at"),
         "{sql}"
@@ -337,7 +343,10 @@ fn insight_cohorts_read_each_assertion_once() {
     let at = 1_710_000_000;
     let windows = Windows::new(at, 2, 1, at + 86_400 * 3 / 2);
     let sql = text(&cohorts(&client(), &acme(), &windows, 1));
-    assert!(sql.contains("toInt64(ac) - toInt64(aw) <= 86400 AS acc"), "{sql}");
+    assert!(
+        sql.contains("toInt64(ac) - toInt64(aw) <= 86400 AS acc"),
+        "{sql}"
+    );
     assert!(
         sql.ends_with(&format!(
             "WHERE aw_n > 0 AND aw >= toDateTime({}, 'UTC') AND aw < toDateTime({}, 'UTC') AND aw <= toDateTime({}, 'UTC'))",
@@ -390,5 +399,8 @@ fn peers_are_every_org_or_every_issuer() {
         sql.contains("WHERE scope_issuer_id != '' AND scope_badge_class_id != ''"),
         "{sql}"
     );
-    assert!(sql.contains("SELECT org_id, issuer_id AS peer_issuer, type AS event_type"), "{sql}");
+    assert!(
+        sql.contains("SELECT org_id, issuer_id AS peer_issuer, type AS event_type"),
+        "{sql}"
+    );
 }

@@ -583,7 +583,7 @@ async fn report_insights(
     };
     let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
     let cohorts = async {
-        match check_span(granularity, req.window.from(), now) {
+        match check_span(granularity, req.window, now) {
             Ok(()) => req
                 .answer(
                     s,

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use super::window::{rfc3339_i64, Granularity};
+use super::window::{rfc3339_i64, Granularity, Window};
 
 /// The stage a cohort's assertions are followed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -39,9 +39,10 @@ impl Stage {
 /// The granularities a cohort may have.
 pub const GRANULARITIES: [Granularity; 2] = [Granularity::Week, Granularity::Month];
 
-/// Most periods from the window's start to now: at most about 33,000
-/// cells in a triangle (five years of weeks, 21 of months).
-pub const MAX_PERIODS: i64 = 260;
+/// Most cells a triangle may have: cohorts in the window × ages from the
+/// window's start to now (a year of weeks asked four years later, 18
+/// years of months).
+pub const MAX_CELLS: i64 = 50_000;
 
 /// Assertions of one cohort that reached the stage in one period: a row
 /// of `db::cohorts`.
@@ -91,13 +92,18 @@ pub fn age(g: Granularity, start: i64, t: i64) -> i64 {
     }
 }
 
-/// The periods from `from`'s period to `now`'s, at most [`MAX_PERIODS`];
-/// the error names `from`.
-pub fn check_span(g: Granularity, from: u32, now: u32) -> Result<(), String> {
-    let n = age(g, g.floor(i64::from(from)), i64::from(now)) + 1;
-    if n > MAX_PERIODS {
+/// Whether the triangle of `window` at `now` stays within [`MAX_CELLS`]:
+/// at most as many cohorts as periods in the window, each with at most
+/// as many ages as periods from the window's start to now. The error
+/// names `from`.
+pub fn check_span(g: Granularity, window: Window, now: u32) -> Result<(), String> {
+    let start = g.floor(i64::from(window.from()));
+    let cohorts = age(g, start, i64::from(window.to()) - 1) + 1;
+    let ages = age(g, start, i64::from(now.max(window.from()))) + 1;
+    let cells = cohorts.saturating_mul(ages);
+    if cells > MAX_CELLS {
         return Err(format!(
-            "from: the cohorts would span {n} {} periods up to now, at most {MAX_PERIODS}; choose a later from or granularity=month",
+            "from: {cohorts} {} cohorts with up to {ages} ages each exceed {MAX_CELLS} cells; choose a later from, an earlier to or granularity=month",
             g.as_str()
         ));
     }
@@ -179,9 +185,27 @@ mod tests {
         assert_eq!(age(w, t("2025-03-31"), t("2025-04-06T23:59:59Z")), 0);
         assert_eq!(age(w, t("2025-03-31"), t("2025-04-07")), 1);
         assert_eq!(age(w, t("2025-03-31"), t("2025-03-30")), -1);
-        assert!(check_span(w, t("2025-01-01") as u32, t("2025-12-31") as u32).is_ok());
-        let err = check_span(w, t("2015-01-01") as u32, t("2025-12-31") as u32).unwrap_err();
-        assert!(err.starts_with("from:"), "{err}");
+        let window = |from: &str, to: &str| Window::new(t(from) as u32, t(to) as u32).unwrap();
+        let year = window("2025-01-01", "2026-01-01");
+        // 53 weekly cohorts with up to 53 or (ten years later) 575 ages.
+        assert!(check_span(w, year, t("2025-12-31") as u32).is_ok());
+        assert!(check_span(w, year, t("2035-12-31") as u32).is_ok());
+        let err = check_span(
+            w,
+            window("2015-01-01", "2025-01-01"),
+            t("2025-12-31") as u32,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("from: 523 week cohorts with up to 575 ages"),
+            "{err}"
+        );
+        assert!(check_span(
+            m,
+            window("2015-01-01", "2025-01-01"),
+            t("2025-12-31") as u32
+        )
+        .is_ok());
     }
 
     #[test]

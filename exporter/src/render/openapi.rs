@@ -9,7 +9,7 @@ use super::charts::{ChartKind, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
 use crate::analytics::annotations::MAX_ANNOTATIONS;
 use crate::analytics::trends::MAX_BUCKETS;
 use crate::model::benchmark::MEASURES as BENCHMARK_MEASURES;
-use crate::model::cohorts::{Stage, MAX_PERIODS};
+use crate::model::cohorts::{Stage, MAX_CELLS};
 use crate::model::impact::{
     DEFAULT_DAYS, DEFAULT_HORIZON, MAX_DAYS, MAX_HORIZON, MEASURES as IMPACT_MEASURES,
 };
@@ -338,7 +338,7 @@ pub fn document() -> Value {
                 "Timing",
             ),
             "/api/v1/cohorts": answer(
-                &format!("SPEC §7.9: the retention triangle: per week or month of first award (UTC), the share that reached the stage by the end of each age. Default window: the last 365 days; at most {MAX_PERIODS} periods from its start to now"),
+                &format!("SPEC §7.9: the retention triangle: per week or month of first award (UTC), the share that reached the stage by the end of each age. Default window: the last 365 days; at most {MAX_CELLS} cells (cohorts in the window × ages from its start to now)"),
                 with(common(true), params_of("cohorts")),
                 "Cohorts",
             ),
