@@ -465,6 +465,9 @@ fn poisson_reference(k1: u64, t1: f64, k2: u64, t2: f64) -> Option<f64> {
 
 // --------------------------------------------------------- local time, by hand
 
+/// A zone's offset from UTC at a time, seconds.
+type Offset = fn(i64) -> i64;
+
 /// Europe/Paris in March and April 2025: CET (UTC+1) until 2025-03-30
 /// 01:00 UTC, CEST (UTC+2) after.
 fn paris(t: i64) -> i64 {
@@ -503,13 +506,7 @@ struct TimingTruth {
     accepted: u64,
 }
 
-fn timing_truth(
-    events: &[Ev],
-    scope: Scope,
-    from: i64,
-    to: i64,
-    offset: fn(i64) -> i64,
-) -> TimingTruth {
+fn timing_truth(events: &[Ev], scope: Scope, from: i64, to: i64, offset: Offset) -> TimingTruth {
     let mut truth = TimingTruth {
         cells: BTreeMap::new(),
         within: [0; 5],
@@ -1361,7 +1358,7 @@ async fn insights_match_the_ground_truth() {
     // ------------------------------------------------------------ timing
     let (tf, tt) = (t("2025-03-24T00:00:00Z"), t("2025-04-07T00:00:00Z"));
     let window = "from=2025-03-24&to=2025-04-07";
-    let zones: [(&str, fn(i64) -> i64); 3] = [
+    let zones: [(&str, Offset); 3] = [
         ("Europe/Paris", paris),
         ("Asia/Kolkata", kolkata),
         ("UTC", utc),

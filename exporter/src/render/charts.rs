@@ -14,15 +14,12 @@ use std::sync::{Arc, OnceLock};
 
 use resvg::{tiny_skia, usvg};
 
-use super::insight_charts;
-
 use crate::analytics::distribution::Distribution;
 use crate::analytics::lifecycle::Lifecycle;
 use crate::analytics::overview::Overview;
 use crate::analytics::performance_drivers::Drivers;
 use crate::analytics::top_badges::TopBadges;
 use crate::analytics::trends::Trends;
-use crate::analytics::Body;
 use crate::model::measures::Value;
 use crate::model::performance_drivers::{self as drivers, ALPHA};
 use crate::model::window::{rfc3339_i64, Granularity};
@@ -470,24 +467,6 @@ pub(super) fn hbars(svg: &mut Svg, bars: &[Bar]) {
 }
 
 // ----------------------------------------------------------------- charts
-
-/// Any analytics body drawn as its chart.
-impl Body {
-    pub fn svg(&self, size: Size) -> String {
-        match self {
-            Body::Overview(b) => overview_svg(b, size),
-            Body::Trends(b) => trends_svg(b, size),
-            Body::Distribution(b) => distribution_svg(b, size),
-            Body::TopBadges(b) => top_badges_svg(b, size),
-            Body::Drivers(b) => drivers_svg(b, size),
-            Body::Lifecycle(b) => lifecycle_svg(b, size),
-            Body::Impact(b) => insight_charts::impact_svg(b, size),
-            Body::Timing(b) => insight_charts::timing_svg(b, size),
-            Body::Cohorts(b) => insight_charts::cohorts_svg(b, size),
-            Body::Benchmark(b) => insight_charts::benchmark_svg(b, size),
-        }
-    }
-}
 
 /// The overview as KPI tiles: each measure's all-time value, its value in
 /// the window and the trend against the window before.
@@ -958,7 +937,7 @@ mod tests {
     use crate::analytics::top_badges::BadgeRow;
     use crate::analytics::top_badges::Order;
     use crate::analytics::trends::fill;
-    use crate::analytics::PeriodJson;
+    use crate::analytics::{Body, PeriodJson};
     use crate::db::lifecycle::LifecycleRow;
     use crate::model::measures::{self, Counts, Measures};
     use crate::model::scope::Filter;
