@@ -27,7 +27,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use badgepulse_tests::{start_services, ClickHouse, Nats, Service, StackConfig, StackPorts};
+use badgepulse_tests::{
+    eventually, scrape, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -410,6 +412,42 @@ fn counts(events: &[Ev], scope: Scope, from: i64, to: i64) -> Counts {
         shares: sel.iter().filter(|e| e.kind == "badge.shared").count() as u64,
         views: sel.iter().filter(|e| e.kind == "badge.viewed").count() as u64,
     }
+}
+
+/// §7 counts of every org (issuers: of every (org, issuer)) with events in
+/// `[from, to)`.
+fn peers_in(
+    events: &[Ev],
+    from: i64,
+    to: i64,
+    issuers: bool,
+) -> BTreeMap<(String, String), Counts> {
+    let keys: BTreeSet<(&str, &str)> = events
+        .iter()
+        .filter(|e| (from..to).contains(&e.at))
+        .map(|e| (e.org, if issuers { e.issuer } else { "" }))
+        .collect();
+    keys.into_iter()
+        .map(|(org, issuer)| {
+            let scope = Scope {
+                org: Some(org),
+                issuer: (!issuer.is_empty()).then_some(issuer),
+                class: None,
+            };
+            (
+                (org.to_owned(), issuer.to_owned()),
+                counts(events, scope, from, to),
+            )
+        })
+        .collect()
+}
+
+fn peer_counts_in(events: &[Ev], from: i64, to: i64) -> BTreeMap<(String, String), Counts> {
+    peers_in(events, from, to, false)
+}
+
+fn issuer_counts_in(events: &[Ev], from: i64, to: i64) -> BTreeMap<(String, String), Counts> {
+    peers_in(events, from, to, true)
 }
 
 fn ratio(x: u64, n: u64) -> Option<f64> {
@@ -812,6 +850,7 @@ struct Stack {
     ch: ClickHouse,
     ingest_url: String,
     exporter_url: String,
+    exporter_admin_url: String,
     _nats: Nats,
     _services: Vec<Service>,
 }
@@ -824,7 +863,7 @@ async fn start_stack() -> Stack {
         .token(TOKEN, &["*"])
         .aggregator("flush_interval_ms = 100")
         .exporter(&format!(
-            "min_awarded = {MIN_AWARDED}\nbenchmark_min_peers = {MIN_PEERS}"
+            "min_awarded = {MIN_AWARDED}\nbenchmark_min_peers = {MIN_PEERS}\nrefresh_interval_secs = 1"
         ));
     for (key, scope) in KEYS {
         config = config.api_key(key, scope);
@@ -834,6 +873,7 @@ async fn start_stack() -> Stack {
         ch,
         ingest_url: ports.ingest_url(),
         exporter_url: ports.exporter_url(),
+        exporter_admin_url: ports.exporter_admin_url(),
         _nats: nats,
         _services: services,
     }
@@ -1597,28 +1637,8 @@ async fn insights_match_the_ground_truth() {
     // --------------------------------------------------------- benchmark
     let (bf, bt) = (t("2025-08-01T00:00:00Z"), t("2025-09-01T00:00:00Z"));
     let bwindow = "from=2025-08-01&to=2025-09-01";
-    let peer_counts = |issuers: bool| {
-        let mut out: BTreeMap<(String, String), Counts> = BTreeMap::new();
-        let keys: BTreeSet<(&str, &str)> = events
-            .iter()
-            .filter(|e| (bf..bt).contains(&e.at))
-            .map(|e| (e.org, if issuers { e.issuer } else { "" }))
-            .collect();
-        for (org, issuer) in keys {
-            let scope = Scope {
-                org: Some(org),
-                issuer: (!issuer.is_empty()).then_some(issuer),
-                class: None,
-            };
-            out.insert(
-                (org.to_owned(), issuer.to_owned()),
-                counts(&events, scope, bf, bt),
-            );
-        }
-        out
-    };
-    let orgs = peer_counts(false);
-    let issuers = peer_counts(true);
+    let orgs = peer_counts_in(&events, bf, bt);
+    let issuers = issuer_counts_in(&events, bf, bt);
     let body = api
         .get("key-acme", &format!("/api/v1/benchmark?{bwindow}"))
         .await;
@@ -1705,6 +1725,49 @@ async fn insights_match_the_ground_truth() {
     .await;
     api.error("key-admin", "/api/v1/benchmark", 400, "org:")
         .await;
+
+    // The all-time percentile of each org on /metrics, among every org
+    // with MIN_AWARDED awards of all time.
+    let all_time = peer_counts_in(&events, i64::MIN, i64::MAX);
+    let url = format!("{}/metrics", stack.exporter_admin_url);
+    let text = eventually(Duration::from_secs(30), "benchmark gauges", || {
+        let url = url.clone();
+        async move {
+            let text = scrape(&url).await;
+            text.contains("badgepulse_benchmark_percentile{")
+                .then_some(text)
+        }
+    })
+    .await;
+    for org in ["acme", "p4", "p6"] {
+        let c = all_time[&(org.to_owned(), String::new())];
+        for name in BENCHMARK_MEASURES {
+            let series =
+                format!("badgepulse_benchmark_percentile{{measure=\"{name}\",org_id=\"{org}\"}} ");
+            let got = text
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+                .map_or(Value::Null, |v| json!(v.parse::<f64>().unwrap()));
+            let mut values: Vec<f64> = all_time
+                .values()
+                .filter(|c| c.awarded >= MIN_AWARDED)
+                .filter_map(|c| rate_of(c, name))
+                .collect();
+            values.sort_by(f64::total_cmp);
+            let want = rate_of(&c, name)
+                .filter(|_| values.len() >= MIN_PEERS)
+                .map(|v| {
+                    let below = values.iter().filter(|x| **x < v).count() as f64;
+                    let equal = values.iter().filter(|x| **x == v).count() as f64;
+                    100.0 * (below + 0.5 * equal) / values.len() as f64
+                });
+            close(&got, want, &format!("/metrics {org} {name}"));
+        }
+    }
+    assert!(
+        !text.contains("measure=\"external_impact_score\""),
+        "four orgs have shares: too few peers"
+    );
 
     // ------------------------------------------------------------ report
     let (status, _, html) = api

@@ -206,6 +206,10 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             }
         }
     }
+    out.push((
+        "peer_counts.org.all_time".into(),
+        peer_counts(client, Level::Org, &Period::AllTime),
+    ));
     for level in [Level::Org, Level::Issuer] {
         for (retention_name, retention) in [("kept", kept), ("expired", expired)] {
             out.push((
