@@ -1812,6 +1812,35 @@ def benchmark_sql():
     )
 
 
+def shaded_table(colors, labels, plain, width=None, hidden=()):
+    """Field config of a table of shares (0–1) as a heatmap: each cell's
+    background from pale to `colors` (at 25, 50 and 75 %); the `plain`
+    (column, unit) pairs as ordinary cells; `hidden` columns not shown."""
+    custom = {"cellOptions": {"type": "color-background", "mode": "basic"}}
+    if width:
+        custom["width"] = width
+    steps = [{"color": "#f2f2f2", "value": None}] + [
+        {"color": c, "value": v} for c, v in zip(colors, [0.25, 0.5, 0.75])
+    ]
+    return field_config(
+        unit="percentunit",
+        decimals=0,
+        min_=0,
+        max_=1,
+        thresholds={"mode": "absolute", "steps": steps},
+        custom=custom,
+        extra_overrides=overrides(labels)
+        + [
+            {
+                "matcher": {"id": "byName", "options": c},
+                "properties": [{"id": "custom.cellOptions", "value": {"type": "auto"}}, {"id": "unit", "value": u}],
+            }
+            for c, u in plain
+        ]
+        + [{"matcher": {"id": "byName", "options": c}, "properties": [{"id": "custom.hidden", "value": True}]} for c in hidden],
+    )
+
+
 def program_insights():
     l = Layout()
     l.add(
@@ -1864,30 +1893,12 @@ def program_insights():
             "The badges first awarded in the range by the weekday and hour (UTC) of the award: the share accepted by now "
             "(GET /api/v1/timing?tz=UTC cells). For another time zone, ask the API with tz=Europe/Paris and the like.",
             [ch_target(timing_heatmap_sql())],
-            field_config(
-                unit="percentunit",
-                decimals=0,
-                min_=0,
-                max_=1,
-                thresholds={
-                    "mode": "absolute",
-                    "steps": [
-                        {"color": "#f2f2f2", "value": None},
-                        {"color": "#c6dbef", "value": 0.25},
-                        {"color": "#6baed6", "value": 0.5},
-                        {"color": "#2171b5", "value": 0.75},
-                    ],
-                },
-                custom={"cellOptions": {"type": "color-background", "mode": "basic"}, "width": 44},
-                extra_overrides=overrides(heat_labels)
-                + [
-                    {
-                        "matcher": {"id": "byName", "options": c},
-                        "properties": [{"id": "custom.cellOptions", "value": {"type": "auto"}}, {"id": "unit", "value": u}],
-                    }
-                    for c, u in [("day", "string"), ("awarded", "short")]
-                ]
-                + [{"matcher": {"id": "byName", "options": "weekday"}, "properties": [{"id": "custom.hidden", "value": True}]}],
+            shaded_table(
+                ["#c6dbef", "#6baed6", "#2171b5"],
+                heat_labels,
+                [("day", "string"), ("awarded", "short")],
+                width=44,
+                hidden=["weekday"],
             ),
         ),
         24,
@@ -1902,29 +1913,10 @@ def program_insights():
             f"after it (+0 is the award's month; empty while that month runs; the first {COHORT_AGES} shown). "
             "GET /api/v1/cohorts has every age, weeks, and the shared and viewed stages.",
             [ch_target(cohort_triangle_sql())],
-            field_config(
-                unit="percentunit",
-                decimals=0,
-                min_=0,
-                max_=1,
-                thresholds={
-                    "mode": "absolute",
-                    "steps": [
-                        {"color": "#f2f2f2", "value": None},
-                        {"color": "#c7e9c0", "value": 0.25},
-                        {"color": "#74c476", "value": 0.5},
-                        {"color": "#238b45", "value": 0.75},
-                    ],
-                },
-                custom={"cellOptions": {"type": "color-background", "mode": "basic"}},
-                extra_overrides=overrides(tri_labels)
-                + [
-                    {
-                        "matcher": {"id": "byName", "options": c},
-                        "properties": [{"id": "custom.cellOptions", "value": {"type": "auto"}}, {"id": "unit", "value": u}],
-                    }
-                    for c, u in [("cohort", "dateTimeAsIsoNoDateIfToday"), ("size", "short")]
-                ],
+            shaded_table(
+                ["#c7e9c0", "#74c476", "#238b45"],
+                tri_labels,
+                [("cohort", "dateTimeAsIsoNoDateIfToday"), ("size", "short")],
             ),
         ),
         24,

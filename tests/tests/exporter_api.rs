@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
-    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+    eventually, parse_csv, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
     INGEST_BEHIND_PROXY,
 };
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
@@ -544,43 +544,6 @@ impl Api<'_> {
             .unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
-}
-
-/// An RFC 4180 parser (quoted fields, doubled quotes, CRLF), written
-/// independently of the exporter's writer.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    field.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => row.push(std::mem::take(&mut field)),
-                '\r' => {
-                    assert_eq!(chars.next(), Some('\n'), "CR without LF");
-                    row.push(std::mem::take(&mut field));
-                    rows.push(std::mem::take(&mut row));
-                }
-                _ => field.push(c),
-            }
-        }
-    }
-    assert!(field.is_empty() && row.is_empty(), "CSV must end with CRLF");
-    rows
 }
 
 /// The CSV rows as maps from header to cell.

@@ -28,7 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use badgepulse_tests::{
-    eventually, scrape, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
+    eventually, parse_csv, scrape, start_services, ClickHouse, Nats, Service, StackConfig,
+    StackPorts,
 };
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -971,36 +972,6 @@ impl Api<'_> {
             }
         }
     }
-}
-
-/// An RFC 4180 parser (quoted fields, doubled quotes, CRLF), written
-/// independently of the exporter's writer.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => row.push(std::mem::take(&mut field)),
-            (false, '\r') => {
-                assert_eq!(chars.next(), Some('\n'), "CR without LF");
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-            }
-            (false, c) => field.push(c),
-        }
-    }
-    assert!(field.is_empty() && row.is_empty(), "CSV must end with CRLF");
-    rows
 }
 
 fn csv_num(cell: &str, json: &Value, ctx: &str) {

@@ -40,17 +40,22 @@ pub struct AnnotationRow {
 /// scope sees all of its org's annotations.
 pub fn annotations(client: &Client, filter: &Filter, window: Window, limit: u64) -> Query {
     let mut sql = Sql::default();
-    sql.push(
-        "SELECT id, org_id, issuer_id, badge_class_id, toUInt32(at) AS at_secs, title, text, \
-         toUInt32(created_at) AS created_secs FROM ",
-    );
-    sql.push(&table(client, ANNOTATIONS_TABLE));
+    push_select(&mut sql, client);
     let mut c = Conditions::new();
     push_visible(&mut sql, &mut c, filter);
     c.and(&mut sql).push("at >= ").time(window.from());
     sql.push(" AND at < ").time(window.to());
     sql.push(" ORDER BY at, id LIMIT ").u64(limit);
     sql.build(client)
+}
+
+/// `SELECT … FROM annotations`: the columns of [`AnnotationRow`].
+pub(crate) fn push_select(sql: &mut Sql, client: &Client) {
+    sql.push(
+        "SELECT id, org_id, issuer_id, badge_class_id, toUInt32(at) AS at_secs, title, text, \
+         toUInt32(created_at) AS created_secs FROM ",
+    );
+    sql.push(&table(client, ANNOTATIONS_TABLE));
 }
 
 /// The conditions under which an annotation is in scope of `filter` (see

@@ -6,8 +6,8 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::annotations::{push_visible, ANNOTATIONS_TABLE};
-use super::sql::{push_assertions, table, Conditions, Sql};
+use super::annotations::{push_select, push_visible};
+use super::sql::{push_assertions, Conditions, Sql};
 use crate::model::impact::Windows;
 use crate::model::scope::Filter;
 
@@ -16,11 +16,7 @@ use crate::model::scope::Filter;
 /// [`AnnotationRow`](super::annotations::AnnotationRow).
 pub fn annotation(client: &Client, filter: &Filter, id: &str) -> Query {
     let mut sql = Sql::default();
-    sql.push(
-        "SELECT id, org_id, issuer_id, badge_class_id, toUInt32(at) AS at_secs, title, text, \
-         toUInt32(created_at) AS created_secs FROM ",
-    );
-    sql.push(&table(client, ANNOTATIONS_TABLE));
+    push_select(&mut sql, client);
     let mut c = Conditions::new();
     c.and(&mut sql).push("id = ").str(id);
     push_visible(&mut sql, &mut c, filter);

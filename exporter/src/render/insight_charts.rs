@@ -82,6 +82,22 @@ fn shade(share: f64) -> f64 {
     0.1 + 0.9 * share.clamp(0.0, 1.0)
 }
 
+/// `text` centred in the cell `(x, y, w, h)` shaded by `share`: white on
+/// dark shades.
+fn cell_label(svg: &mut Svg, (x, y, w, h): (f64, f64, f64, f64), share: f64, text: &str) {
+    let fs = svg.fs;
+    let ink = if shade(share) > 0.55 { "#ffffff" } else { INK };
+    svg.text(
+        x + w / 2.0,
+        y + h / 2.0 + fs * 0.3,
+        text,
+        &format!(
+            r#"text-anchor="middle" font-size="{:.1}" fill="{ink}""#,
+            fs * 0.75
+        ),
+    );
+}
+
 /// The weekday × hour heatmap of acceptance rates; empty cells blank, the
 /// best cell outlined.
 pub fn timing_svg(t: &Timing, size: Size) -> String {
@@ -148,15 +164,11 @@ pub fn timing_svg(t: &Timing, size: Size) -> String {
             rate * 100.0
         );
         if cell_w >= fs * 2.2 && cell_h >= fs * 1.1 {
-            let ink = if shade(rate) > 0.55 { "#ffffff" } else { INK };
-            svg.text(
-                x + cell_w / 2.0,
-                y + cell_h / 2.0 + fs * 0.3,
+            cell_label(
+                &mut svg,
+                (x, y, cell_w, cell_h),
+                rate,
                 &format!("{:.0}", rate * 100.0),
-                &format!(
-                    r#"text-anchor="middle" font-size="{:.1}" fill="{ink}""#,
-                    fs * 0.75
-                ),
             );
         }
     }
@@ -222,16 +234,8 @@ pub fn cohorts_svg(c: &Cohorts, size: Size) -> String {
                         shade(*share)
                     );
                     if cell_w >= fs * 2.4 {
-                        let ink = if shade(*share) > 0.55 { "#ffffff" } else { INK };
-                        svg.text(
-                            x + cell_w / 2.0,
-                            y + cell_h / 2.0 + fs * 0.3,
-                            &format!("{:.0}%", share * 100.0),
-                            &format!(
-                                r#"text-anchor="middle" font-size="{:.1}" fill="{ink}""#,
-                                fs * 0.75
-                            ),
-                        );
+                        let text = format!("{:.0}%", share * 100.0);
+                        cell_label(&mut svg, (x, y, cell_w, cell_h), *share, &text);
                     }
                 }
                 None => svg.rect(
