@@ -179,6 +179,15 @@ impl AnswerKey {
         )
     }
 
+    /// Whether the answer changes with the clock, not only with the data:
+    /// a window up to now, and the cohorts, whose running age ends at a
+    /// period boundary whatever their window (such answers are served
+    /// only while computed at most `exporter.cache_live_window_secs`
+    /// ago). An impact has no `to`: its after window ends now.
+    fn follows_the_clock(&self) -> bool {
+        self.window.up_to_now() || matches!(self.question, Question::Cohorts { .. })
+    }
+
     /// What the answer reads. Distributions and trends read the window
     /// only; the benchmark reads the window of every org; any commit of
     /// the org may touch the others (all-time tiles, badge-class metadata,
@@ -282,7 +291,7 @@ impl Analytics {
             kept: None,
             ..self.clone()
         };
-        let (encoded, reach, live) = (key.encode(), key.reach(), key.window.up_to_now());
+        let (encoded, reach, live) = (key.encode(), key.reach(), key.follows_the_clock());
         let key = Arc::new(key);
         kept.answer(encoded, reach, live, mode, move |mode| {
             let (analytics, key) = (analytics.clone(), key.clone());
@@ -381,5 +390,27 @@ mod tests {
             keys.iter().map(AnswerKey::encode).collect();
         assert_eq!(encoded.len(), keys.len());
         assert_eq!(a.clone().encode(), a.encode());
+        // A fixed window's cohorts still follow the clock.
+        let cohorts = key(
+            Question::Cohorts {
+                granularity: Granularity::Month,
+                stage: Stage::Accepted,
+            },
+            Some("acme"),
+            Some("2024-03-01"),
+            Some("2024-04-01"),
+        );
+        assert!(cohorts.follows_the_clock());
+        assert!(!keys[5].follows_the_clock());
+        // The cohorts' default span is part of the key.
+        let mut year = key(Question::Benchmark, Some("acme"), None, None);
+        let month = year.clone();
+        year.window = year.window.with_default_span(365 * 86_400);
+        assert_ne!(year.encode(), month.encode());
+        assert!(
+            year.encode().ends_with(" span=31536000"),
+            "{}",
+            year.encode()
+        );
     }
 }
