@@ -340,9 +340,6 @@ mod tests {
             shared: 0,
             shares: 0,
             views: 0,
-            unique_viewers: 0,
-            revoked: 0,
-            badge_classes: 1,
         };
         m.set_business(business_registry(
             &BusinessRows {

@@ -5,12 +5,13 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{count_columns, push_states, Family, Keys, Sql};
+use super::sql::{push_states, rate_count_columns, Family, Keys, Sql};
 use crate::model::benchmark::Level;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
 
-/// The counts of every peer at `level` with events in `period`: rows of
+/// The counts of every peer at `level` with events in `period` (those the
+/// benchmarked rates need): rows of
 /// [`PeerCounts`](crate::model::benchmark::PeerCounts), by org and
 /// issuer. Orgs read their org rows; issuers are merged from their badge
 /// classes' rows (states of disjoint sets of assertions, so the distinct
@@ -36,7 +37,7 @@ pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
     };
     let mut sql = Sql::default();
     sql.push("SELECT org_id, peer_issuer, ")
-        .push(&count_columns())
+        .push(&rate_count_columns())
         .push(" FROM ");
     push_states(
         &mut sql,

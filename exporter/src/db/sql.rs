@@ -338,16 +338,25 @@ pub(crate) fn sketch_merge(column: &str, event_type: &str) -> String {
 /// order of [`crate::measures::Counts`].
 pub(crate) fn count_columns() -> String {
     format!(
+        "{}, {} AS unique_viewers, {} AS revoked, \
+         uniqCombinedMerge({SKETCH_PRECISION})(classes) AS badge_classes",
+        rate_count_columns(),
+        sketch_merge("viewers", "badge.viewed"),
+        sketch_merge("assertions", "badge.revoked"),
+    )
+}
+
+/// The first five of [`count_columns`]: `awarded`, `accepted`, `shared`,
+/// `shares`, `views`, all that the rates and scores of SPEC §7 need (the
+/// viewers' sketches are the costliest to merge).
+pub(crate) fn rate_count_columns() -> String {
+    format!(
         "{} AS awarded, {} AS accepted, {} AS shared, \
          countMergeIf(events, event_type = 'badge.shared') AS shares, \
-         countMergeIf(events, event_type = 'badge.viewed') AS views, \
-         {} AS unique_viewers, {} AS revoked, \
-         uniqCombinedMerge({SKETCH_PRECISION})(classes) AS badge_classes",
+         countMergeIf(events, event_type = 'badge.viewed') AS views",
         sketch_merge("assertions", "badge.awarded"),
         sketch_merge("assertions", "badge.accepted"),
         sketch_merge("assertions", "badge.shared"),
-        sketch_merge("viewers", "badge.viewed"),
-        sketch_merge("assertions", "badge.revoked"),
     )
 }
 

@@ -73,9 +73,6 @@ pub struct PeerCounts {
     pub shared: u64,
     pub shares: u64,
     pub views: u64,
-    pub unique_viewers: u64,
-    pub revoked: u64,
-    pub badge_classes: u64,
 }
 
 impl PeerCounts {
@@ -86,9 +83,7 @@ impl PeerCounts {
             shared: self.shared,
             shares: self.shares,
             views: self.views,
-            unique_viewers: self.unique_viewers,
-            revoked: self.revoked,
-            badge_classes: self.badge_classes,
+            ..Counts::default()
         })
     }
 }
@@ -202,9 +197,6 @@ mod tests {
             shared,
             shares,
             views,
-            unique_viewers: 0,
-            revoked: 0,
-            badge_classes: 1,
         }
     }
 

@@ -538,9 +538,6 @@ pub(crate) mod tests {
                 shared: 1,
                 shares: 1,
                 views: i,
-                unique_viewers: 0,
-                revoked: 0,
-                badge_classes: 1,
             })
             .collect();
         let svg = benchmark_svg(&benchmark_body(&peers), Size::default());
