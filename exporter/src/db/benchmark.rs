@@ -5,7 +5,7 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{push_states, rate_count_columns, Family, Keys, Sql};
+use super::sql::{push_states, rate_counts, Family, Keys, Sql};
 use crate::model::benchmark::Level;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
@@ -37,17 +37,9 @@ pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
     };
     let mut sql = Sql::default();
     sql.push("SELECT org_id, peer_issuer, ")
-        .push(&rate_count_columns())
+        .push(&rate_counts())
         .push(" FROM ");
-    push_states(
-        &mut sql,
-        client,
-        family,
-        &keys,
-        &Filter::default(),
-        period,
-        None,
-    );
+    push_states(&mut sql, client, family, &keys, &Filter::default(), period);
     sql.push(" GROUP BY org_id, peer_issuer ORDER BY org_id, peer_issuer");
     sql.build(client)
 }

@@ -24,6 +24,7 @@ pub mod sql;
 pub mod store;
 pub mod timing;
 pub mod totals;
+pub mod viewers;
 
 #[cfg(test)]
 mod tests;
