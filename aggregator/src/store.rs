@@ -2,7 +2,7 @@
 //! duplicate lookup, inserts and recovery statements. The SQL text comes
 //! from `schema.rs`; this file only executes it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use badgepulse_contract::tables::{Tier, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS};
@@ -270,6 +270,43 @@ impl Store {
             .bind(ids)
     }
 
+    /// The first award day (days since 1970-01-01) of each of `pairs`
+    /// (org_id, assertion_id) that has one among the awards with stream
+    /// sequence below `before`.
+    pub async fn first_awards(
+        &self,
+        pairs: &[(&str, &str)],
+        before: u64,
+    ) -> Result<HashMap<(String, String), u16>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let orgs: Vec<&str> = pairs
+            .iter()
+            .map(|(o, _)| *o)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids: Vec<&str> = pairs.iter().map(|(_, a)| *a).collect();
+        let found = self
+            .first_awards_query(&orgs, &ids, before)
+            .fetch_all::<(String, String, u16)>()
+            .await
+            .map_err(ctx("first-award lookup"))?;
+        Ok(found
+            .into_iter()
+            .map(|(org, assertion, day)| ((org, assertion), day))
+            .collect())
+    }
+
+    fn first_awards_query(&self, orgs: &[&str], ids: &[&str], before: u64) -> Query {
+        self.client
+            .query(&self.schema.first_awards())
+            .bind(orgs)
+            .bind(ids)
+            .bind(before)
+    }
+
     /// Creates the staging table of `partition` if it is missing (it is
     /// node-local and not part of the migrations: partitions are config).
     pub async fn ensure_staging(&self, partition: u16) -> Result<(), StoreError> {
@@ -495,6 +532,10 @@ impl Store {
             (
                 "existing_event_ids".to_owned(),
                 self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"]),
+            ),
+            (
+                "first_awards".to_owned(),
+                self.first_awards_query(&["acme", "globex"], &["a0", "a1", "it's"], 1_000),
             ),
         ];
         for table in std::iter::once("events").chain(DERIVED_TABLES) {

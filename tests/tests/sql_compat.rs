@@ -280,11 +280,50 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
         "scope_total",
         "view_days",
         "assertion_lifecycle",
+        "assertion_awards",
+        "lifecycle_refiled",
         "badge_classes",
     ] {
         statements.push((
             format!("count {table}"),
             format!("SELECT count() FROM {DB}.{table}"),
+            true,
+        ));
+    }
+    // The re-lay's copy of one legacy month (with its join to each
+    // assertion's first award), in a database of its own.
+    let relaid = Schema::new("relaid", "");
+    for (i, ddl) in relaid.all_statements().into_iter().enumerate() {
+        statements.push((format!("relaid ddl #{i}"), ddl, false));
+    }
+    for (name, sql) in [
+        (
+            "legacy events",
+            "CREATE TABLE relaid.events_v2 AS relaid.events".to_owned(),
+        ),
+        (
+            "legacy rows",
+            format!("INSERT INTO relaid.events_v2 SELECT * FROM {DB}.events"),
+        ),
+        (
+            "copy_legacy_month",
+            relaid.copy_legacy_month().replace(
+                '?',
+                "(SELECT min(toYYYYMM(occurred_at)) FROM relaid.events_v2)",
+            ),
+        ),
+    ] {
+        statements.push((name.to_owned(), sql, false));
+    }
+    for table in [
+        "events",
+        "assertion_awards",
+        "lifecycle_refiled",
+        "assertion_lifecycle",
+    ] {
+        statements.push((
+            format!("relaid count {table}"),
+            format!("SELECT count(), uniqExact(org_id, assertion_id) FROM relaid.{table}"),
             true,
         ));
     }

@@ -19,9 +19,9 @@
 //!    `max_partitions_per_insert_block`). Then the `…_v2` tables are
 //!    dropped, `events_v2` last.
 //! 3. **Current**: every statement of the current layout runs (`IF NOT
-//!    EXISTS`), which adds the views of the tables kept as they were
-//!    (`assertion_lifecycle`, `badge_classes`): created before the copy,
-//!    they would have counted every event twice.
+//!    EXISTS`), which adds the view of the table kept as it was
+//!    (`badge_classes`): created before the copy, it would have taken
+//!    every upsert a second time.
 //!
 //! The aggregators must be stopped while a database is re-laid (README,
 //! "Upgrading"); ingest keeps publishing to JetStream meanwhile.
@@ -30,7 +30,7 @@ use badgepulse_contract::tables::{
     Tier, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
-use super::tables::{partition_by, DERIVED_TABLES};
+use super::tables::{partition_by, ASSERTION_AWARDS, DERIVED_TABLES, LIFECYCLE_REFILED};
 use super::Schema;
 
 /// The schema version of the layout this code writes.
@@ -41,7 +41,8 @@ pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, ba
 
 /// The tables whose layout version 3 changed, re-laid by renaming them to
 /// `…_v2` and copying `events`; `events` comes last (see the module doc).
-pub const RELAID_TABLES: [&str; 7] = [
+pub const RELAID_TABLES: [&str; 8] = [
+    "assertion_lifecycle",
     "rollup_minute",
     "rollup_hour",
     "rollup_day",
@@ -66,7 +67,7 @@ const LEGACY_VIEWS: [&str; 9] = [
 ];
 
 /// Tables kept as they were, whose views are created only after the copy.
-const KEPT_TABLES: [&str; 2] = ["assertion_lifecycle", "badge_classes"];
+const KEPT_TABLES: [&str; 1] = ["badge_classes"];
 
 /// The legacy name of a re-laid table.
 pub fn legacy_name(table: &str) -> String {
@@ -195,7 +196,21 @@ impl Schema {
             &Self::lifecycle_columns(),
             "AggregatingMergeTree",
             "",
-            "ORDER BY (org_id, issuer_id, badge_class_id, assertion_id, partition)",
+            "PARTITION BY toYear(awarded_on)\nORDER BY (org_id, awarded_on, issuer_id, badge_class_id, assertion_id, partition)\nSETTINGS index_granularity = 1024",
+        ));
+        s.extend(self.table(
+            ASSERTION_AWARDS,
+            Self::assertion_awards_columns(),
+            "MergeTree",
+            "",
+            "ORDER BY (org_id, assertion_id)\nSETTINGS index_granularity = 256",
+        ));
+        s.extend(self.table(
+            LIFECYCLE_REFILED,
+            Self::lifecycle_refiled_columns(),
+            "MergeTree",
+            "",
+            "ORDER BY (org_id, awarded_on, assertion_id)",
         ));
         let scope_key = "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, bucket, partition)\nSETTINGS index_granularity = 256";
         for g in [Tier::Hour, Tier::Day] {
@@ -292,10 +307,12 @@ impl Schema {
         )
     }
 
-    /// Drops every view of the legacy layout.
+    /// Drops every view of the legacy layout, then its `events_input`:
+    /// a Null table holds nothing, and the current one has more columns.
     pub fn drop_legacy_views(&self) -> Vec<String> {
         LEGACY_VIEWS
             .iter()
+            .chain(&["events_input"])
             .map(|view| {
                 format!(
                     "DROP TABLE IF EXISTS {}.{view}{}",
@@ -349,12 +366,21 @@ impl Schema {
     }
 
     /// Copies the events of month `?` (`YYYYMM`) from `events_v2` through
-    /// `events_input`.
+    /// `events_input`, each filed under its assertion's first award day
+    /// (the whole history is known: no award arrives out of order).
     pub fn copy_legacy_month(&self) -> String {
-        let cols = Self::event_column_names().join(", ");
+        let legacy: Vec<String> = Self::event_column_names()
+            .into_iter()
+            .filter(|c| c != "award_known_on" && c != "awarded_on")
+            .collect();
+        let cols = legacy.join(", ");
+        let events = self.legacy_local("events");
         format!(
-            "INSERT INTO {db}.events_input ({cols}) SELECT {cols} FROM {db}.{} WHERE toYYYYMM(occurred_at) = ?",
-            self.legacy_local("events"),
+            "INSERT INTO {db}.events_input ({cols}, award_known_on, awarded_on) \
+             SELECT {cols}, first AS award_known_on, first AS awarded_on FROM {db}.{events} \
+             ANY LEFT JOIN (SELECT org_id, assertion_id, min(toDate(occurred_at)) AS first FROM {db}.{events} \
+             WHERE type = 'badge.awarded' GROUP BY org_id, assertion_id) AS f USING (org_id, assertion_id) \
+             WHERE toYYYYMM(occurred_at) = ?",
             db = self.database,
         )
     }
@@ -410,12 +436,12 @@ mod tests {
         assert_eq!(views.len(), DERIVED_TABLES.len() + 2);
         let relaid = s.relaid_view_statements();
         assert_eq!(relaid.len(), views.len() - KEPT_TABLES.len());
-        assert!(relaid
-            .iter()
-            .all(|v| !v.contains("assertion_lifecycle_mv") && !v.contains("badge_classes_mv")));
+        assert!(relaid.iter().all(|v| !v.contains("badge_classes_mv")));
+        assert!(relaid.iter().any(|v| v.contains("assertion_lifecycle_mv")));
         let targets: Vec<&str> = Schema::copy_targets().collect();
         assert!(targets.contains(&"events") && targets.contains(&VIEWER_DAYS));
-        assert!(!targets.contains(&"assertion_lifecycle"));
+        assert!(targets.contains(&"assertion_lifecycle"));
+        assert!(!targets.contains(&"badge_classes"));
         assert_eq!(RELAID_TABLES.last(), Some(&"events"));
     }
 
@@ -447,7 +473,7 @@ mod tests {
             "18.16 refuses comments on replicated tables: {local}"
         );
         assert!(
-            local.contains("    event_id String,\n") && local.contains("    seq UInt64\n)"),
+            local.contains("    event_id String,\n") && local.contains("    awarded_on Date\n)"),
             "{local}"
         );
         assert!(all.iter().any(|q| q.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/bp/3/badge_classes_local', '{replica}', updated_at)")));

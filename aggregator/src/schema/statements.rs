@@ -7,6 +7,7 @@ use badgepulse_contract::tables::{
     SCOPE_COLUMNS, SCOPE_LEVELS, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
+use super::tables::{one_row_per_event, ASSERTION_AWARDS};
 use super::{strip_comments, Schema};
 
 impl Schema {
@@ -115,7 +116,7 @@ impl Schema {
     pub fn high_water_mark(&self, table: &str) -> String {
         let db = &self.database;
         let local = self.local(table);
-        if table == "events" || table == "event_ids" {
+        if one_row_per_event(table) {
             format!("SELECT max(seq) FROM {db}.{local} WHERE partition = ?")
         } else {
             format!("SELECT maxMerge(max_seq) FROM {db}.{local} WHERE partition = ?")
@@ -131,6 +132,20 @@ impl Schema {
             "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
             self.database,
             self.local("event_ids")
+        )
+    }
+
+    /// The first award day (days since 1970-01-01) of the given `(org_id,
+    /// assertion_id)` pairs (bound as two arrays) among the awards with
+    /// stream sequence below `?`: what was known before a batch, whatever
+    /// part of the batch an earlier attempt wrote.
+    pub fn first_awards(&self) -> String {
+        format!(
+            "SELECT org_id, assertion_id, toUInt16(min(awarded_on)) AS day FROM {}.{} \
+             WHERE org_id IN (SELECT arrayJoin(?)) AND assertion_id IN (SELECT arrayJoin(?)) AND seq < ? \
+             GROUP BY org_id, assertion_id",
+            self.database,
+            self.local(ASSERTION_AWARDS)
         )
     }
 

@@ -12,11 +12,30 @@ use badgepulse_contract::tables::{
 
 use super::Schema;
 
+/// One row per award event, sorted by (org, assertion): the aggregator
+/// looks up each batch's assertions' first award day here.
+pub const ASSERTION_AWARDS: &str = "assertion_awards";
+
+/// One row per award that arrived after rows of its assertion were filed
+/// under a later award day: what a cohort must also read (and exclude).
+pub const LIFECYCLE_REFILED: &str = "lifecycle_refiled";
+
+/// The derived tables with one row per event (a plain `seq` column)
+/// rather than aggregate states.
+pub fn one_row_per_event(table: &str) -> bool {
+    matches!(
+        table,
+        "events" | "event_ids" | ASSERTION_AWARDS | LIFECYCLE_REFILED
+    )
+}
+
 /// The tables the aggregator writes for each batch, besides `events`, in
 /// the order the recovery path fills them; every one is rebuilt from
 /// `events` alone.
-pub const DERIVED_TABLES: [&str; 11] = [
+pub const DERIVED_TABLES: [&str; 13] = [
     "event_ids",
+    ASSERTION_AWARDS,
+    LIFECYCLE_REFILED,
     "rollup_minute",
     "rollup_hour",
     "rollup_day",
@@ -127,7 +146,9 @@ impl Schema {
     attribute_keys Array(String) COMMENT 'badge_class.upserted: boolean attribute names',
     attribute_values Array(UInt8) COMMENT 'badge_class.upserted: boolean attribute values, parallel to attribute_keys',
     partition UInt16 COMMENT 'NATS partition the event travelled on',
-    seq UInt64 COMMENT 'JetStream stream sequence of the message that carried it'"
+    seq UInt64 COMMENT 'JetStream stream sequence of the message that carried it',
+    award_known_on Date COMMENT 'The assertion''s first award day known before this event''s batch; 1970-01-01: none',
+    awarded_on Date COMMENT 'The day its assertion_lifecycle row is filed under: the first award day known when written; 1970-01-01: none yet'"
         )
     }
 
@@ -163,9 +184,10 @@ impl Schema {
         };
         [
             "    org_id String COMMENT 'Organisation'".to_owned(),
+            "    awarded_on Date COMMENT 'The first award day known when the events were written (events.awarded_on; 1970-01-01: none yet): a cohort reads its days, 1970-01-01 and the assertions lifecycle_refiled names'".to_owned(),
             "    issuer_id String COMMENT 'Issuer'".to_owned(),
             "    badge_class_id String COMMENT 'Badge class'".to_owned(),
-            "    assertion_id String COMMENT 'Assertion (one row per assertion after merges)'".to_owned(),
+            "    assertion_id String COMMENT 'Assertion (one row per assertion and awarded_on after merges; merge the rows of an assertion)'".to_owned(),
             "    partition UInt16 COMMENT 'NATS partition (follows from org_id)'".to_owned(),
             when("awarded", "badge.awarded"),
             when("accepted", "badge.accepted"),
@@ -213,6 +235,23 @@ impl Schema {
         )
     }
 
+    pub(crate) fn assertion_awards_columns() -> &'static str {
+        "    org_id String COMMENT 'Organisation',
+    assertion_id String COMMENT 'Awarded assertion',
+    awarded_on Date COMMENT 'Day of this award (UTC)',
+    partition UInt16 COMMENT 'NATS partition the event travelled on',
+    seq UInt64 COMMENT 'JetStream stream sequence of the award event'"
+    }
+
+    pub(crate) fn lifecycle_refiled_columns() -> &'static str {
+        "    org_id String COMMENT 'Organisation',
+    awarded_on Date COMMENT 'Day of an award that arrived after rows of its assertion were filed under a later award day',
+    assertion_id String COMMENT 'The assertion',
+    refiled_from Date COMMENT 'The later day its earlier rows are filed under (assertion_lifecycle.awarded_on)',
+    partition UInt16 COMMENT 'NATS partition the event travelled on',
+    seq UInt64 COMMENT 'JetStream stream sequence of the award event'"
+    }
+
     pub(crate) fn view_days_columns() -> &'static str {
         "    bucket DateTime('UTC') COMMENT 'UTC day start',
     org_id String COMMENT 'Organisation',
@@ -239,6 +278,15 @@ impl Schema {
             "event_ids" => {
                 format!("SELECT org_id, event_id, partition, seq FROM {source} WHERE 1 {filter}")
             }
+            ASSERTION_AWARDS => format!(
+                "SELECT org_id, assertion_id, toDate(occurred_at) AS awarded_on, partition, seq \
+                 FROM {source} WHERE type = 'badge.awarded' {filter}"
+            ),
+            LIFECYCLE_REFILED => format!(
+                "SELECT org_id, toDate(occurred_at) AS awarded_on, assertion_id, award_known_on AS refiled_from, partition, seq \
+                 FROM {source} WHERE type = 'badge.awarded' AND award_known_on != toDate(0) \
+                 AND toDate(occurred_at) < award_known_on {filter}"
+            ),
             "assertion_lifecycle" => {
                 let when = |stage: &str, ty: &str| {
                     format!("minIfState(occurred_at, type = '{ty}') AS first_{stage}")
@@ -246,7 +294,7 @@ impl Schema {
                 let count =
                     |stage: &str, ty: &str| format!("countIfState(type = '{ty}') AS {stage}");
                 format!(
-                    "SELECT org_id, issuer_id, badge_class_id, assertion_id, partition, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, maxState(seq) AS max_seq FROM {source} WHERE type != 'badge_class.upserted' {filter} GROUP BY org_id, issuer_id, badge_class_id, assertion_id, partition",
+                    "SELECT org_id, awarded_on, issuer_id, badge_class_id, assertion_id, partition, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, maxState(seq) AS max_seq FROM {source} WHERE type != 'badge_class.upserted' {filter} GROUP BY org_id, awarded_on, issuer_id, badge_class_id, assertion_id, partition",
                     when("awarded", "badge.awarded"),
                     when("accepted", "badge.accepted"),
                     when("shared", "badge.shared"),

@@ -318,14 +318,22 @@ fn annotation_scopes() {
 
 #[test]
 fn lifecycle_cohort_is_by_first_award() {
-    let sql = text(&lifecycle(&client(), &Filter::default(), sample_window()));
+    let org = Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    };
+    let sql = text(&lifecycle(&client(), &org, sample_window()));
     assert!(sql.contains(
         "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
     ), "{sql}");
-    assert!(
-        sql.contains("FROM bp_test.assertion_lifecycle GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"),
-        "{sql}"
-    );
+    // The cohort's days, day 0, and the assertions refiled into them, not
+    // those refiled before them.
+    assert!(sql.contains(
+        "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' AND (awarded_on >= toDate(toDateTime(1710025110, 'UTC')) AND awarded_on <= toDate(toDateTime(1710205334, 'UTC')) OR awarded_on = toDate('1970-01-01') OR (awarded_on > toDate(toDateTime(1710205334, 'UTC')) AND (org_id, assertion_id) IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on >= "
+    ), "{sql}");
+    assert!(sql.contains(
+        "AND (org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on < toDate(toDateTime(1710025110, 'UTC'))) GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"
+    ), "{sql}");
 }
 
 fn acme() -> Filter {
