@@ -11,7 +11,9 @@
 //! one in the future), timing cells across the daylight-saving change of
 //! Europe/Paris (2025-03-30) and in a zone with a half-hour offset, a tie
 //! for the best timing cell, cohorts across month boundaries (a week from
-//! Monday 31 March into April, accepts a month after the award), fewer
+//! Monday 31 March into April, accepts a month after the award; awards
+//! sent in a second round, after their assertion's accept or a later
+//! award, which move it into or out of a cohort), fewer
 //! qualifying peers than `benchmark_min_peers` for one measure, a key
 //! scoped to one issuer asking for the benchmark and one scoped to a badge
 //! class refused.
@@ -205,8 +207,16 @@ fn timing_workload(ev: &mut Events) {
     ev.badge(B1, t("2025-04-07T00:00:00Z"), Some(60), None, &[]);
 }
 
-/// Cohorts across month boundaries, January and February 2025.
-fn cohort_workload(ev: &mut Events) {
+/// An award sent in a second round, after the other events of its
+/// assertion were stored: (badge class, assertion, time).
+type LateAward = (Class, String, i64);
+
+/// Cohorts across month boundaries, January and February 2025, and three
+/// assertions whose first award arrives late (the awards to send in a
+/// second round): one refiled from February into January, one from
+/// January to December 2024 (out of a window from January), one accepted
+/// before any award was known.
+fn cohort_workload(ev: &mut Events) -> Vec<LateAward> {
     let jan29 = t("2025-01-29T10:00:00Z");
     // Accepted the next month, shared and seen in March.
     ev.badge(B1, jan29, Some(5 * DAY), Some(35 * DAY), &[36 * DAY]);
@@ -222,6 +232,26 @@ fn cohort_workload(ev: &mut Events) {
         Some(41 * DAY),
         &[],
     );
+    let into_january = ev.badge(B2, t("2025-02-10T10:00:00Z"), Some(DAY), None, &[]);
+    let out_of_january = ev.badge(
+        B1,
+        t("2025-01-10T10:00:00Z"),
+        Some(HOUR),
+        Some(2 * DAY),
+        &[],
+    );
+    let accepted_first = "acme-b1-accepted-first".to_owned();
+    ev.push(
+        "badge.accepted",
+        t("2025-02-03T10:00:00Z"),
+        B1,
+        &accepted_first,
+    );
+    vec![
+        (B2, into_january, t("2025-01-20T10:00:00Z")),
+        (B1, out_of_january, t("2024-12-28T10:00:00Z")),
+        (B1, accepted_first, t("2025-02-01T10:00:00Z")),
+    ]
 }
 
 /// Annotation A ("New reminder email", org-wide, 2025-06-01): 40 awards
@@ -741,6 +771,45 @@ fn cohorts_truth(
         .collect()
 }
 
+/// `/api/v1/cohorts` of `key` for the days `[from, to)` against
+/// [`cohorts_truth`].
+async fn check_cohorts(
+    api: &Api<'_>,
+    events: &[Ev],
+    key: &str,
+    scope: Scope,
+    (from, to, granularity, stage): (&str, &str, &str, &str),
+) {
+    let ctx = format!("cohorts {from} {to} {granularity} {stage} {key}");
+    let query =
+        format!("/api/v1/cohorts?from={from}&to={to}&granularity={granularity}&stage={stage}");
+    let before = Utc::now().timestamp();
+    let body = api.get(key, &query).await;
+    let after = Utc::now().timestamp();
+    // The running period may not turn during the request.
+    assert_eq!(periods(granularity, before, after), 0, "{ctx}: retry");
+    assert_eq!(
+        (body["granularity"].as_str(), body["stage"].as_str()),
+        (Some(granularity), Some(stage))
+    );
+    let range = (
+        t(&format!("{from}T00:00:00Z")),
+        t(&format!("{to}T00:00:00Z")),
+    );
+    let truth = cohorts_truth(events, scope, range, granularity, stage, before);
+    let got = body["cohorts"].as_array().unwrap();
+    assert_eq!(got.len(), truth.len(), "{ctx}: {body}");
+    for (g, (cohort, size, values)) in got.iter().zip(&truth) {
+        assert_eq!(g["cohort"], rfc(*cohort), "{ctx}");
+        assert_eq!(g["size"], *size, "{ctx} {cohort}");
+        let gv = g["values"].as_array().unwrap();
+        assert_eq!(gv.len(), values.len(), "{ctx} {cohort}");
+        for (k, (x, w)) in gv.iter().zip(values).enumerate() {
+            close(x, *w, &format!("{ctx} {} age {k}", rfc(*cohort)));
+        }
+    }
+}
+
 /// Type-7 quantile of sorted values.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * q;
@@ -996,29 +1065,49 @@ async fn insights_match_the_ground_truth() {
     let now = Utc::now().timestamp();
     let mut ev = Events::default();
     timing_workload(&mut ev);
-    cohort_workload(&mut ev);
+    let late = cohort_workload(&mut ev);
     let at_a = impact_a_workload(&mut ev);
     let at_b = impact_b_workload(&mut ev, now);
     benchmark_workload(&mut ev);
+    let first_round = ev.list.len();
+    for (class, assertion, at) in &late {
+        ev.push("badge.awarded", *at, *class, assertion);
+    }
     let events = ev.list.clone();
     assert!(events.iter().all(|e| e.at < now), "no event in the future");
     let json_events = ev.json();
-    for chunk in json_events.chunks(900) {
-        let r = http
-            .post(format!("{}/v1/events", stack.ingest_url))
-            .bearer_auth(TOKEN)
-            .json(&json!({ "events": chunk }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let answer: Value = r.json().await.unwrap();
-        assert_eq!(answer["accepted"], chunk.len(), "{answer}");
+    // Two rounds, the second stored in batches of its own.
+    let mut sent = 0;
+    for round in [&json_events[..first_round], &json_events[first_round..]] {
+        for chunk in round.chunks(900) {
+            let r = http
+                .post(format!("{}/v1/events", stack.ingest_url))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "events": chunk }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let answer: Value = r.json().await.unwrap();
+            assert_eq!(answer["accepted"], chunk.len(), "{answer}");
+        }
+        sent += round.len() as u64;
+        stack
+            .ch
+            .wait_for_events(DB, sent, Duration::from_secs(90))
+            .await;
     }
-    stack
-        .ch
-        .wait_for_events(DB, events.len() as u64, Duration::from_secs(90))
-        .await;
+    // The two earlier awards were refiled (the third had no award before).
+    assert_eq!(
+        stack
+            .ch
+            .query(&format!(
+                "SELECT assertion_id FROM {DB}.lifecycle_refiled ORDER BY assertion_id"
+            ))
+            .await
+            .unwrap(),
+        format!("{}\n{}\n", late[1].1, late[0].1)
+    );
     let api = Api {
         http: http.clone(),
         stack: &stack,
@@ -1488,34 +1577,13 @@ async fn insights_match_the_ground_truth() {
     assert_eq!(empty["by_weekday"].as_array().unwrap().len(), 7);
 
     // ----------------------------------------------------------- cohorts
-    let range = (t("2025-01-01T00:00:00Z"), t("2025-05-01T00:00:00Z"));
-    for granularity in ["week", "month"] {
-        for stage in ["accepted", "shared", "viewed"] {
-            for (key, scope) in [("key-acme", ACME), ("key-i1", I1)] {
-                let ctx = format!("cohorts {granularity} {stage} {key}");
-                let query = format!(
-                    "/api/v1/cohorts?from=2025-01-01&to=2025-05-01&granularity={granularity}&stage={stage}"
-                );
-                let before = Utc::now().timestamp();
-                let body = api.get(key, &query).await;
-                let after = Utc::now().timestamp();
-                // The running period may not turn during the request.
-                assert_eq!(periods(granularity, before, after), 0, "{ctx}: retry");
-                assert_eq!(
-                    (body["granularity"].as_str(), body["stage"].as_str()),
-                    (Some(granularity), Some(stage))
-                );
-                let truth = cohorts_truth(&events, scope, range, granularity, stage, before);
-                let got = body["cohorts"].as_array().unwrap();
-                assert_eq!(got.len(), truth.len(), "{ctx}: {body}");
-                for (g, (cohort, size, values)) in got.iter().zip(&truth) {
-                    assert_eq!(g["cohort"], rfc(*cohort), "{ctx}");
-                    assert_eq!(g["size"], *size, "{ctx} {cohort}");
-                    let gv = g["values"].as_array().unwrap();
-                    assert_eq!(gv.len(), values.len(), "{ctx} {cohort}");
-                    for (k, (x, w)) in gv.iter().zip(values).enumerate() {
-                        close(x, *w, &format!("{ctx} {} age {k}", rfc(*cohort)));
-                    }
+    // January alone: one assertion refiled into it, one out of it.
+    for (from, to) in [("2025-01-01", "2025-05-01"), ("2025-01-01", "2025-02-01")] {
+        for granularity in ["week", "month"] {
+            for stage in ["accepted", "shared", "viewed"] {
+                for (key, scope) in [("key-acme", ACME), ("key-i1", I1)] {
+                    let range = (from, to, granularity, stage);
+                    check_cohorts(&api, &events, key, scope, range).await;
                 }
             }
         }
@@ -1541,11 +1609,14 @@ async fn insights_match_the_ground_truth() {
         .await;
     assert_eq!(months["granularity"], "month", "the default");
     assert_eq!(months["stage"], "accepted", "the default");
+    // January: the 29th's and 30th's awards and the one refiled from
+    // February (accepted there), not the one refiled to December.
     let jan = &months["cohorts"][0];
     assert_eq!(jan["cohort"], "2025-01-01T00:00:00Z");
+    assert_eq!(jan["size"], 3, "{jan}");
     assert_eq!(
         (jan["values"][0].as_f64(), jan["values"][1].as_f64()),
-        (Some(0.5), Some(1.0))
+        (Some(1.0 / 3.0), Some(1.0))
     );
     // The default window is the last 365 days.
     let default = api.get("key-acme", "/api/v1/cohorts").await;

@@ -5,7 +5,8 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{push_assertions, push_awarded_in, Sql};
+use super::lifecycle::push_cohort;
+use super::sql::Sql;
 use crate::model::cohorts::Stage;
 use crate::model::scope::Filter;
 use crate::model::window::{Granularity, Window};
@@ -52,8 +53,7 @@ pub fn reach_counts(
         .push(") AS reached, ")
         .push(at)
         .push(" AS reached_at FROM ");
-    push_assertions(&mut sql, client, filter);
-    push_awarded_in(&mut sql, window.from(), window.to());
+    push_cohort(&mut sql, client, filter, window);
     sql.push(") GROUP BY cohort, reached, period ORDER BY cohort, reached, period");
     sql.build(client)
 }

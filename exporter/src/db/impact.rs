@@ -7,7 +7,8 @@ use clickhouse::query::Query;
 use clickhouse::Client;
 
 use super::annotations::{push_select, push_visible};
-use super::sql::{push_assertions, Conditions, Sql};
+use super::lifecycle::push_cohort;
+use super::sql::{Conditions, Sql};
 use crate::model::impact::Windows;
 use crate::model::scope::Filter;
 
@@ -40,9 +41,11 @@ pub struct ImpactCohorts {
 }
 
 /// The cohorts of `windows` for `filter` with a horizon of `horizon`
-/// days: one [`ImpactCohorts`]. An accept or share recorded before the
-/// award counts as within the horizon.
-pub fn cohorts(client: &Client, filter: &Filter, windows: &Windows, horizon: u32) -> Query {
+/// days: one [`ImpactCohorts`]; `None` when no award can be in them (see
+/// [`Windows::cohorts`]). An accept or share recorded before the award
+/// counts as within the horizon.
+pub fn cohorts(client: &Client, filter: &Filter, windows: &Windows, horizon: u32) -> Option<Query> {
+    let awards = windows.cohorts()?;
     let horizon_secs = u64::from(horizon) * 86_400;
     let mut sql = Sql::default();
     sql.push(
@@ -63,13 +66,7 @@ pub fn cohorts(client: &Client, filter: &Filter, windows: &Windows, horizon: u32
         .push(" AS acc, sh_n > 0 AND toInt64(sh) - toInt64(aw) <= ")
         .u64(horizon_secs)
         .push(" AS shr FROM ");
-    push_assertions(&mut sql, client, filter);
-    sql.push(" WHERE aw_n > 0 AND aw >= ")
-        .time(windows.before.0)
-        .push(" AND aw < ")
-        .time(windows.after.1.max(windows.before.1))
-        .push(" AND aw <= ")
-        .time(windows.cohort_end)
-        .push(")");
-    sql.build(client)
+    push_cohort(&mut sql, client, filter, awards);
+    sql.push(")");
+    Some(sql.build(client))
 }

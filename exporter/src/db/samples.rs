@@ -184,7 +184,7 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
         ] {
             out.push((
                 format!("impact_cohorts.{scope_name}.{name}"),
-                cohorts(client, filter, &windows, horizon),
+                cohorts(client, filter, &windows, horizon).expect("awards"),
             ));
         }
         for slot in [3_600, 1_800] {

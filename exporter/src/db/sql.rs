@@ -463,30 +463,3 @@ pub(crate) fn rate_counts() -> String {
 /// million for 10 million assertions).
 pub(crate) const ASSERTION_KEY: &str =
     "cityHash64(org_id, issuer_id, badge_class_id, assertion_id)";
-
-/// `(SELECT … FROM assertion_lifecycle … GROUP BY …)`: one row per
-/// assertion of `filter`, its states merged: first times `aw`, `ac`,
-/// `sh`, `vw` (1970-01-01 for "never") and event counts `aw_n`, `ac_n`,
-/// `sh_n`, `vw_n` (presence is tested with these). The cohort queries of
-/// impact, timing and cohorts read it and keep the assertions whose first
-/// award (`aw`, with `aw_n > 0`) is in their window.
-pub(crate) fn push_assertions(sql: &mut Sql, client: &Client, filter: &Filter) {
-    sql.push(
-        "(SELECT minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
-         minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, \
-         countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
-         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
-    );
-    sql.push(&table(client, "assertion_lifecycle"));
-    push_where(sql, filter);
-    sql.push(" GROUP BY ").push(ASSERTION_KEY).push(")");
-}
-
-/// ` WHERE aw_n > 0 AND aw >= from AND aw < to`: the assertions of
-/// [`push_assertions`] first awarded in `[from, to)`.
-pub(crate) fn push_awarded_in(sql: &mut Sql, from: u32, to: u32) {
-    sql.push(" WHERE aw_n > 0 AND aw >= ")
-        .time(from)
-        .push(" AND aw < ")
-        .time(to);
-}

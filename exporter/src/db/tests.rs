@@ -351,8 +351,14 @@ fn insight_cohorts_read_each_assertion_once() {
     use crate::model::cohorts::Stage;
     use crate::model::impact::Windows;
     let w = sample_window();
-    let per_assertion = "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' \
-                         GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))";
+    // The cohort's award days only (what else push_cohort_rows adds is
+    // checked in lifecycle_cohort_is_by_first_award).
+    let per_assertion = |from: u32, last: u32| {
+        format!(
+            "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' AND (awarded_on >= toDate(toDateTime({from}, 'UTC')) \
+             AND awarded_on <= toDate(toDateTime({last}, 'UTC')) OR awarded_on = toDate('1970-01-01')"
+        )
+    };
     let sql = text(&slot_counts(&client(), &acme(), w, 1_800));
     assert!(
         sql.starts_with("SELECT intDiv(toUInt32(aw), 1800) AS slot, count() AS n_awarded"),
@@ -362,7 +368,7 @@ fn insight_cohorts_read_each_assertion_once() {
         sql.contains("toInt64(ac) - toInt64(aw) <= 7776000) AS within_90d"),
         "{sql}"
     );
-    assert!(sql.contains(per_assertion), "{sql}");
+    assert!(sql.contains(&per_assertion(w.from(), w.to() - 1)), "{sql}");
     assert!(
         sql.ends_with(
             "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC') GROUP BY slot ORDER BY slot"
@@ -384,7 +390,7 @@ fn insight_cohorts_read_each_assertion_once() {
         sql.contains("toUInt8(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS reached, greatest(greatest(toUInt32(ac), toUInt32(sh)), toUInt32(vw)) AS reached_at"),
         "{sql}"
     );
-    assert!(sql.contains(per_assertion), "{sql}");
+    assert!(sql.contains(&per_assertion(w.from(), w.to() - 1)), "{sql}");
     let sql = text(&reach_counts(
         &client(),
         &acme(),
@@ -399,20 +405,22 @@ fn insight_cohorts_read_each_assertion_once() {
     // Before [at − 2 d, at), after [at, now), cohorts up to now − 1 d.
     let at = 1_710_000_000;
     let windows = Windows::new(at, 2, 1, at + 86_400 * 3 / 2);
-    let sql = text(&cohorts(&client(), &acme(), &windows, 1));
+    let sql = text(&cohorts(&client(), &acme(), &windows, 1).expect("awards"));
     assert!(
         sql.contains("toInt64(ac) - toInt64(aw) <= 86400 AS acc"),
         "{sql}"
     );
+    let (from, to) = (at - 2 * 86_400, at + 86_400 / 2 + 1);
+    assert!(sql.contains(&per_assertion(from, to - 1)), "{sql}");
     assert!(
         sql.ends_with(&format!(
-            "WHERE aw_n > 0 AND aw >= toDateTime({}, 'UTC') AND aw < toDateTime({}, 'UTC') AND aw <= toDateTime({}, 'UTC'))",
-            at - 2 * 86_400,
-            at + 86_400 * 3 / 2,
-            at + 86_400 / 2
+            "WHERE aw_n > 0 AND aw >= toDateTime({from}, 'UTC') AND aw < toDateTime({to}, 'UTC'))"
         )),
         "{sql}"
     );
+    // Nothing awarded has had its horizon: no query.
+    let windows = Windows::new(at, 2, 7, at + 86_400);
+    assert!(cohorts(&client(), &acme(), &windows, 7).is_none());
 }
 
 #[test]

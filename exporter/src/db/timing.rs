@@ -5,7 +5,8 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{push_assertions, push_awarded_in, Sql};
+use super::lifecycle::push_cohort;
+use super::sql::Sql;
 use crate::model::scope::Filter;
 use crate::model::timing::WITHIN;
 use crate::model::window::Window;
@@ -24,8 +25,7 @@ pub fn slot_counts(client: &Client, filter: &Filter, window: Window, slot_secs: 
         ));
     }
     sql.push(" FROM ");
-    push_assertions(&mut sql, client, filter);
-    push_awarded_in(&mut sql, window.from(), window.to());
+    push_cohort(&mut sql, client, filter, window);
     sql.push(" GROUP BY slot ORDER BY slot");
     sql.build(client)
 }

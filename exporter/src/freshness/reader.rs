@@ -353,10 +353,13 @@ impl Reader {
         horizon: u32,
         mode: ReadMode,
     ) -> Result<ImpactCohorts, StoreError> {
+        let Some(query) = db::impact::cohorts(self.store.client(), filter, windows, horizon) else {
+            return Ok(ImpactCohorts::default());
+        };
         // Later accepts and shares may occur at any time.
         self.cached_one(
             "impact_cohorts",
-            db::impact::cohorts(self.store.client(), filter, windows, horizon),
+            query,
             Reach::all_time(filter.org.as_deref()),
             mode,
         )

@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::measures::{Counts, Trend, Value};
 use super::performance_drivers::{format_p, ALPHA};
 use super::stats;
+use super::window::Window;
 
 /// Default and largest `days` (the length of each window).
 pub const DEFAULT_DAYS: u32 = 28;
@@ -69,6 +70,14 @@ impl Windows {
             future: at > now,
             cohort_end: now.saturating_sub(horizon.saturating_mul(DAY)),
         }
+    }
+
+    /// Where both cohorts' awards lie: from the before window's start to
+    /// the end of the later window, at most `cohort_end` (inclusive);
+    /// `None` when that is empty.
+    pub fn cohorts(&self) -> Option<Window> {
+        let end = self.after.1.max(self.before.1);
+        Window::new(self.before.0, end.min(self.cohort_end.saturating_add(1)))
     }
 
     /// Length of `[from, to)` in days, fractional.
@@ -288,7 +297,12 @@ mod tests {
         assert_eq!(w.after, (at, NOW));
         assert!(!w.complete && !w.future);
         assert_eq!(w.cohort_end, NOW - 7 * DAY);
+        assert_eq!(w.cohorts(), Window::new(at - 28 * DAY, NOW - 7 * DAY + 1));
         assert_eq!(Windows::days(w.after), 10.0);
+        let w = Windows::new(NOW - 40 * DAY, 28, 7, NOW);
+        assert_eq!(w.cohorts(), Window::new(NOW - 68 * DAY, NOW - 12 * DAY));
+        let w = Windows::new(NOW - DAY, 1, 7, NOW);
+        assert_eq!(w.cohorts(), None, "no award has had its horizon");
         let w = Windows::new(NOW - 28 * DAY, 28, 7, NOW);
         assert!(w.complete, "an after window ending at now is whole");
         let w = Windows::new(NOW + 60, 28, 7, NOW);
