@@ -8,7 +8,10 @@
 //!    do. The data: 10 orgs, 40 issuers, 400 badge classes (popularity
 //!    skewed), about N / 8 assertions, every award method, share channel and
 //!    view source (skewed), 8 countries, 500,000 viewer keys, `occurred_at`
-//!    spread over the last 400 days.
+//!    spread over the last 400 days. Each event carries its assertion's
+//!    first award day (computed first, into `bench_first`), as the
+//!    aggregator writes a history it knows whole, so `assertion_lifecycle`
+//!    is filed by award day and a cohort reads only its days.
 //! 2. A live dashboard: the real badgepulse-exporter answers every
 //!    analytics endpoint for the busiest org over the default window (the
 //!    last 30 days up to now), requests one after another for 5 s per
@@ -75,17 +78,20 @@ const CLASSES: u64 = 400;
 /// The org every request is scoped to (the busiest, by construction).
 const ORG: &str = "org0";
 
-/// Generates events `[offset, offset + count)`: the deterministic
-/// pseudo-random columns all come from `intHash64` of the event number.
-fn generate_sql(offset: u64, count: u64, assertions: u64, now: i64) -> String {
+/// The generated columns of `events`, in the order of [`generated`].
+const GENERATED_COLUMNS: &str = "event_id, type, occurred_at, received_at, org_id, issuer_id, \
+     badge_class_id, assertion_id, award_method, share_channel, view_source, country, viewer_key, \
+     partition, seq";
+
+/// Events `[offset, offset + count)` as a SELECT of [`GENERATED_COLUMNS`]
+/// and `a`, the number of the assertion: the deterministic pseudo-random
+/// columns all come from `intHash64` of the event number.
+fn generated(offset: u64, count: u64, assertions: u64, now: i64) -> String {
     let span = DAYS * 86_400;
     // Skew: squares of uniform numbers favour small indices (class 0 and
     // org 0 are the busiest, `linkedin`/`direct`/`US` the most common).
     format!(
-        "INSERT INTO {DB}.events_input (event_id, type, occurred_at, received_at, org_id, issuer_id, \
-         badge_class_id, assertion_id, award_method, share_channel, view_source, country, viewer_key, \
-         partition, seq) \
-         SELECT concat('e', toString(n)) AS event_id, \
+        "SELECT concat('e', toString(n)) AS event_id, \
          multiIf(r < 12, 'badge.awarded', r < 20, 'badge.accepted', r < 25, 'badge.shared', r < 99, 'badge.viewed', 'badge.revoked') AS type, \
          toDateTime({now} - intHash64(n * 3 + 1) % {span}, 'UTC') AS occurred_at, occurred_at AS received_at, \
          concat('org', toString(c % {ORGS})) AS org_id, \
@@ -97,13 +103,38 @@ fn generate_sql(offset: u64, count: u64, assertions: u64, now: i64) -> String {
          if(r >= 25 AND r < 99, ['direct', 'linkedin', 'platform', 'search', 'email', 'x', 'facebook', 'embed', 'other'][1 + toUInt64(9 * pow(x1, 2))], '') AS view_source, \
          if(r >= 25 AND r < 99, ['US', 'GB', 'DE', 'IN', 'CA', 'FR', 'BR', ''][1 + toUInt64(8 * pow(x2, 2))], '') AS country, \
          if(r >= 25 AND r < 99, 1 + intHash64(n * 5 + 4) % 500000, 0) AS viewer_key, \
-         toUInt16(c % {ORGS}) AS partition, n + 1 AS seq \
+         toUInt16(c % {ORGS}) AS partition, n + 1 AS seq, a \
          FROM (SELECT number + {offset} AS n, intHash64(n) % 100 AS r, \
          toUInt64({assertions} * pow((intHash64(n * 7 + 5) % 1000000) / 1000000, 1.5)) AS a, \
          toUInt64({CLASSES} * pow((intHash32(a) % 1000000) / 1000000, 2)) AS c, \
          (intHash64(n * 11 + 6) % 1000000) / 1000000 AS x1, \
          (intHash64(n * 13 + 7) % 1000000) / 1000000 AS x2 \
          FROM system.numbers LIMIT {count})"
+    )
+}
+
+/// Each assertion's first award day, `(a, first)`, in `bench_first`: the
+/// day the aggregator files its lifecycle under (an assertion is of one
+/// org, so its number is its key).
+fn first_awards_sql(n: u64, assertions: u64, now: i64) -> String {
+    format!(
+        "CREATE TABLE {DB}.bench_first ENGINE = MergeTree ORDER BY a AS \
+         SELECT a, min(toDate(occurred_at)) AS first FROM ({}) AS g \
+         WHERE type = 'badge.awarded' GROUP BY a",
+        generated(0, n, assertions, now)
+    )
+}
+
+/// Inserts events `[offset, offset + count)` with the first award day of
+/// their assertion as the aggregator writes them when the whole history
+/// is known (`awarded_on`, `award_known_on`; 1970-01-01 when never
+/// awarded), so that a cohort reads only its award days.
+fn generate_sql(offset: u64, count: u64, assertions: u64, now: i64) -> String {
+    format!(
+        "INSERT INTO {DB}.events_input ({GENERATED_COLUMNS}, award_known_on, awarded_on) \
+         SELECT {GENERATED_COLUMNS}, first AS award_known_on, first AS awarded_on \
+         FROM ({}) AS g ANY LEFT JOIN (SELECT a, first FROM {DB}.bench_first) AS f USING (a)",
+        generated(offset, count, assertions, now)
     )
 }
 
@@ -538,6 +569,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     ch.query(&classes_sql(now)).await?;
     let assertions = (n / 8).max(1);
+    ch.query(&first_awards_sql(n, assertions, now)).await?;
     let mut offset = 0;
     while offset < n {
         let count = CHUNK.min(n - offset);
@@ -545,6 +577,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         offset += count;
     }
+    ch.query(&format!("DROP TABLE {DB}.bench_first")).await?;
     let load_secs = started.elapsed().as_secs_f64();
     // Let background merges settle, as they would under steady traffic.
     let settle = Instant::now();
@@ -596,13 +629,13 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "rollup keys: distinct (day, org, issuer, class, type) {} vs rollup_day keys incl. dim_value, country {}",
+        "rollup keys: distinct (day, org, issuer, class, type) {} vs rollup_day keys (day, org, dimension, value) {}",
         ch.number(&format!(
             "SELECT uniqExact(toDate(occurred_at), org_id, issuer_id, badge_class_id, type) FROM {DB}.events"
         ))
         .await,
         ch.number(&format!(
-            "SELECT count() FROM (SELECT 1 FROM {DB}.rollup_day GROUP BY bucket, org_id, issuer_id, badge_class_id, event_type, dim_value, country)"
+            "SELECT count() FROM (SELECT 1 FROM {DB}.rollup_day GROUP BY bucket, org_id, dimension, value)"
         ))
         .await,
     );
