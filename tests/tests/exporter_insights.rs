@@ -29,10 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use badgepulse_tests::{
-    eventually, parse_csv, scrape, start_services, ClickHouse, Nats, Service, StackConfig,
-    StackPorts,
-};
+use badgepulse_tests::{eventually, parse_csv, scrape, Stack};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -916,37 +913,17 @@ fn check_benchmark(
 
 // ------------------------------------------------------------------- stack
 
-struct Stack {
-    ch: ClickHouse,
-    ingest_url: String,
-    exporter_url: String,
-    exporter_admin_url: String,
-    _nats: Nats,
-    _services: Vec<Service>,
-}
-
 async fn start_stack() -> Stack {
-    let nats = Nats::start().await;
-    let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter(&format!(
-            "min_awarded = {MIN_AWARDED}\nbenchmark_min_peers = {MIN_PEERS}\nrefresh_interval_secs = 1"
-        ));
-    for (key, scope) in KEYS {
-        config = config.api_key(key, scope);
-    }
-    let services = start_services(&config.toml(), &ports.all()).await;
-    Stack {
-        ch,
-        ingest_url: ports.ingest_url(),
-        exporter_url: ports.exporter_url(),
-        exporter_admin_url: ports.exporter_admin_url(),
-        _nats: nats,
-        _services: services,
-    }
+    Stack::start(DB, |config| {
+        config
+            .token(TOKEN, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .exporter(&format!(
+                "min_awarded = {MIN_AWARDED}\nbenchmark_min_peers = {MIN_PEERS}\nrefresh_interval_secs = 1"
+            ))
+            .api_keys(&KEYS)
+    })
+    .await
 }
 
 struct Api<'a> {
@@ -958,7 +935,7 @@ impl Api<'_> {
     async fn call(&self, key: &str, path_query: &str) -> (u16, String, Vec<u8>) {
         let r = self
             .http
-            .get(format!("{}{path_query}", self.stack.exporter_url))
+            .get(format!("{}{path_query}", self.stack.ports.exporter_url()))
             .bearer_auth(key)
             .send()
             .await
@@ -1011,7 +988,10 @@ impl Api<'_> {
     async fn annotate(&self, key: &str, body: Value) -> String {
         let r = self
             .http
-            .post(format!("{}/api/v1/annotations", self.stack.exporter_url))
+            .post(format!(
+                "{}/api/v1/annotations",
+                self.stack.ports.exporter_url()
+            ))
             .bearer_auth(key)
             .json(&body)
             .send()
@@ -1079,18 +1059,7 @@ async fn insights_match_the_ground_truth() {
     // Two rounds, the second stored in batches of its own.
     let mut sent = 0;
     for round in [&json_events[..first_round], &json_events[first_round..]] {
-        for chunk in round.chunks(900) {
-            let r = http
-                .post(format!("{}/v1/events", stack.ingest_url))
-                .bearer_auth(TOKEN)
-                .json(&json!({ "events": chunk }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            let answer: Value = r.json().await.unwrap();
-            assert_eq!(answer["accepted"], chunk.len(), "{answer}");
-        }
+        stack.send_events(TOKEN, round).await;
         sent += round.len() as u64;
         stack
             .ch
@@ -1771,7 +1740,7 @@ async fn insights_match_the_ground_truth() {
     // The all-time percentile of each org on /metrics, among every org
     // with MIN_AWARDED awards of all time.
     let all_time = peer_counts_in(&events, i64::MIN, i64::MAX);
-    let url = format!("{}/metrics", stack.exporter_admin_url);
+    let url = format!("{}/metrics", stack.ports.exporter_admin_url());
     let text = eventually(Duration::from_secs(30), "benchmark gauges", || {
         let url = url.clone();
         async move {

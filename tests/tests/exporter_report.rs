@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use badgepulse_tests::{
-    chromium, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
-};
+use badgepulse_tests::{chromium, Stack};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -127,33 +125,15 @@ fn dataset(today: i64) -> Vec<Value> {
     events
 }
 
-struct Stack {
-    ch: ClickHouse,
-    ingest_url: String,
-    exporter_url: String,
-    _nats: Nats,
-    _services: Vec<Service>,
-}
-
 async fn start_stack() -> Stack {
-    let nats = Nats::start().await;
-    let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("min_awarded = 5");
-    for (key, scope) in KEYS {
-        config = config.api_key(key, scope);
-    }
-    let services = start_services(&config.toml(), &ports.all()).await;
-    Stack {
-        ch,
-        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
-        _nats: nats,
-        _services: services,
-    }
+    Stack::start(DB, |config| {
+        config
+            .token(TOKEN, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .exporter("min_awarded = 5")
+            .api_keys(&KEYS)
+    })
+    .await
 }
 
 /// Status, content type and body of a GET.
@@ -255,16 +235,7 @@ async fn charts_and_report_render_the_analytics() {
     assert!(events
         .iter()
         .all(|e| e["occurred_at"].as_str().unwrap() < rfc(now).as_str()));
-    let r = http
-        .post(format!("{}/v1/events", stack.ingest_url))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let answer: Value = r.json().await.unwrap();
-    assert_eq!(answer["accepted"], events.len(), "{answer}");
+    stack.send_events(TOKEN, &events).await;
     let total = events.len() as u64;
     let ch = &stack.ch;
     ch.wait_for_events(DB, total, Duration::from_secs(60)).await;
@@ -274,7 +245,7 @@ async fn charts_and_report_render_the_analytics() {
         day(today + 86_400)
     );
     let r = http
-        .post(format!("{}/api/v1/annotations", stack.exporter_url))
+        .post(format!("{}/api/v1/annotations", stack.ports.exporter_url()))
         .bearer_auth("rep-acme")
         .json(&json!({"at": rfc(today - 2 * 86_400), "title": EVIL, "text": "launch\n<b>day</b>"}))
         .send()
@@ -285,7 +256,7 @@ async fn charts_and_report_render_the_analytics() {
         .as_str()
         .unwrap()
         .to_owned();
-    let base = &stack.exporter_url;
+    let base = &stack.ports.exporter_url();
 
     // ------------------------------------------------------------ charts
     for chart in CHARTS {
