@@ -29,6 +29,11 @@
 //! 5. The issuer phase: 1,000 issuer-scoped keys, each asking its overview
 //!    once, cold.
 //!
+//! The insights (impact of an annotation 40 days old, timing in
+//! Europe/Paris, weekly cohorts, the benchmark) are measured alike; their
+//! live rows use each endpoint's default window (the cohorts': 365 days)
+//! against the raw computation of the 30 days.
+//!
 //! Throughout, the other nine orgs are live: a change notice for one of
 //! them, spanning the current minute, every 10 ms. The exporter's
 //! `/metrics` refresh runs once before the measurements (its query times
@@ -184,6 +189,101 @@ fn raw_counts(cond: &str) -> String {
          uniqExactIf(assertion_id, type = 'badge.revoked' AND {cond}), \
          uniqExactIf(badge_class_id, {cond})"
     )
+}
+
+/// Per assertion of the org: first award, accept, share and view times
+/// and counts, from raw `events` (the lifecycle's and the insights'
+/// baseline).
+fn raw_assertions(org: &str) -> String {
+    format!(
+        "SELECT minIf(occurred_at, type = 'badge.awarded') AS aw, \
+         minIf(occurred_at, type = 'badge.accepted') AS ac, minIf(occurred_at, type = 'badge.shared') AS sh, \
+         minIf(occurred_at, type = 'badge.viewed') AS vw, countIf(type = 'badge.awarded') AS aw_n, \
+         countIf(type = 'badge.accepted') AS ac_n, countIf(type = 'badge.shared') AS sh_n, \
+         countIf(type = 'badge.viewed') AS vw_n FROM {DB}.{RAW} \
+         WHERE {org} AND type != 'badge_class.upserted' GROUP BY issuer_id, badge_class_id, assertion_id"
+    )
+}
+
+/// The impact, timing, cohorts and benchmark requests and their raw SQL
+/// (SPEC §7.7–§7.10): the impact of `annotation` (at `at`, 28 days each
+/// side, horizon 7 days), timing in Europe/Paris, weekly cohorts, the
+/// org among the orgs.
+fn insight_cases(span: Span, annotation: &str, at: i64) -> Vec<(String, String, String)> {
+    let org = format!("org_id = '{ORG}'");
+    let p = span.params();
+    let (day, horizon) = (86_400, 7 * 86_400);
+    let (before, after) = (
+        Span {
+            from: at - 28 * day,
+            to: at,
+        },
+        Span {
+            from: at,
+            to: at + 28 * day,
+        },
+    );
+    let cohort = |s: Span| {
+        format!(
+            "aw_n > 0 AND aw >= toDateTime({}, 'UTC') AND aw < toDateTime({}, 'UTC') AND aw <= now() - {horizon}",
+            s.from, s.to
+        )
+    };
+    let within = |t: &str| format!("{t}_n > 0 AND toInt64({t}) - toInt64(aw) <= {horizon}");
+    let (acc, shr) = (within("ac"), within("sh"));
+    let window_counts = |s: Span| {
+        let w = s.cond("occurred_at");
+        format!(
+            "uniqExactIf(assertion_id, type = 'badge.awarded' AND {w}), countIf(type = 'badge.shared' AND {w}), \
+             countIf(type = 'badge.viewed' AND {w})"
+        )
+    };
+    vec![
+        (
+            "impact".to_owned(),
+            format!("/api/v1/impact?org={ORG}&annotation={annotation}"),
+            format!(
+                "SELECT * FROM (SELECT countIf({b}), countIf({b} AND {acc}), countIf({b} AND {acc} AND {shr}), \
+                 countIf({a}), countIf({a} AND {acc}), countIf({a} AND {acc} AND {shr}) FROM ({assertions})) AS c \
+                 CROSS JOIN (SELECT {wb}, {wa} FROM {DB}.{RAW} WHERE {org}) AS w",
+                b = cohort(before),
+                a = cohort(after),
+                assertions = raw_assertions(&org),
+                wb = window_counts(before),
+                wa = window_counts(after),
+            ),
+        ),
+        (
+            "timing".to_owned(),
+            format!("/api/v1/timing?org={ORG}&tz=Europe/Paris&{p}"),
+            format!(
+                "SELECT toDayOfWeek(aw, 'Europe/Paris') AS d, toHour(aw, 'Europe/Paris') AS h, count(), countIf(ac_n > 0), \
+                 countIf(ac_n > 0 AND toInt64(ac) - toInt64(aw) <= 3600), countIf(ac_n > 0 AND toInt64(ac) - toInt64(aw) <= 7776000) \
+                 FROM ({}) WHERE aw_n > 0 AND {} GROUP BY d, h ORDER BY d, h",
+                raw_assertions(&org),
+                span.cond("aw")
+            ),
+        ),
+        (
+            "cohorts".to_owned(),
+            format!("/api/v1/cohorts?org={ORG}&granularity=week&{p}"),
+            format!(
+                "SELECT toMonday(aw) AS c, ac_n > 0 AS r, if(r, toMonday(ac), toDate(0)) AS m, count() \
+                 FROM ({}) WHERE aw_n > 0 AND {} GROUP BY c, r, m ORDER BY c, m",
+                raw_assertions(&org),
+                span.cond("aw")
+            ),
+        ),
+        (
+            "benchmark".to_owned(),
+            format!("/api/v1/benchmark?org={ORG}&{p}"),
+            format!(
+                "SELECT org_id, {} FROM {DB}.{RAW} WHERE {} GROUP BY org_id ORDER BY org_id",
+                raw_counts("1"),
+                span.cond("occurred_at")
+            ),
+        ),
+    ]
 }
 
 /// The API request and the equivalent raw SQL of one endpoint and span.
@@ -720,6 +820,26 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
+    // A program update 40 days ago, whose impact the insight cases ask.
+    let annotation_at = now - 40 * 86_400;
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/v1/annotations?org={ORG}"))
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({
+            "at": Utc.timestamp_opt(annotation_at, 0).unwrap().to_rfc3339(),
+            "title": "bench update",
+        }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let annotation = created["id"].as_str().unwrap_or_default().to_owned();
+    let all_cases = |span: Span, hour_span: Span| {
+        let mut out = cases(span, hour_span);
+        out.extend(insight_cases(span, &annotation, annotation_at));
+        out
+    };
     // The other orgs' live traffic, as change notices; and, in the last
     // phase, the busiest org's own (one commit every 500 ms).
     let live = Arc::new(AtomicBool::new(true));
@@ -769,7 +889,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let span30 = Span::days(now, 30);
     let mut live_rows = Vec::new();
-    for (name, path, raw_sql) in cases(span30, span30) {
+    for (name, path, raw_sql) in all_cases(span30, span30) {
         let path = path.replace(&format!("&{}", span30.params()), "");
         let url = format!("{base}{path}");
         let (ms, max_age) = measure_live(&http, &url, Duration::from_secs(LIVE_SECS))
@@ -824,7 +944,7 @@ async fn main() -> anyhow::Result<()> {
         ("400d", Span::days(now, 400), Span::days(now, 200)),
     ];
     for (window_name, span, hour_span) in windows {
-        for (name, path, raw_sql) in cases(span, hour_span) {
+        for (name, path, raw_sql) in all_cases(span, hour_span) {
             let url = format!("{base}{path}");
             let (http, url) = (&http, &url);
             let request = |fresh: bool| async move { api_get(http, url, fresh).await.map(drop) };
