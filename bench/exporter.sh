@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark of the badgepulse-exporter analytics API (issue 5): p50/p95
+# Benchmark of the badgepulse-exporter analytics API (issues 5, 23): p50/p95
 # latency of every endpoint as a live dashboard sees it (default window,
 # the org committing every 500 ms), and over a 30-day and a long fixed
 # window, cold (Cache-Control: no-cache) and from the result cache, against

@@ -145,14 +145,17 @@ def keyed(keys):
     return f"{keys}, " if keys else ""
 
 
-def states_union(points, keys_rollup, keys_raw, group, class_rows=False):
+def states_union(points, keys_rollup, keys_raw, group, class_rows=False, every_org=False):
     """`(… UNION ALL …)`: the scope states of the windows between `points`,
     with `keys_*` (named `group`), as the exporter reads them: the org's
     whole hours from `scope_hour` (for badge classes, `class_rows`, whole
     days of `scope_day`), everything else from `events` with the same
-    states, so that merging over both is exact."""
+    states, so that merging over both is exact. `every_org`: the org rows
+    of every org, whatever the variables (the benchmark's peers)."""
     if class_rows:
         table, step, rollup_ok, rows = "scope_day", 86400, "1", CLASS_ROWS
+    elif every_org:
+        table, step, rollup_ok, rows = "scope_hour", 3600, "1", "scope_issuer_id = '' AND scope_badge_class_id = ''"
     else:
         table, step, rollup_ok, rows = "scope_hour", 3600, ORG_LEVEL, LEVEL
     return sql(
@@ -164,7 +167,7 @@ def states_union(points, keys_rollup, keys_raw, group, class_rows=False):
         "  UNION ALL",
         f"  SELECT {keyed(keys_raw)}{RAW_STATES}",
         "  FROM events",
-        f"  WHERE {indent(SCOPE, 4).strip()}",
+        f"  WHERE {'1' if every_org else indent(SCOPE, 4).strip()}",
         f"    AND occurred_at >= {points[0]} AND occurred_at < {points[-1]}",
         f"    AND (NOT {rollup_ok} OR {edges(points, step)})",
         f"  GROUP BY {group}" if group else "",
@@ -1842,12 +1845,352 @@ def pipeline_health():
     )
 
 
+# --------------------------------------------------------------------------
+# Program insights (SPEC §7.7–§7.10)
+# --------------------------------------------------------------------------
+
+# Impact: the windows and horizon of GET /api/v1/impact's defaults.
+IMPACT_DAYS = 28
+IMPACT_HORIZON = 7
+# The latest program updates shown.
+IMPACT_LATEST = 5
+# Benchmark: the exporter's defaults (exporter.min_awarded,
+# exporter.benchmark_min_peers), each followed in the SQL by a comment
+# naming it.
+BENCHMARK_MIN_AWARDED = 10
+BENCHMARK_MIN_PEERS = 10
+BENCHMARK_MEASURES = ["acceptance_rate", "share_rate", "engagement_score", "external_impact_score", "reach_score"]
+COHORT_AGES = 12
+
+# One row per assertion of the scope, with its issuer and badge class (to
+# narrow it to an annotation's own scope) and its first award, accept and
+# share.
+SCOPED_ASSERTIONS = sql(
+    "SELECT org_id, issuer_id AS l_issuer, badge_class_id AS l_badge,",
+    "  minIfMerge(first_awarded) AS t_awarded,",
+    "  minIfMerge(first_accepted) AS t_accepted,",
+    "  minIfMerge(first_shared) AS t_shared,",
+    "  countIfMerge(awarded) > 0 AS is_awarded,",
+    "  countIfMerge(accepted) > 0 AS is_accepted,",
+    "  countIfMerge(shares) > 0 AS is_shared",
+    "FROM assertion_lifecycle",
+    f"WHERE {indent(SCOPE, 2).strip()}",
+    "GROUP BY org_id, issuer_id, badge_class_id, assertion_id",
+)
+
+# The latest program updates of the scope up to the end of the range (the
+# visibility of ANNOTATION_SQL).
+LATEST_ANNOTATIONS = sql(
+    "SELECT org_id, issuer_id AS u_issuer, badge_class_id AS u_badge, at AS u_at, title AS u_title",
+    "FROM annotations",
+    "WHERE at < $__toTime",
+    f"  AND {ORG}",
+    f"  AND (issuer_id = '' OR issuer_id = '${{issuer}}'",
+    f"       OR ('${{issuer}}' = '{ALL}' AND ('${{badge_class}}' = '{ALL}' OR badge_class_id = '${{badge_class}}')))",
+    f"  AND (badge_class_id = '' OR {BADGE})",
+    f"ORDER BY at DESC, id LIMIT {IMPACT_LATEST}",
+)
+
+
+def z_test_p(x1, n1, x2, n2):
+    """Two-sided p-value of the pooled two-proportion z-test (NULL when a
+    group is empty or the pooled proportion is 0 or 1), as the exporter's."""
+    pooled = f"(({x1} + {x2}) / ({n1} + {n2}))"
+    return (
+        f"if({n1} = 0 OR {n2} = 0 OR {x1} + {x2} = 0 OR {x1} + {x2} = {n1} + {n2}, NULL, "
+        f"erfc(abs({x1} / {n1} - {x2} / {n2}) / sqrt({pooled} * (1 - {pooled}) * (1 / {n1} + 1 / {n2})) / sqrt(2)))"
+    )
+
+
+def change(after, before):
+    return f"if({before} = 0 OR {before} IS NULL OR {after} IS NULL, NULL, ({after} - {before}) / {before})"
+
+
+def impact_sql():
+    d = IMPACT_DAYS * 86400
+    h = IMPACT_HORIZON * 86400
+    rates = {
+        "acceptance": ("accepted", "awarded"),
+        "sharing": ("shared", "accepted"),
+    }
+    cols = []
+    for name, (x, n) in rates.items():
+        cols += [
+            f"{ratio(f'b_{x}', f'b_{n}')} AS {name}_before",
+            f"{ratio(f'a_{x}', f'a_{n}')} AS {name}_after",
+            f"{change(ratio(f'a_{x}', f'a_{n}'), ratio(f'b_{x}', f'b_{n}'))} AS {name}_change",
+            f"{z_test_p(f'b_{x}', f'b_{n}', f'a_{x}', f'a_{n}')} AS {name}_p",
+        ]
+    return sql(
+        "SELECT u_title AS program_update, u_at AS update_at, b_awarded AS cohort_before, a_awarded AS cohort_after,",
+        "  " + ",\n  ".join(cols),
+        "FROM (",
+        "  SELECT u_title, u_at,",
+        "    countIf(in_before) AS b_awarded, countIf(in_before AND acc) AS b_accepted, countIf(in_before AND acc AND shr) AS b_shared,",
+        "    countIf(in_after) AS a_awarded, countIf(in_after AND acc) AS a_accepted, countIf(in_after AND acc AND shr) AS a_shared",
+        "  FROM (",
+        "    SELECT u_title, u_at,",
+        f"      is_awarded AND t_awarded >= u_at - {d} AND t_awarded < u_at AND t_awarded <= now() - {h} AS in_before,",
+        f"      is_awarded AND t_awarded >= u_at AND t_awarded < u_at + {d} AND t_awarded <= now() - {h} AS in_after,",
+        f"      is_accepted AND toInt64(t_accepted) - toInt64(t_awarded) <= {h} AS acc,",
+        f"      is_shared AND toInt64(t_shared) - toInt64(t_awarded) <= {h} AS shr",
+        "    FROM (",
+        indent(SCOPED_ASSERTIONS, 6),
+        "    ) AS l",
+        "    ALL INNER JOIN (",
+        indent(LATEST_ANNOTATIONS, 6),
+        "    ) AS u USING (org_id)",
+        "    WHERE (u_issuer = '' OR l_issuer = u_issuer) AND (u_badge = '' OR l_badge = u_badge)",
+        "  )",
+        "  GROUP BY u_title, u_at",
+        ")",
+        "ORDER BY update_at DESC, program_update",
+    )
+
+
+WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def timing_heatmap_sql():
+    hours = ",\n  ".join(
+        f"{ratio(f'countIf(hour = {h} AND acc)', f'countIf(hour = {h})')} AS h{h:02d}" for h in range(24)
+    )
+    names = ", ".join(f"'{n}'" for n in WEEKDAY_NAMES)
+    return sql(
+        f"SELECT [{names}][weekday] AS day, weekday,",
+        f"  count() AS awarded,",
+        f"  {hours}",
+        "FROM (",
+        "  SELECT toDayOfWeek(t_awarded) AS weekday, toHour(t_awarded) AS hour, is_accepted AS acc",
+        "  FROM (",
+        indent(LIFECYCLE_BASE, 4),
+        "  )",
+        "  WHERE is_awarded AND t_awarded >= $__fromTime AND t_awarded < $__toTime",
+        ")",
+        "GROUP BY weekday",
+        "ORDER BY weekday",
+    )
+
+
+def cohort_triangle_sql():
+    ages = []
+    for k in range(COHORT_AGES):
+        ages.append(
+            f"if(addMonths(cohort, {k + 1}) > toDate(now(), 'UTC'), NULL, "
+            f"countIf(reached AND reached_month <= addMonths(cohort, {k})) / count()) AS m{k}"
+        )
+    return sql(
+        "SELECT cohort, count() AS size,",
+        "  " + ",\n  ".join(ages),
+        "FROM (",
+        "  SELECT toStartOfMonth(t_awarded) AS cohort, is_accepted AS reached, toStartOfMonth(t_accepted) AS reached_month",
+        "  FROM (",
+        indent(LIFECYCLE_BASE, 4),
+        "  )",
+        "  WHERE is_awarded AND t_awarded >= $__fromTime AND t_awarded < $__toTime",
+        ")",
+        "GROUP BY cohort",
+        "ORDER BY cohort",
+    )
+
+
+def benchmark_sql():
+    # Per org: the counts of the window and each rate (NULL when
+    # undefined), as GET /api/v1/benchmark computes them.
+    per_org = sql(
+        "SELECT org_id, awarded,",
+        "  " + ",\n  ".join(f"{derived(m)} AS {m}" for m in BENCHMARK_MEASURES),
+        "FROM (",
+        "  SELECT org_id,",
+        indent(",\n".join(counts()), 4),
+        "  FROM",
+        indent(states_union([FROM, TO], "org_id", "org_id", "org_id", every_org=True), 4),
+        "  GROUP BY org_id",
+        ")",
+    )
+    min_awarded = f"{BENCHMARK_MIN_AWARDED} /* min_awarded */"
+    min_peers = f"{BENCHMARK_MIN_PEERS} /* min_peers */"
+    peers = ",\n    ".join(
+        f"groupArrayIf(assumeNotNull({m}), awarded >= {min_awarded} AND {m} IS NOT NULL) AS peers_{m}"
+        for m in BENCHMARK_MEASURES
+    )
+    cols = []
+    for m in BENCHMARK_MEASURES:
+        arr = f"peers_{m}"
+        ranked = f"awarded >= {min_awarded} AND {m} IS NOT NULL AND length({arr}) >= {min_peers}"
+        cols.append(
+            f"if({ranked}, 100 * (arrayCount(x -> x < assumeNotNull({m}), {arr}) + "
+            f"0.5 * arrayCount(x -> x = assumeNotNull({m}), {arr})) / length({arr}), NULL) AS {m}_percentile"
+        )
+        cols.append(f"length({arr}) AS {m}_peers")
+    return sql(
+        "SELECT org_id, awarded,",
+        "  " + ",\n  ".join(cols),
+        "FROM (",
+        indent(per_org),
+        ") AS o",
+        "CROSS JOIN (",
+        "  SELECT",
+        f"    {peers}",
+        "  FROM (",
+        indent(per_org, 4),
+        "  )",
+        ") AS p",
+        f"WHERE {ORG}",
+        "ORDER BY org_id",
+    )
+
+
+def shaded_table(colors, labels, plain, width=None, hidden=()):
+    """Field config of a table of shares (0–1) as a heatmap: each cell's
+    background from pale to `colors` (at 25, 50 and 75 %); the `plain`
+    (column, unit) pairs as ordinary cells; `hidden` columns not shown."""
+    custom = {"cellOptions": {"type": "color-background", "mode": "basic"}}
+    if width:
+        custom["width"] = width
+    steps = [{"color": "#f2f2f2", "value": None}] + [
+        {"color": c, "value": v} for c, v in zip(colors, [0.25, 0.5, 0.75])
+    ]
+    return field_config(
+        unit="percentunit",
+        decimals=0,
+        min_=0,
+        max_=1,
+        thresholds={"mode": "absolute", "steps": steps},
+        custom=custom,
+        extra_overrides=overrides(labels)
+        + [
+            {
+                "matcher": {"id": "byName", "options": c},
+                "properties": [{"id": "custom.cellOptions", "value": {"type": "auto"}}, {"id": "unit", "value": u}],
+            }
+            for c, u in plain
+        ]
+        + [{"matcher": {"id": "byName", "options": c}, "properties": [{"id": "custom.hidden", "value": True}]} for c in hidden],
+    )
+
+
+def program_insights():
+    l = Layout()
+    l.add(
+        text_panel(
+            "What changed after a program update, when awards are accepted, how each month's awards mature, and where "
+            "an org stands among its peers (SPEC §7.7–§7.10). The analytics API answers each for any scope and window, "
+            "with every measure, significance test and plain-language insight: `GET /api/v1/impact`, `/timing?tz=…`, "
+            "`/cohorts`, `/benchmark`. A change after an update is not proof that the update caused it."
+        ),
+        24,
+        3,
+    )
+    l.row("Impact of the latest program updates")
+    impact_labels = {"program_update": "Program update", "update_at": "At", "cohort_before": "Awards before", "cohort_after": "Awards after"}
+    for name, nice in [("acceptance", "Accepted"), ("sharing", "Shared")]:
+        impact_labels.update(
+            {
+                f"{name}_before": f"{nice} within {IMPACT_HORIZON} d: before",
+                f"{name}_after": f"{nice} within {IMPACT_HORIZON} d: after",
+                f"{name}_change": f"{nice}: change",
+                f"{name}_p": f"{nice}: p-value",
+            }
+        )
+    pct = [f"{n}_{w}" for n in ("acceptance", "sharing") for w in ("before", "after", "change")]
+    l.add(
+        table(
+            "Impact of the latest program updates",
+            f"For each of the {IMPACT_LATEST} latest annotations of the scope up to the end of the range: the badges first "
+            f"awarded in the {IMPACT_DAYS} days before and after it (and at least {IMPACT_HORIZON} days before now), "
+            f"the share accepted within {IMPACT_HORIZON} days of the award, and of those the share also shared within "
+            f"{IMPACT_HORIZON} days, each with its pooled two-proportion z-test (GET /api/v1/impact; the API adds views per "
+            "share, awards and views per day, and insights). The cohort of an annotation is narrowed to its issuer or badge class.",
+            [ch_target(impact_sql())],
+            field_config(
+                extra_overrides=overrides(impact_labels)
+                + unit_override(pct, "percentunit", 1)
+                + unit_override(["acceptance_p", "sharing_p"], "none", 4)
+            ),
+        ),
+        24,
+        7,
+    )
+    l.row("Timing and cohorts")
+    heat_labels = {"day": "Weekday", "awarded": "Awarded"}
+    heat_labels.update({f"h{h:02d}": f"{h:02d}" for h in range(24)})
+    hour_cols = [f"h{h:02d}" for h in range(24)]
+    l.add(
+        table(
+            "Acceptance by weekday and hour (UTC)",
+            "The badges first awarded in the range by the weekday and hour (UTC) of the award: the share accepted by now "
+            "(GET /api/v1/timing?tz=UTC cells). For another time zone, ask the API with tz=Europe/Paris and the like.",
+            [ch_target(timing_heatmap_sql())],
+            shaded_table(
+                ["#c6dbef", "#6baed6", "#2171b5"],
+                heat_labels,
+                [("day", "string"), ("awarded", "short")],
+                width=44,
+                hidden=["weekday"],
+            ),
+        ),
+        24,
+        8,
+    )
+    tri_labels = {"cohort": "Cohort (month of award)", "size": "Awarded"}
+    tri_labels.update({f"m{k}": f"+{k}" for k in range(COHORT_AGES)})
+    l.add(
+        table(
+            "Cohort triangle: share accepted by month since the award",
+            f"The badges first awarded in the range, by month of award (UTC): the share accepted by the end of each month "
+            f"after it (+0 is the award's month; empty while that month runs; the first {COHORT_AGES} shown). "
+            "GET /api/v1/cohorts has every age, weeks, and the shared and viewed stages.",
+            [ch_target(cohort_triangle_sql())],
+            shaded_table(
+                ["#c7e9c0", "#74c476", "#238b45"],
+                tri_labels,
+                [("cohort", "dateTimeAsIsoNoDateIfToday"), ("size", "short")],
+            ),
+        ),
+        24,
+        8,
+    )
+    l.row("Peer benchmark")
+    bench_labels = {"org_id": "Organisation", "awarded": "Awarded"}
+    for m in BENCHMARK_MEASURES:
+        nice = KPI_LABELS.get(m, m.replace("_", " ").capitalize())
+        bench_labels[f"{m}_percentile"] = f"{nice}: percentile"
+        bench_labels[f"{m}_peers"] = f"{nice}: peers"
+    l.add(
+        table(
+            "Each org's percentile among the orgs",
+            f"Per org (the issuer and badge class variables do not apply): its percentile rank on each rate over the range "
+            f"among the orgs with at least {BENCHMARK_MIN_AWARDED} awards and a value, and how many such peers there are; "
+            f"empty with fewer than {BENCHMARK_MIN_PEERS} peers (the exporter's defaults of min_awarded and "
+            "benchmark_min_peers). GET /api/v1/benchmark adds the quartiles, and ranks issuers too.",
+            [ch_target(benchmark_sql())],
+            field_config(
+                decimals=1,
+                extra_overrides=overrides(bench_labels)
+                + unit_override([f"{m}_percentile" for m in BENCHMARK_MEASURES], "none", 1)
+                + unit_override([f"{m}_peers" for m in BENCHMARK_MEASURES] + ["awarded"], "short", 0),
+            ),
+        ),
+        24,
+        7,
+    )
+    return dashboard(
+        "badgepulse-insights",
+        "badgepulse / Program insights",
+        "The impact of program updates, acceptance by weekday and hour, award cohorts, and each org among its peers.",
+        l,
+        "now-90d",
+    )
+
+
 BUILDERS = {
     "performance-overview.json": performance_overview,
     "distribution-insights.json": distribution_insights,
     "top-badges.json": top_badges,
     "performance-drivers.json": performance_drivers,
     "lifecycle-and-trends.json": lifecycle_and_trends,
+    "program-insights.json": program_insights,
     "pipeline-health.json": pipeline_health,
 }
 

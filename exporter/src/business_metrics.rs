@@ -11,6 +11,12 @@
 //!   `exporter.max_label_orgs` orgs and `max_label_issuers` (org, issuer)
 //!   pairs, the rest folded into `__other__`; methods, channels, sources
 //!   and stages are closed sets.
+//! - `badgepulse_benchmark_percentile{org_id,measure}`: each labelled org's
+//!   all-time percentile among every org (SPEC §7.10), from one cheap read
+//!   of the org rows of `scope_total`; a rank cannot be folded, so orgs
+//!   beyond the label limit get none. The other insights (impact, timing,
+//!   cohorts) have no gauge: per annotation, per cell or per cohort they
+//!   are unbounded, and timing would scan every assertion each refresh.
 
 use std::time::Duration;
 
@@ -18,7 +24,8 @@ use prometheus::{GaugeVec, IntCounterVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::store::Store;
-use crate::db::totals::{DimensionTotals, IssuerTotals, LifecycleTotals};
+use crate::db::totals::{DimensionTotals, IssuerTotals, LifecycleTotals, OTHER_LABEL};
+use crate::model::benchmark::{self, PeerCounts, Rules};
 use crate::model::measures::{Counts, Measures};
 use crate::telemetry::Metrics;
 
@@ -29,6 +36,8 @@ pub struct BusinessRows {
     pub issuers: Vec<IssuerTotals>,
     pub dimensions: Vec<DimensionTotals>,
     pub lifecycle: Vec<LifecycleTotals>,
+    /// All-time counts of every org (not folded: the benchmark's peers).
+    pub orgs: Vec<PeerCounts>,
 }
 
 /// Label value for an empty distribution value (e.g. a view without a
@@ -37,8 +46,8 @@ const UNKNOWN_LABEL: &str = "unknown";
 
 /// The business metrics of SPEC §9 for `rows`, in a fresh registry. Rates
 /// and scores whose denominator is 0 are left out rather than exported as
-/// NaN.
-pub fn business_registry(rows: &BusinessRows) -> Registry {
+/// NaN; so is a percentile the benchmark's `rules` do not rank.
+pub fn business_registry(rows: &BusinessRows, rules: Rules) -> Registry {
     let registry = Registry::new();
     let labels = &["org_id", "issuer_id"];
     let events = IntCounterVec::new(
@@ -173,6 +182,30 @@ pub fn business_registry(rows: &BusinessRows) -> Registry {
     registry
         .register(Box::new(lifecycle.clone()))
         .expect("unique metric");
+    let percentile = GaugeVec::new(
+        Opts::new(
+            "badgepulse_benchmark_percentile",
+            "All-time percentile rank (0-100) of the org among the orgs with at least exporter.min_awarded awards and a value of the measure; absent with fewer than exporter.benchmark_min_peers such orgs",
+        ),
+        &["org_id", "measure"],
+    )
+    .expect("valid metric");
+    registry
+        .register(Box::new(percentile.clone()))
+        .expect("unique metric");
+    let labelled: std::collections::BTreeSet<&str> = rows
+        .issuers
+        .iter()
+        .map(|r| r.org_id.as_str())
+        .filter(|o| *o != OTHER_LABEL)
+        .collect();
+    for org in labelled {
+        for m in benchmark::benchmark((org, ""), &rows.orgs, rules) {
+            if let Some(p) = m.percentile {
+                percentile.with_label_values(&[org, m.measure]).set(p);
+            }
+        }
+    }
     for row in &rows.lifecycle {
         for (stage, value) in [
             ("awarded", row.awarded),
@@ -195,15 +228,17 @@ async fn read_business(
     max_orgs: u64,
     max_issuers: u64,
 ) -> Result<BusinessRows, crate::db::store::StoreError> {
-    let (issuers, dimensions, lifecycle) = tokio::try_join!(
+    let (issuers, dimensions, lifecycle, orgs) = tokio::try_join!(
         store.issuer_totals(max_orgs, max_issuers),
         store.dimension_totals(max_orgs),
         store.lifecycle_totals(max_orgs),
+        store.org_totals(),
     )?;
     Ok(BusinessRows {
         issuers,
         dimensions,
         lifecycle,
+        orgs,
     })
 }
 
@@ -215,6 +250,7 @@ pub async fn refresh_loop(
     interval: Duration,
     max_orgs: usize,
     max_issuers: usize,
+    rules: Rules,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -230,7 +266,7 @@ pub async fn refresh_loop(
         };
         match refreshed {
             Ok(rows) => {
-                metrics.set_business(business_registry(&rows));
+                metrics.set_business(business_registry(&rows, rules));
                 metrics
                     .last_refresh
                     .set(chrono::Utc::now().timestamp() as f64);
@@ -282,6 +318,11 @@ mod tests {
         }
     }
 
+    const RULES: Rules = Rules {
+        min_awarded: 2,
+        min_peers: 5,
+    };
+
     #[test]
     fn renders_business_and_pipeline_metrics() {
         let m = Metrics::new();
@@ -291,26 +332,48 @@ mod tests {
         let before = String::from_utf8(m.render()).unwrap();
         assert!(!before.contains("badgepulse_badge_events_total"));
 
-        m.set_business(business_registry(&BusinessRows {
-            issuers: vec![
-                row("acme", "academy", 10, 5, 2, 8),
-                row("acme", "__other__", 0, 0, 0, 3),
-            ],
-            dimensions: vec![
-                dim("acme", "badge.awarded", "api", 7),
-                dim("acme", "badge.awarded", "bulk", 3),
-                dim("acme", "badge.shared", "linkedin", 2),
-                dim("acme", "badge.viewed", "", 4),
-                dim("__other__", "badge.viewed", "direct", 7),
-            ],
-            lifecycle: vec![LifecycleTotals {
-                org_id: "acme".into(),
-                awarded: 10,
-                accepted: 5,
-                shared: 2,
-                viewed: 1,
-            }],
-        }));
+        let org = |id: &str, awarded: u64, accepted: u64| PeerCounts {
+            org_id: id.into(),
+            issuer_id: String::new(),
+            awarded,
+            accepted,
+            shared: 0,
+            shares: 0,
+            views: 0,
+        };
+        m.set_business(business_registry(
+            &BusinessRows {
+                issuers: vec![
+                    row("acme", "academy", 10, 5, 2, 8),
+                    row("acme", "__other__", 0, 0, 0, 3),
+                ],
+                dimensions: vec![
+                    dim("acme", "badge.awarded", "api", 7),
+                    dim("acme", "badge.awarded", "bulk", 3),
+                    dim("acme", "badge.shared", "linkedin", 2),
+                    dim("acme", "badge.viewed", "", 4),
+                    dim("__other__", "badge.viewed", "direct", 7),
+                ],
+                lifecycle: vec![LifecycleTotals {
+                    org_id: "acme".into(),
+                    awarded: 10,
+                    accepted: 5,
+                    shared: 2,
+                    viewed: 1,
+                }],
+                // acme among five orgs: acceptance 0.5 against 0.25, 0.5, 0.75
+                // and 1; an org beyond the labels; one under min_awarded.
+                orgs: vec![
+                    org("acme", 10, 5),
+                    org("b", 4, 1),
+                    org("c", 2, 1),
+                    org("d", 4, 3),
+                    org("e", 2, 2),
+                    org("f", 1, 1),
+                ],
+            },
+            RULES,
+        ));
         let text = String::from_utf8(m.render()).unwrap();
         assert!(
             text.contains("# TYPE badgepulse_badge_events_total counter"),
@@ -353,15 +416,33 @@ mod tests {
             r#"badgepulse_lifecycle_assertions{org_id="acme",stage="accepted"} 5"#,
             r#"badgepulse_lifecycle_assertions{org_id="acme",stage="shared"} 2"#,
             r#"badgepulse_lifecycle_assertions{org_id="acme",stage="viewed"} 1"#,
+            // (1 below + ½ × 2 equal) ÷ 5.
+            "# TYPE badgepulse_benchmark_percentile gauge",
+            r#"badgepulse_benchmark_percentile{measure="acceptance_rate",org_id="acme"} 40"#,
         ] {
             assert!(text.contains(line), "{line}\n{text}");
         }
 
+        // Only labelled orgs get a rank; a measure without enough peers
+        // (no org has shares) none.
+        assert!(
+            !text.contains(
+                r#"badgepulse_benchmark_percentile{measure="acceptance_rate",org_id="b"}"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"measure="external_impact_score""#),
+            "{text}"
+        );
         // A refresh replaces the series: vanished label pairs disappear.
-        m.set_business(business_registry(&BusinessRows {
-            issuers: vec![row("globex", "labs", 1, 1, 0, 0)],
-            ..BusinessRows::default()
-        }));
+        m.set_business(business_registry(
+            &BusinessRows {
+                issuers: vec![row("globex", "labs", 1, 1, 0, 0)],
+                ..BusinessRows::default()
+            },
+            RULES,
+        ));
         let text = String::from_utf8(m.render()).unwrap();
         assert!(!text.contains(r#"org_id="acme""#), "{text}");
         assert!(text.contains(r#"org_id="globex""#), "{text}");

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use badgepulse_runtime::keys::parse_sha256;
 
+use crate::model::benchmark::MIN_PEERS_FLOOR;
 use crate::model::scope::Scope;
 
 /// The whole config file as the exporter sees it.
@@ -60,8 +61,15 @@ pub struct ExporterConfig {
     /// rest are folded into `issuer_id="__other__"`.
     pub max_label_issuers: usize,
     /// Badge classes with fewer awards in the window are flagged
-    /// `low_sample` in top-badges rankings.
+    /// `low_sample` in top-badges rankings; an impact needs as many in
+    /// each cohort (or window) to be `significant`, a timing cell to be
+    /// the `best`, an org or issuer to count as a benchmark peer.
     pub min_awarded: u64,
+    /// The peer benchmark (SPEC §7.10) ranks a measure only when at least
+    /// this many peers (orgs, or the issuers of every org) qualify;
+    /// otherwise its percentile and quartiles are null. At least 5: fewer
+    /// peers' quartiles come too close to each peer's own value.
+    pub benchmark_min_peers: u64,
     /// Longest a single ClickHouse query may take, seconds.
     pub query_timeout_secs: u64,
     /// Days of `rollup_minute` buckets the aggregator keeps: must equal
@@ -114,6 +122,7 @@ impl Default for ExporterConfig {
             max_label_orgs: 100,
             max_label_issuers: 500,
             min_awarded: 10,
+            benchmark_min_peers: 10,
             query_timeout_secs: 30,
             rollup_minute_days: 7,
             rollup_hour_days: 400,
@@ -168,6 +177,11 @@ impl Config {
         }
         if e.max_label_issuers == 0 || e.max_label_issuers > 100_000 {
             return Err("exporter.max_label_issuers must be between 1 and 100000".into());
+        }
+        if e.benchmark_min_peers < MIN_PEERS_FLOOR || e.benchmark_min_peers > 1_000_000 {
+            return Err(format!(
+                "exporter.benchmark_min_peers must be between {MIN_PEERS_FLOOR} and 1000000"
+            ));
         }
         if e.query_timeout_secs == 0 || e.query_timeout_secs > 3_600 {
             return Err("exporter.query_timeout_secs must be between 1 and 3600".into());
@@ -236,6 +250,7 @@ mod tests {
         assert_eq!(c.exporter.max_label_orgs, 100);
         assert_eq!(c.exporter.max_label_issuers, 500);
         assert_eq!(c.exporter.min_awarded, 10);
+        assert_eq!(c.exporter.benchmark_min_peers, 10);
         assert_eq!(c.exporter.rollup_minute_days, 7);
         assert_eq!(c.exporter.rollup_hour_days, 400);
         assert_eq!(c.exporter.header_read_timeout_secs, 10);
@@ -259,6 +274,9 @@ mod tests {
             }),
             ("exporter.cache_refresh_concurrency", |e| {
                 e.cache_refresh_concurrency = 0
+            }),
+            ("exporter.benchmark_min_peers", |e| {
+                e.benchmark_min_peers = 4
             }),
         ] {
             let mut bad = Config::default();

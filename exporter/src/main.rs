@@ -19,6 +19,7 @@ use badgepulse_exporter::freshness::kept_answers::{KeptAnswers, KeptSettings};
 use badgepulse_exporter::freshness::reader::Reader;
 use badgepulse_exporter::http::auth::ApiKeys;
 use badgepulse_exporter::http::{self, AppState};
+use badgepulse_exporter::model::benchmark::Rules;
 use badgepulse_exporter::model::measures::DERIVED;
 use badgepulse_exporter::telemetry::Metrics;
 use badgepulse_runtime::keys::hash_key;
@@ -150,6 +151,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_secs(e.refresh_interval_secs),
         e.max_label_orgs,
         e.max_label_issuers,
+        Rules {
+            min_awarded: e.min_awarded,
+            min_peers: e.benchmark_min_peers,
+        },
         shutdown.clone(),
     ));
 

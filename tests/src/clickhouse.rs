@@ -139,6 +139,10 @@ impl ClickHouse {
             .expect("ClickHouse did not start");
     }
 
+    /// `extra` configuration of [`ClickHouse::start_configured`] for a
+    /// `system.query_log` flushed every 300 ms.
+    pub const QUERY_LOG: &'static str = "<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>300</flush_interval_milliseconds></query_log>";
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
@@ -160,6 +164,22 @@ impl ClickHouse {
                 "<default><max_memory_usage>",
             )
         };
+        fs::write(&users, text.replacen(from, to, 1)).expect("users.xml");
+    }
+
+    /// Logs every query of every user to `system.query_log` (which the
+    /// server must have been configured with, see [`ClickHouse::QUERY_LOG`]), by
+    /// rewriting `users.xml`; the server reloads it within seconds.
+    pub fn log_queries(&self) {
+        // The server notices the change by the file's modification time,
+        // in whole seconds: not within the second it was written.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let users = self.dir.path().join("users.xml");
+        let text = fs::read_to_string(&users).expect("users.xml");
+        let (from, to) = (
+            "<default><max_memory_usage>",
+            "<default><log_queries>1</log_queries><max_memory_usage>",
+        );
         fs::write(&users, text.replacen(from, to, 1)).expect("users.xml");
     }
 

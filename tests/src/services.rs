@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::process::{kill, terminate};
-use crate::{free_port, sha256_hex, wait_http};
+use crate::{free_port, sha256_hex, wait_http, ClickHouse, Nats};
 
 /// A workspace binary of the same profile as the running executable:
 /// next to it (a bin in `target/<profile>/`) or one level up (a test in
@@ -301,6 +301,12 @@ impl StackConfig {
         self
     }
 
+    /// [`StackConfig::api_key`] for each `(key, scope)`.
+    pub fn api_keys(self, keys: &[(&str, &str)]) -> Self {
+        keys.iter()
+            .fold(self, |config, (key, scope)| config.api_key(key, scope))
+    }
+
     /// The same config with another ClickHouse URL (e.g. a proxy's).
     pub fn with_clickhouse_url(&self, url: &str) -> Self {
         StackConfig {
@@ -360,5 +366,52 @@ fn push_lines(section: &mut String, toml: &str) {
     section.push_str(toml);
     if !section.is_empty() && !section.ends_with('\n') {
         section.push('\n');
+    }
+}
+
+/// A whole stack of an end-to-end test: NATS, ClickHouse and the three
+/// services on the config `configure` makes of [`StackConfig::new`] for
+/// `database`; dropping it stops the services, then the servers.
+pub struct Stack {
+    _services: Vec<Service>,
+    pub nats: Nats,
+    pub ch: ClickHouse,
+    pub ports: StackPorts,
+}
+
+impl Stack {
+    pub async fn start(
+        database: &str,
+        configure: impl FnOnce(StackConfig) -> StackConfig,
+    ) -> Stack {
+        let nats = Nats::start().await;
+        let ch = ClickHouse::start().await;
+        let ports = StackPorts::free();
+        let config = configure(StackConfig::new(&nats.url(), &ch.url(), database, ports));
+        let services = start_services(&config.toml(), &ports.all()).await;
+        Stack {
+            _services: services,
+            nats,
+            ch,
+            ports,
+        }
+    }
+
+    /// Posts `events` to ingest's `/v1/events` with `token`, 900 to a
+    /// request, and asserts that ingest accepted every one.
+    pub async fn send_events(&self, token: &str, events: &[serde_json::Value]) {
+        let http = reqwest::Client::new();
+        for chunk in events.chunks(900) {
+            let r = http
+                .post(format!("{}/v1/events", self.ports.ingest_url()))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "events": chunk }))
+                .send()
+                .await
+                .expect("ingest answers");
+            assert_eq!(r.status(), 200);
+            let answer: serde_json::Value = r.json().await.expect("a JSON answer");
+            assert_eq!(answer["accepted"], chunk.len(), "{answer}");
+        }
     }
 }

@@ -16,10 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
-use badgepulse_tests::{
-    eventually, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
-    INGEST_BEHIND_PROXY,
-};
+use badgepulse_tests::{eventually, parse_csv, Stack, INGEST_BEHIND_PROXY};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -451,37 +448,21 @@ fn dataset(d0: i64) -> (Vec<Value>, Vec<Ev>) {
 
 // ------------------------------------------------------------------ stack
 
-struct Stack {
-    ch: ClickHouse,
-    ingest_url: String,
-    exporter_url: String,
-    _nats: Nats,
-    _services: Vec<Service>,
-}
-
 async fn start_stack() -> Stack {
-    let nats = Nats::start().await;
-    let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .ingest(INGEST_BEHIND_PROXY)
-        .pixel_key("k1", PIXEL_KEY)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100\nretention_minute_days = 3\nretention_hour_days = 6")
-        .exporter(&format!(
-            "min_awarded = {MIN_AWARDED}\nrollup_minute_days = 3\nrollup_hour_days = 6"
-        ));
-    for (key, scope) in KEYS {
-        config = config.api_key(key, scope);
-    }
-    let services = start_services(&config.toml(), &ports.all()).await;
-    Stack {
-        ch,
-        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
-        _nats: nats,
-        _services: services,
-    }
+    Stack::start(DB, |config| {
+        config
+            .ingest(INGEST_BEHIND_PROXY)
+            .pixel_key("k1", PIXEL_KEY)
+            .token(TOKEN, &["*"])
+            .aggregator(
+                "flush_interval_ms = 100\nretention_minute_days = 3\nretention_hour_days = 6",
+            )
+            .exporter(&format!(
+                "min_awarded = {MIN_AWARDED}\nrollup_minute_days = 3\nrollup_hour_days = 6"
+            ))
+            .api_keys(&KEYS)
+    })
+    .await
 }
 
 struct Api<'a> {
@@ -493,7 +474,7 @@ impl Api<'_> {
     async fn call(&self, key: Option<&str>, path_query: &str) -> (u16, String, String) {
         let mut req = self
             .http
-            .get(format!("{}{path_query}", self.stack.exporter_url));
+            .get(format!("{}{path_query}", self.stack.ports.exporter_url()));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
@@ -536,7 +517,10 @@ impl Api<'_> {
     async fn post(&self, key: &str, body: Value) -> (u16, Value) {
         let r = self
             .http
-            .post(format!("{}/api/v1/annotations", self.stack.exporter_url))
+            .post(format!(
+                "{}/api/v1/annotations",
+                self.stack.ports.exporter_url()
+            ))
             .bearer_auth(key)
             .json(&body)
             .send()
@@ -544,43 +528,6 @@ impl Api<'_> {
             .unwrap();
         (r.status().as_u16(), r.json().await.unwrap())
     }
-}
-
-/// An RFC 4180 parser (quoted fields, doubled quotes, CRLF), written
-/// independently of the exporter's writer.
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut chars = text.chars().peekable();
-    let mut quoted = false;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    field.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-        } else {
-            match c {
-                '"' => quoted = true,
-                ',' => row.push(std::mem::take(&mut field)),
-                '\r' => {
-                    assert_eq!(chars.next(), Some('\n'), "CR without LF");
-                    row.push(std::mem::take(&mut field));
-                    rows.push(std::mem::take(&mut row));
-                }
-                _ => field.push(c),
-            }
-        }
-    }
-    assert!(field.is_empty() && row.is_empty(), "CSV must end with CRLF");
-    rows
 }
 
 /// The CSV rows as maps from header to cell.
@@ -631,7 +578,7 @@ async fn analytics_api_matches_the_ground_truth() {
     // Platform events in one request, then a resend of some (duplicates).
     let send = |events: Vec<Value>| {
         let http = http.clone();
-        let url = format!("{}/v1/events", stack.ingest_url);
+        let url = format!("{}/v1/events", stack.ports.ingest_url());
         async move {
             let r = http
                 .post(url)
@@ -711,7 +658,7 @@ async fn analytics_api_matches_the_ground_truth() {
         let mut req = http
             .get(format!(
                 "{}/p.gif?o=acme&i=i1&b=b1&a={a}&kid=k1&sig={}",
-                stack.ingest_url,
+                stack.ports.ingest_url(),
                 sign(PIXEL_KEY.as_bytes(), &ids)
             ))
             .header("User-Agent", ua)
@@ -744,7 +691,7 @@ async fn analytics_api_matches_the_ground_truth() {
     let r = http
         .get(format!(
             "{}/s.gif?o=acme&i=i1&b=b1&a={shared_b1}&kid=k1&sig={}&c=embed",
-            stack.ingest_url,
+            stack.ports.ingest_url(),
             sign(PIXEL_KEY.as_bytes(), &ids)
         ))
         .header("User-Agent", BROWSER_A)

@@ -10,9 +10,7 @@
 
 use std::time::Duration;
 
-use badgepulse_tests::{
-    chromium, start_services, ClickHouse, Nats, Service, StackConfig, StackPorts,
-};
+use badgepulse_tests::{chromium, Stack};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -24,13 +22,17 @@ const KEYS: [(&str, &str); 3] = [
     ("rep-acme", "org:acme"),
     ("rep-b2", "badge:acme/b2"),
 ];
-const CHARTS: [&str; 6] = [
+const CHARTS: [&str; 10] = [
     "overview",
     "trends",
     "distribution",
     "top-badges",
     "drivers",
     "lifecycle",
+    "impact",
+    "timing",
+    "cohorts",
+    "benchmark",
 ];
 
 fn rfc(t: i64) -> String {
@@ -123,33 +125,15 @@ fn dataset(today: i64) -> Vec<Value> {
     events
 }
 
-struct Stack {
-    ch: ClickHouse,
-    ingest_url: String,
-    exporter_url: String,
-    _nats: Nats,
-    _services: Vec<Service>,
-}
-
 async fn start_stack() -> Stack {
-    let nats = Nats::start().await;
-    let ch = ClickHouse::start().await;
-    let ports = StackPorts::free();
-    let mut config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("min_awarded = 5");
-    for (key, scope) in KEYS {
-        config = config.api_key(key, scope);
-    }
-    let services = start_services(&config.toml(), &ports.all()).await;
-    Stack {
-        ch,
-        ingest_url: format!("http://127.0.0.1:{}", ports.ingest),
-        exporter_url: format!("http://127.0.0.1:{}", ports.exporter),
-        _nats: nats,
-        _services: services,
-    }
+    Stack::start(DB, |config| {
+        config
+            .token(TOKEN, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .exporter("min_awarded = 5")
+            .api_keys(&KEYS)
+    })
+    .await
 }
 
 /// Status, content type and body of a GET.
@@ -227,12 +211,17 @@ fn svg_size(svg: &str) -> (u32, u32) {
     (attr("width"), attr("height"))
 }
 
-fn extra_params(chart: &str) -> &'static str {
+/// A chart's parameters: the window (an impact's follows from its
+/// annotation) and the chart's own.
+fn chart_params(chart: &str, window: &str, annotation: &str) -> String {
     match chart {
-        "distribution" => "&dimension=share_channel",
-        "top-badges" => "&sort=awarded&limit=5",
-        "trends" => "&metrics=awarded,views,acceptance_rate",
-        _ => "",
+        "impact" => format!("annotation={annotation}"),
+        "distribution" => format!("{window}&dimension=share_channel"),
+        "top-badges" => format!("{window}&sort=awarded&limit=5"),
+        "trends" => format!("{window}&metrics=awarded,views,acceptance_rate"),
+        "timing" => format!("{window}&tz=Europe/Berlin"),
+        "cohorts" => format!("{window}&granularity=week&stage=accepted"),
+        _ => window.to_owned(),
     }
 }
 
@@ -246,16 +235,7 @@ async fn charts_and_report_render_the_analytics() {
     assert!(events
         .iter()
         .all(|e| e["occurred_at"].as_str().unwrap() < rfc(now).as_str()));
-    let r = http
-        .post(format!("{}/v1/events", stack.ingest_url))
-        .bearer_auth(TOKEN)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let answer: Value = r.json().await.unwrap();
-    assert_eq!(answer["accepted"], events.len(), "{answer}");
+    stack.send_events(TOKEN, &events).await;
     let total = events.len() as u64;
     let ch = &stack.ch;
     ch.wait_for_events(DB, total, Duration::from_secs(60)).await;
@@ -265,21 +245,24 @@ async fn charts_and_report_render_the_analytics() {
         day(today + 86_400)
     );
     let r = http
-        .post(format!("{}/api/v1/annotations", stack.exporter_url))
+        .post(format!("{}/api/v1/annotations", stack.ports.exporter_url()))
         .bearer_auth("rep-acme")
         .json(&json!({"at": rfc(today - 2 * 86_400), "title": EVIL, "text": "launch\n<b>day</b>"}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let base = &stack.exporter_url;
+    let annotation = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = &stack.ports.exporter_url();
 
     // ------------------------------------------------------------ charts
     for chart in CHARTS {
-        let extra = extra_params(chart);
-        let url = |ext: &str, size: &str| {
-            format!("{base}/api/v1/charts/{chart}.{ext}?{window}{extra}{size}")
-        };
+        let params = chart_params(chart, &window, &annotation);
+        let url =
+            |ext: &str, size: &str| format!("{base}/api/v1/charts/{chart}.{ext}?{params}{size}");
         // SVG, default size and a requested one.
         let (status, ct, body) = get(&http, &url("svg", ""), Some("rep-acme")).await;
         assert_eq!(status, 200, "{chart}: {}", String::from_utf8_lossy(&body));
@@ -357,12 +340,13 @@ async fn charts_and_report_render_the_analytics() {
         svg.contains("Data Basics") && !svg.contains("&lt;script"),
         "{svg}"
     );
-    for chart in CHARTS {
-        let extra = extra_params(chart);
+    // (An impact's windows follow from its annotation, not from `from`.)
+    for chart in CHARTS.into_iter().filter(|c| *c != "impact") {
+        let params = chart_params(chart, "from=2020-01-01&to=2020-01-02&org=acme", "");
         for ext in ["svg", "png"] {
             let (status, _, body) = get(
                 &http,
-                &format!("{base}/api/v1/charts/{chart}.{ext}?from=2020-01-01&to=2020-01-02{extra}&width=300&height=200"),
+                &format!("{base}/api/v1/charts/{chart}.{ext}?{params}&width=300&height=200"),
                 Some("rep-admin"),
             )
             .await;
@@ -373,6 +357,9 @@ async fn charts_and_report_render_the_analytics() {
                 if chart == "overview" {
                     // KPI tiles are all-time: the window does not empty them.
                     assert!(svg.contains(r#"class="tile""#), "{svg}");
+                } else if chart == "benchmark" {
+                    // Every measure, each saying why it has no rank.
+                    assert_eq!(svg.matches("not ranked: ").count(), 5, "{svg}");
                 } else {
                     assert!(svg.contains(">no data</text>"), "{chart}: {svg}");
                 }
@@ -414,6 +401,15 @@ async fn charts_and_report_render_the_analytics() {
     );
     assert!(html.contains(r#"<span class="trend neutral">"#));
     assert!(html.contains("@media print"));
+    // The insights: the annotation's impact, timing, cohorts, benchmark.
+    for id in ["impact", "timing", "cohorts", "benchmark"] {
+        assert!(html.contains(&format!(r#"<section id="{id}""#)), "{id}");
+    }
+    assert!(
+        html.contains("<h3>&lt;script&gt;alert(&#39;pwned&#39;)"),
+        "the impact of the annotation"
+    );
+    assert!(html.contains("<th>accepted within</th>"), "{html}");
     let (status, _, _) = get(&http, &format!("{base}/report?{window}"), None).await;
     assert_eq!(status, 401);
     let (status, _, _) = get(

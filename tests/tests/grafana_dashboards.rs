@@ -56,12 +56,13 @@ const VARIABLES: [&str; 3] = ["org", "issuer", "badge_class"];
 const CH_MACROS: [&str; 4] = ["timeFilter", "fromTime", "toTime", "interval_s"];
 /// Grafana's global variables the PromQL queries may use.
 const PROM_MACROS: [&str; 3] = ["rate_interval", "interval", "range"];
-const DASHBOARD_TITLES: [&str; 6] = [
+const DASHBOARD_TITLES: [&str; 7] = [
     "badgepulse / Performance overview",
     "badgepulse / Distribution insights",
     "badgepulse / Top performing badges",
     "badgepulse / Performance drivers",
     "badgepulse / Lifecycle and trends",
+    "badgepulse / Program insights",
     "badgepulse / Pipeline health",
 ];
 const JOBS: [(&str, &str); 3] = [
@@ -946,9 +947,10 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 /// The platform events, one per line: event_id, type after "badge.",
 /// org/issuer/badge class, assertion (`-`: none), hours before the start of
-/// the test (2: the current window, 5: the previous window, 72: neither),
-/// further fields.
-const EVENTS: [&str; 27] = [
+/// the test (2: the current window, 5: the previous window, 72 and more:
+/// neither; 180 to 320: the cohorts around the "Old news" update, ten
+/// days ago), further fields.
+const EVENTS: [&str; 37] = [
     r#"u-b1 upserted acme/i1/b1 - 72 {"name": "Rust 101", "skills": ["rust"], "attributes": {"has_expiry": true}}"#,
     r#"u-b2 upserted acme/i1/b2 - 72 {"name": "Go 101", "pathways": ["backend"], "attributes": {"has_expiry": false}}"#,
     r#"u-b3 upserted acme/i2/b3 - 72 {"name": "Data 101", "catalogs": ["main"]}"#,
@@ -976,6 +978,16 @@ const EVENTS: [&str; 27] = [
     r#"ac-g1 accepted globex/i9/g1 ga1 2 {}"#,
     r#"sh-g1 shared globex/i9/g1 ga1 2 {"channel": "linkedin"}"#,
     r#"vw-g1 viewed globex/i9/g1 ga1 2 {"source": "direct", "country": "DE"}"#,
+    r#"aw-o1 awarded acme/i1/b1 o1 300 {}"#,
+    r#"ac-o1 accepted acme/i1/b1 o1 299 {}"#,
+    r#"aw-o2 awarded acme/i1/b1 o2 310 {}"#,
+    r#"aw-o3 awarded acme/i1/b2 o3 320 {}"#,
+    r#"ac-o3 accepted acme/i1/b2 o3 318 {}"#,
+    r#"sh-o3 shared acme/i1/b2 o3 317 {"channel": "email"}"#,
+    r#"aw-o4 awarded acme/i1/b1 o4 200 {}"#,
+    r#"ac-o4 accepted acme/i1/b1 o4 199 {}"#,
+    r#"sh-o4 shared acme/i1/b1 o4 198 {"channel": "x"}"#,
+    r#"aw-o5 awarded acme/i2/b3 o5 190 {}"#,
 ];
 
 fn platform_events(now: DateTime<Utc>) -> Vec<Value> {
@@ -1384,6 +1396,7 @@ async fn every_panel_query_runs_on_real_data() {
         .await;
     // Program updates, created through the API: org-wide, per badge class,
     // another org, and one before the window.
+    let mut annotation_ids: BTreeMap<&str, String> = BTreeMap::new();
     for (org, issuer, badge, minutes_ago, title) in [
         ("acme", "", "", 60, "Spring program"),
         ("acme", "i1", "b1", 90, "Rust badge redesign"),
@@ -1411,11 +1424,10 @@ async fn every_panel_query_runs_on_real_data() {
             .await
             .unwrap();
         let status = r.status();
-        assert!(
-            status.is_success(),
-            "{status}: {}",
-            r.text().await.unwrap_or_default()
-        );
+        let body = r.text().await.unwrap_or_default();
+        assert!(status.is_success(), "{status}: {body}");
+        let created: Value = serde_json::from_str(&body).unwrap();
+        annotation_ids.insert(title, created["id"].as_str().unwrap().to_owned());
     }
 
     // The window: whole hours, so that rollup_hour answers it exactly like
@@ -1713,6 +1725,119 @@ async fn every_panel_query_runs_on_real_data() {
             }
         }
 
+        // Program insights: the impact of the latest updates (cohort
+        // rates and their tests), the weekday × hour cells, the cohort
+        // triangle, each as the API answers it.
+        let impact = result(
+            "program-insights.json",
+            "Impact of the latest program updates",
+            sn,
+        );
+        for row in 0..impact.rows.len() {
+            let title = impact.text(row, "program_update");
+            let id = &annotation_ids[title];
+            let api = api_get(
+                &http,
+                &format!(
+                    "http://{exporter}/api/v1/impact?annotation={id}{}",
+                    scope.api_params()
+                ),
+            )
+            .await;
+            let measure = |name: &str| {
+                api["measures"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["measure"] == name)
+                    .unwrap()
+                    .clone()
+            };
+            for (panel, measure_name) in
+                [("acceptance", "acceptance_rate"), ("sharing", "share_rate")]
+            {
+                let m = measure(measure_name);
+                for (suffix, field) in [
+                    ("before", "before"),
+                    ("after", "after"),
+                    ("change", "change"),
+                    ("p", "p_value"),
+                ] {
+                    assert_close(
+                        impact.num(row, &format!("{panel}_{suffix}")),
+                        api_num(&m[field]),
+                        &format!("[{sn}] impact of {title:?} {panel}_{suffix}"),
+                    );
+                }
+            }
+        }
+        let timing = get("timing", "&tz=UTC").await;
+        let heat = result(
+            "program-insights.json",
+            "Acceptance by weekday and hour (UTC)",
+            sn,
+        );
+        let mut cells = 0;
+        for row in 0..heat.rows.len() {
+            let weekday = heat.num(row, "weekday").unwrap() as u64;
+            for hour in 0..24u64 {
+                let api = timing["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["weekday"] == weekday && c["hour"] == hour);
+                let what = format!("[{sn}] heatmap {weekday} {hour:02}");
+                match api {
+                    Some(c) => {
+                        assert_close(
+                            heat.num(row, &format!("h{hour:02}")),
+                            api_num(&c["acceptance_rate"]),
+                            &what,
+                        );
+                        cells += 1;
+                    }
+                    None => assert_eq!(heat.num(row, &format!("h{hour:02}")), None, "{what}"),
+                }
+            }
+        }
+        assert_eq!(
+            cells,
+            timing["cells"].as_array().unwrap().len(),
+            "[{sn}] heatmap cells"
+        );
+        let cohorts = get("cohorts", "&granularity=month&stage=accepted").await;
+        let triangle = result(
+            "program-insights.json",
+            "Cohort triangle: share accepted by month since the award",
+            sn,
+        );
+        let api_cohorts = cohorts["cohorts"].as_array().unwrap();
+        assert_eq!(
+            triangle.rows.len(),
+            api_cohorts.len(),
+            "[{sn}] cohorts: {cohorts}"
+        );
+        for (row, c) in api_cohorts.iter().enumerate() {
+            assert_eq!(
+                format!("{}T00:00:00Z", triangle.text(row, "cohort")),
+                c["cohort"].as_str().unwrap(),
+                "[{sn}] cohort"
+            );
+            assert_close(
+                triangle.num(row, "size"),
+                api_num(&c["size"]),
+                "[{sn}] cohort size",
+            );
+            for k in 0..12 {
+                let api = c["values"].as_array().unwrap().get(k).and_then(api_num);
+                assert_close(
+                    triangle.num(row, &format!("m{k}")),
+                    api,
+                    &format!("[{sn}] cohort age {k}"),
+                );
+            }
+        }
+
         // Annotations: the same program updates.
         let api = get("annotations", "").await;
         let titles: Vec<String> = api["annotations"]
@@ -1728,6 +1853,75 @@ async fn every_panel_query_runs_on_real_data() {
         );
         assert_eq!(panel.column_texts("title"), titles, "[{sn}] annotations");
     }
+    // "Old news" (ten days ago) has cohorts on both sides: 2 of 3 awards
+    // accepted within 7 days before, 1 of 2 after (the 2 h old ones are
+    // too recent); the updates of the last hours have none after.
+    let impact = result(
+        "program-insights.json",
+        "Impact of the latest program updates",
+        "org",
+    );
+    let old = (0..impact.rows.len())
+        .find(|&r| impact.text(r, "program_update") == "Old news")
+        .expect("the impact of Old news");
+    assert_eq!(
+        (
+            impact.num(old, "cohort_before"),
+            impact.num(old, "cohort_after")
+        ),
+        (Some(3.0), Some(2.0))
+    );
+    assert!(impact.num(old, "acceptance_p").is_some());
+
+    // The org percentiles: too few orgs for the exporter's defaults, as
+    // the API says; with both thresholds at 1 (the SQL names each), acme
+    // (4 of 6 awards accepted in the window) and globex (1 of 1) rank 25
+    // and 75 on acceptance: 100 × (below + ½ × equal) ÷ 2.
+    let api = api_get(
+        &http,
+        &format!("http://{exporter}/api/v1/benchmark?{window}&org=acme"),
+    )
+    .await;
+    let panel = result(
+        "program-insights.json",
+        "Each org's percentile among the orgs",
+        "org",
+    );
+    assert_eq!(panel.column_texts("org_id"), ["acme"]);
+    for m in api["measures"].as_array().unwrap() {
+        let name = m["measure"].as_str().unwrap();
+        let what = format!("benchmark {name}");
+        assert_close(
+            panel.num(0, &format!("{name}_percentile")),
+            api_num(&m["percentile"]),
+            &what,
+        );
+        assert_close(
+            panel.num(0, &format!("{name}_peers")),
+            api_num(&m["peers"]),
+            &what,
+        );
+    }
+    let percentile_sql = ch_queries
+        .iter()
+        .find(|q| q.name().contains("Each org's percentile among the orgs"))
+        .expect("the percentile panel")
+        .text
+        .replace("10 /* min_awarded */", "1 /* min_awarded */")
+        .replace("10 /* min_peers */", "1 /* min_peers */");
+    let all = expand_sql(&percentile_sql, &SCOPES[0].vars(), range);
+    let ranked = Table::parse(
+        &ch_query(&ch, &format!("{all}\nFORMAT TabSeparatedWithNames"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(ranked.column_texts("org_id"), ["acme", "globex"]);
+    assert_eq!(
+        ranked.column_texts("acceptance_rate_percentile"),
+        ["25", "75"]
+    );
+    assert_eq!(ranked.column_texts("acceptance_rate_peers"), ["2", "2"]);
+
     // The previous window is not empty, so trends are real numbers.
     let awarded = result("performance-overview.json", "Awarded", "org");
     assert_eq!(awarded.num(0, "awarded"), Some(6.0));

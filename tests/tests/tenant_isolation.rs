@@ -121,6 +121,22 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    let globex_annotation = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{}/api/v1/annotations", ports.exporter_url()))
+        .bearer_auth(ACME_KEY)
+        .json(&json!({"at": Utc::now().to_rfc3339(), "title": "Acme update"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let acme_annotation = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The admin listeners serve the probes and the metrics, which do hold
     // every tenant's figures (which is why they are not public).
@@ -188,8 +204,10 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
             paths.push(route.to_owned());
         }
     }
+    let impact = format!("annotation={acme_annotation}&");
     let extra = |path: &str| match path {
         p if p.contains("distribution") => "dimension=view_source&",
+        p if p.contains("impact") => impact.as_str(),
         _ => "",
     };
     let mut walked = 0;
@@ -227,6 +245,9 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
                     walked += 1;
                     if refused {
                         assert!(status == 403 || status == 400, "{url}: {status} {body}");
+                    } else if path.contains("benchmark") && scope.contains("badge_class=") {
+                        // A badge class has no peers.
+                        assert_eq!(status, 400, "{url}: {body}");
                     } else {
                         assert_eq!(status, 200, "{url}: {body}");
                     }
@@ -244,6 +265,35 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
             }
         }
     }
+    // The other org's program update is not found, however asked; the
+    // benchmark ranks acme among every org without naming one.
+    for path in [
+        "/api/v1/impact",
+        "/api/v1/impact?org=acme&",
+        "/api/v1/charts/impact.svg",
+    ] {
+        let sep = if path.contains('?') { "" } else { "?" };
+        let url = format!("{exporter}{path}{sep}annotation={globex_annotation}");
+        let r = http.get(&url).bearer_auth(ACME_KEY).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 404, "{url}: {body}");
+        assert!(!body.contains(GLOBEX_SECRETS[1]), "{url}: {body}");
+    }
+    let r = http
+        .get(format!("{exporter}/api/v1/benchmark"))
+        .bearer_auth(ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("globex") && !body.contains("gx-"), "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["measures"][0]["peers"], 0,
+        "3 awards are fewer than min_awarded: {v}"
+    );
+
     // POST of an annotation into the other org.
     for target in ["?org=globex", ""] {
         let body = if target.is_empty() {

@@ -212,7 +212,12 @@ impl Schema {
             "",
             "ORDER BY (org_id, awarded_on, assertion_id)",
         ));
-        let scope_key = "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, bucket, partition)\nSETTINGS index_granularity = 256";
+        // A window's rows first, then the scope: a badge-class list reads
+        // the window's days, not every day of every class of the org (the
+        // all-time reads go to scope_total). The sealed viewers stay
+        // sorted by scope: an all-time unique-viewer count sums every day
+        // of one scope.
+        let scope_key = "ORDER BY (org_id, bucket, scope_issuer_id, scope_badge_class_id, partition)\nSETTINGS index_granularity = 256";
         for g in [Tier::Hour, Tier::Day] {
             let table = g.scope_table().expect("hours and days have scope rows");
             s.extend(self.table(

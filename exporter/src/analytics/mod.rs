@@ -14,39 +14,53 @@
 //! types, no rendering.
 
 pub mod annotations;
+pub mod benchmark;
+pub mod cohorts;
 pub mod distribution;
+pub mod impact;
 pub mod lifecycle;
 pub mod overview;
 pub mod performance_drivers;
+pub mod timing;
 pub mod top_badges;
 pub mod trends;
 
 use std::sync::Arc;
 
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::db::store::StoreError;
 use crate::freshness::kept_answers::KeptAnswers;
 use crate::freshness::reader::Reader;
 use crate::freshness::ReadMode;
+use crate::model::cohorts::Stage;
 use crate::model::measures::{Dimension, NAMES};
 use crate::model::reach::Reach;
 use crate::model::scope::Filter;
 use crate::model::tiers::{Period, Resolution, Retention};
 use crate::model::window::{Granularity, Window, WindowSpec};
 
+use benchmark::Benchmark;
+use cohorts::Cohorts;
 use distribution::Distribution;
+use impact::{Impact, ImpactRequest};
 use lifecycle::Lifecycle;
 use overview::Overview;
 use performance_drivers::Drivers;
+use timing::Timing;
 use top_badges::{Ranking, TopBadges};
 use trends::{TrendRequest, Trends};
 
 /// What the analytics need from `[exporter]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settings {
-    /// Top badges: fewer awards in the window → `low_sample`.
+    /// Top badges: fewer awards in the window → `low_sample`; impact:
+    /// fewer → never significant; timing: fewer → no best cell;
+    /// benchmark: fewer → not a peer.
     pub min_awarded: u64,
+    /// Benchmark: fewer qualifying peers → no rank or quartiles.
+    pub benchmark_min_peers: u64,
     /// Retention of `rollup_minute`, days (as the aggregator's).
     pub rollup_minute_days: u32,
     /// Retention of `rollup_hour`, days (as the aggregator's).
@@ -57,6 +71,7 @@ impl Settings {
     pub fn from_config(e: &crate::config::ExporterConfig) -> Settings {
         Settings {
             min_awarded: e.min_awarded,
+            benchmark_min_peers: e.benchmark_min_peers,
             rollup_minute_days: e.rollup_minute_days,
             rollup_hour_days: e.rollup_hour_days,
         }
@@ -84,6 +99,13 @@ pub enum Question {
     },
     Drivers,
     Lifecycle,
+    Impact(ImpactRequest),
+    Timing(Tz),
+    Cohorts {
+        granularity: Granularity,
+        stage: Stage,
+    },
+    Benchmark,
 }
 
 impl Question {
@@ -108,6 +130,17 @@ impl Question {
             ),
             Question::Drivers => "drivers".to_owned(),
             Question::Lifecycle => "lifecycle".to_owned(),
+            Question::Impact(r) => format!(
+                "impact annotation={} days={} horizon={}",
+                r.annotation, r.days, r.horizon
+            ),
+            Question::Timing(tz) => format!("timing tz={}", tz.name()),
+            Question::Cohorts { granularity, stage } => format!(
+                "cohorts granularity={} stage={}",
+                granularity.as_str(),
+                stage.as_str()
+            ),
+            Question::Benchmark => "benchmark".to_owned(),
         }
     }
 }
@@ -129,8 +162,14 @@ impl AnswerKey {
         let id = |v: &Option<String>| v.clone().unwrap_or_else(|| "*".to_owned());
         let bound = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |t| t.to_string());
         let (from, to) = self.window.bounds();
+        let span = self.window.default_span();
+        let span = if span == WindowSpec::DEFAULT_SPAN {
+            String::new()
+        } else {
+            format!(" span={span}")
+        };
         format!(
-            "answer {} org={} issuer={} badge_class={} from={} to={}",
+            "answer {} org={} issuer={} badge_class={} from={} to={}{span}",
             self.question.encode(),
             id(&self.filter.org),
             id(&self.filter.issuer),
@@ -140,18 +179,27 @@ impl AnswerKey {
         )
     }
 
+    /// Whether the answer changes with the clock, not only with the data:
+    /// a window up to now, and the cohorts, whose running age ends at a
+    /// period boundary whatever their window (such answers are served
+    /// only while computed at most `exporter.cache_live_window_secs`
+    /// ago). An impact has no `to`: its after window ends now.
+    fn follows_the_clock(&self) -> bool {
+        self.window.up_to_now() || matches!(self.question, Question::Cohorts { .. })
+    }
+
     /// What the answer reads. Distributions and trends read the window
-    /// only; any commit of the org may touch the others (all-time tiles,
-    /// badge-class metadata, a cohort's later stages). The answer's own
-    /// queries are cached with their exact spans, so a refresh re-reads
-    /// only those touched.
+    /// only; the benchmark reads the window of every org; any commit of
+    /// the org may touch the others (all-time tiles, badge-class metadata,
+    /// a cohort's later stages, an annotation). The answer's own queries
+    /// are cached with their exact spans, so a refresh re-reads only those
+    /// touched.
     fn reach(&self) -> Reach {
         let org = self.filter.org.as_deref();
+        let (from, to) = self.window.reach();
         match self.question {
-            Question::Distribution(_) | Question::Trends { .. } => {
-                let (from, to) = self.window.reach();
-                Reach::span(org, from, to)
-            }
+            Question::Distribution(_) | Question::Trends { .. } => Reach::span(org, from, to),
+            Question::Benchmark => Reach::span(None, from, to),
             _ => Reach::all_time(org),
         }
     }
@@ -168,6 +216,10 @@ pub enum Body {
     TopBadges(TopBadges),
     Drivers(Drivers),
     Lifecycle(Lifecycle),
+    Impact(Impact),
+    Timing(Timing),
+    Cohorts(Cohorts),
+    Benchmark(Benchmark),
 }
 
 /// An answer and when it was computed (Unix milliseconds): the same
@@ -239,7 +291,7 @@ impl Analytics {
             kept: None,
             ..self.clone()
         };
-        let (encoded, reach, live) = (key.encode(), key.reach(), key.window.up_to_now());
+        let (encoded, reach, live) = (key.encode(), key.reach(), key.follows_the_clock());
         let key = Arc::new(key);
         kept.answer(encoded, reach, live, mode, move |mode| {
             let (analytics, key) = (analytics.clone(), key.clone());
@@ -271,6 +323,13 @@ impl Analytics {
             }
             Question::Drivers => Body::Drivers(self.drivers(filter, window, mode).await?),
             Question::Lifecycle => Body::Lifecycle(self.lifecycle(filter, window, mode).await?),
+            Question::Impact(request) => Body::Impact(self.impact(filter, request, mode).await?),
+            Question::Timing(tz) => Body::Timing(self.timing(filter, window, *tz, mode).await?),
+            Question::Cohorts { granularity, stage } => Body::Cohorts(
+                self.cohorts(filter, window, *granularity, *stage, mode)
+                    .await?,
+            ),
+            Question::Benchmark => Body::Benchmark(self.benchmark(filter, window, mode).await?),
         };
         Ok(Answer {
             body,
@@ -331,5 +390,27 @@ mod tests {
             keys.iter().map(AnswerKey::encode).collect();
         assert_eq!(encoded.len(), keys.len());
         assert_eq!(a.clone().encode(), a.encode());
+        // A fixed window's cohorts still follow the clock.
+        let cohorts = key(
+            Question::Cohorts {
+                granularity: Granularity::Month,
+                stage: Stage::Accepted,
+            },
+            Some("acme"),
+            Some("2024-03-01"),
+            Some("2024-04-01"),
+        );
+        assert!(cohorts.follows_the_clock());
+        assert!(!keys[5].follows_the_clock());
+        // The cohorts' default span is part of the key.
+        let mut year = key(Question::Benchmark, Some("acme"), None, None);
+        let month = year.clone();
+        year.window = year.window.with_default_span(365 * 86_400);
+        assert_ne!(year.encode(), month.encode());
+        assert!(
+            year.encode().ends_with(" span=31536000"),
+            "{}",
+            year.encode()
+        );
     }
 }

@@ -40,35 +40,46 @@ pub struct AnnotationRow {
 /// scope sees all of its org's annotations.
 pub fn annotations(client: &Client, filter: &Filter, window: Window, limit: u64) -> Query {
     let mut sql = Sql::default();
+    push_select(&mut sql, client);
+    let mut c = Conditions::new();
+    push_visible(&mut sql, &mut c, filter);
+    c.and(&mut sql).push("at >= ").time(window.from());
+    sql.push(" AND at < ").time(window.to());
+    sql.push(" ORDER BY at, id LIMIT ").u64(limit);
+    sql.build(client)
+}
+
+/// `SELECT … FROM annotations`: the columns of [`AnnotationRow`].
+pub(crate) fn push_select(sql: &mut Sql, client: &Client) {
     sql.push(
         "SELECT id, org_id, issuer_id, badge_class_id, toUInt32(at) AS at_secs, title, text, \
          toUInt32(created_at) AS created_secs FROM ",
     );
     sql.push(&table(client, ANNOTATIONS_TABLE));
-    let mut c = Conditions::new();
+}
+
+/// The conditions under which an annotation is in scope of `filter` (see
+/// [`annotations`]).
+pub(crate) fn push_visible(sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
     if let Some(org) = &filter.org {
-        c.and(&mut sql).push("org_id = ").str(org);
+        c.and(sql).push("org_id = ").str(org);
     }
     if let Some(issuer) = &filter.issuer {
-        c.and(&mut sql)
+        c.and(sql)
             .push("(issuer_id = '' OR issuer_id = ")
             .str(issuer)
             .push(")");
     }
     if let Some(badge_class) = &filter.badge_class {
-        c.and(&mut sql)
+        c.and(sql)
             .push("(badge_class_id = '' OR badge_class_id = ")
             .str(badge_class)
             .push(")");
         if filter.issuer.is_none() {
-            c.and(&mut sql)
+            c.and(sql)
                 .push("(issuer_id = '' OR badge_class_id = ")
                 .str(badge_class)
                 .push(")");
         }
     }
-    c.and(&mut sql).push("at >= ").time(window.from());
-    sql.push(" AND at < ").time(window.to());
-    sql.push(" ORDER BY at, id LIMIT ").u64(limit);
-    sql.build(client)
 }

@@ -61,7 +61,7 @@ fn push_median(sql: &mut Sql, array: &str, n: &str, m: &str) {
 /// assertions whose earlier award arrived after rows were filed under a
 /// later one (`lifecycle_refiled`); an assertion with such an award before
 /// the window is not of its cohort, whatever its rows in the window say.
-pub(crate) fn push_cohort_rows(sql: &mut Sql, client: &Client, filter: &Filter, window: Window) {
+fn push_cohort_rows(sql: &mut Sql, client: &Client, filter: &Filter, window: Window) {
     let refiled = table(client, "lifecycle_refiled");
     let (first, last) = (
         window.from(),
@@ -94,6 +94,28 @@ pub(crate) fn push_cohort_rows(sql: &mut Sql, client: &Client, filter: &Filter, 
     sql.push("awarded_on < toDate(").time(first).push("))");
 }
 
+/// `(SELECT … FROM assertion_lifecycle … GROUP BY …) WHERE …`: one row
+/// per assertion of `filter` first awarded in `window`, its states merged:
+/// first times `aw`, `ac`, `sh`, `vw` (1970-01-01 for "never") and event
+/// counts `aw_n`, `ac_n`, `sh_n`, `vw_n` (presence is tested with these).
+/// Only the rows of [`push_cohort_rows`] are read. The cohorts of the
+/// lifecycle, impact, timing and cohorts all come from here.
+pub(crate) fn push_cohort(sql: &mut Sql, client: &Client, filter: &Filter, window: Window) {
+    sql.push(
+        "(SELECT minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
+         minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, \
+         countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
+         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
+    );
+    sql.push(&table(client, "assertion_lifecycle"));
+    push_cohort_rows(sql, client, filter, window);
+    sql.push(" GROUP BY ").push(ASSERTION_KEY).push(")");
+    sql.push(" WHERE aw_n > 0 AND aw >= ")
+        .time(window.from())
+        .push(" AND aw < ")
+        .time(window.to());
+}
+
 /// The lifecycle of the assertions of `filter` first awarded in `window`
 /// (one [`LifecycleRow`]). Presence of an event is tested with its count
 /// (`minIfMerge` yields 1970-01-01 for "never").
@@ -112,18 +134,9 @@ pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
          arraySort(groupArrayIf(toInt64(ac) - toInt64(aw), ac_n > 0)) AS d1, \
          arraySort(groupArrayIf(toInt64(sh) - toInt64(ac), ac_n > 0 AND sh_n > 0)) AS d2, \
          arraySort(groupArrayIf(toInt64(vw) - toInt64(sh), ac_n > 0 AND sh_n > 0 AND vw_n > 0)) AS d3 \
-         FROM (SELECT minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
-         minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, \
-         countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
-         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
+         FROM ",
     );
-    sql.push(&table(client, "assertion_lifecycle"));
-    push_cohort_rows(&mut sql, client, filter, window);
-    sql.push(" GROUP BY ").push(ASSERTION_KEY).push(")");
-    sql.push(" WHERE aw_n > 0 AND aw >= ")
-        .time(window.from())
-        .push(" AND aw < ")
-        .time(window.to())
-        .push(")");
+    push_cohort(&mut sql, client, filter, window);
+    sql.push(")");
     sql.build(client)
 }

@@ -5,6 +5,7 @@
 //! - [`counts`]: the SPEC §7 counts over a period, per badge class, per
 //!   trend bucket;
 //! - [`distribution`], [`lifecycle`], [`badge_classes`], [`annotations`];
+//! - the insights: [`impact`], [`timing`], [`cohorts`], [`benchmark`];
 //! - [`totals`]: the all-time totals behind `/metrics`;
 //! - [`samples`]: every query with sample parameters (compatibility test).
 //!
@@ -12,12 +13,16 @@
 
 pub mod annotations;
 pub mod badge_classes;
+pub mod benchmark;
+pub mod cohorts;
 pub mod counts;
 pub mod distribution;
+pub mod impact;
 pub mod lifecycle;
 pub mod samples;
 pub mod sql;
 pub mod store;
+pub mod timing;
 pub mod totals;
 pub mod viewers;
 

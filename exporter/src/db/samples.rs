@@ -7,11 +7,18 @@ use clickhouse::Client;
 
 use super::annotations::annotations;
 use super::badge_classes::badge_classes;
+use super::benchmark::peer_counts;
+use super::cohorts::reach_counts;
 use super::counts::{class_counts, measure_counts, trend_counts};
 use super::distribution::distribution;
+use super::impact::{annotation, cohorts};
 use super::lifecycle::lifecycle;
 use super::store::tables_present;
+use super::timing::slot_counts;
 use super::totals::{dimension_totals, issuer_totals, lifecycle_totals};
+use crate::model::benchmark::Level;
+use crate::model::cohorts::{Stage, GRANULARITIES};
+use crate::model::impact::Windows;
 use crate::model::measures::Dimension;
 use crate::model::scope::Filter;
 use crate::model::tiers::{Period, Resolution, Retention};
@@ -20,6 +27,11 @@ use crate::model::window::{Granularity, Window};
 /// A window cutting through day, hour and minute boundaries:
 /// 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z.
 pub const SAMPLE_WINDOW: (u32, u32) = (1_710_025_110, 1_710_205_335);
+
+/// A program update in the middle of the compatibility test's data
+/// (2026-03-02T00:00:00Z), and a "now" a week later.
+pub const IMPACT_AT: u32 = 1_772_409_600;
+pub const SAMPLE_NOW: u32 = IMPACT_AT + 8 * 86_400;
 
 /// A window cutting through day, hour and minute boundaries around the
 /// compatibility test's data (2026-03-01 to 2026-03-03):
@@ -162,6 +174,49 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             format!("annotations.{scope_name}"),
             annotations(client, filter, data, 1000),
         ));
+        out.push((
+            format!("impact_annotation.{scope_name}"),
+            annotation(client, filter, "0190a0b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b"),
+        ));
+        for (name, windows, horizon) in [
+            ("data", Windows::new(IMPACT_AT, 2, 1, SAMPLE_NOW), 1),
+            ("cut", Windows::new(IMPACT_AT, 28, 7, IMPACT_AT + 86_400), 7),
+        ] {
+            out.push((
+                format!("impact_cohorts.{scope_name}.{name}"),
+                cohorts(client, filter, &windows, horizon).expect("awards"),
+            ));
+        }
+        for slot in [3_600, 1_800] {
+            out.push((
+                format!("timing_slots.{scope_name}.{slot}"),
+                slot_counts(client, filter, data, slot),
+            ));
+        }
+        for granularity in GRANULARITIES {
+            for stage in Stage::ALL {
+                out.push((
+                    format!(
+                        "cohort_reach.{}.{}.{scope_name}",
+                        granularity.as_str(),
+                        stage.as_str()
+                    ),
+                    reach_counts(client, filter, data, granularity, stage),
+                ));
+            }
+        }
+    }
+    out.push((
+        "peer_counts.org.all_time".into(),
+        peer_counts(client, Level::Org, &Period::AllTime),
+    ));
+    for level in [Level::Org, Level::Issuer] {
+        for (retention_name, retention) in [("kept", kept), ("expired", expired)] {
+            out.push((
+                format!("peer_counts.{}.{retention_name}", level.as_str()),
+                peer_counts(client, level, &Period::window(data, day, retention)),
+            ));
+        }
     }
     out.push(("issuer_totals".into(), issuer_totals(client, 100, 500)));
     out.push((

@@ -15,6 +15,8 @@ use badgepulse_contract::tables::SCOPE_TOTAL;
 
 use super::sql::{Sql, DEFAULT_DATABASE};
 use super::totals::{self, DimensionTotals, IssuerTotals, LifecycleTotals};
+use crate::model::benchmark::{Level, PeerCounts};
+use crate::model::tiers::Period;
 use crate::telemetry::Metrics;
 
 /// A failed ClickHouse query, with the query's name.
@@ -37,6 +39,10 @@ pub enum StoreError {
     /// to now" is resolved again, e.g. it grew past the bucket limit).
     #[error("{0}")]
     Request(String),
+    /// What the request names does not exist in its scope (an
+    /// annotation another scope may see, or none at all).
+    #[error("{0}")]
+    NotFound(String),
     /// The failure of a query shared with another request.
     #[error(transparent)]
     Shared(Arc<StoreError>),
@@ -189,6 +195,15 @@ impl Store {
         self.all(
             "lifecycle_totals",
             totals::lifecycle_totals(&self.client, max_orgs),
+        )
+        .await
+    }
+
+    /// All-time counts of every org (the benchmark's peers), unfolded.
+    pub async fn org_totals(&self) -> Result<Vec<PeerCounts>, StoreError> {
+        self.all(
+            "org_totals",
+            super::benchmark::peer_counts(&self.client, Level::Org, &Period::AllTime),
         )
         .await
     }

@@ -335,3 +335,146 @@ fn lifecycle_cohort_is_by_first_award() {
         "AND (org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on < toDate(toDateTime(1710025110, 'UTC'))) GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"
     ), "{sql}");
 }
+
+fn acme() -> Filter {
+    Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    }
+}
+
+#[test]
+fn insight_cohorts_read_each_assertion_once() {
+    use super::cohorts::reach_counts;
+    use super::impact::cohorts;
+    use super::timing::slot_counts;
+    use crate::model::cohorts::Stage;
+    use crate::model::impact::Windows;
+    let w = sample_window();
+    // The cohort's award days only (what else push_cohort_rows adds is
+    // checked in lifecycle_cohort_is_by_first_award).
+    let per_assertion = |from: u32, last: u32| {
+        format!(
+            "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' AND (awarded_on >= toDate(toDateTime({from}, 'UTC')) \
+             AND awarded_on <= toDate(toDateTime({last}, 'UTC')) OR awarded_on = toDate('1970-01-01')"
+        )
+    };
+    let sql = text(&slot_counts(&client(), &acme(), w, 1_800));
+    assert!(
+        sql.starts_with("SELECT intDiv(toUInt32(aw), 1800) AS slot, count() AS n_awarded"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("toInt64(ac) - toInt64(aw) <= 7776000) AS within_90d"),
+        "{sql}"
+    );
+    assert!(sql.contains(&per_assertion(w.from(), w.to() - 1)), "{sql}");
+    assert!(
+        sql.ends_with(
+            "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC') GROUP BY slot ORDER BY slot"
+        ),
+        "{sql}"
+    );
+    let sql = text(&reach_counts(
+        &client(),
+        &acme(),
+        w,
+        Granularity::Week,
+        Stage::Viewed,
+    ));
+    assert!(
+        sql.contains("toUInt32(toUInt32(toMonday(aw)) * 86400) AS cohort"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("toUInt8(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS reached, greatest(greatest(toUInt32(ac), toUInt32(sh)), toUInt32(vw)) AS reached_at"),
+        "{sql}"
+    );
+    assert!(sql.contains(&per_assertion(w.from(), w.to() - 1)), "{sql}");
+    let sql = text(&reach_counts(
+        &client(),
+        &acme(),
+        w,
+        Granularity::Month,
+        Stage::Accepted,
+    ));
+    assert!(
+        sql.contains("toStartOfMonth(toDateTime(reached_at, 'UTC'))"),
+        "{sql}"
+    );
+    // Before [at − 2 d, at), after [at, now), cohorts up to now − 1 d.
+    let at = 1_710_000_000;
+    let windows = Windows::new(at, 2, 1, at + 86_400 * 3 / 2);
+    let sql = text(&cohorts(&client(), &acme(), &windows, 1).expect("awards"));
+    assert!(
+        sql.contains("toInt64(ac) - toInt64(aw) <= 86400 AS acc"),
+        "{sql}"
+    );
+    let (from, to) = (at - 2 * 86_400, at + 86_400 / 2 + 1);
+    assert!(sql.contains(&per_assertion(from, to - 1)), "{sql}");
+    assert!(
+        sql.ends_with(&format!(
+            "WHERE aw_n > 0 AND aw >= toDateTime({from}, 'UTC') AND aw < toDateTime({to}, 'UTC'))"
+        )),
+        "{sql}"
+    );
+    // Nothing awarded has had its horizon: no query.
+    let windows = Windows::new(at, 2, 7, at + 86_400);
+    assert!(cohorts(&client(), &acme(), &windows, 7).is_none());
+}
+
+#[test]
+fn an_annotation_is_looked_up_in_scope() {
+    use super::impact::annotation;
+    let f = Filter {
+        org: Some("acme".into()),
+        issuer: None,
+        badge_class: Some("b1".into()),
+    };
+    let sql = text(&annotation(&client(), &f, "x' OR 1=1"));
+    assert!(
+        sql.contains(
+            "WHERE id = 'x\\' OR 1=1' AND org_id = 'acme' AND (badge_class_id = '' OR badge_class_id = 'b1') AND (issuer_id = '' OR badge_class_id = 'b1')"
+        ),
+        "{sql}"
+    );
+    assert!(sql.ends_with("LIMIT 1"), "{sql}");
+}
+
+#[test]
+fn peers_are_every_org_or_every_issuer() {
+    use super::benchmark::peer_counts;
+    use crate::model::benchmark::Level;
+    let period = Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL);
+    let sql = text(&peer_counts(&client(), Level::Org, &period));
+    assert!(!sql.contains("org_id ="), "every org: {sql}");
+    assert_eq!(
+        sql.matches("WHERE scope_issuer_id = '' AND scope_badge_class_id = ''")
+            .count(),
+        3,
+        "{sql}"
+    );
+    assert!(sql.ends_with("GROUP BY org_id, peer_issuer ORDER BY org_id, peer_issuer"));
+    // Only the counts the rates need.
+    assert!(
+        sql.starts_with(
+            "SELECT org_id, peer_issuer, uniqCombinedIfMerge(18)(awarded) AS awarded, \
+             uniqCombinedIfMerge(18)(accepted) AS accepted, uniqCombinedIfMerge(18)(shared) AS shared, \
+             countIfMerge(shares) AS shares, countIfMerge(views) AS views FROM ("
+        ),
+        "{sql}"
+    );
+    // Issuers: their badge classes' day rows, the hour edges from events.
+    let sql = text(&peer_counts(&client(), Level::Issuer, &period));
+    assert!(
+        sql.contains("SELECT org_id, scope_issuer_id AS peer_issuer, awarded, accepted, shared, shares, views")
+            && sql.contains("FROM bp_test.scope_day WHERE scope_issuer_id != '' AND scope_badge_class_id != '' AND bucket"),
+        "{sql}"
+    );
+    assert_eq!(
+        sql.matches("SELECT org_id, issuer_id AS peer_issuer, ")
+            .count(),
+        2,
+        "{sql}"
+    );
+}

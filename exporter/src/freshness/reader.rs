@@ -22,13 +22,18 @@ use crate::db;
 use crate::db::annotations::AnnotationRow;
 use crate::db::counts::{ClassCounts, TrendRow};
 use crate::db::distribution::DistributionRow;
+use crate::db::impact::ImpactCohorts;
 use crate::db::lifecycle::LifecycleRow;
 use crate::db::store::{Store, StoreError};
 use crate::model::badge_class::BadgeClassMeta;
+use crate::model::benchmark::{Level, PeerCounts};
+use crate::model::cohorts::{ReachCounts, Stage};
+use crate::model::impact::Windows;
 use crate::model::measures::{Counts, Dimension};
 use crate::model::reach::Reach;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
+use crate::model::timing::SlotCounts;
 use crate::model::window::{Granularity, Window};
 
 /// The store, read through the cache when there is one.
@@ -317,6 +322,100 @@ impl Reader {
             Reach::span(filter.org.as_deref(), window.from(), window.to()),
             mode,
             |r: &AnnotationRow| r.id.len() + r.title.len() + r.text.len(),
+        )
+        .await
+    }
+
+    /// The annotation `id` if `filter` may see it.
+    pub async fn annotation(
+        &self,
+        filter: &Filter,
+        id: &str,
+        mode: ReadMode,
+    ) -> Result<Option<AnnotationRow>, StoreError> {
+        let rows = self
+            .cached_all_weighed(
+                "annotation",
+                db::impact::annotation(self.store.client(), filter, id),
+                Reach::all_time(filter.org.as_deref()),
+                mode,
+                |r: &AnnotationRow| r.id.len() + r.title.len() + r.text.len(),
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// The cohorts before and after an annotation.
+    pub async fn impact_cohorts(
+        &self,
+        filter: &Filter,
+        windows: &Windows,
+        horizon: u32,
+        mode: ReadMode,
+    ) -> Result<ImpactCohorts, StoreError> {
+        let Some(query) = db::impact::cohorts(self.store.client(), filter, windows, horizon) else {
+            return Ok(ImpactCohorts::default());
+        };
+        // Later accepts and shares may occur at any time.
+        self.cached_one(
+            "impact_cohorts",
+            query,
+            Reach::all_time(filter.org.as_deref()),
+            mode,
+        )
+        .await
+    }
+
+    /// The cohort first awarded in `window`, per UTC slot.
+    pub async fn timing_slots(
+        &self,
+        filter: &Filter,
+        window: Window,
+        slot_secs: u32,
+        mode: ReadMode,
+    ) -> Result<Vec<SlotCounts>, StoreError> {
+        self.cached_all(
+            "timing_slots",
+            db::timing::slot_counts(self.store.client(), filter, window, slot_secs),
+            Reach::all_time(filter.org.as_deref()),
+            mode,
+        )
+        .await
+    }
+
+    /// The cohorts first awarded in `window`, by the period they reached
+    /// `stage` in.
+    pub async fn cohort_reach(
+        &self,
+        filter: &Filter,
+        window: Window,
+        granularity: Granularity,
+        stage: Stage,
+        mode: ReadMode,
+    ) -> Result<Vec<ReachCounts>, StoreError> {
+        self.cached_all(
+            "cohort_reach",
+            db::cohorts::reach_counts(self.store.client(), filter, window, granularity, stage),
+            Reach::all_time(filter.org.as_deref()),
+            mode,
+        )
+        .await
+    }
+
+    /// The counts of every peer at `level` over `period` (every org's
+    /// data, whatever the request's scope).
+    pub async fn peer_counts(
+        &self,
+        level: Level,
+        period: &Period,
+        mode: ReadMode,
+    ) -> Result<Vec<PeerCounts>, StoreError> {
+        self.cached_all_weighed(
+            "peer_counts",
+            db::benchmark::peer_counts(self.store.client(), level, period),
+            period_reach(&Filter::default(), period),
+            mode,
+            |r: &PeerCounts| r.org_id.len() + r.issuer_id.len(),
         )
         .await
     }

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use super::auth::ApiKeys;
@@ -15,12 +16,20 @@ use super::errors::ApiError;
 use super::params::*;
 use super::AppState;
 use crate::analytics::annotations::{NewAnnotation, DEFAULT_ANNOTATIONS, MAX_ANNOTATIONS};
+use crate::analytics::benchmark::Benchmark;
+use crate::analytics::cohorts::{Cohorts, DEFAULT_SPAN as COHORTS_SPAN};
+use crate::analytics::impact::{Impact, ImpactRequest};
+use crate::analytics::timing::Timing;
 use crate::analytics::top_badges::Ranking;
+use crate::analytics::trends::Trends;
 use crate::analytics::{Answer, AnswerKey, Body, Question};
 use crate::freshness::ReadMode;
+use crate::model::benchmark::Level;
+use crate::model::cohorts::{check_span, Stage};
+use crate::model::impact::{DEFAULT_DAYS, DEFAULT_HORIZON};
 use crate::model::measures::Dimension;
 use crate::model::scope::{resolve, Filter, Scope};
-use crate::model::window::{Window, WindowSpec};
+use crate::model::window::{Granularity, Window, WindowSpec};
 use crate::render::charts::{self, ChartKind, ImageFormat, Size};
 use crate::render::csv::Tabular;
 
@@ -89,6 +98,15 @@ impl ApiRequest {
             format,
             fresh: wants_fresh(headers),
         })
+    }
+
+    /// The request with `span` seconds (instead of 30 days) before `to`
+    /// when `from` is not given.
+    fn with_default_span(mut self, span: u32) -> Result<ApiRequest, ApiError> {
+        let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
+        self.spec = self.spec.with_default_span(span);
+        self.window = self.spec.at(now).map_err(ApiError::bad_request)?;
+        Ok(self)
     }
 
     /// Whether the result cache may answer: not when the client asked for
@@ -215,6 +233,60 @@ pub(super) async fn lifecycle(
     req.reply(&s, Question::Lifecycle).await
 }
 
+/// `GET /api/v1/impact?annotation=ID&days=28&horizon=7` (SPEC §7.7).
+#[tracing::instrument(skip_all)]
+pub(super) async fn impact(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["annotation", "days", "horizon"])?;
+    no_window(&req.params, IMPACT_WINDOWS)?;
+    let question = impact_param(&req.params)?;
+    req.reply(&s, question).await
+}
+
+/// Why an impact takes no `from`/`to`.
+const IMPACT_WINDOWS: &str = "the windows are the `days` before and after the annotation";
+
+/// `GET /api/v1/timing?tz=Europe/Paris` (SPEC §7.8).
+#[tracing::instrument(skip_all)]
+pub(super) async fn timing(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["tz"])?;
+    let tz = tz_param(&req.params)?;
+    req.reply(&s, Question::Timing(tz)).await
+}
+
+/// `GET /api/v1/cohorts?granularity=month&stage=accepted` (SPEC §7.9);
+/// the default window is the last 365 days.
+#[tracing::instrument(skip_all)]
+pub(super) async fn cohorts(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &["granularity", "stage"])?
+        .with_default_span(COHORTS_SPAN)?;
+    let question = cohorts_param(&req.params)?;
+    req.reply(&s, question).await
+}
+
+/// `GET /api/v1/benchmark` (SPEC §7.10): `400` for a badge-class scope.
+#[tracing::instrument(skip_all)]
+pub(super) async fn benchmark(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let req = ApiRequest::new(&s, &headers, query, &[])?;
+    Level::of(&req.filter).map_err(ApiError::bad_request)?;
+    req.reply(&s, Question::Benchmark).await
+}
+
 /// `GET /api/v1/annotations`: those in scope with `at` in the window.
 #[tracing::instrument(skip_all)]
 pub(super) async fn list_annotations(
@@ -332,7 +404,7 @@ pub(super) async fn create_annotation(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-/// `GET /api/v1/charts/{overview|trends|distribution|top-badges|drivers|lifecycle}.{png|svg}`:
+/// `GET /api/v1/charts/{overview|trends|distribution|top-badges|drivers|lifecycle|impact|timing|cohorts|benchmark}.{png|svg}`:
 /// the matching JSON endpoint's body drawn as a chart of
 /// `width`×`height` pixels.
 #[tracing::instrument(skip_all, fields(file = %file))]
@@ -351,11 +423,14 @@ pub(super) async fn chart(
             return Err(ApiError::new(StatusCode::NOT_FOUND, e));
         }
     };
-    let req = ApiRequest::new(&s, &headers, query, chart_params(kind))?;
+    let mut req = ApiRequest::new(&s, &headers, query, chart_params(kind))?;
     no_format(
         &req.params,
         "the file extension (.png or .svg) selects the format",
     )?;
+    if kind == ChartKind::Cohorts {
+        req = req.with_default_span(COHORTS_SPAN)?;
+    }
     let size = Size::parse(req.params.get("width")?, req.params.get("height")?)
         .map_err(ApiError::bad_request)?;
     let question = match kind {
@@ -365,6 +440,16 @@ pub(super) async fn chart(
         ChartKind::TopBadges => Question::TopBadges(ranking_param(&req.params)?),
         ChartKind::Drivers => Question::Drivers,
         ChartKind::Lifecycle => Question::Lifecycle,
+        ChartKind::Impact => {
+            no_window(&req.params, IMPACT_WINDOWS)?;
+            impact_param(&req.params)?
+        }
+        ChartKind::Timing => Question::Timing(tz_param(&req.params)?),
+        ChartKind::Cohorts => cohorts_param(&req.params)?,
+        ChartKind::Benchmark => {
+            Level::of(&req.filter).map_err(ApiError::bad_request)?;
+            Question::Benchmark
+        }
     };
     let data = req.answer(&s, question).await?.body;
     let svg = data.svg(size);
@@ -386,8 +471,9 @@ pub(super) async fn report(
     headers: HeaderMap,
     query: QueryPairs,
 ) -> Result<Response, ApiError> {
-    let req = ApiRequest::new(&s, &headers, query, &["granularity"])?;
+    let req = ApiRequest::new(&s, &headers, query, &["granularity", "tz"])?;
     no_format(&req.params, "the report is HTML")?;
+    let tz = tz_param(&req.params)?;
     let trend = trend_question(
         req.window,
         granularity_param(&req.params)?,
@@ -429,6 +515,7 @@ pub(super) async fn report(
     else {
         unreachable!("each question is answered with its own body")
     };
+    let insights = report_insights(&req, &s, &trends, tz).await?;
     let html = crate::render::report::render(&crate::render::report::ReportData {
         overview,
         trends,
@@ -436,6 +523,10 @@ pub(super) async fn report(
         top_badges,
         drivers,
         lifecycle,
+        impacts: insights.impacts,
+        timing: insights.timing,
+        cohorts: insights.cohorts,
+        benchmark: insights.benchmark,
         generated_at: chrono::Utc::now().timestamp(),
     });
     Ok((
@@ -448,6 +539,100 @@ pub(super) async fn report(
         html,
     )
         .into_response())
+}
+
+/// Most annotations whose impact the report shows (the latest ones).
+pub const REPORT_IMPACTS: usize = 3;
+
+/// A report's window up to this long has weekly cohorts, a longer one
+/// monthly.
+const REPORT_WEEKLY_COHORTS_SECS: u32 = 182 * 86_400;
+
+/// The insight sections of a report.
+struct ReportInsights {
+    impacts: Vec<Impact>,
+    timing: Timing,
+    cohorts: Result<Cohorts, String>,
+    benchmark: Result<Benchmark, String>,
+}
+
+/// The impact of the latest annotations of `trends`, the timing in `tz`,
+/// the cohorts of the window (weekly up to 26 weeks, else monthly) and
+/// the benchmark, if the scope has one.
+async fn report_insights(
+    req: &ApiRequest,
+    s: &AppState,
+    trends: &Trends,
+    tz: Tz,
+) -> Result<ReportInsights, ApiError> {
+    let latest = trends.annotations.iter().rev().take(REPORT_IMPACTS);
+    let impacts = futures::future::try_join_all(latest.map(|a| {
+        req.answer(
+            s,
+            Question::Impact(ImpactRequest {
+                annotation: a.id.clone(),
+                days: DEFAULT_DAYS,
+                horizon: DEFAULT_HORIZON,
+            }),
+        )
+    }));
+    let granularity = if req.window.len_secs() <= REPORT_WEEKLY_COHORTS_SECS {
+        Granularity::Week
+    } else {
+        Granularity::Month
+    };
+    let now = u32::try_from(chrono::Utc::now().timestamp().max(0)).unwrap_or(u32::MAX);
+    let cohorts = async {
+        match check_span(granularity, req.window, now) {
+            Ok(()) => req
+                .answer(
+                    s,
+                    Question::Cohorts {
+                        granularity,
+                        stage: Stage::Accepted,
+                    },
+                )
+                .await
+                .map(Ok),
+            Err(why) => Ok(Err(why)),
+        }
+    };
+    let benchmark = async {
+        match Level::of(&req.filter) {
+            Ok(_) => req.answer(s, Question::Benchmark).await.map(Ok),
+            Err(why) => Ok(Err(format!("Not available for this scope: {why}"))),
+        }
+    };
+    let (impacts, timing, cohorts, benchmark) = tokio::try_join!(
+        impacts,
+        req.answer(s, Question::Timing(tz)),
+        cohorts,
+        benchmark,
+    )?;
+    let impacts = impacts
+        .into_iter()
+        .map(|a| match a.body {
+            Body::Impact(i) => i,
+            _ => unreachable!("an impact question has an impact body"),
+        })
+        .collect();
+    let Body::Timing(timing) = timing.body else {
+        unreachable!("a timing question has a timing body")
+    };
+    let cohorts = cohorts.map(|a| match a.body {
+        Body::Cohorts(c) => c,
+        _ => unreachable!("a cohorts question has a cohorts body"),
+    });
+    let benchmark = benchmark.map(|a| match a.body {
+        Body::Benchmark(b) => b,
+        _ => unreachable!("a benchmark question has a benchmark body"),
+    });
+    Ok(ReportInsights {
+        impacts,
+        timing,
+        cohorts,
+        benchmark,
+    })
 }
 
 /// `GET /api/v1/openapi.json`.

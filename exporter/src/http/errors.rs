@@ -63,8 +63,10 @@ impl From<ScopeError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if let StoreError::Request(message) = e {
-            return ApiError::bad_request(message);
+        match e {
+            StoreError::Request(message) => return ApiError::bad_request(message),
+            StoreError::NotFound(message) => return ApiError::new(StatusCode::NOT_FOUND, message),
+            _ => {}
         }
         tracing::error!(error = %e, "query failed");
         ApiError::new(

@@ -67,6 +67,10 @@ pub fn routes() -> Vec<Route> {
         route("/api/v1/trends", &["get"], get(api::trends)),
         route("/api/v1/drivers", &["get"], get(api::drivers)),
         route("/api/v1/lifecycle", &["get"], get(api::lifecycle)),
+        route("/api/v1/impact", &["get"], get(api::impact)),
+        route("/api/v1/timing", &["get"], get(api::timing)),
+        route("/api/v1/cohorts", &["get"], get(api::cohorts)),
+        route("/api/v1/benchmark", &["get"], get(api::benchmark)),
         route(
             "/api/v1/annotations",
             &["get", "post"],

@@ -8,9 +8,15 @@ use axum::extract::Query;
 use axum::http::{header, HeaderMap};
 
 use super::errors::ApiError;
+use badgepulse_contract::event::check_id;
+use chrono_tz::Tz;
+
+use crate::analytics::impact::ImpactRequest;
 use crate::analytics::top_badges::{Order, Ranking};
 use crate::analytics::trends::TrendRequest;
 use crate::analytics::Question;
+use crate::model::cohorts::{Stage, GRANULARITIES};
+use crate::model::impact::{DEFAULT_DAYS, DEFAULT_HORIZON, MAX_DAYS, MAX_HORIZON};
 use crate::model::measures::{Dimension, NAMES};
 use crate::model::window::{Granularity, Window};
 use crate::render::charts::ChartKind;
@@ -213,11 +219,80 @@ pub(super) fn granularity_param(params: &Params) -> Result<Granularity, ApiError
 /// The extra parameters of each chart: its JSON endpoint's, plus the size.
 pub(super) fn chart_params(kind: ChartKind) -> &'static [&'static str] {
     match kind {
-        ChartKind::Overview | ChartKind::Drivers | ChartKind::Lifecycle => &["width", "height"],
+        ChartKind::Overview | ChartKind::Drivers | ChartKind::Lifecycle | ChartKind::Benchmark => {
+            &["width", "height"]
+        }
         ChartKind::Distribution => &["dimension", "width", "height"],
         ChartKind::TopBadges => &["sort", "order", "limit", "width", "height"],
         ChartKind::Trends => &["metrics", "granularity", "width", "height"],
+        ChartKind::Impact => &["annotation", "days", "horizon", "width", "height"],
+        ChartKind::Timing => &["tz", "width", "height"],
+        ChartKind::Cohorts => &["granularity", "stage", "width", "height"],
     }
+}
+
+/// The impact asked for by `annotation` (required), `days` and `horizon`.
+pub(super) fn impact_param(params: &Params) -> Result<Question, ApiError> {
+    let annotation = params
+        .get("annotation")?
+        .ok_or_else(|| ApiError::bad_request("annotation: required (an annotation id)"))?;
+    check_id("annotation", annotation).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(Question::Impact(ImpactRequest {
+        annotation: annotation.to_owned(),
+        days: params.int("days", 1, u64::from(MAX_DAYS), u64::from(DEFAULT_DAYS))? as u32,
+        horizon: params.int(
+            "horizon",
+            1,
+            u64::from(MAX_HORIZON),
+            u64::from(DEFAULT_HORIZON),
+        )? as u32,
+    }))
+}
+
+/// The `tz` parameter: an IANA time zone name (default `UTC`).
+pub(super) fn tz_param(params: &Params) -> Result<Tz, ApiError> {
+    match params.get("tz")? {
+        None => Ok(Tz::UTC),
+        Some(v) => v.parse::<Tz>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "tz: unknown time zone {v:?} (expected an IANA name such as Europe/Paris or UTC)"
+            ))
+        }),
+    }
+}
+
+/// The cohorts asked for by `granularity` (`week` or `month`, default
+/// `month`) and `stage` (default `accepted`).
+pub(super) fn cohorts_param(params: &Params) -> Result<Question, ApiError> {
+    let granularity = match params.get("granularity")? {
+        None => Granularity::Month,
+        Some(v) => Granularity::parse(v)
+            .filter(|g| GRANULARITIES.contains(g))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("granularity: expected week or month, got {v:?}"))
+            })?,
+    };
+    let stage = match params.get("stage")? {
+        None => Stage::Accepted,
+        Some(v) => Stage::parse(v).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "stage: expected accepted, shared or viewed, got {v:?}"
+            ))
+        })?,
+    };
+    Ok(Question::Cohorts { granularity, stage })
+}
+
+/// Refuses `from` and `to` where the windows follow from something else.
+pub(super) fn no_window(params: &Params, why: &str) -> Result<(), ApiError> {
+    for name in ["from", "to"] {
+        if params.get(name)?.is_some() {
+            return Err(ApiError::bad_request(format!(
+                "{name}: not accepted here; {why}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses `format` where the answer has one fixed format.

@@ -151,6 +151,23 @@ async fn every_endpoint_checks_its_parameters() {
     bad("/api/v1/annotations?limit=100000", "limit").await;
     bad("/api/v1/openapi.json?format=csv", "format").await;
     bad("/api/v1/lifecycle?issuer=i1", "org").await;
+    bad("/api/v1/impact", "annotation").await;
+    bad("/api/v1/impact?annotation=a%20b", "annotation").await;
+    bad("/api/v1/impact?annotation=a1&days=0", "days").await;
+    bad("/api/v1/impact?annotation=a1&horizon=366", "horizon").await;
+    bad("/api/v1/impact?annotation=a1&to=2024-03-01", "to").await;
+    bad("/api/v1/timing?tz=Europe/Atlantis", "tz").await;
+    bad("/api/v1/timing?stage=shared", "stage").await;
+    bad("/api/v1/cohorts?granularity=day", "granularity").await;
+    bad("/api/v1/cohorts?stage=awarded", "stage").await;
+    bad("/api/v1/cohorts?from=1990-01-01&granularity=week", "from").await;
+    bad("/api/v1/benchmark", "org").await;
+    bad("/api/v1/benchmark?org=acme&badge_class=b1", "badge_class").await;
+    bad("/api/v1/charts/impact.svg", "annotation").await;
+    bad("/api/v1/charts/timing.png?tz=Mars", "tz").await;
+    let (status, body) = get("/api/v1/benchmark", Some("b1")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().starts_with("badge_class:"));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
-//! Significance tests of the drivers analysis (SPEC §7.5) and the special
-//! functions they need, implemented from the textbook methods (Numerical
-//! Recipes, 3rd ed., §6.1–6.4) so the exporter needs no numerics crate:
+//! Significance tests of the drivers analysis (SPEC §7.5) and of the
+//! impact and timing insights (§7.7, §7.8), the peer benchmark's order
+//! statistics (§7.10), and the special functions they need, implemented
+//! from the textbook methods (Numerical Recipes, 3rd ed., §6.1–6.4) so the
+//! exporter needs no numerics crate:
 //!
 //! - `ln Γ` by the Lanczos approximation (g = 7, 9 terms; ~1e-15);
 //! - the regularized incomplete gamma `Q(a, x)` by series /
@@ -9,9 +11,12 @@
 //!   fraction, giving Student's t and the binomial distribution.
 //!
 //! The tests (`docs/metrics.md` says which measure uses which):
-//! [`two_proportion_z`], [`welch_t`] and [`poisson_rates`]. Each returns a
-//! two-sided p-value, or `None` when the test is undefined for the data
-//! (an empty group, no variance); never NaN.
+//! [`two_proportion_z`], [`welch_t`] and [`poisson_rates`] (with real
+//! exposures: [`poisson_rates_exposed`]). Each returns a two-sided
+//! p-value, or `None` when the test is undefined for the data (an empty
+//! group, no variance); never NaN. Beside them: [`bonferroni`], type-7
+//! quantiles ([`quantile_type7`]) and percentile ranks
+//! ([`percentile_rank`]) of the peer benchmark.
 //!
 //! Pure functions only.
 
@@ -252,14 +257,53 @@ pub fn welch_t(a: &[f64], b: &[f64]) -> Option<f64> {
 /// The two-sided p-value doubles the smaller tail (capped at 1). `None` if
 /// an exposure is 0 or there are no events at all.
 pub fn poisson_rates(k1: u64, t1: u64, k2: u64, t2: u64) -> Option<f64> {
-    if t1 == 0 || t2 == 0 || k1 + k2 == 0 {
+    poisson_rates_exposed(k1, t1 as f64, k2, t2 as f64)
+}
+
+/// [`poisson_rates`] with real exposures (e.g. days, fractional for a
+/// window cut at now). `None` if an exposure is not positive or there are
+/// no events at all.
+pub fn poisson_rates_exposed(k1: u64, t1: f64, k2: u64, t2: f64) -> Option<f64> {
+    let positive = |t: f64| t.is_finite() && t > 0.0;
+    if !positive(t1) || !positive(t2) || k1 + k2 == 0 {
         return None;
     }
     let n = k1 + k2;
-    let p = t1 as f64 / (t1 as f64 + t2 as f64);
+    let p = t1 / (t1 + t2);
     let lower = binomial_cdf(k1, n, p);
     let upper = binomial_sf_incl(k1, n, p);
     Some((2.0 * lower.min(upper)).min(1.0))
+}
+
+/// Bonferroni's adjustment of a p-value for `tests` comparisons:
+/// `min(1, p × tests)`.
+pub fn bonferroni(p: f64, tests: usize) -> f64 {
+    (p * tests.max(1) as f64).min(1.0)
+}
+
+/// The `q` quantile (`0 ≤ q ≤ 1`) of `sorted` (ascending) by linear
+/// interpolation between order statistics, Hyndman and Fan's "type 7"
+/// (R's and NumPy's default): with `h = (n − 1) q`, `x[⌊h⌋] + (h − ⌊h⌋)
+/// (x[⌊h⌋ + 1] − x[⌊h⌋])`. `None` when empty.
+pub fn quantile_type7(sorted: &[f64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    debug_assert!(sorted.windows(2).all(|w| w[0] <= w[1]), "not sorted");
+    let h = last as f64 * q.clamp(0.0, 1.0);
+    let lo = h.floor() as usize;
+    let hi = (lo + 1).min(last);
+    Some(sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo]))
+}
+
+/// The percentile rank of `own` among `values` (which include it):
+/// `100 × (values below + ½ × values equal) ÷ values` (SciPy's
+/// `percentileofscore(kind='mean')`). `None` when `values` is empty.
+pub fn percentile_rank(values: &[f64], own: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let below = values.iter().filter(|v| **v < own).count() as f64;
+    let equal = values.iter().filter(|v| **v == own).count() as f64;
+    Some(100.0 * (below + 0.5 * equal) / values.len() as f64)
 }
 
 /// The median of `values` (the mean of the two middle values for an even
@@ -393,6 +437,69 @@ mod tests {
         // Large counts stay finite and in range.
         let p = poisson_rates(5_000_000, 1_000_000, 4_990_000, 1_000_000).unwrap();
         assert!((0.0..=1.0).contains(&p), "{p}");
+    }
+
+    #[test]
+    fn poisson_with_real_exposures() {
+        // 40 awards in 28 days vs 25 in 13.5 days: p0 = 28 / 41.5,
+        // min(1, 2 * min(binom.cdf(40, 65, p0), binom.sf(39, 65, p0))).
+        close(
+            poisson_rates_exposed(40, 28.0, 25, 13.5).unwrap(),
+            0.372_589_452_674_501_1,
+            1e-9,
+        );
+        // 12 in 28 days vs 30 in 2.75 days (the same expression).
+        close(
+            poisson_rates_exposed(12, 28.0, 30, 2.75).unwrap(),
+            2.617_287_674_582_209e-22,
+            1e-7,
+        );
+        assert_eq!(poisson_rates_exposed(3, 0.0, 4, 5.0), None);
+        assert_eq!(poisson_rates_exposed(3, 1.0, 4, -5.0), None);
+        assert_eq!(poisson_rates_exposed(0, 1.0, 0, 5.0), None);
+        assert_eq!(
+            poisson_rates(30, 10, 12, 10),
+            poisson_rates_exposed(30, 10.0, 12, 10.0)
+        );
+    }
+
+    #[test]
+    fn bonferroni_adjustment() {
+        assert_eq!(bonferroni(0.01, 3), 0.03);
+        assert_eq!(bonferroni(0.4, 3), 1.0);
+        assert_eq!(bonferroni(0.02, 0), 0.02);
+    }
+
+    #[test]
+    fn type7_quantiles() {
+        // numpy.quantile(a, [0.25, 0.5, 0.75]) (method "linear", type 7).
+        let q = |a: &[f64]| {
+            let mut s = a.to_vec();
+            s.sort_by(f64::total_cmp);
+            [0.25, 0.5, 0.75].map(|p| quantile_type7(&s, p).unwrap())
+        };
+        assert_eq!(q(&[1.0, 2.0, 3.0, 4.0, 10.0]), [2.0, 3.0, 4.0]);
+        let got = q(&[0.1, 0.4, 0.35, 0.8]);
+        for (g, w) in got.iter().zip([0.2875, 0.375, 0.5]) {
+            close(*g, w, 1e-12);
+        }
+        assert_eq!(q(&[5.0]), [5.0, 5.0, 5.0]);
+        assert_eq!(q(&[3.0, 1.0, 2.0]), [1.5, 2.0, 2.5]);
+        assert_eq!(quantile_type7(&[], 0.5), None);
+        assert_eq!(quantile_type7(&[1.0, 2.0], 1.0), Some(2.0));
+    }
+
+    #[test]
+    fn percentile_ranks() {
+        // scipy.stats.percentileofscore(a, score, kind='mean').
+        assert_eq!(percentile_rank(&[1.0, 2.0, 2.0, 3.0, 5.0], 2.0), Some(40.0));
+        close(
+            percentile_rank(&[0.5, 0.25, 0.75, 0.5, 0.5, 1.0], 0.5).unwrap(),
+            41.666_666_666_666_67,
+            1e-12,
+        );
+        assert_eq!(percentile_rank(&[7.0], 7.0), Some(50.0));
+        assert_eq!(percentile_rank(&[], 7.0), None);
     }
 
     #[test]

@@ -195,6 +195,8 @@ pub fn parse_time(param: &str, value: &str) -> Result<u32, String> {
 pub struct WindowSpec {
     from: Option<u32>,
     to: Option<u32>,
+    /// The length of the window when `from` is not given, seconds.
+    span: u32,
 }
 
 impl WindowSpec {
@@ -206,13 +208,25 @@ impl WindowSpec {
         Ok(WindowSpec {
             from: from.map(|v| parse_time("from", v)).transpose()?,
             to: to.map(|v| parse_time("to", v)).transpose()?,
+            span: Self::DEFAULT_SPAN,
         })
+    }
+
+    /// This window with `span` seconds (instead of 30 days) before `to`
+    /// when `from` is not given (the cohorts' default is a year).
+    pub fn with_default_span(self, span: u32) -> WindowSpec {
+        WindowSpec { span, ..self }
     }
 
     /// Whether the window ends now (no `to`).
     /// `from` and `to` as given (epoch seconds).
     pub fn bounds(&self) -> (Option<u32>, Option<u32>) {
         (self.from, self.to)
+    }
+
+    /// The default length in seconds (see [`WindowSpec::with_default_span`]).
+    pub fn default_span(&self) -> u32 {
+        self.span
     }
 
     pub fn up_to_now(&self) -> bool {
@@ -223,17 +237,17 @@ impl WindowSpec {
     /// unbounded for a window up to now, and so is `from` without one.
     pub fn reach(&self) -> (u32, u32) {
         match (self.from, self.to) {
-            (from, Some(to)) => (from.unwrap_or(to.saturating_sub(Self::DEFAULT_SPAN)), to),
+            (from, Some(to)) => (from.unwrap_or(to.saturating_sub(self.span)), to),
             (Some(from), None) => (from, u32::MAX),
             (None, None) => (0, u32::MAX),
         }
     }
 
     /// The window at `now`: `to` defaulting to `now`, `from` to the 30
-    /// days before `to`. Errors name the parameter.
+    /// days (or the default span) before `to`. Errors name the parameter.
     pub fn at(&self, now: u32) -> Result<Window, String> {
         let to = self.to.unwrap_or(now);
-        let from = self.from.unwrap_or(to.saturating_sub(Self::DEFAULT_SPAN));
+        let from = self.from.unwrap_or(to.saturating_sub(self.span));
         Window::new(from, to).ok_or_else(|| {
             format!(
                 "from: must be before to ({} is not before {})",
@@ -294,6 +308,11 @@ mod tests {
         assert_eq!(fixed.reach(), (t("2024-02-09"), t("2024-03-10")));
         let future = WindowSpec::parse(Some("2024-04-01"), None).unwrap();
         assert!(future.at(now).unwrap_err().starts_with("from:"));
+        let year = live.with_default_span(365 * 86_400);
+        assert_eq!(year.at(now).unwrap().from(), now - 365 * 86_400);
+        assert_ne!(year, live, "a different default is a different window");
+        let fixed_year = fixed.with_default_span(365 * 86_400);
+        assert_eq!(fixed_year.reach(), (t("2023-03-11"), t("2024-03-10")));
     }
     #[test]
     fn resolves_windows() {

@@ -20,7 +20,6 @@ use crate::analytics::overview::Overview;
 use crate::analytics::performance_drivers::Drivers;
 use crate::analytics::top_badges::TopBadges;
 use crate::analytics::trends::Trends;
-use crate::analytics::Body;
 use crate::model::measures::Value;
 use crate::model::performance_drivers::{self as drivers, ALPHA};
 use crate::model::window::{rfc3339_i64, Granularity};
@@ -38,12 +37,12 @@ pub const FONT_FILES: [&str; 2] = [
 ];
 
 const FONT_FAMILY: &str = "DejaVu Sans, Verdana, Arial, sans-serif";
-const PALETTE: [&str; 8] = [
+pub(super) const PALETTE: [&str; 8] = [
     "#2563eb", "#16a34a", "#f59e0b", "#dc2626", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
 ];
-const INK: &str = "#1f2937";
-const MUTED: &str = "#6b7280";
-const GRID: &str = "#e5e7eb";
+pub(super) const INK: &str = "#1f2937";
+pub(super) const MUTED: &str = "#6b7280";
+pub(super) const GRID: &str = "#e5e7eb";
 
 /// The charts, by URL name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,16 +53,24 @@ pub enum ChartKind {
     TopBadges,
     Drivers,
     Lifecycle,
+    Impact,
+    Timing,
+    Cohorts,
+    Benchmark,
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 6] = [
+    pub const ALL: [ChartKind; 10] = [
         ChartKind::Overview,
         ChartKind::Trends,
         ChartKind::Distribution,
         ChartKind::TopBadges,
         ChartKind::Drivers,
         ChartKind::Lifecycle,
+        ChartKind::Impact,
+        ChartKind::Timing,
+        ChartKind::Cohorts,
+        ChartKind::Benchmark,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +81,10 @@ impl ChartKind {
             ChartKind::TopBadges => "top-badges",
             ChartKind::Drivers => "drivers",
             ChartKind::Lifecycle => "lifecycle",
+            ChartKind::Impact => "impact",
+            ChartKind::Timing => "timing",
+            ChartKind::Cohorts => "cohorts",
+            ChartKind::Benchmark => "benchmark",
         }
     }
 
@@ -271,16 +282,16 @@ fn nice_axis(max: f64, ticks: u32) -> (f64, f64) {
 // ---------------------------------------------------------------- drawing
 
 /// An SVG document being written.
-struct Svg {
-    w: f64,
-    h: f64,
+pub(super) struct Svg {
+    pub(super) w: f64,
+    pub(super) h: f64,
     /// Base font size.
-    fs: f64,
-    out: String,
+    pub(super) fs: f64,
+    pub(super) out: String,
 }
 
 impl Svg {
-    fn new(size: Size, kind: ChartKind, title: &str) -> Svg {
+    pub(super) fn new(size: Size, kind: ChartKind, title: &str) -> Svg {
         let (w, h) = (f64::from(size.width), f64::from(size.height));
         let fs = (w.min(h * 2.0) / 55.0).clamp(8.0, 18.0);
         let mut out = String::with_capacity(8 * 1024);
@@ -308,12 +319,12 @@ impl Svg {
     }
 
     /// Top of the drawing area below the title.
-    fn top(&self) -> f64 {
+    pub(super) fn top(&self) -> f64 {
         self.fs * 2.6
     }
 
     /// `text` (escaped here) at (x, y) with extra attributes.
-    fn text(&mut self, x: f64, y: f64, text: &str, attrs: &str) {
+    pub(super) fn text(&mut self, x: f64, y: f64, text: &str, attrs: &str) {
         let _ = write!(
             self.out,
             r#"<text x="{x:.1}" y="{y:.1}" {attrs}>{}</text>"#,
@@ -321,7 +332,7 @@ impl Svg {
         );
     }
 
-    fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, attrs: &str) {
+    pub(super) fn rect(&mut self, x: f64, y: f64, w: f64, h: f64, attrs: &str) {
         let _ = write!(
             self.out,
             r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" {attrs}/>"#,
@@ -330,7 +341,7 @@ impl Svg {
         );
     }
 
-    fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, attrs: &str) {
+    pub(super) fn line(&mut self, x1: f64, y1: f64, x2: f64, y2: f64, attrs: &str) {
         let _ = write!(
             self.out,
             r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" {attrs}/>"#
@@ -338,7 +349,7 @@ impl Svg {
     }
 
     /// "no data", centred in the drawing area.
-    fn no_data(&mut self) {
+    pub(super) fn no_data(&mut self) {
         let (x, y) = (self.w / 2.0, (self.top() + self.h) / 2.0);
         self.text(
             x,
@@ -351,25 +362,25 @@ impl Svg {
         );
     }
 
-    fn finish(mut self) -> String {
+    pub(super) fn finish(mut self) -> String {
         self.out.push_str("</svg>");
         self.out
     }
 }
 
 /// One horizontal bar.
-struct Bar {
-    label: String,
-    value: f64,
-    text: String,
-    color: &'static str,
-    opacity: f64,
+pub(super) struct Bar {
+    pub(super) label: String,
+    pub(super) value: f64,
+    pub(super) text: String,
+    pub(super) color: &'static str,
+    pub(super) opacity: f64,
 }
 
 /// Horizontal bars with labels on the left and the value text after each
 /// bar; bars that do not fit are counted in a footnote. Negative values
 /// extend left of a zero line.
-fn hbars(svg: &mut Svg, bars: &[Bar]) {
+pub(super) fn hbars(svg: &mut Svg, bars: &[Bar]) {
     if bars.is_empty() {
         svg.no_data();
         return;
@@ -456,20 +467,6 @@ fn hbars(svg: &mut Svg, bars: &[Bar]) {
 }
 
 // ----------------------------------------------------------------- charts
-
-/// Any analytics body drawn as its chart.
-impl Body {
-    pub fn svg(&self, size: Size) -> String {
-        match self {
-            Body::Overview(b) => overview_svg(b, size),
-            Body::Trends(b) => trends_svg(b, size),
-            Body::Distribution(b) => distribution_svg(b, size),
-            Body::TopBadges(b) => top_badges_svg(b, size),
-            Body::Drivers(b) => drivers_svg(b, size),
-            Body::Lifecycle(b) => lifecycle_svg(b, size),
-        }
-    }
-}
 
 /// The overview as KPI tiles: each measure's all-time value, its value in
 /// the window and the trend against the window before.
@@ -940,7 +937,7 @@ mod tests {
     use crate::analytics::top_badges::BadgeRow;
     use crate::analytics::top_badges::Order;
     use crate::analytics::trends::fill;
-    use crate::analytics::PeriodJson;
+    use crate::analytics::{Body, PeriodJson};
     use crate::db::lifecycle::LifecycleRow;
     use crate::model::measures::{self, Counts, Measures};
     use crate::model::scope::Filter;

@@ -8,7 +8,13 @@ use serde_json::{json, Value};
 use super::charts::{ChartKind, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE};
 use crate::analytics::annotations::MAX_ANNOTATIONS;
 use crate::analytics::trends::MAX_BUCKETS;
+use crate::model::benchmark::MEASURES as BENCHMARK_MEASURES;
+use crate::model::cohorts::{Stage, MAX_CELLS};
+use crate::model::impact::{
+    DEFAULT_DAYS, DEFAULT_HORIZON, MAX_DAYS, MAX_HORIZON, MEASURES as IMPACT_MEASURES,
+};
 use crate::model::measures::{Dimension, NAMES};
+use crate::model::timing::WITHIN;
 use crate::model::window::Granularity;
 
 fn param_ref(name: &str) -> Value {
@@ -138,6 +144,46 @@ fn per_measure_schema() -> Value {
     })
 }
 
+/// The query parameters of the insights (impact, timing, cohorts), shared
+/// by their endpoints and the chart path.
+fn insight_params() -> [(&'static str, Value); 6] {
+    let stages: Vec<&str> = Stage::ALL.iter().map(|s| s.as_str()).collect();
+    [
+        (
+            "impact",
+            json!({ "name": "annotation", "in": "query", "description": "The annotation's id (required); 404 when the key cannot see it", "schema": { "type": "string" } }),
+        ),
+        (
+            "impact",
+            json!({ "name": "days", "in": "query", "description": "Length of the windows before and after the annotation", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS } }),
+        ),
+        (
+            "impact",
+            json!({ "name": "horizon", "in": "query", "description": "Days after its award within which a badge counts as accepted (and shared)", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_HORIZON, "default": DEFAULT_HORIZON } }),
+        ),
+        (
+            "timing",
+            json!({ "name": "tz", "in": "query", "description": "IANA time zone placing each award in a local weekday and hour", "schema": { "type": "string", "default": "UTC", "example": "Europe/Paris" } }),
+        ),
+        (
+            "cohorts",
+            json!({ "name": "granularity", "in": "query", "description": "Cohort period (ISO weeks start on Monday), UTC", "schema": { "type": "string", "enum": ["week", "month"], "default": "month" } }),
+        ),
+        (
+            "cohorts",
+            json!({ "name": "stage", "in": "query", "schema": { "type": "string", "enum": stages, "default": "accepted" } }),
+        ),
+    ]
+}
+
+fn params_of(endpoint: &str) -> Vec<Value> {
+    insight_params()
+        .into_iter()
+        .filter(|(e, _)| *e == endpoint)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 /// The OpenAPI document.
 pub fn document() -> Value {
     let names: Vec<&str> = NAMES.to_vec();
@@ -209,6 +255,12 @@ pub fn document() -> Value {
         only("trends", json!({ "name": "metrics", "in": "query", "schema": { "type": "string" } })),
         only("trends", json!({ "name": "granularity", "in": "query", "schema": { "type": "string", "enum": granularities } })),
     ]);
+    for (endpoint, p) in insight_params() {
+        // The cohorts' granularity is the trends' parameter name.
+        if p["name"] != "granularity" {
+            chart_params.push(only(endpoint, p));
+        }
+    }
     let mut chart_responses = errors();
     chart_responses["404"] = json!({ "description": "No such chart or extension", "content": { "application/json": { "schema": schema_ref("Error") } } });
     chart_responses["200"] = json!({ "description": "The chart", "content": {
@@ -219,13 +271,33 @@ pub fn document() -> Value {
         "parameters": chart_params, "responses": chart_responses } });
     let mut report_params = common(false);
     report_params.push(json!({ "name": "granularity", "in": "query", "description": "Trend buckets", "schema": { "type": "string", "enum": granularities, "default": "day" } }));
+    report_params.push(json!({ "name": "tz", "in": "query", "description": "Time zone of the timing section (IANA name)", "schema": { "type": "string", "default": "UTC" } }));
+    let mut impact_path = answer(
+        "SPEC §7.7: how acceptance and sharing (cohorts of each window, within the horizon), views per share, awards and views per day changed between the days before and after a program update, with p-values. The scope is narrowed to the annotation's own; from and to are not accepted",
+        vec![param_ref("org"), param_ref("issuer"), param_ref("badge_class"), param_ref("format")],
+        "Impact",
+    );
+    impact_path["get"]["parameters"]
+        .as_array_mut()
+        .expect("parameters")
+        .extend(params_of("impact"));
+    impact_path["get"]["responses"]["404"] = json!({ "description": "No such annotation in the key's scope", "content": { "application/json": { "schema": schema_ref("Error") } } });
+    let mut benchmark_path = answer(
+        "SPEC §7.10: the scope's org (or issuer) among every org (or every org's issuers): its value, percentile rank and the peers' quartiles of each rate. Never a peer's id or value. 400 for a badge-class scope",
+        common(true),
+        "Benchmark",
+    );
+    benchmark_path["get"]["responses"]["400"]["description"] = json!(
+        "A bad parameter, or a badge-class scope (the message starts with the parameter's name)"
+    );
+
     let mut report_responses = errors();
     report_responses["200"] = json!({ "description": "A self-contained printable HTML page (inline SVG charts, no external resources)", "content": { "text/html": { "schema": { "type": "string" } } } });
     let report_path = json!({ "get": {
         "summary": "The whole analytics workspace of the scope and window as one printable HTML page: KPI tiles with trend arrows, charts and tables",
         "parameters": report_params, "responses": report_responses } });
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "badgepulse analytics API",
@@ -259,6 +331,18 @@ pub fn document() -> Value {
             ),
             "/api/v1/drivers": answer("Performance drivers: badge classes with and without each attribute, lifts and p-values", common(true), "Drivers"),
             "/api/v1/lifecycle": answer("Funnel of the assertions awarded in the window: Awarded ⊇ Accepted ⊇ Shared ⊇ Viewed", common(true), "Lifecycle"),
+            "/api/v1/impact": impact_path,
+            "/api/v1/timing": answer(
+                "SPEC §7.8: acceptance (by now) of the badges first awarded in the window by local weekday and hour, the share accepted within 1 h … 90 d, and the best cell with a Bonferroni-adjusted test",
+                with(common(true), params_of("timing")),
+                "Timing",
+            ),
+            "/api/v1/cohorts": answer(
+                &format!("SPEC §7.9: the retention triangle: per week or month of first award (UTC), the share that reached the stage by the end of each age. Default window: the last 365 days; at most {MAX_CELLS} cells (cohorts in the window × ages from its start to now)"),
+                with(common(true), params_of("cohorts")),
+                "Cohorts",
+            ),
+            "/api/v1/benchmark": benchmark_path,
             "/api/v1/annotations": annotations_path,
             "/api/v1/charts/{chart}.{ext}": charts_path,
             "/report": report_path,
@@ -361,5 +445,94 @@ pub fn document() -> Value {
                 }
             }
         }
-    })
+    });
+    for (name, schema) in insight_schemas() {
+        doc["components"]["schemas"][name] = schema;
+    }
+    doc
+}
+
+/// The schemas of the insights' bodies (SPEC §7.7–§7.10).
+fn insight_schemas() -> Vec<(&'static str, Value)> {
+    let nullable_array = |items: Value| json!({ "type": "array", "items": items });
+    let within: serde_json::Map<String, Value> = WITHIN
+        .iter()
+        .map(|(name, _)| ((*name).to_owned(), nullable_number()))
+        .collect();
+    let rate_row = |key: &str| {
+        json!({ "type": "object", "properties": {
+            key: { "type": "integer" }, "awarded": { "type": "integer" }, "acceptance_rate": nullable_number() } })
+    };
+    let impact_measure = json!({ "type": "object", "properties": {
+        "measure": { "type": "string", "enum": IMPACT_MEASURES },
+        "before": nullable_number(), "after": nullable_number(), "change": nullable_number(),
+        "p_value": nullable_number(), "significant": { "type": "boolean" } } });
+    let cell = json!({ "type": "object", "properties": {
+        "weekday": { "type": "integer", "minimum": 1, "maximum": 7 }, "hour": { "type": "integer", "minimum": 0, "maximum": 23 },
+        "awarded": { "type": "integer" }, "acceptance_rate": nullable_number() } });
+    let best = json!({ "type": "object", "nullable": true, "properties": {
+        "weekday": { "type": "integer" }, "hour": { "type": "integer" }, "awarded": { "type": "integer" },
+        "acceptance_rate": { "type": "number" }, "p_value": nullable_number() } });
+    let cohort = json!({ "type": "object", "properties": {
+        "cohort": { "type": "string", "format": "date-time" }, "size": { "type": "integer" },
+        "values": nullable_array(nullable_number()) } });
+    let benchmarked = json!({ "type": "object", "properties": {
+        "measure": { "type": "string", "enum": BENCHMARK_MEASURES },
+        "value": nullable_number(), "peers": { "type": "integer" }, "percentile": nullable_number(),
+        "p25": nullable_number(), "median": nullable_number(), "p75": nullable_number(),
+        "reason": { "type": "string", "description": "Present when percentile and quartiles are null: why" } } });
+    vec![
+        (
+            "Impact",
+            json!({
+                "type": "object",
+                "properties": {
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "annotation": schema_ref("Annotation"), "days": { "type": "integer" }, "horizon": { "type": "integer" },
+                    "before": schema_ref("Period"),
+                    "after": { "type": "object", "properties": { "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" }, "complete": { "type": "boolean" } } },
+                    "measures": nullable_array(impact_measure),
+                    "insights": { "type": "array", "items": { "type": "string" } }
+                }
+            }),
+        ),
+        (
+            "Timing",
+            json!({
+                "type": "object",
+                "properties": {
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"), "tz": { "type": "string" },
+                    "by_weekday": nullable_array(rate_row("weekday")),
+                    "by_hour": nullable_array(rate_row("hour")),
+                    "cells": nullable_array(cell),
+                    "accepted_within": { "type": "object", "properties": within },
+                    "best": best,
+                    "insights": { "type": "array", "items": { "type": "string" } }
+                }
+            }),
+        ),
+        (
+            "Cohorts",
+            json!({
+                "type": "object",
+                "properties": {
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "granularity": { "type": "string", "enum": ["week", "month"] }, "stage": { "type": "string" },
+                    "cohorts": nullable_array(cohort)
+                }
+            }),
+        ),
+        (
+            "Benchmark",
+            json!({
+                "type": "object",
+                "properties": {
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "level": { "type": "string", "enum": ["org", "issuer"] },
+                    "min_awarded": { "type": "integer" }, "min_peers": { "type": "integer" },
+                    "measures": nullable_array(benchmarked)
+                }
+            }),
+        ),
+    ]
 }

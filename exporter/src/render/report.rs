@@ -12,14 +12,20 @@ use std::fmt::Write as _;
 use super::charts::{
     self, badge_label, escape as e, format_change, format_metric, thousands, trend_arrow, Size,
 };
+use super::insight_charts::{self, format_insight, impact_label};
+use crate::analytics::benchmark::Benchmark;
+use crate::analytics::cohorts::Cohorts;
 use crate::analytics::distribution::Distribution;
+use crate::analytics::impact::Impact;
 use crate::analytics::lifecycle::Lifecycle;
 use crate::analytics::overview::Overview;
 use crate::analytics::performance_drivers::Drivers;
+use crate::analytics::timing::Timing;
 use crate::analytics::top_badges::TopBadges;
 use crate::analytics::trends::Trends;
-use crate::model::performance_drivers::{self as drivers, ALPHA};
+use crate::model::performance_drivers::{self as drivers, format_p, ALPHA};
 use crate::model::scope::Filter;
+use crate::model::timing::{WEEKDAYS, WITHIN};
 use crate::model::window::rfc3339_i64;
 
 /// The report's Content-Security-Policy: inline styles and nothing else,
@@ -36,6 +42,13 @@ pub struct ReportData {
     pub top_badges: TopBadges,
     pub drivers: Drivers,
     pub lifecycle: Lifecycle,
+    /// The impact of the latest annotations in the period.
+    pub impacts: Vec<Impact>,
+    pub timing: Timing,
+    /// The cohorts of the period, or why there are none.
+    pub cohorts: Result<Cohorts, String>,
+    /// The peer benchmark, or why the scope has none.
+    pub benchmark: Result<Benchmark, String>,
     /// Epoch seconds.
     pub generated_at: i64,
 }
@@ -64,6 +77,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.low td{color:#9ca3af}
 .sig{font-weight:bold}
 .empty{color:#6b7280;font-style:italic}
+.wide{overflow-x:auto}
 ul.insights li{margin:4px 0}
 @page{size:A4;margin:12mm}
 @media print{
@@ -142,6 +156,10 @@ pub fn render(d: &ReportData) -> String {
     top_badges(&mut out, &d.top_badges);
     drivers_section(&mut out, &d.drivers);
     lifecycle(&mut out, &d.lifecycle);
+    impact_section(&mut out, &d.impacts);
+    timing_section(&mut out, &d.timing);
+    cohorts_section(&mut out, &d.cohorts);
+    benchmark_section(&mut out, &d.benchmark);
     annotations(&mut out, &d.trends);
     out.push_str("</body></html>\n");
     out
@@ -379,6 +397,205 @@ fn lifecycle(out: &mut String, l: &Lifecycle) {
     out.push_str("</tbody></table></section>");
 }
 
+fn insight_list(out: &mut String, insights: &[String], none: &str) {
+    if insights.is_empty() {
+        let _ = write!(out, r#"<p class="empty">{}</p>"#, e(none));
+        return;
+    }
+    out.push_str(r#"<ul class="insights">"#);
+    for i in insights {
+        let _ = write!(out, "<li>{}</li>", e(i));
+    }
+    out.push_str("</ul>");
+}
+
+fn wide_figure(out: &mut String, height: u32, draw: impl Fn(Size) -> String) {
+    figure(
+        out,
+        &draw(Size {
+            width: 1100,
+            height,
+        }),
+    );
+}
+
+fn impact_section(out: &mut String, impacts: &[Impact]) {
+    out.push_str(r#"<section id="impact" class="page-break"><h2>Impact of program updates</h2><p class="meta">For each of the latest annotations in the period: the measures in the days before and after it. Acceptance and sharing are those of the badges awarded in each window, within the horizon of their award. A change after an update is not proof that the update caused it.</p>"#);
+    if impacts.is_empty() {
+        out.push_str(r#"<p class="empty">No annotation in this period.</p></section>"#);
+        return;
+    }
+    for i in impacts {
+        let _ = write!(
+            out,
+            r#"<h3>{} ({})</h3><p class="meta">Before {} → {}; after {} → {}{}.</p>"#,
+            e(&i.annotation.title),
+            e(&i.annotation.at),
+            e(&i.before.from),
+            e(&i.before.to),
+            e(&i.after.from),
+            e(&i.after.to),
+            if i.after.complete {
+                ""
+            } else {
+                " (cut at now)"
+            }
+        );
+        insight_list(out, &i.insights, "No significant change.");
+        wide_figure(out, 260, |size| insight_charts::impact_svg(i, size));
+        out.push_str(r#"<table><thead><tr><th>measure</th><th class="num">before</th><th class="num">after</th><th class="num">change</th><th class="num">p</th></tr></thead><tbody>"#);
+        for m in &i.measures {
+            let _ = write!(
+                out,
+                r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num{}">{}</td><td class="num">{}</td></tr>"#,
+                e(&impact_label(m.measure, i.horizon)),
+                e(&format_insight(m.measure, m.before)),
+                e(&format_insight(m.measure, m.after)),
+                if m.significant { " sig" } else { "" },
+                e(&m.change.map(format_change).unwrap_or_else(|| "—".into())),
+                e(&m.p_value.map(format_p).unwrap_or_else(|| "—".into())),
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out.push_str("</section>");
+}
+
+fn timing_section(out: &mut String, t: &Timing) {
+    let _ = write!(
+        out,
+        r#"<section id="timing" class="page-break"><h2>Timing</h2><p class="meta">The badges awarded in the period by the weekday and hour of their award ({}), and the share accepted by now.</p>"#,
+        e(t.tz)
+    );
+    let a = &t.analysis;
+    insight_list(out, &a.insights, "No time slot stands out.");
+    wide_figure(out, 320, |size| insight_charts::timing_svg(t, size));
+    out.push_str(r#"<table><thead><tr><th>accepted within</th>"#);
+    for (name, _) in WITHIN {
+        let _ = write!(out, r#"<th class="num">{name}</th>"#);
+    }
+    out.push_str("</tr></thead><tbody><tr><td>share of the awards</td>");
+    for v in a.accepted_within.values() {
+        let _ = write!(out, r#"<td class="num">{}</td>"#, opt_pct(v));
+    }
+    out.push_str("</tr></tbody></table>");
+    match &a.best {
+        Some(b) => {
+            let _ = write!(
+                out,
+                r#"<p id="best">Best time slot: {} {:02}:00–{:02}:00, {} awards, {} accepted{}.</p>"#,
+                WEEKDAYS[usize::from(b.weekday - 1)],
+                b.hour,
+                (b.hour + 1) % 24,
+                thousands(b.awarded),
+                opt_pct(Some(b.acceptance_rate)),
+                b.p_value
+                    .map(|p| format!(" ({}, adjusted)", format_p(p)))
+                    .unwrap_or_default()
+            );
+        }
+        None => out.push_str(r#"<p class="empty">No time slot has enough awards to compare.</p>"#),
+    }
+    out.push_str(r#"<table><thead><tr><th>weekday</th><th class="num">awarded</th><th class="num">accepted</th></tr></thead><tbody>"#);
+    for r in &a.by_weekday {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+            WEEKDAYS[usize::from(r.weekday - 1)],
+            thousands(r.awarded),
+            opt_pct(r.acceptance_rate)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn cohorts_section(out: &mut String, cohorts: &Result<Cohorts, String>) {
+    out.push_str(r#"<section id="cohorts" class="page-break"><h2>Cohorts</h2>"#);
+    let c = match cohorts {
+        Ok(c) => c,
+        Err(why) => {
+            let _ = write!(out, r#"<p class="empty">{}</p></section>"#, e(why));
+            return;
+        }
+    };
+    let _ = write!(
+        out,
+        r#"<p class="meta">The badges awarded in the period by the {} of their award: the share {} by the end of each {} since (age 0 is the {} itself; the running one is blank).</p>"#,
+        e(c.granularity),
+        e(c.stage.as_str()),
+        e(c.granularity),
+        e(c.granularity)
+    );
+    wide_figure(
+        out,
+        (80 + 22 * c.cohorts.len().clamp(3, 40)) as u32,
+        |size| insight_charts::cohorts_svg(c, size),
+    );
+    if c.cohorts.is_empty() {
+        out.push_str(r#"<p class="empty">No awards in this period.</p></section>"#);
+        return;
+    }
+    let ages = c.cohorts.iter().map(|r| r.values.len()).max().unwrap_or(0);
+    out.push_str(r#"<div class="wide"><table><thead><tr><th>cohort</th><th class="num">size</th>"#);
+    for k in 0..ages {
+        let _ = write!(out, r#"<th class="num">{k}</th>"#);
+    }
+    out.push_str("</tr></thead><tbody>");
+    for r in &c.cohorts {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td>"#,
+            e(&r.cohort[..10]),
+            thousands(r.size)
+        );
+        for k in 0..ages {
+            let cell = match r.values.get(k) {
+                Some(v) => opt_pct(*v),
+                None => String::new(),
+            };
+            let _ = write!(out, r#"<td class="num">{cell}</td>"#);
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table></div></section>");
+}
+
+fn benchmark_section(out: &mut String, benchmark: &Result<Benchmark, String>) {
+    out.push_str(r#"<section id="benchmark"><h2>Peer benchmark</h2>"#);
+    let b = match benchmark {
+        Ok(b) => b,
+        Err(why) => {
+            let _ = write!(out, r#"<p class="empty">{}</p></section>"#, e(why));
+            return;
+        }
+    };
+    let _ = write!(
+        out,
+        r#"<p class="meta">Where this {} stands among every {} with at least {} awards in the period; ranks need at least {} such peers. No peer is named.</p>"#,
+        e(b.level.as_str()),
+        e(b.level.as_str()),
+        b.min_awarded,
+        b.min_peers
+    );
+    wide_figure(out, 240, |size| insight_charts::benchmark_svg(b, size));
+    out.push_str(r#"<table><thead><tr><th>measure</th><th class="num">value</th><th class="num">peers</th><th class="num">percentile</th><th class="num">p25</th><th class="num">median</th><th class="num">p75</th><th>note</th></tr></thead><tbody>"#);
+    for m in &b.measures {
+        let _ = write!(
+            out,
+            r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+            e(&m.measure.replace('_', " ")),
+            e(&format_insight(m.measure, m.value)),
+            m.peers,
+            opt_num(m.percentile, 1),
+            e(&format_insight(m.measure, m.p25)),
+            e(&format_insight(m.measure, m.median)),
+            e(&format_insight(m.measure, m.p75)),
+            e(m.reason.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
 fn annotations(out: &mut String, t: &Trends) {
     out.push_str(r#"<section id="annotations"><h2>Annotations</h2>"#);
     if t.annotations.is_empty() {
@@ -423,8 +640,12 @@ mod tests {
     use crate::analytics::trends::fill;
     use crate::analytics::PeriodJson;
     use crate::db::lifecycle::LifecycleRow;
+    use crate::model::cohorts::ReachCounts;
+    use crate::model::impact::Inputs;
     use crate::model::measures::{self, Counts, Measures};
+    use crate::model::timing::SlotCounts;
     use crate::model::window::Granularity;
+    use crate::render::insight_charts::tests as fixtures;
 
     const EVIL: &str = "<script>alert('x')</script>&\"";
 
@@ -528,9 +749,46 @@ mod tests {
                 stages,
                 median_hours,
             },
+            impacts: if with_rows {
+                vec![fixtures::impact(
+                    EVIL,
+                    Inputs {
+                        before: counts,
+                        after: counts,
+                        ..Inputs::default()
+                    },
+                )]
+            } else {
+                Vec::new()
+            },
+            timing: fixtures::timing_body(if with_rows { &SLOTS } else { &[] }),
+            cohorts: Ok(fixtures::cohorts_body(if with_rows { &REACH } else { &[] })),
+            benchmark: if with_rows {
+                Ok(fixtures::benchmark_body(&[]))
+            } else {
+                Err(format!("Not available for this scope: {EVIL}"))
+            },
             generated_at: 1_709_337_600,
         }
     }
+
+    const SLOTS: [SlotCounts; 1] = [SlotCounts {
+        slot: 1_709_251_200 / 3_600,
+        awarded: 4,
+        accepted: 3,
+        within_1h: 1,
+        within_1d: 2,
+        within_7d: 3,
+        within_30d: 3,
+        within_90d: 3,
+    }];
+
+    const REACH: [ReachCounts; 1] = [ReachCounts {
+        cohort: 1_709_251_200,
+        reached: 1,
+        period: 1_709_251_200,
+        assertions: 2,
+    }];
 
     #[test]
     fn every_string_from_data_is_escaped() {
@@ -583,8 +841,18 @@ mod tests {
         assert!(html.contains(r#"<span class="trend up">▲ +100.0%</span>"#));
         assert!(html.contains(r#"<span class="trend down">▼ -50.0%</span>"#));
         assert!(html.contains(r#"<span class="trend neutral">■ n/a</span>"#));
-        // trends, 2 distributions, top badges, drivers, lifecycle.
-        assert_eq!(html.matches("<svg ").count(), 6);
+        // trends, 2 distributions, top badges, drivers, lifecycle, an
+        // impact, timing, cohorts, benchmark.
+        assert_eq!(html.matches("<svg ").count(), 10);
+        for id in ["impact", "timing", "cohorts", "benchmark"] {
+            assert!(html.contains(&format!(r#"<section id="{id}""#)), "{id}");
+        }
+        assert!(
+            html.contains(
+                r#"<p id="best">Best time slot: Friday 00:00–01:00, 4 awards, 75.0% accepted"#
+            ),
+            "{html}"
+        );
         assert!(html.contains("@media print"));
         assert!(html.contains(r#"<td class="num">50.0%</td>"#), "conversion");
     }
@@ -594,8 +862,11 @@ mod tests {
         let html = render(&data(Counts::default(), false));
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert!(html.ends_with("</html>\n"));
-        assert_eq!(html.matches(">no data</text>").count(), 6, "{html}");
+        // The six of before, and timing and cohorts.
+        assert_eq!(html.matches(">no data</text>").count(), 8, "{html}");
         assert!(html.contains("No annotations in this period."));
+        assert!(html.contains("No annotation in this period."));
+        assert!(html.contains("Not available for this scope: &lt;script&gt;"));
         assert!(html.contains(r#"<span class="trend neutral">■ n/a</span>"#));
         assert!(html.contains("<td class=\"num\">—</td>"));
     }

@@ -3,10 +3,14 @@
 
 use super::csv::{Cell, Table, Tabular};
 use crate::analytics::annotations::Annotations;
+use crate::analytics::benchmark::Benchmark;
+use crate::analytics::cohorts::Cohorts;
 use crate::analytics::distribution::Distribution;
+use crate::analytics::impact::Impact;
 use crate::analytics::lifecycle::Lifecycle;
 use crate::analytics::overview::Overview;
 use crate::analytics::performance_drivers::Drivers;
+use crate::analytics::timing::Timing;
 use crate::analytics::top_badges::TopBadges;
 use crate::analytics::trends::Trends;
 use crate::analytics::Body;
@@ -220,6 +224,136 @@ impl Tabular for Annotations {
     }
 }
 
+impl Tabular for Impact {
+    fn csv_name(&self) -> &'static str {
+        "impact"
+    }
+
+    /// One row per measure.
+    fn table(&self) -> Table {
+        let mut t = Table::new([
+            "measure",
+            "before",
+            "after",
+            "change",
+            "p_value",
+            "significant",
+        ]);
+        for m in &self.measures {
+            t.push(vec![
+                Cell::text(m.measure),
+                Cell::opt(m.before),
+                Cell::opt(m.after),
+                Cell::opt(m.change),
+                Cell::opt(m.p_value),
+                Cell::Bool(m.significant),
+            ]);
+        }
+        t
+    }
+}
+
+impl Tabular for Timing {
+    fn csv_name(&self) -> &'static str {
+        "timing"
+    }
+
+    /// The 7 weekdays (`group` = `weekday`, no hour), the 24 hours
+    /// (`hour`, no weekday), then the non-empty cells (`cell`).
+    fn table(&self) -> Table {
+        let mut t = Table::new(["group", "weekday", "hour", "awarded", "acceptance_rate"]);
+        let a = &self.analysis;
+        for r in &a.by_weekday {
+            t.push(vec![
+                Cell::text("weekday"),
+                Cell::Count(u64::from(r.weekday)),
+                Cell::Null,
+                Cell::Count(r.awarded),
+                Cell::opt(r.acceptance_rate),
+            ]);
+        }
+        for r in &a.by_hour {
+            t.push(vec![
+                Cell::text("hour"),
+                Cell::Null,
+                Cell::Count(u64::from(r.hour)),
+                Cell::Count(r.awarded),
+                Cell::opt(r.acceptance_rate),
+            ]);
+        }
+        for c in &a.cells {
+            t.push(vec![
+                Cell::text("cell"),
+                Cell::Count(u64::from(c.weekday)),
+                Cell::Count(u64::from(c.hour)),
+                Cell::Count(c.awarded),
+                Cell::opt(c.acceptance_rate),
+            ]);
+        }
+        t
+    }
+}
+
+impl Tabular for Cohorts {
+    fn csv_name(&self) -> &'static str {
+        "cohorts"
+    }
+
+    /// One row per cohort: `cohort`, `size`, then `age_0` … up to the
+    /// longest triangle row (empty where a cohort has no such age, or it
+    /// is still running).
+    fn table(&self) -> Table {
+        let ages = self
+            .cohorts
+            .iter()
+            .map(|c| c.values.len())
+            .max()
+            .unwrap_or(0);
+        let mut header = vec!["cohort".to_owned(), "size".to_owned()];
+        header.extend((0..ages).map(|k| format!("age_{k}")));
+        let mut t = Table::new(header);
+        for c in &self.cohorts {
+            let mut row = vec![Cell::text(&c.cohort), Cell::Count(c.size)];
+            row.extend((0..ages).map(|k| Cell::opt(c.values.get(k).copied().flatten())));
+            t.push(row);
+        }
+        t
+    }
+}
+
+impl Tabular for Benchmark {
+    fn csv_name(&self) -> &'static str {
+        "benchmark"
+    }
+
+    /// One row per measure.
+    fn table(&self) -> Table {
+        let mut t = Table::new([
+            "measure",
+            "value",
+            "peers",
+            "percentile",
+            "p25",
+            "median",
+            "p75",
+            "reason",
+        ]);
+        for m in &self.measures {
+            t.push(vec![
+                Cell::text(m.measure),
+                Cell::opt(m.value),
+                Cell::Count(m.peers),
+                Cell::opt(m.percentile),
+                Cell::opt(m.p25),
+                Cell::opt(m.median),
+                Cell::opt(m.p75),
+                Cell::opt_text(m.reason.as_deref()),
+            ]);
+        }
+        t
+    }
+}
+
 impl Body {
     fn tabular(&self) -> &dyn Tabular {
         match self {
@@ -229,6 +363,10 @@ impl Body {
             Body::TopBadges(b) => b,
             Body::Drivers(b) => b,
             Body::Lifecycle(b) => b,
+            Body::Impact(b) => b,
+            Body::Timing(b) => b,
+            Body::Cohorts(b) => b,
+            Body::Benchmark(b) => b,
         }
     }
 }

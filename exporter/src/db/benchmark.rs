@@ -1,0 +1,45 @@
+//! The peer benchmark (SPEC §7.10): the SPEC §7 counts of every org, or
+//! of every (org, issuer) pair, over a window, from the `scope_*` tables
+//! like every window count (`counts.rs`).
+
+use clickhouse::query::Query;
+use clickhouse::Client;
+
+use super::sql::{push_states, rate_counts, Family, Keys, Sql};
+use crate::model::benchmark::Level;
+use crate::model::scope::Filter;
+use crate::model::tiers::Period;
+
+/// The counts of every peer at `level` with events in `period` (those the
+/// benchmarked rates need): rows of
+/// [`PeerCounts`](crate::model::benchmark::PeerCounts), by org and
+/// issuer. Orgs read their org rows; issuers are merged from their badge
+/// classes' rows (states of disjoint sets of assertions, so the distinct
+/// counts are those of the issuer).
+pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
+    let (family, keys) = match level {
+        Level::Org => (
+            Family::Scope { per_class: false },
+            Keys {
+                rollup: "org_id, '' AS peer_issuer",
+                raw: "org_id, '' AS peer_issuer",
+                names: "org_id, peer_issuer",
+            },
+        ),
+        Level::Issuer => (
+            Family::Scope { per_class: true },
+            Keys {
+                rollup: "org_id, scope_issuer_id AS peer_issuer",
+                raw: "org_id, issuer_id AS peer_issuer",
+                names: "org_id, peer_issuer",
+            },
+        ),
+    };
+    let mut sql = Sql::default();
+    sql.push("SELECT org_id, peer_issuer, ")
+        .push(&rate_counts())
+        .push(" FROM ");
+    push_states(&mut sql, client, family, &keys, &Filter::default(), period);
+    sql.push(" GROUP BY org_id, peer_issuer ORDER BY org_id, peer_issuer");
+    sql.build(client)
+}
