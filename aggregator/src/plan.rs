@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use badgepulse_contract::event::Event;
 
 use crate::rows::EventRow;
+use crate::schema::tables::ASSERTION_AWARDS;
 use crate::schema::DERIVED_TABLES;
 
 /// For one partition: the highest stream sequence folded into each table.
@@ -142,6 +143,44 @@ pub fn fill_empty(marks: &Marks) -> Vec<Recovery> {
         })
         .collect()
 }
+
+/// What to recover after the marks were read from ClickHouse (start-up,
+/// after an error), before the next batch's lookups: [`fill_empty`], and
+/// the two lookup tables when `event_ids` is behind `events`.
+///
+/// The duplicate lookup (`event_ids`) and the award lookup
+/// (`assertion_awards`) must know every event `events` holds. A write cut
+/// between `events` and them leaves them behind: the recovery path writes
+/// `events` first and then recomputes the derived tables, and a batch
+/// redelivered after a crash there may reach further than the cut one, so
+/// its new messages would be looked up before the recovery of the old
+/// ones. `event_ids` receives every event, so its mark below `events'`
+/// tells such a cut. `assertion_awards` (whose mark lags whenever recent
+/// messages hold no award) is written before `event_ids` by the views
+/// (ClickHouse fills them in name order) and by recovery
+/// ([`DERIVED_TABLES`] order), so an `event_ids` that is up to date
+/// implies it; both are recovered up to the `events` mark otherwise.
+pub fn before_lookups(marks: &Marks) -> Vec<Recovery> {
+    let mut out = fill_empty(marks);
+    if marks.derived("event_ids") < marks.events {
+        for table in LOOKUP_TABLES {
+            let after = marks.derived(table);
+            if after < marks.events && !out.iter().any(|r| r.table == table) {
+                out.push(Recovery {
+                    table,
+                    after,
+                    upto: marks.events,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| DERIVED_TABLES.iter().position(|t| *t == r.table));
+    out
+}
+
+/// The tables the lookups before a write read, in the order the views and
+/// recovery fill them.
+const LOOKUP_TABLES: [&str; 2] = [ASSERTION_AWARDS, "event_ids"];
 
 /// The messages above the `events` mark (the others are in `events`
 /// already), and the (org_id, event_id) pairs among them whose storage
@@ -318,6 +357,39 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn lookup_tables_behind_events_are_recovered_before_the_lookups() {
+        // Up to date, or assertion_awards merely without recent awards.
+        assert!(before_lookups(&marks(50, 50)).is_empty());
+        let mut m = marks(50, 50);
+        m.derived.insert(ASSERTION_AWARDS, 30);
+        assert!(before_lookups(&m).is_empty());
+        // A write cut after `events`: both lookups, awards first, to 50;
+        // the other tables wait for the batch's own plan.
+        m.derived.insert("event_ids", 40);
+        m.derived.insert("scope_day", 20);
+        let r = |table, after| Recovery {
+            table,
+            after,
+            upto: 50,
+        };
+        assert_eq!(
+            before_lookups(&m),
+            vec![r(ASSERTION_AWARDS, 30), r("event_ids", 40)]
+        );
+        // An empty table is filled in the same pass, in table order.
+        m.derived.insert("rollup_day", 0);
+        assert_eq!(
+            before_lookups(&m),
+            vec![
+                r(ASSERTION_AWARDS, 30),
+                r("event_ids", 40),
+                r("rollup_day", 0)
+            ]
+        );
+        assert_eq!(DERIVED_TABLES[..2], LOOKUP_TABLES);
     }
 
     #[test]
