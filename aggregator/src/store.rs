@@ -113,6 +113,8 @@ impl Store {
     /// Creates again, on every node, each `Distributed` table whose
     /// engine (its sharding key) differs from the current layout's: those
     /// of a database created when every table was sharded by `rand()`.
+    /// One missing (an instance killed between the drop and the create) is
+    /// created.
     async fn rekey_distributed(&self) -> Result<(), StoreError> {
         let existing: HashMap<String, String> = self
             .admin
@@ -125,22 +127,20 @@ impl Store {
         let plain = |engine: &str| engine.replace([' ', '\'', '`'], "");
         for (table, engine, create) in self.schema.distributed_tables() {
             match existing.get(&table) {
-                Some(found) if plain(found) != plain(&engine) => {
+                Some(found) if plain(found) == plain(&engine) => continue,
+                Some(found) => {
                     tracing::info!(
                         table,
                         from = found,
                         to = engine,
                         "changing the sharding key"
                     );
-                    self.ddl(
-                        &self.schema.drop_distributed(&table),
-                        &format!("drop {table}"),
-                    )
-                    .await?;
-                    self.ddl(&create, &format!("create {table}")).await?;
+                    let drop = self.schema.drop_distributed(&table);
+                    self.ddl(&drop, &format!("drop {table}")).await?;
                 }
-                _ => {}
+                None => tracing::info!(table, engine, "creating a missing Distributed table"),
             }
+            self.ddl(&create, &format!("create {table}")).await?;
         }
         Ok(())
     }
