@@ -327,10 +327,12 @@ impl Store {
             .map_err(ctx(format!("high-water mark of {table}")))
     }
 
-    /// Which of `pairs` (org_id, event_id) are already in `events`.
+    /// Which of `pairs` (org_id, event_id) are already in `events`, whose
+    /// mark is `events_mark`.
     pub async fn existing(
         &self,
         pairs: &[(String, String)],
+        events_mark: u64,
     ) -> Result<HashSet<(String, String)>, StoreError> {
         if pairs.is_empty() {
             return Ok(HashSet::new());
@@ -344,18 +346,19 @@ impl Store {
         let ids: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
         let wanted: HashSet<&(String, String)> = pairs.iter().collect();
         let found = self
-            .existing_query(&orgs, &ids)
+            .existing_query(&orgs, &ids, events_mark)
             .fetch_all::<(String, String)>()
             .await
             .map_err(ctx("duplicate lookup"))?;
         Ok(found.into_iter().filter(|p| wanted.contains(p)).collect())
     }
 
-    fn existing_query(&self, orgs: &[&str], ids: &[&str]) -> Query {
+    fn existing_query(&self, orgs: &[&str], ids: &[&str], events_mark: u64) -> Query {
         self.client
             .query(&self.schema.existing_event_ids())
             .bind(orgs)
             .bind(ids)
+            .bind(events_mark)
     }
 
     /// The first award day (days since 1970-01-01) of each of `pairs`
@@ -619,7 +622,7 @@ impl Store {
             ),
             (
                 "existing_event_ids".to_owned(),
-                self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"]),
+                self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"], 1_000),
             ),
             (
                 "first_awards".to_owned(),

@@ -125,11 +125,14 @@ impl Schema {
 
     /// Which of the given `(org_id, event_id)` pairs (bound as two arrays)
     /// are already stored, from `event_ids` (sorted by them, unlike
-    /// `events`). `IN (SELECT arrayJoin(?))` because 18.16 does not take an
-    /// array literal after `IN`; the set still uses the primary key.
+    /// `events`), among the rows of stream sequence up to the `events` mark
+    /// (`?`): a row above it is of a write cut between the views (whose
+    /// `event_ids` comes before `events`), whose events the batch must
+    /// still write. `IN (SELECT arrayJoin(?))` because 18.16 does not take
+    /// an array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {
         format!(
-            "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
+            "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?)) AND seq <= ?",
             self.database,
             self.local("event_ids")
         )
