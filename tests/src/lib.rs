@@ -12,6 +12,7 @@ pub mod nats;
 pub mod process;
 pub mod prometheus;
 pub mod services;
+pub mod workload;
 pub mod zookeeper;
 
 pub use browser::*;
