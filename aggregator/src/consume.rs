@@ -414,7 +414,10 @@ impl PartitionConsumer {
         let mut marks = self.current_marks().await?;
         let stored = self
             .store
-            .existing(&plan::to_look_up(&batch.decoded, marks.events), marks.events)
+            .existing(
+                &plan::to_look_up(&batch.decoded, marks.events),
+                marks.events,
+            )
             .await?;
         let (mut rows, duplicates) =
             plan::new_rows(&batch.decoded, marks.events, self.partition, &stored);

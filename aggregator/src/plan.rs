@@ -198,6 +198,34 @@ pub fn to_look_up(messages: &[Message], events_mark: u64) -> Vec<(String, String
         .collect()
 }
 
+/// How much text the values of one lookup may take: ClickHouse parses at
+/// most `max_query_size` (256 KiB by default) of a SELECT, and a batch of
+/// beacons can name tens of thousands of assertions. Room is left for
+/// escaping and the statement itself.
+pub const LOOKUP_TEXT_BUDGET: usize = 96 << 10;
+
+/// `pairs` in consecutive runs of one lookup each, every run's strings
+/// (quoted, separated) within `budget` bytes, or a single pair.
+pub fn lookup_chunks<A: AsRef<str>, B: AsRef<str>>(
+    pairs: &[(A, B)],
+    budget: usize,
+) -> Vec<&[(A, B)]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let cost = a.as_ref().len() + b.as_ref().len() + 6;
+        if i > start && used + cost > budget {
+            out.push(&pairs[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += cost;
+    }
+    if start < pairs.len() {
+        out.push(&pairs[start..]);
+    }
+    out
+}
+
 /// The rows of the events above the `events` mark, without those already
 /// `stored` or earlier in the batch (an `event_id` counts once per org,
 /// forever: SPEC §3), and how many were dropped as duplicates.
@@ -390,6 +418,23 @@ mod tests {
             ]
         );
         assert_eq!(DERIVED_TABLES[..2], LOOKUP_TABLES);
+    }
+
+    #[test]
+    fn lookups_are_cut_into_runs_within_the_text_budget() {
+        let pairs: Vec<(String, String)> = (0..1_000)
+            .map(|n| ("org".to_owned(), format!("event-{n:05}")))
+            .collect();
+        // 3 + 11 + 6 = 20 bytes a pair.
+        let runs = lookup_chunks(&pairs, 1_000);
+        assert_eq!(runs.len(), 20);
+        assert!(runs.iter().all(|r| r.len() == 50));
+        assert_eq!(runs.concat(), pairs);
+        assert_eq!(lookup_chunks(&pairs, 1 << 20), vec![&pairs[..]]);
+        // A pair larger than the budget goes alone.
+        let big = [("o", "x".repeat(100)), ("o", "y".to_owned())];
+        assert_eq!(lookup_chunks(&big, 10).len(), 2);
+        assert!(lookup_chunks::<&str, &str>(&[], 10).is_empty());
     }
 
     #[test]

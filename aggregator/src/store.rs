@@ -13,7 +13,7 @@ use clickhouse::Client;
 use chrono::{DateTime, Utc};
 
 use crate::config::AggregatorConfig;
-use crate::plan::Marks;
+use crate::plan::{self, Marks};
 use crate::retention;
 use crate::rows::EventRow;
 use crate::schema::migrations::{legacy_name, RELAID_TABLES};
@@ -328,29 +328,24 @@ impl Store {
     }
 
     /// Which of `pairs` (org_id, event_id) are already in `events`, whose
-    /// mark is `events_mark`.
+    /// mark is `events_mark`; one query per run of `plan::lookup_chunks`.
     pub async fn existing(
         &self,
         pairs: &[(String, String)],
         events_mark: u64,
     ) -> Result<HashSet<(String, String)>, StoreError> {
-        if pairs.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let orgs: Vec<&str> = pairs
-            .iter()
-            .map(|(o, _)| o.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let ids: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
         let wanted: HashSet<&(String, String)> = pairs.iter().collect();
-        let found = self
-            .existing_query(&orgs, &ids, events_mark)
-            .fetch_all::<(String, String)>()
-            .await
-            .map_err(ctx("duplicate lookup"))?;
-        Ok(found.into_iter().filter(|p| wanted.contains(p)).collect())
+        let mut stored = HashSet::new();
+        for run in plan::lookup_chunks(pairs, plan::LOOKUP_TEXT_BUDGET) {
+            let (orgs, ids) = lookup_values(run);
+            let found = self
+                .existing_query(&orgs, &ids, events_mark)
+                .fetch_all::<(String, String)>()
+                .await
+                .map_err(ctx("duplicate lookup"))?;
+            stored.extend(found.into_iter().filter(|p| wanted.contains(p)));
+        }
+        Ok(stored)
     }
 
     fn existing_query(&self, orgs: &[&str], ids: &[&str], events_mark: u64) -> Query {
@@ -363,31 +358,28 @@ impl Store {
 
     /// The first award day (days since 1970-01-01) of each of `pairs`
     /// (org_id, assertion_id) that has one among the awards with stream
-    /// sequence below `before`.
+    /// sequence below `before`; one query per run of
+    /// `plan::lookup_chunks`.
     pub async fn first_awards(
         &self,
         pairs: &[(&str, &str)],
         before: u64,
     ) -> Result<HashMap<(String, String), u16>, StoreError> {
-        if pairs.is_empty() {
-            return Ok(HashMap::new());
+        let mut days = HashMap::new();
+        for run in plan::lookup_chunks(pairs, plan::LOOKUP_TEXT_BUDGET) {
+            let (orgs, ids) = lookup_values(run);
+            let found = self
+                .first_awards_query(&orgs, &ids, before)
+                .fetch_all::<(String, String, u16)>()
+                .await
+                .map_err(ctx("first-award lookup"))?;
+            days.extend(
+                found
+                    .into_iter()
+                    .map(|(org, assertion, day)| ((org, assertion), day)),
+            );
         }
-        let orgs: Vec<&str> = pairs
-            .iter()
-            .map(|(o, _)| *o)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let ids: Vec<&str> = pairs.iter().map(|(_, a)| *a).collect();
-        let found = self
-            .first_awards_query(&orgs, &ids, before)
-            .fetch_all::<(String, String, u16)>()
-            .await
-            .map_err(ctx("first-award lookup"))?;
-        Ok(found
-            .into_iter()
-            .map(|(org, assertion, day)| ((org, assertion), day))
-            .collect())
+        Ok(days)
     }
 
     fn first_awards_query(&self, orgs: &[&str], ids: &[&str], before: u64) -> Query {
@@ -686,4 +678,12 @@ impl Store {
         ));
         out
     }
+}
+
+/// The distinct orgs and the ids of a lookup's `(org, id)` pairs, bound as
+/// two arrays (the query keeps the pairs asked for among its answers).
+fn lookup_values<A: AsRef<str>, B: AsRef<str>>(pairs: &[(A, B)]) -> (Vec<&str>, Vec<&str>) {
+    let orgs: HashSet<&str> = pairs.iter().map(|(o, _)| o.as_ref()).collect();
+    let ids: HashSet<&str> = pairs.iter().map(|(_, i)| i.as_ref()).collect();
+    (orgs.into_iter().collect(), ids.into_iter().collect())
 }
