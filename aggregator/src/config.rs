@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use badgepulse_contract::tables::Tier;
+use badgepulse_runtime::logging::LogConfig;
 use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -17,6 +18,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub clickhouse: ClickHouseConfig,
     pub aggregator: AggregatorConfig,
+    pub log: LogConfig,
     /// Other services' sections: accepted, not read.
     pub ingest: Option<IgnoredAny>,
     pub exporter: Option<IgnoredAny>,
@@ -92,6 +94,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.nats.validate()?;
+        self.log.validate()?;
         self.clickhouse.validate()?;
         let a = &self.aggregator;
         if let Some(p) = a.partitions.iter().find(|p| **p >= self.nats.partitions) {
