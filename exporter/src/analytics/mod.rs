@@ -18,6 +18,7 @@ pub mod distribution;
 pub mod lifecycle;
 pub mod overview;
 pub mod performance_drivers;
+pub mod scopes;
 pub mod top_badges;
 pub mod trends;
 

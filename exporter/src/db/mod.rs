@@ -5,6 +5,7 @@
 //! - [`counts`]: the SPEC §7 counts over a period, per badge class, per
 //!   trend bucket;
 //! - [`distribution`], [`lifecycle`], [`badge_classes`], [`annotations`];
+//! - [`scopes`]: the orgs, issuers and badge classes a key may see;
 //! - [`totals`]: the all-time totals behind `/metrics`;
 //! - [`samples`]: every query with sample parameters (compatibility test).
 //!
@@ -16,6 +17,7 @@ pub mod counts;
 pub mod distribution;
 pub mod lifecycle;
 pub mod samples;
+pub mod scopes;
 pub mod sql;
 pub mod store;
 pub mod totals;
