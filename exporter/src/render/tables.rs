@@ -234,6 +234,56 @@ impl Body {
     }
 }
 
+impl Tabular for Scopes {
+    fn csv_name(&self) -> &'static str {
+        "scopes"
+    }
+
+    /// One row per org, issuer and badge class; `level` says which, the
+    /// ids of the levels above it are filled in.
+    fn table(&self) -> Table {
+        let mut t = Table::new([
+            "level",
+            "org_id",
+            "issuer_id",
+            "badge_class_id",
+            "name",
+            "awarded",
+        ]);
+        for o in &self.orgs {
+            t.push(vec![
+                Cell::text("org"),
+                Cell::text(&o.org_id),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Count(o.awarded),
+            ]);
+        }
+        for i in &self.issuers {
+            t.push(vec![
+                Cell::text("issuer"),
+                Cell::text(&i.org_id),
+                Cell::text(&i.issuer_id),
+                Cell::Null,
+                Cell::Null,
+                Cell::Count(i.awarded),
+            ]);
+        }
+        for b in &self.badge_classes {
+            t.push(vec![
+                Cell::text("badge_class"),
+                Cell::text(&b.org_id),
+                Cell::text(&b.issuer_id),
+                Cell::text(&b.badge_class_id),
+                Cell::opt_text(b.name.as_deref()),
+                Cell::Count(b.awarded),
+            ]);
+        }
+        t
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,55 +333,5 @@ mod tests {
             "t,awarded,acceptance_rate\r\n2024-03-01T10:00:00Z,4,0.5\r\n2024-03-01T11:00:00Z,0,\r\n\
              2024-03-01T12:00:00Z,1,1\r\n2024-03-01T13:00:00Z,0,\r\n"
         );
-    }
-}
-
-impl Tabular for Scopes {
-    fn csv_name(&self) -> &'static str {
-        "scopes"
-    }
-
-    /// One row per org, issuer and badge class; `level` says which, the
-    /// ids of the levels above it are filled in.
-    fn table(&self) -> Table {
-        let mut t = Table::new([
-            "level",
-            "org_id",
-            "issuer_id",
-            "badge_class_id",
-            "name",
-            "awarded",
-        ]);
-        for o in &self.orgs {
-            t.push(vec![
-                Cell::text("org"),
-                Cell::text(&o.org_id),
-                Cell::Null,
-                Cell::Null,
-                Cell::Null,
-                Cell::Count(o.awarded),
-            ]);
-        }
-        for i in &self.issuers {
-            t.push(vec![
-                Cell::text("issuer"),
-                Cell::text(&i.org_id),
-                Cell::text(&i.issuer_id),
-                Cell::Null,
-                Cell::Null,
-                Cell::Count(i.awarded),
-            ]);
-        }
-        for b in &self.badge_classes {
-            t.push(vec![
-                Cell::text("badge_class"),
-                Cell::text(&b.org_id),
-                Cell::text(&b.issuer_id),
-                Cell::text(&b.badge_class_id),
-                Cell::opt_text(b.name.as_deref()),
-                Cell::Count(b.awarded),
-            ]);
-        }
-        t
     }
 }
