@@ -11,7 +11,7 @@ use badgepulse_exporter::http::api_routes;
 use badgepulse_exporter::render::charts::ChartKind;
 use badgepulse_runtime::ops::ADMIN_PATHS;
 use badgepulse_tests::{
-    eventually, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
+    eventually, scrape, start_services, ClickHouse, Nats, OpenApi, StackConfig, StackPorts,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -192,6 +192,7 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
         p if p.contains("distribution") => "dimension=view_source&",
         _ => "",
     };
+    let openapi = OpenApi::exporter();
     let mut walked = 0;
     for path in &paths {
         let tabular = path.starts_with("/api/v1/")
@@ -223,7 +224,15 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
                     }
                     let r = req.send().await.unwrap();
                     let status = r.status().as_u16();
-                    let body = String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned();
+                    let content_type = r
+                        .headers()
+                        .get("content-type")
+                        .map(|v| v.to_str().unwrap().to_owned())
+                        .unwrap_or_default();
+                    let bytes = r.bytes().await.unwrap();
+                    // Refused or not, the answer is one the document describes.
+                    openapi.assert_documented("GET", path, status, &content_type, &bytes);
+                    let body = String::from_utf8_lossy(&bytes).into_owned();
                     walked += 1;
                     if refused {
                         assert!(status == 403 || status == 400, "{url}: {status} {body}");
@@ -232,6 +241,22 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
                     }
                     for secret in GLOBEX_SECRETS {
                         assert!(!body.contains(secret), "{url} shows {secret:?}: {body}");
+                    }
+                    // The scopes an org key lists are its own org's only.
+                    if path == "/api/v1/scopes" && format.is_empty() && !refused {
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        for level in ["orgs", "issuers", "badge_classes"] {
+                            for entry in v[level].as_array().unwrap() {
+                                assert_eq!(entry["org_id"], "acme", "{url}: {v}");
+                            }
+                        }
+                        if scope.is_empty() {
+                            assert_eq!(
+                                v["orgs"],
+                                json!([{ "org_id": "acme", "awarded": 3 }]),
+                                "{url}"
+                            );
+                        }
                     }
                     // Acme's own numbers, not the platform's.
                     if path == "/api/v1/overview" && format.is_empty() && !refused {
