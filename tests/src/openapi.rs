@@ -125,6 +125,22 @@ impl OpenApi {
         }
     }
 
+    /// [`OpenApi::assert_documented`] of an answer with `headers`.
+    pub fn assert_answer(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        headers: &reqwest::header::HeaderMap,
+        body: &[u8],
+    ) {
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.assert_documented(method, path, status, content_type, body);
+    }
+
     fn validator(&self, schema: &Value) -> Result<std::sync::Arc<jsonschema::Validator>, String> {
         let key = schema.to_string();
         let mut validators = self.validators.lock().unwrap_or_else(|e| e.into_inner());
