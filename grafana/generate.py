@@ -1370,6 +1370,23 @@ def lifecycle_and_trends():
 RI = "$__rate_interval"
 
 
+def latency_by_route(title, description, histogram):
+    """p50 and p99 of a request-duration histogram, by route."""
+    return timeseries(
+        title,
+        description,
+        [
+            prom_target(
+                f"histogram_quantile({q}, sum by (le, route) (rate({histogram}_bucket[{RI}])))",
+                f"p{int(q * 100)} {{{{route}}}}",
+                ref,
+            )
+            for q, ref in [(0.5, "A"), (0.99, "B")]
+        ],
+        field_config(unit="s"),
+    )
+
+
 def pipeline_health():
     l = Layout()
     jobs = "badgepulse-ingest|badgepulse-aggregator|badgepulse-exporter"
@@ -1433,36 +1450,27 @@ def pipeline_health():
     )
 
     l.row("Processes")
-    l.add(
-        timeseries(
+    for title, what, expr, unit in [
+        (
             "CPU",
             "CPU time per second (cores busy) of each service process: process_cpu_seconds_total.",
-            [prom_target(f'sum by (job, instance) (rate(process_cpu_seconds_total{{job=~"{jobs}"}}[{RI}]))', "{{job}} {{instance}}")],
-            field_config(unit="short"),
+            f'sum by (job, instance) (rate(process_cpu_seconds_total{{job=~"{jobs}"}}[{RI}]))',
+            "short",
         ),
-        8,
-        8,
-    )
-    l.add(
-        timeseries(
+        (
             "Resident memory",
             "Resident set size of each service process: process_resident_memory_bytes.",
-            [prom_target(f'sum by (job, instance) (process_resident_memory_bytes{{job=~"{jobs}"}})', "{{job}} {{instance}}")],
-            field_config(unit="bytes"),
+            f'sum by (job, instance) (process_resident_memory_bytes{{job=~"{jobs}"}})',
+            "bytes",
         ),
-        8,
-        8,
-    )
-    l.add(
-        timeseries(
+        (
             "Open file descriptors",
             "Open files and sockets of each service process against its limit: process_open_fds / process_max_fds.",
-            [prom_target(f'sum by (job, instance) (process_open_fds{{job=~"{jobs}"}}) / sum by (job, instance) (process_max_fds{{job=~"{jobs}"}})', "{{job}} {{instance}}")],
-            field_config(unit="percentunit"),
+            f'sum by (job, instance) (process_open_fds{{job=~"{jobs}"}}) / sum by (job, instance) (process_max_fds{{job=~"{jobs}"}})',
+            "percentunit",
         ),
-        8,
-        8,
-    )
+    ]:
+        l.add(timeseries(title, what, [prom_target(expr, "{{job}} {{instance}}")], field_config(unit=unit)), 8, 8)
 
     l.row("Ingest")
     l.add(
@@ -1476,22 +1484,10 @@ def pipeline_health():
         8,
     )
     l.add(
-        timeseries(
+        latency_by_route(
             "Request latency by route",
             "p50 and p99 of the time ingest takes to answer, by route template (alert BadgepulseIngestLatencyHigh above 100 ms).",
-            [
-                prom_target(
-                    f"histogram_quantile(0.5, sum by (le, route) (rate(badgepulse_ingest_http_request_duration_seconds_bucket[{RI}])))",
-                    "p50 {{route}}",
-                    "A",
-                ),
-                prom_target(
-                    f"histogram_quantile(0.99, sum by (le, route) (rate(badgepulse_ingest_http_request_duration_seconds_bucket[{RI}])))",
-                    "p99 {{route}}",
-                    "B",
-                ),
-            ],
-            field_config(unit="s"),
+            "badgepulse_ingest_http_request_duration_seconds",
         ),
         8,
         8,
@@ -1693,22 +1689,10 @@ def pipeline_health():
         8,
     )
     l.add(
-        timeseries(
+        latency_by_route(
             "API latency by route",
             "p50 and p99 of the time the exporter takes to answer, by route template (alert BadgepulseExporterLatencyHigh above 5 s).",
-            [
-                prom_target(
-                    f"histogram_quantile(0.5, sum by (le, route) (rate(badgepulse_exporter_http_request_duration_seconds_bucket[{RI}])))",
-                    "p50 {{route}}",
-                    "A",
-                ),
-                prom_target(
-                    f"histogram_quantile(0.99, sum by (le, route) (rate(badgepulse_exporter_http_request_duration_seconds_bucket[{RI}])))",
-                    "p99 {{route}}",
-                    "B",
-                ),
-            ],
-            field_config(unit="s"),
+            "badgepulse_exporter_http_request_duration_seconds",
         ),
         12,
         8,
