@@ -293,6 +293,19 @@ impl StackConfig {
         }
     }
 
+    /// [`StackConfig::new`] for traffic from every side: ingest behind a
+    /// proxy ([`INGEST_BEHIND_PROXY`]) with the pixel key `k1` and a
+    /// `token` for every org, the aggregator flushing every 100 ms, the
+    /// business metrics refreshed every second, and an admin `api_key`.
+    pub fn open_pipeline(self, token: &str, pixel_key: &str, api_key: &str) -> Self {
+        self.ingest(INGEST_BEHIND_PROXY)
+            .pixel_key("k1", pixel_key)
+            .token(token, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .exporter("refresh_interval_secs = 1")
+            .api_key(api_key, "admin")
+    }
+
     /// Appends `key = value` lines to `[ingest]`.
     pub fn ingest(mut self, toml: &str) -> Self {
         push_lines(&mut self.ingest, toml);

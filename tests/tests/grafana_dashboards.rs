@@ -41,7 +41,6 @@ use badgepulse_aggregator::schema::Schema;
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
     eventually, start_services, ClickHouse, Nats, Prometheus, StackConfig, StackPorts,
-    INGEST_BEHIND_PROXY,
 };
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{json, Value};
@@ -1047,12 +1046,7 @@ const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML
 
 fn config(nats: &Nats, ch: &ClickHouse, ports: StackPorts) -> String {
     StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .ingest(INGEST_BEHIND_PROXY)
-        .pixel_key("k1", PIXEL_KEY)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("refresh_interval_secs = 1")
-        .api_key(API_KEY, "admin")
+        .open_pipeline(TOKEN, PIXEL_KEY, API_KEY)
         .toml()
 }
 
