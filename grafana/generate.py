@@ -16,12 +16,14 @@ runs each one, expanded, on ClickHouse 18.16 and on current ClickHouse):
   unformatted. So variables are single-value and quoted in the SQL:
   `('${org}' = '__all' OR org_id = '${org}')`. Ids are `[A-Za-z0-9._:-]`
   (SPEC §3), so they never need escaping.
-- Windows are half-open, `[from, to)`, like the analytics API: rollup
-  buckets with `bucket >= $__fromTime AND bucket < $__toTime`. Rollup
-  panels read `rollup_hour` (kept 400 days by default), so a window is
-  exact when its edges are whole hours; all-time values read `rollup_day`.
-- Distinct counts merge the rollups' states (`uniqExactMerge`,
-  `uniqExactIfMerge`), so they stay exact across buckets.
+- Windows are half-open, `[from, to)`, like the analytics API, and exact
+  for any edges, as the exporter reads them: whole hours of an org from
+  `scope_hour` (whole days of badge classes from `scope_day`), the rest
+  from `events` with the same aggregate states (`states_union`), merged
+  across both. An issuer or badge class reads its `events` (sorted by org,
+  day, issuer, badge class). All-time values read `scope_total`.
+- Unique viewers add up sealed days (`viewer_days`) and count the others
+  from `events` (`viewers_union`), as the exporter does.
 - Table names are unqualified: the datasource's default database
   (`badgepulse`) applies.
 - No alias repeats a column name of the table it reads (current
@@ -67,9 +69,33 @@ ORG = var_filter("org", "org_id")
 ISSUER = var_filter("issuer", "issuer_id")
 BADGE = var_filter("badge_class", "badge_class_id")
 SCOPE = f"{ORG}\nAND {ISSUER}\nAND {BADGE}"
-WINDOW = "bucket >= $__fromTime AND bucket < $__toTime"
-# The window and the equally long window just before it.
-TWO_WINDOWS = "bucket >= toDateTime(2 * toUInt32($__fromTime) - toUInt32($__toTime)) AND bucket < $__toTime"
+# Whether the org rows answer (no issuer or badge class selected).
+ORG_LEVEL = f"('${{issuer}}' = '{ALL}' AND '${{badge_class}}' = '{ALL}')"
+# The rows of the selected level in `scope_*` and `viewer_days`: the org
+# rows, an issuer's rows, or a badge class's row.
+LEVEL = (
+    f"{ORG}\n"
+    f"AND scope_issuer_id = if('${{issuer}}' = '{ALL}', if('${{badge_class}}' = '{ALL}', '', scope_issuer_id), '${{issuer}}')\n"
+    f"AND scope_badge_class_id = if('${{badge_class}}' = '{ALL}', '', '${{badge_class}}')"
+)
+# One row per badge class of the scope.
+CLASS_ROWS = (
+    f"{ORG}\n"
+    f"AND scope_issuer_id = if('${{issuer}}' = '{ALL}', scope_issuer_id, '${{issuer}}') AND scope_issuer_id != ''\n"
+    f"AND scope_badge_class_id = if('${{badge_class}}' = '{ALL}', scope_badge_class_id, '${{badge_class}}') AND scope_badge_class_id != ''"
+)
+FROM = "$__fromTime"
+TO = "$__toTime"
+# The start of the equally long window just before the selected one.
+PREV = "toDateTime(2 * toUInt32($__fromTime) - toUInt32($__toTime), 'UTC')"
+
+
+def floor_to(t, step):
+    return f"toDateTime(intDiv(toUInt32({t}), {step}) * {step}, 'UTC')"
+
+
+def ceil_to(t, step):
+    return f"toDateTime(intDiv(toUInt32({t}) + {step - 1}, {step}) * {step}, 'UTC')"
 
 
 def bucket(column):
@@ -97,6 +123,10 @@ def counts(prefix="", cond=""):
 
 
 DERIVED = {name: expr for name, expr in MEASURES["derived"]}
+# The scope states computed from `events` rows, as the exporter's raw pieces.
+STATES = [(name, expr) for name, expr in MEASURES["states"]]
+STATE_COLUMNS = ", ".join(name for name, _ in STATES)
+RAW_STATES = ", ".join(f"{expr} AS {name}" for name, expr in STATES)
 
 
 def derived(name, prefix=""):
@@ -105,6 +135,117 @@ def derived(name, prefix=""):
 
 def sql(*lines):
     return "\n".join(lines)
+
+
+def any_of(conditions):
+    return "(" + " OR ".join(conditions) + ")" if conditions else "0"
+
+
+def spans(points, step, column):
+    """Whole `step`-second buckets of `column` inside the windows between
+    consecutive `points` (SQL times, ascending)."""
+    return any_of(
+        [f"({column} >= {ceil_to(a, step)} AND {column} < {floor_to(b, step)})" for a, b in zip(points, points[1:])]
+    )
+
+
+def edges(points, step):
+    """The `step`-second buckets around each of `points` that whole buckets
+    do not cover, within the windows, on `occurred_at`."""
+    around = any_of([f"(occurred_at >= {floor_to(p, step)} AND occurred_at < {ceil_to(p, step)})" for p in points])
+    return f"occurred_at >= {points[0]} AND occurred_at < {points[-1]} AND {around}"
+
+
+def keyed(keys):
+    return f"{keys}, " if keys else ""
+
+
+def states_union(points, keys_rollup, keys_raw, group, class_rows=False):
+    """`(… UNION ALL …)`: the scope states of the windows between `points`,
+    with `keys_*` (named `group`), as the exporter reads them: the org's
+    whole hours from `scope_hour` (for badge classes, `class_rows`, whole
+    days of `scope_day`), everything else from `events` with the same
+    states, so that merging over both is exact."""
+    if class_rows:
+        table, step, rollup_ok, rows = "scope_day", 86400, "1", CLASS_ROWS
+    else:
+        table, step, rollup_ok, rows = "scope_hour", 3600, ORG_LEVEL, LEVEL
+    return sql(
+        "(",
+        f"  SELECT {keyed(keys_rollup)}{STATE_COLUMNS}",
+        f"  FROM {table}",
+        f"  WHERE {rollup_ok} AND {indent(rows, 4).strip()}",
+        f"    AND {spans(points, step, 'bucket')}",
+        "  UNION ALL",
+        f"  SELECT {keyed(keys_raw)}{RAW_STATES}",
+        "  FROM events",
+        f"  WHERE {indent(SCOPE, 4).strip()}",
+        f"    AND occurred_at >= {points[0]} AND occurred_at < {points[-1]}",
+        f"    AND (NOT {rollup_ok} OR {edges(points, step)})",
+        f"  GROUP BY {group}" if group else "",
+        ")",
+    )
+
+
+def org_days(sealed):
+    """(org_id, day) of the days with keyed views whose unique viewers are
+    sealed (`bucket`) or not (`Date`), as the exporter decides it."""
+    return sql(
+        "SELECT org_id, bucket" if sealed else "SELECT org_id, toDate(bucket)",
+        f"FROM (SELECT org_id, bucket, maxMerge(max_seq) AS hi FROM view_days WHERE {ORG} GROUP BY org_id, bucket) AS v",
+        "ANY INNER JOIN" if sealed else "ANY LEFT JOIN",
+        "(SELECT org_id, bucket, max(sealed_seq) AS sealed FROM viewer_days",
+        f" WHERE {ORG} AND scope_issuer_id = '' AND scope_badge_class_id = '' GROUP BY org_id, bucket) AS s",
+        "USING org_id, bucket WHERE " + ("sealed >= hi" if sealed else "sealed < hi"),
+    )
+
+
+VIEWS = f"{indent(SCOPE, 4).strip()}\n    AND type = 'badge.viewed' AND viewer_key != 0"
+
+
+def viewers_union(points, key_sealed="", key_raw="", group="", rows=LEVEL):
+    """`(…)` of rows `(key, u)` whose `u` add up to the unique viewers per
+    key over the windows between `points` (`None`: all time): a viewer key
+    is salted per UTC day, so days add up. Sealed days come from
+    `viewer_days`; unsealed days and parts of days are counted from
+    `events`."""
+    g = lambda extra: f"GROUP BY {keyed(group)}{extra}"
+    whole_sealed = "1" if points is None else spans(points, 86400, "bucket")
+    whole_raw = "1" if points is None else spans(points, 86400, "occurred_at")
+    parts = [
+        sql(
+            f"  SELECT {keyed(key_sealed)}argMax(unique_viewers, sealed_seq) AS u",
+            "  FROM viewer_days",
+            f"  WHERE {indent(rows, 4).strip()}",
+            f"    AND {whole_sealed}",
+            f"    AND (org_id, bucket) IN ({indent(org_days(True), 6).strip()})",
+            f"  {g('org_id, scope_issuer_id, scope_badge_class_id, bucket')}",
+        ),
+        sql(
+            f"  SELECT {keyed(key_raw)}uniqExact(viewer_key) AS u",
+            "  FROM events",
+            f"  WHERE {VIEWS}",
+            f"    AND {whole_raw}",
+            f"    AND (org_id, toDate(occurred_at)) IN ({indent(org_days(False), 6).strip()})",
+            f"  {g('org_id, toDate(occurred_at)')}",
+        ),
+    ]
+    if points is not None:
+        parts.append(
+            sql(
+                f"  SELECT {keyed(key_raw)}uniqExact(viewer_key) AS u",
+                "  FROM events",
+                f"  WHERE {VIEWS}",
+                f"    AND {edges(points, 86400)}",
+                f"  {g('org_id, toDate(occurred_at)')}",
+            )
+        )
+    return sql("(", "\n  UNION ALL\n".join(parts), ")")
+
+
+def unique_viewers(points):
+    """The unique viewers of the scope over the windows between `points`."""
+    return sql("(SELECT sum(u) FROM", indent(viewers_union(points)), ")")
 
 
 # --------------------------------------------------------------------------
@@ -344,18 +485,19 @@ def text_panel(content):
 # Template variables, annotations, links
 # --------------------------------------------------------------------------
 
-ORG_QUERY = "SELECT DISTINCT org_id FROM rollup_day ORDER BY org_id"
+ORG_QUERY = "SELECT DISTINCT org_id FROM scope_total ORDER BY org_id"
 ISSUER_QUERY = sql(
-    "SELECT DISTINCT issuer_id FROM rollup_day",
-    f"WHERE {ORG}",
+    "SELECT DISTINCT scope_issuer_id AS issuer_id FROM scope_total",
+    f"WHERE {ORG} AND scope_issuer_id != '' AND scope_badge_class_id = ''",
     "ORDER BY issuer_id",
 )
 # Two columns: the value (badge class id), then the text shown.
 BADGE_QUERY = sql(
     "SELECT badge_class_id, any(if(name = '', badge_class_id, concat(name, ' (', badge_class_id, ')'))) AS label",
     "FROM (",
-    "  SELECT DISTINCT org_id, badge_class_id FROM rollup_day",
-    f"  WHERE {ORG} AND {ISSUER}",
+    "  SELECT DISTINCT org_id, scope_badge_class_id AS badge_class_id FROM scope_total",
+    f"  WHERE {ORG} AND scope_badge_class_id != ''",
+    f"    AND ('${{issuer}}' = '{ALL}' OR scope_issuer_id = '${{issuer}}')",
     ") AS l ANY LEFT JOIN (",
     f"  SELECT org_id, badge_class_id, name FROM badge_classes FINAL WHERE {ORG}",
     ") AS r USING (org_id, badge_class_id)",
@@ -555,9 +697,9 @@ def all_time_kpis_sql():
         f"SELECT\n  {cols}",
         "FROM (",
         "  SELECT",
-        indent(",\n".join(counts()), 4),
-        "  FROM rollup_day",
-        f"  WHERE {indent(SCOPE, 4).strip()}",
+        indent(",\n".join(counts() + [f"{unique_viewers(None)} AS unique_viewers"]), 4),
+        "  FROM scope_total",
+        f"  WHERE {indent(LEVEL, 4).strip()}",
         ")",
     )
 
@@ -565,25 +707,37 @@ def all_time_kpis_sql():
 def period_kpi_sql(metric):
     """One row: the metric in the window and its change against the
     equally long window before (NULL when the previous value is 0 or
-    NULL), like `trends` in GET /api/v1/overview."""
-    count_cols = counts("", "cur") + counts("prev_", "NOT cur")
+    NULL), like `trends` in GET /api/v1/overview. The counts are named
+    `cur_…` and `prev_…`: an alias equal to a state column would be
+    substituted into the other window's merge on 18.16."""
+    if metric == "unique_viewers":
+        # Alone: 18.16 drops unused aggregates, and with them the grouping.
+        inner = sql(
+            "SELECT",
+            f"  {indent(unique_viewers([FROM, TO]), 2).strip()} AS cur_unique_viewers,",
+            f"  {indent(unique_viewers([PREV, FROM]), 2).strip()} AS prev_unique_viewers",
+        )
+    else:
+        inner = sql(
+            "SELECT",
+            indent(",\n".join(counts("cur_", "cur") + counts("prev_", "NOT cur")), 2),
+            "FROM",
+            indent(
+                states_union(
+                    [PREV, FROM, TO], f"bucket >= {FROM} AS cur", f"occurred_at >= {FROM} AS cur", "cur"
+                )
+            ),
+        )
+    if metric in DERIVED:
+        current, previous = derived(metric, "cur_"), derived(metric, "prev_")
+    else:
+        current, previous = f"cur_{metric}", f"prev_{metric}"
     inner = sql(
-        "SELECT",
-        indent(",\n".join(count_cols), 2),
+        f"SELECT {current} AS {metric}, {previous} AS prev_{metric}",
         "FROM (",
-        "  SELECT event_type, events, assertions, viewers, bucket >= $__fromTime AS cur",
-        "  FROM rollup_hour",
-        f"  WHERE {TWO_WINDOWS}",
-        f"    AND {indent(SCOPE, 4).strip()}",
+        indent(inner),
         ")",
     )
-    if metric in DERIVED:
-        inner = sql(
-            f"SELECT {derived(metric)} AS {metric}, {derived(metric, 'prev_')} AS prev_{metric}",
-            "FROM (",
-            indent(inner),
-            ")",
-        )
     return sql(
         f"SELECT {metric}, if(prev_{metric} = 0, NULL, (toFloat64({metric}) - prev_{metric}) / prev_{metric}) AS change",
         "FROM (",
@@ -592,33 +746,74 @@ def period_kpi_sql(metric):
     )
 
 
-def trend_sql(metrics, table="rollup_hour"):
-    """Per `$__interval_s` bucket: count columns plus derived `metrics`."""
+def trend_sql(metrics):
+    """Per `$__interval_s` bucket: count columns plus derived `metrics`;
+    unique viewers per day (keys change daily: a panel showing them has an
+    interval of at least a day)."""
     cols = ["time"] + [m for m in metrics]
     outer = ",\n  ".join(c if c not in DERIVED else f"{derived(c)} AS {c}" for c in cols)
+    per_time = sql(
+        "SELECT time,",
+        indent(",\n".join(counts()), 2),
+        "FROM",
+        indent(states_union([FROM, TO], f"{bucket('bucket')} AS time", f"{bucket('occurred_at')} AS time", "time")),
+        "GROUP BY time",
+    )
+    if "unique_viewers" in metrics:
+        per_time = sql(
+            "SELECT *",
+            "FROM (",
+            indent(per_time),
+            ") AS c ANY LEFT JOIN (",
+            "  SELECT time, sum(u) AS unique_viewers FROM",
+            indent(viewers_union([FROM, TO], f"{bucket('bucket')} AS time", f"{bucket('occurred_at')} AS time", "time"), 4),
+            "  GROUP BY time",
+            ") AS v USING time",
+        )
     return sql(
         f"SELECT\n  {outer}",
         "FROM (",
-        "  SELECT",
-        f"    {bucket('bucket')} AS time,",
-        indent(",\n".join(counts()), 4),
-        f"  FROM {table}",
-        f"  WHERE {WINDOW}",
-        f"    AND {indent(SCOPE, 4).strip()}",
-        "  GROUP BY time",
+        indent(per_time),
         ")",
         "ORDER BY time",
     )
 
 
 def per_badge_counts_sql():
+    """Per badge class of the scope in the window: the counts and unique
+    viewers (badge classes without events are left out)."""
+    names = ", ".join(name for name, _ in COUNTS)
     return sql(
-        "SELECT org_id, badge_class_id, any(issuer_id) AS issuer,",
-        indent(",\n".join(counts()), 2),
-        "FROM rollup_hour",
-        f"WHERE {WINDOW}",
-        f"  AND {indent(SCOPE, 2).strip()}",
-        "GROUP BY org_id, badge_class_id",
+        f"SELECT org_id, badge_class_id, issuer, {names}, unique_viewers",
+        "FROM (",
+        "  SELECT org_id, badge_class_id, issuer,",
+        indent(",\n".join(counts()), 4),
+        "  FROM",
+        indent(
+            states_union(
+                [FROM, TO],
+                "org_id, scope_badge_class_id AS badge_class_id, scope_issuer_id AS issuer",
+                "org_id, badge_class_id, issuer_id AS issuer",
+                "org_id, badge_class_id, issuer",
+                class_rows=True,
+            ),
+            4,
+        ),
+        "  GROUP BY org_id, badge_class_id, issuer",
+        ") AS c ANY LEFT JOIN (",
+        "  SELECT org_id, badge_class_id, sum(u) AS unique_viewers FROM",
+        indent(
+            viewers_union(
+                [FROM, TO],
+                "org_id, scope_badge_class_id AS badge_class_id",
+                "org_id, badge_class_id",
+                "org_id, badge_class_id",
+                rows=CLASS_ROWS,
+            ),
+            4,
+        ),
+        "  GROUP BY org_id, badge_class_id",
+        ") AS v USING (org_id, badge_class_id)",
     )
 
 
@@ -776,38 +971,69 @@ def performance_overview():
     )
 
 
+# (title, alias, count label); the SQL of each dimension comes from the
+# exporter (measures.json "distributions").
 DIMENSIONS = [
-    # (title, alias, event type, value expression, count label)
-    ("Award method", "award_method", "badge.awarded", "dim_value", "awards"),
-    ("Share channel", "share_channel", "badge.shared", "dim_value", "shares"),
-    ("View source", "view_source", "badge.viewed", "dim_value", "views"),
-    ("Viewer country", "view_country", "badge.viewed", "if(country = '', 'unknown', country)", "views"),
+    ("Award method", "award_method", "awards"),
+    ("Share channel", "share_channel", "shares"),
+    ("View source", "view_source", "views"),
+    ("Viewer country", "view_country", "views"),
 ]
+DISTRIBUTIONS = {d["dimension"]: d for d in MEASURES["distributions"]}
 
 
-def distribution_sql(alias, event_type, value, count_name):
-    where = sql(
-        f"WHERE event_type = '{event_type}' AND {WINDOW}",
-        f"  AND {indent(SCOPE, 2).strip()}",
+def dimension_union(alias, keys_rollup, keys_raw, group):
+    """`(… UNION ALL …)`: the rollup states of one dimension in the window,
+    keyed by `keys_*` plus `value`: the org's whole hours from
+    `rollup_hour`, the rest (and an issuer's or badge class's events) from
+    `events` with the same states."""
+    d = DISTRIBUTIONS[alias]
+    points = [FROM, TO]
+    return sql(
+        "(",
+        f"  SELECT {keyed(keys_rollup)}value, events, assertions",
+        "  FROM rollup_hour",
+        f"  WHERE {ORG_LEVEL} AND {ORG} AND dimension = '{alias}'",
+        f"    AND {spans(points, 3600, 'bucket')}",
+        "  UNION ALL",
+        f"  SELECT {keyed(keys_raw)}{d['value']} AS value, {d['states']}",
+        "  FROM events",
+        f"  WHERE {indent(SCOPE, 4).strip()} AND type = '{d['event_type']}'",
+        f"    AND occurred_at >= {FROM} AND occurred_at < {TO}",
+        f"    AND (NOT {ORG_LEVEL} OR {edges(points, 3600)})",
+        f"  GROUP BY {keyed(group)}value",
+        ")",
+    )
+
+
+def shown(alias):
+    return "if(value = '', 'unknown', value)" if alias == "view_country" else "value"
+
+
+def distribution_sql(alias, count_name):
+    per_value = sql(
+        f"SELECT {shown(alias)} AS {alias}, {DISTRIBUTIONS[alias]['count']} AS {count_name}",
+        "FROM",
+        indent(dimension_union(alias, "", "", "")),
+        f"GROUP BY {alias}",
     )
     return sql(
-        f"SELECT {value} AS {alias}, countMerge(events) AS {count_name},",
-        f"  {count_name} / (SELECT countMerge(events) FROM rollup_hour",
-        indent(where, 4),
-        "  ) AS share",
-        "FROM rollup_hour",
-        where,
-        f"GROUP BY {alias}",
+        f"SELECT {alias}, {count_name},",
+        f"  {count_name} / (SELECT sum({count_name}) FROM (",
+        indent(per_value, 4),
+        "  )) AS share",
+        "FROM (",
+        indent(per_value),
+        ")",
         f"ORDER BY {count_name} DESC, {alias}",
     )
 
 
-def distribution_over_time_sql(alias, event_type, value, count_name):
+def distribution_over_time_sql(alias, count_name):
     return sql(
-        f"SELECT {bucket('bucket')} AS time, {value} AS {alias}, countMerge(events) AS {count_name}",
-        "FROM rollup_hour",
-        f"WHERE event_type = '{event_type}' AND {WINDOW}",
-        f"  AND {indent(SCOPE, 2).strip()}",
+        f"SELECT time, {shown(alias)} AS {alias}, {DISTRIBUTIONS[alias]['count']} AS {count_name}",
+        "FROM",
+        indent(dimension_union(alias, f"{bucket('bucket')} AS time", f"{bucket('occurred_at')} AS time", "time")),
         f"GROUP BY time, {alias}",
         f"ORDER BY time, {alias}",
     )
@@ -815,13 +1041,13 @@ def distribution_over_time_sql(alias, event_type, value, count_name):
 
 def distribution_insights():
     l = Layout()
-    for title, alias, event_type, value, count_name in DIMENSIONS:
+    for title, alias, count_name in DIMENSIONS:
         l.row(title)
         l.add(
             piechart(
                 f"{title}: share of {count_name}",
                 f"{count_name.capitalize()} in the window by {title.lower()}.",
-                [ch_target(distribution_sql(alias, event_type, value, count_name))],
+                [ch_target(distribution_sql(alias, count_name))],
                 count_name,
             ),
             8,
@@ -831,7 +1057,7 @@ def distribution_insights():
             table(
                 f"{title}: counts",
                 f"{count_name.capitalize()} and share of the total by {title.lower()}, as GET /api/v1/distribution?dimension={alias}.",
-                [ch_target(distribution_sql(alias, event_type, value, count_name))],
+                [ch_target(distribution_sql(alias, count_name))],
                 field_config(extra_overrides=unit_override(["share"], "percentunit", 1)),
             ),
             6,
@@ -841,7 +1067,7 @@ def distribution_insights():
             timeseries(
                 f"{title} over time",
                 f"{count_name.capitalize()} per bucket by {title.lower()}.",
-                [ch_target(distribution_over_time_sql(alias, event_type, value, count_name), time_series=True)],
+                [ch_target(distribution_over_time_sql(alias, count_name), time_series=True)],
                 interval="1h",
                 bars=True,
             ),
@@ -1327,10 +1553,10 @@ def lifecycle_and_trends():
     l.add(
         timeseries(
             "Unique viewers and shares",
-            "Per bucket: distinct viewers (keys change daily, so days do not add up) and share events.",
+            "Per day (or longer bucket): distinct viewers (viewer keys change daily, so each day counts its own) and share events.",
             [ch_target(trend_sql(["unique_viewers", "shares"]), time_series=True)],
             field_config(extra_overrides=overrides({**KPI_LABELS, "shares": "Shares"})),
-            interval="1h",
+            interval="1d",
         ),
         12,
         8,

@@ -11,6 +11,8 @@ use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
+use crate::schema::tables::max_retention_days;
+
 /// The whole config file as the aggregator sees it.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -54,6 +56,11 @@ pub struct AggregatorConfig {
     /// How often this instance merges the parts of `scope_total` on its
     /// ClickHouse node, seconds; 0: never (see `Store::compact_totals`).
     pub compact_interval_secs: u64,
+    /// How often this instance seals the unique viewers of closed days of
+    /// its partitions (counts them exactly from `events` into
+    /// `viewer_days` and `viewer_hours`), seconds. Readers count unsealed
+    /// days from `events`, so sealing only ever makes answers faster.
+    pub seal_interval_secs: u64,
 }
 
 impl Default for AggregatorConfig {
@@ -70,6 +77,7 @@ impl Default for AggregatorConfig {
             retention_hour_days: 400,
             retention_day_days: 0,
             compact_interval_secs: 600,
+            seal_interval_secs: 60,
         }
     }
 }
@@ -130,6 +138,23 @@ impl Config {
                 "aggregator.retention_minute_days and retention_hour_days must be at least 1"
                     .into(),
             );
+        }
+        for tier in [Tier::Minute, Tier::Hour] {
+            let days = a.retention_days(tier);
+            if let Some(max) = max_retention_days(tier).filter(|max| days > *max) {
+                let key = match tier {
+                    Tier::Minute => "retention_minute_days",
+                    _ => "retention_hour_days",
+                };
+                return Err(format!(
+                    "aggregator.{key} = {days}: at most {max} (the {} tables hold events received within {} days of occurring; see docs/clickhouse.md)",
+                    tier.rollup_table().trim_start_matches("rollup_"),
+                    max + 1
+                ));
+            }
+        }
+        if a.seal_interval_secs == 0 {
+            return Err("aggregator.seal_interval_secs must be at least 1".into());
         }
         Ok(())
     }

@@ -414,9 +414,16 @@ impl PartitionConsumer {
             .store
             .existing(&plan::to_look_up(&batch.decoded, marks.events))
             .await?;
-        let (rows, duplicates) =
+        let (mut rows, duplicates) =
             plan::new_rows(&batch.decoded, marks.events, self.partition, &stored);
         self.metrics.duplicates.inc_by(duplicates);
+        if let Some(first) = rows.first().map(|r| r.seq) {
+            let known = self
+                .store
+                .first_awards(&plan::assertions_to_look_up(&rows), first)
+                .await?;
+            plan::file_by_award(&mut rows, &known);
+        }
         let write = plan::plan(&marks, batch.first, batch.last, !rows.is_empty());
         match write.rows_into {
             Some(RowsInto::Input) => {

@@ -151,6 +151,14 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
             shutdown.clone(),
         ))
     });
+    let sealing = tokio::spawn(maintenance::sealing(
+        store.clone(),
+        config.owned_partitions(),
+        std::time::Duration::from_secs(config.aggregator.seal_interval_secs),
+        batch_lock.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let mut tasks = Vec::new();
     for partition in config.owned_partitions() {
         let consumer = signals::retry_until_shutdown(
@@ -192,6 +200,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     shutdown.cancel();
     admin.await??;
     retention.await?;
+    sealing.await?;
     if let Some(compaction) = compaction {
         compaction.await?;
     }

@@ -1,6 +1,6 @@
 //! The aggregator's duties beside consuming: dropping expired rollup
-//! partitions (`retention.rs` says which) and compacting `scope_total`,
-//! each a loop until shutdown.
+//! partitions (`retention.rs` says which), compacting `scope_total` and
+//! sealing the unique viewers of closed days, each a loop until shutdown.
 
 use std::sync::Arc;
 
@@ -59,6 +59,78 @@ pub async fn compaction(
                 metrics.compactions.with_label_values(&["failed"]).inc();
                 tracing::warn!(error = %e, "compacting scope_total failed; next try in one interval");
             }
+        }
+    }
+}
+
+/// How many org days one sealing pass takes per partition; the rest wait
+/// for the next pass (a re-laid database seals its history over a few).
+const SEAL_BATCH: u64 = 200;
+
+/// Every `interval`, seals the unique viewers of closed UTC days of the
+/// `partitions` this instance consumes: for each org day whose views with
+/// a viewer key went past its last seal, counts them exactly from
+/// `events` into `viewer_hours` and `viewer_days`. A day counts as closed
+/// ten minutes after midnight (views still in flight then reseal it).
+///
+/// Each day is sealed under the write half of the batch lock: a batch
+/// half-written (its `view_days` row visible before its `events` rows)
+/// would otherwise be sealed without its views. Readers never trust a
+/// seal older than the day's last view (`view_days`), so sealing changes
+/// no answer, it only lets the exporter read one number per day.
+pub async fn sealing(
+    store: Store,
+    partitions: Vec<u16>,
+    interval: std::time::Duration,
+    batch_lock: Arc<tokio::sync::RwLock<()>>,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let closed = (chrono::Utc::now() - chrono::Duration::minutes(10))
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp();
+        let before = u32::try_from(closed).unwrap_or(u32::MAX);
+        for &partition in &partitions {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let days = match store.days_to_seal(partition, before, SEAL_BATCH).await {
+                Ok(days) => days,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "listing days to seal failed; next try in one interval");
+                    continue;
+                }
+            };
+            for day in &days {
+                let outcome = {
+                    let _exclusive = batch_lock.write().await;
+                    store.seal(day).await
+                };
+                match outcome {
+                    Ok(()) => {
+                        metrics.seals.with_label_values(&["ok"]).inc();
+                        tracing::debug!(
+                            partition,
+                            org = day.org_id,
+                            day = day.day,
+                            "sealed unique viewers"
+                        );
+                    }
+                    Err(e) => {
+                        metrics.seals.with_label_values(&["failed"]).inc();
+                        tracing::warn!(partition, org = day.org_id, day = day.day, error = %e, "sealing failed; next try in one interval");
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

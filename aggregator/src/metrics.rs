@@ -19,6 +19,7 @@ pub struct Metrics {
     pub dead_letters: IntCounter,
     pub recoveries: IntCounterVec,
     pub compactions: IntCounterVec,
+    pub seals: IntCounterVec,
     pub change_notices: IntCounterVec,
     pub clickhouse_errors: IntCounter,
     pub nats_errors: IntCounter,
@@ -95,6 +96,17 @@ impl Metrics {
         registry
             .register(Box::new(compactions.clone()))
             .expect("unique metric");
+        let seals = IntCounterVec::new(
+            Opts::new(
+                "badgepulse_aggregator_seals_total",
+                "Org days whose unique viewers were sealed (counted exactly from events), by outcome (ok, failed)",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(seals.clone()))
+            .expect("unique metric");
         let change_notices = IntCounterVec::new(
             Opts::new(
                 "badgepulse_aggregator_change_notices_total",
@@ -108,6 +120,7 @@ impl Metrics {
             .expect("unique metric");
         Metrics {
             compactions,
+            seals,
             change_notices,
             batches: counter("batches_total", "Batches written to ClickHouse and acked"),
             messages: counter("messages_total", "JetStream messages processed"),

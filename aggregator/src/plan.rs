@@ -6,7 +6,7 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use badgepulse_contract::event::Event;
 
@@ -185,6 +185,46 @@ pub fn new_rows(
     (rows, duplicates)
 }
 
+/// The `(org_id, assertion_id)` pairs of `rows` whose first award day
+/// must be looked up: every assertion of the batch.
+pub fn assertions_to_look_up(rows: &[EventRow]) -> Vec<(&str, &str)> {
+    let mut seen = HashSet::new();
+    rows.iter()
+        .filter(|r| r.has_assertion())
+        .map(|r| (r.org_id.as_str(), r.assertion_id.as_str()))
+        .filter(|pair| seen.insert(*pair))
+        .collect()
+}
+
+/// Files the batch's rows for the lifecycle (`assertion_lifecycle` is
+/// sorted by the day an assertion was first awarded, so that a cohort
+/// reads its own days): `award_known_on` is the assertion's first award
+/// day known before the batch (`known`, from the awards with a lower
+/// stream sequence), `awarded_on` the earliest of that and the batch's
+/// own awards of it; 0 when there is none yet. A cohort reads its days,
+/// day 0, and the assertions an award moved to an earlier day
+/// (`lifecycle_refiled`, when an award's day is before `award_known_on`);
+/// every row of an assertion is filed at or after its first award day.
+pub fn file_by_award(rows: &mut [EventRow], known: &HashMap<(String, String), u16>) {
+    let mut first_in_batch: HashMap<(String, String), u16> = HashMap::new();
+    for r in rows.iter().filter(|r| r.is_award()) {
+        let day = first_in_batch
+            .entry((r.org_id.clone(), r.assertion_id.clone()))
+            .or_insert(u16::MAX);
+        *day = (*day).min(r.day());
+    }
+    for r in rows.iter_mut().filter(|r| r.has_assertion()) {
+        let key = (r.org_id.clone(), r.assertion_id.clone());
+        let before = known.get(&key).copied().unwrap_or(0);
+        let batch = first_in_batch.get(&key).copied().unwrap_or(0);
+        r.award_known_on = before;
+        r.awarded_on = match (before, batch) {
+            (0, day) | (day, 0) => day,
+            (a, b) => a.min(b),
+        };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +368,53 @@ mod tests {
         );
         assert_eq!(duplicates, 2);
         assert!(rows.iter().all(|r| r.partition == 3));
+    }
+
+    #[test]
+    fn rows_are_filed_under_the_first_award_day_known() {
+        let ev = |kind: &str, id: &str, assertion: &str, day: &str| {
+            let e = validate_platform_event(
+                &json!({"event_id": id, "type": kind, "occurred_at": format!("{day}T10:00:00Z"),
+                    "org_id": "acme", "issuer_id": "i", "badge_class_id": "b", "assertion_id": assertion}),
+                "2026-03-30T12:00:00Z".parse().unwrap(),
+            )
+            .unwrap();
+            EventRow::new(&e, 0, 9)
+        };
+        let day = |d: &str| ev("badge.awarded", "x", "x", d).day();
+        let mut rows = vec![
+            // Known before: awarded on 03-10; this batch brings an earlier award.
+            ev("badge.accepted", "1", "known", "2026-03-12"),
+            ev("badge.awarded", "2", "known", "2026-03-05"),
+            // Never awarded before; accepted before its award in this batch.
+            ev("badge.accepted", "3", "new", "2026-03-20"),
+            ev("badge.awarded", "4", "new", "2026-03-21"),
+            // No award known anywhere.
+            ev("badge.viewed", "5", "orphan", "2026-03-22"),
+        ];
+        let mut upsert = ev("badge.awarded", "6", "u", "2026-03-01");
+        upsert.kind = 6;
+        upsert.assertion_id.clear();
+        rows.push(upsert);
+        let known: HashMap<(String, String), u16> =
+            [(("acme".to_owned(), "known".to_owned()), day("2026-03-10"))].into();
+        assert_eq!(assertions_to_look_up(&rows).len(), 3);
+        file_by_award(&mut rows, &known);
+        let filed: Vec<(u16, u16)> = rows
+            .iter()
+            .map(|r| (r.award_known_on, r.awarded_on))
+            .collect();
+        assert_eq!(
+            filed,
+            [
+                (day("2026-03-10"), day("2026-03-05")),
+                (day("2026-03-10"), day("2026-03-05")),
+                (0, day("2026-03-21")),
+                (0, day("2026-03-21")),
+                (0, 0),
+                (0, 0),
+            ]
+        );
     }
 
     #[test]

@@ -33,6 +33,12 @@ pub struct EventRow {
     pub attribute_values: Vec<u8>,
     pub partition: u16,
     pub seq: u64,
+    /// The assertion's first award day known before this batch (days since
+    /// 1970-01-01; 0: none), set by `plan::file_by_award`.
+    pub award_known_on: u16,
+    /// The day the assertion's lifecycle rows of this batch are filed
+    /// under: its first award day known now (0: none yet).
+    pub awarded_on: u16,
 }
 
 /// The Enum8 value of a closed-set member: its 1-based position (schema.rs
@@ -79,7 +85,25 @@ impl EventRow {
             attribute_values,
             partition,
             seq,
+            award_known_on: 0,
+            awarded_on: 0,
         }
+    }
+
+    /// Whether the row concerns an assertion (every type but
+    /// `badge_class.upserted`).
+    pub fn has_assertion(&self) -> bool {
+        self.kind != enum_value(EventType::ALL, Some(EventType::BadgeClassUpserted))
+    }
+
+    /// Whether the row is a `badge.awarded`.
+    pub fn is_award(&self) -> bool {
+        self.kind == enum_value(EventType::ALL, Some(EventType::Awarded))
+    }
+
+    /// Its `occurred_at` day, days since 1970-01-01.
+    pub fn day(&self) -> u16 {
+        (self.occurred_at / 86_400) as u16
     }
 }
 

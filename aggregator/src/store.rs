@@ -2,10 +2,10 @@
 //! duplicate lookup, inserts and recovery statements. The SQL text comes
 //! from `schema.rs`; this file only executes it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use badgepulse_contract::tables::{Tier, SCOPE_TOTAL};
+use badgepulse_contract::tables::{Tier, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS};
 use badgepulse_runtime::settings::ClickHouseConfig;
 use clickhouse::query::Query;
 use clickhouse::Client;
@@ -16,7 +16,19 @@ use crate::config::AggregatorConfig;
 use crate::plan::Marks;
 use crate::retention;
 use crate::rows::EventRow;
-use crate::schema::{Schema, DERIVED_TABLES};
+use crate::schema::migrations::{legacy_name, RELAID_TABLES};
+use crate::schema::{Schema, CURRENT_DESCRIPTION, CURRENT_VERSION, DERIVED_TABLES};
+
+/// An org day whose unique viewers the seal job counts: views with a
+/// viewer key up to stream sequence `hi`.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct DayToSeal {
+    pub org_id: String,
+    /// Day start, epoch seconds.
+    pub day: u32,
+    /// `view_days.max_seq` of the day.
+    pub hi: u64,
+}
 
 /// Errors talking to ClickHouse, with the statement's purpose.
 #[derive(Debug, thiserror::Error)]
@@ -74,14 +86,13 @@ impl Store {
             .map_err(ctx("look up the database"))
     }
 
-    /// Applies every migration not yet recorded; returns the versions applied now.
-    pub async fn migrate(&self) -> Result<Vec<u32>, StoreError> {
+    /// Brings the database to the current layout ([`CURRENT_VERSION`]):
+    /// creates it when new, re-lays it in place when it holds an earlier
+    /// layout (`schema::migrations` describes the steps, each of which
+    /// resumes after a crash). Returns the version applied now, if any.
+    pub async fn migrate(&self) -> Result<Option<u32>, StoreError> {
         for stmt in self.schema.bootstrap() {
-            self.admin
-                .query(&stmt)
-                .execute()
-                .await
-                .map_err(ctx("bootstrap"))?;
+            self.ddl(&stmt, "bootstrap").await?;
         }
         let applied: HashSet<u32> = self
             .admin
@@ -91,33 +102,114 @@ impl Store {
             .map_err(ctx("read schema_migrations"))?
             .into_iter()
             .collect();
-        let mut now_applied = Vec::new();
-        for m in self.schema.migrations() {
-            if applied.contains(&m.version) {
-                continue;
+        if applied.contains(&CURRENT_VERSION) {
+            return Ok(None);
+        }
+        let events = self.sorting_key(&self.schema.local("events")).await?;
+        let legacy = self
+            .sorting_key(&legacy_name(&self.schema.local("events")))
+            .await?;
+        if events.as_deref() == Some("org_id, event_id") && legacy.is_none() {
+            tracing::info!(
+                "re-laying the database in place: renaming the tables of the earlier layout"
+            );
+            for stmt in self.schema.drop_legacy_views() {
+                self.ddl(&stmt, "drop the earlier layout's views").await?;
             }
-            for stmt in &m.statements {
-                self.admin
-                    .query(stmt)
-                    .execute()
-                    .await
-                    .map_err(ctx(format!("migration {}", m.version)))?;
+            for table in RELAID_TABLES {
+                if self.sorting_key(&self.schema.local(table)).await?.is_some() {
+                    for stmt in self.schema.rename_to_legacy(table) {
+                        self.ddl(&stmt, &format!("rename {table}")).await?;
+                    }
+                }
             }
+        }
+        if self
+            .sorting_key(&legacy_name(&self.schema.local("events")))
+            .await?
+            .is_some()
+        {
+            self.copy_legacy_events().await?;
+        }
+        for stmt in self.schema.create_statements() {
+            self.ddl(&stmt, "create the current layout").await?;
+        }
+        self.admin
+            .query(&self.schema.record_migration())
+            .bind(CURRENT_VERSION)
+            .bind(CURRENT_DESCRIPTION)
+            .execute()
+            .await
+            .map_err(ctx("record migration"))?;
+        tracing::info!(
+            version = CURRENT_VERSION,
+            description = CURRENT_DESCRIPTION,
+            "schema migration applied"
+        );
+        Ok(Some(CURRENT_VERSION))
+    }
+
+    /// The re-lay's copy: the current tables and the views of the re-laid
+    /// ones, emptied, then `events_v2` month by month through
+    /// `events_input`; then the legacy tables are dropped, `events_v2`
+    /// last.
+    async fn copy_legacy_events(&self) -> Result<(), StoreError> {
+        for stmt in self.schema.table_statements() {
+            self.ddl(&stmt, "create the current tables").await?;
+        }
+        for stmt in self.schema.relaid_view_statements() {
+            self.ddl(&stmt, "create the current views").await?;
+        }
+        for table in Schema::copy_targets() {
+            self.ddl(&self.schema.truncate(table), &format!("empty {table}"))
+                .await?;
+        }
+        let months = self
+            .admin
+            .query(&self.schema.legacy_months())
+            .fetch_all::<u32>()
+            .await
+            .map_err(ctx("months of events_v2"))?;
+        let started = Instant::now();
+        for (n, month) in months.iter().enumerate() {
             self.admin
-                .query(&self.schema.record_migration())
-                .bind(m.version)
-                .bind(m.description)
+                .query(&self.schema.copy_legacy_month())
+                .bind(*month)
                 .execute()
                 .await
-                .map_err(ctx("record migration"))?;
+                .map_err(ctx(format!("copy month {month} of events_v2")))?;
             tracing::info!(
-                version = m.version,
-                description = m.description,
-                "schema migration applied"
+                month,
+                done = n + 1,
+                months = months.len(),
+                elapsed_s = started.elapsed().as_secs(),
+                "re-laying the database: month copied"
             );
-            now_applied.push(m.version);
         }
-        Ok(now_applied)
+        for table in RELAID_TABLES {
+            for stmt in self.schema.drop_legacy(table) {
+                self.ddl(&stmt, &format!("drop the legacy {table}")).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `sorting_key` of `table` in the database; `None` if it does not exist.
+    async fn sorting_key(&self, table: &str) -> Result<Option<String>, StoreError> {
+        self.admin
+            .query(&self.schema.sorting_key())
+            .bind(table)
+            .fetch_optional::<String>()
+            .await
+            .map_err(ctx(format!("look up table {table}")))
+    }
+
+    async fn ddl(&self, statement: &str, what: &str) -> Result<(), StoreError> {
+        self.admin
+            .query(statement)
+            .execute()
+            .await
+            .map_err(ctx(what.to_owned()))
     }
 
     /// Reads every table's high-water mark for `partition`.
@@ -176,6 +268,43 @@ impl Store {
             .query(&self.schema.existing_event_ids())
             .bind(orgs)
             .bind(ids)
+    }
+
+    /// The first award day (days since 1970-01-01) of each of `pairs`
+    /// (org_id, assertion_id) that has one among the awards with stream
+    /// sequence below `before`.
+    pub async fn first_awards(
+        &self,
+        pairs: &[(&str, &str)],
+        before: u64,
+    ) -> Result<HashMap<(String, String), u16>, StoreError> {
+        if pairs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let orgs: Vec<&str> = pairs
+            .iter()
+            .map(|(o, _)| *o)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let ids: Vec<&str> = pairs.iter().map(|(_, a)| *a).collect();
+        let found = self
+            .first_awards_query(&orgs, &ids, before)
+            .fetch_all::<(String, String, u16)>()
+            .await
+            .map_err(ctx("first-award lookup"))?;
+        Ok(found
+            .into_iter()
+            .map(|(org, assertion, day)| ((org, assertion), day))
+            .collect())
+    }
+
+    fn first_awards_query(&self, orgs: &[&str], ids: &[&str], before: u64) -> Query {
+        self.client
+            .query(&self.schema.first_awards())
+            .bind(orgs)
+            .bind(ids)
+            .bind(before)
     }
 
     /// Creates the staging table of `partition` if it is missing (it is
@@ -322,6 +451,53 @@ impl Store {
         Ok(dropped)
     }
 
+    /// Up to `limit` org days of `partition`, oldest first, before
+    /// `before` (a day start, epoch seconds), whose unique viewers are not
+    /// sealed up to their last view with a viewer key.
+    pub async fn days_to_seal(
+        &self,
+        partition: u16,
+        before: u32,
+        limit: u64,
+    ) -> Result<Vec<DayToSeal>, StoreError> {
+        self.days_to_seal_query(partition, before, limit)
+            .fetch_all::<DayToSeal>()
+            .await
+            .map_err(ctx("days to seal"))
+    }
+
+    fn days_to_seal_query(&self, partition: u16, before: u32, limit: u64) -> Query {
+        self.client
+            .query(&self.schema.days_to_seal())
+            .bind(partition)
+            .bind(before)
+            .bind(partition)
+            .bind(limit)
+    }
+
+    /// Seals one org day: its hours, then its days at every scope level
+    /// (the org row last, in the same insert, tells it sealed).
+    pub async fn seal(&self, day: &DayToSeal) -> Result<(), StoreError> {
+        for table in [VIEWER_HOURS, VIEWER_DAYS] {
+            self.seal_query(table, day)
+                .execute()
+                .await
+                .map_err(ctx(format!("seal {table}")))?;
+        }
+        Ok(())
+    }
+
+    fn seal_query(&self, table: &str, day: &DayToSeal) -> Query {
+        self.client
+            .query(&self.schema.seal(table))
+            .bind(day.hi)
+            .bind(&day.org_id)
+            .bind(day.day)
+            .bind(day.day)
+            .bind(day.day)
+            .bind(day.hi)
+    }
+
     /// Merges the parts of `scope_total`. ClickHouse's background merges
     /// leave a table of small parts unmerged for a long time, and an
     /// all-time read merges one distinct-count sketch per key and part.
@@ -357,6 +533,10 @@ impl Store {
                 "existing_event_ids".to_owned(),
                 self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"]),
             ),
+            (
+                "first_awards".to_owned(),
+                self.first_awards_query(&["acme", "globex"], &["a0", "a1", "it's"], 1_000),
+            ),
         ];
         for table in std::iter::once("events").chain(DERIVED_TABLES) {
             out.push((
@@ -388,6 +568,18 @@ impl Store {
         }
         for table in Tier::ALL.into_iter().flat_map(Tier::tables) {
             out.push((format!("partitions:{table}"), self.partitions_query(table)));
+        }
+        out.push((
+            "days_to_seal".to_owned(),
+            self.days_to_seal_query(0, u32::MAX, 10),
+        ));
+        let day = DayToSeal {
+            org_id: "acme".to_owned(),
+            day: 1_700_006_400,
+            hi: 9,
+        };
+        for table in [VIEWER_HOURS, VIEWER_DAYS] {
+            out.push((format!("seal:{table}"), self.seal_query(table, &day)));
         }
         out.push((
             "compact_totals".to_owned(),

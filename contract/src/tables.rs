@@ -1,77 +1,140 @@
-//! ClickHouse names and parameters that the aggregator (which writes the
+//! ClickHouse names and expressions that the aggregator (which writes the
 //! tables) and the exporter (which reads them) must agree on: the rollup
-//! tiers and their tables, and the aggregate states of a rollup row, which
-//! the aggregator's materialised views and the exporter's raw-events window
-//! edges must compute alike so that `…Merge` over both is exact. The DDL
-//! itself lives in `badgepulse_aggregator::schema`.
+//! tiers and their tables, and the aggregate states of a derived row,
+//! which the aggregator's materialised views and the exporter's raw-events
+//! pieces of a window must compute alike so that `…Merge` over both is
+//! exact. The DDL itself lives in `badgepulse_aggregator::schema`; the
+//! layout is argued in ARCHITECTURE.md and described for analysts in
+//! docs/clickhouse.md.
 
-/// The precision `K` of the `uniqCombined(K)` distinct-count states in the
-/// `scope_*` tables. With `K = 18` a state keeps an exact set of 32-bit
-/// hashes up to well past 10,000 values (measured on ClickHouse 18.16 and
-/// current releases) and becomes a HyperLogLog of 2^18 registers beyond
-/// (standard error 0.2 %), which is SPEC §7's "exact up to 10,000, within
-/// 2 % beyond". Readers must merge with the same `K`.
+/// The precision `K` of the `uniqCombined(K)` distinct-count states. With
+/// `K = 18` a state keeps an exact set of 32-bit hashes up to 16,384
+/// values and becomes a HyperLogLog of 2^18 registers beyond (standard
+/// error 0.2 %), which is SPEC §7's "exact up to 10,000, within 2 %
+/// beyond". Readers must merge with the same `K`.
 pub const SKETCH_PRECISION: u8 = 18;
+
+/// Measures per scope and calendar month (UTC).
+pub const SCOPE_MONTH: &str = "scope_month";
 
 /// All-time measures per scope (no time bucket).
 pub const SCOPE_TOTAL: &str = "scope_total";
 
-/// The aggregate states of a `scope_*` row, computed from `events`
-/// columns: the aggregator's materialised views and the exporter's
-/// raw-events window edges compute them alike, so that `…Merge` over both
-/// is exact. Yields `events`, `assertions`, `viewers` and `classes`.
-pub fn scope_states() -> String {
+/// All-time distribution counts per org.
+pub const ROLLUP_TOTAL: &str = "rollup_total";
+
+/// Per org and UTC day, the highest stream sequence of a view that has a
+/// viewer key: what the sealed unique-viewer counts must have seen.
+pub const VIEW_DAYS: &str = "view_days";
+
+/// Unique viewers per closed UTC day and scope, sealed from `events`.
+pub const VIEWER_DAYS: &str = "viewer_days";
+
+/// Unique viewers per hour of a closed UTC day, org scope, sealed.
+pub const VIEWER_HOURS: &str = "viewer_hours";
+
+/// The scope levels of the `scope_*` and `viewer_days` tables, as the
+/// materialised views `ARRAY JOIN` them: every event is counted once in
+/// its org's row (0), its issuer's (1) and its badge class's (2).
+pub const SCOPE_LEVELS: &str = "[0, 1, 2]";
+
+/// `scope_issuer_id` and `scope_badge_class_id` of an event at
+/// `scope_level` (see [`SCOPE_LEVELS`]).
+pub const SCOPE_COLUMNS: &str = "if(scope_level >= 1, issuer_id, '') AS scope_issuer_id, \
+     if(scope_level = 2, badge_class_id, '') AS scope_badge_class_id";
+
+/// The measures a `scope_*` row holds, as `(column, state expression over
+/// events columns, merge expression)`. The aggregator's views and the
+/// exporter's raw-event pieces compute the states alike, so `…Merge` over
+/// both is exact. Unique viewers are not among them: they are sealed per
+/// day ([`VIEWER_DAYS`]).
+pub fn scope_measures() -> [(&'static str, String, String); 7] {
     let k = SKETCH_PRECISION;
+    let distinct = |column: &'static str, event_type: &str| {
+        (
+            column,
+            format!("uniqCombinedIfState({k})(assertion_id, type = '{event_type}')"),
+            format!("uniqCombinedIfMerge({k})({column})"),
+        )
+    };
+    let number = |column: &'static str, event_type: &str| {
+        (
+            column,
+            format!("countIfState(type = '{event_type}')"),
+            format!("countIfMerge({column})"),
+        )
+    };
+    [
+        distinct("awarded", "badge.awarded"),
+        distinct("accepted", "badge.accepted"),
+        distinct("shared", "badge.shared"),
+        number("shares", "badge.shared"),
+        number("views", "badge.viewed"),
+        distinct("revoked", "badge.revoked"),
+        (
+            "classes",
+            format!("uniqCombinedState({k})(org_id, badge_class_id)"),
+            format!("uniqCombinedMerge({k})(classes)"),
+        ),
+    ]
+}
+
+/// The states of a `scope_*` row computed from `events` columns, each
+/// `AS` its column: `events` (the number of events, which ranks orgs and
+/// issuers by activity) and the [`scope_measures`].
+pub fn scope_states() -> String {
+    std::iter::once("countState() AS events".to_owned())
+        .chain(
+            scope_measures()
+                .iter()
+                .map(|(column, state, _)| format!("{state} AS {column}")),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The distribution dimensions of the `rollup_*` tables, by their
+/// `Enum8` code, with the `events` column that gives each dimension's
+/// value and the event type that carries it.
+pub const DIMENSIONS: [(&str, u8, &str, &str); 4] = [
+    ("award_method", 1, "toString(award_method)", "badge.awarded"),
+    (
+        "share_channel",
+        2,
+        "toString(share_channel)",
+        "badge.shared",
+    ),
+    ("view_source", 3, "toString(view_source)", "badge.viewed"),
+    ("view_country", 4, "country", "badge.viewed"),
+];
+
+/// The `Enum8` type of the `rollup_*` tables' `dimension` column.
+pub fn dimension_enum() -> String {
+    let values: Vec<String> = DIMENSIONS
+        .iter()
+        .map(|(name, code, _, _)| format!("'{name}' = {code}"))
+        .collect();
+    format!("Enum8({})", values.join(", "))
+}
+
+/// The states of a `rollup_*` row computed from `events` columns, where
+/// `is_award_method` is a `UInt8` expression telling whether the row's
+/// dimension is `award_method` (whose counts are distinct assertions, the
+/// others' event counts): `events` and `assertions`.
+pub fn rollup_states(is_award_method: &str) -> String {
     format!(
-        "countState() AS events, \
-         uniqCombinedIfState({k})(assertion_id, type IN ('badge.awarded', 'badge.accepted', 'badge.shared', 'badge.revoked')) AS assertions, \
-         uniqCombinedIfState({k})(viewer_key, viewer_key != 0) AS viewers, \
-         uniqCombinedState({k})(org_id, badge_class_id) AS classes"
+        "countState() AS events, uniqCombinedIfState({SKETCH_PRECISION})(assertion_id, {is_award_method}) AS assertions"
     )
 }
 
-/// The aggregate states of a `rollup_*` row, computed from `events`
-/// columns (as [`scope_states`] for the scope tables). Yields `events`,
-/// `assertions` and `viewers`.
-pub fn rollup_states() -> &'static str {
-    "countState() AS events, uniqExactState(assertion_id) AS assertions, \
-     uniqExactIfState(viewer_key, viewer_key != 0) AS viewers"
-}
-
-/// The counts of SPEC §7 merged from `rollup_*` states over the rows that
-/// `condition` selects (SQL; empty: every row), as analysts and the Grafana
-/// dashboards read them: `awarded`, `accepted`, `shared` and `revoked` are
-/// distinct assertions of their event type, `shares` and `views` events,
-/// `unique_viewers` distinct viewer keys of views.
-pub fn rollup_counts(condition: &str) -> Vec<(&'static str, String)> {
-    let and = if condition.is_empty() {
-        String::new()
+/// The count of a `rollup_*` dimension's value merged from its states:
+/// distinct assertions for award methods, events for the others.
+pub fn rollup_count(dimension: &str) -> String {
+    if dimension == "award_method" {
+        format!("uniqCombinedIfMerge({SKETCH_PRECISION})(assertions)")
     } else {
-        format!(" AND {condition}")
-    };
-    let of = |merge: &str, column: &str, kind: &str| {
-        format!("{merge}({column}, event_type = '{kind}'{and})")
-    };
-    vec![
-        (
-            "awarded",
-            of("uniqExactMergeIf", "assertions", "badge.awarded"),
-        ),
-        (
-            "accepted",
-            of("uniqExactMergeIf", "assertions", "badge.accepted"),
-        ),
-        (
-            "shared",
-            of("uniqExactMergeIf", "assertions", "badge.shared"),
-        ),
-        ("shares", of("countMergeIf", "events", "badge.shared")),
-        ("views", of("countMergeIf", "events", "badge.viewed")),
-        (
-            "unique_viewers",
-            of("uniqExactIfMergeIf", "viewers", "badge.viewed"),
-        ),
-    ]
+        "countMerge(events)".to_owned()
+    }
 }
 
 /// A rollup tier: the bucket length of the derived tables that hold
@@ -86,7 +149,7 @@ pub enum Tier {
 impl Tier {
     pub const ALL: [Tier; 3] = [Tier::Minute, Tier::Hour, Tier::Day];
 
-    /// The rollup table of this tier (by distribution value and country).
+    /// The distribution rollup of this tier (org scope).
     pub fn rollup_table(self) -> &'static str {
         match self {
             Tier::Minute => "rollup_minute",
@@ -96,9 +159,9 @@ impl Tier {
     }
 
     /// The table of per-scope measures of this tier, if there is one:
-    /// there are no minute scope rows (they would be the costliest to
-    /// write, one row per minute, scope level and type); readers take
-    /// sub-hour pieces of a window from `events`.
+    /// there are no minute scope rows (readers take sub-hour pieces of a
+    /// window from `events`, sorted for it), and hour rows are kept for the
+    /// org scope only.
     pub fn scope_table(self) -> Option<&'static str> {
         match self {
             Tier::Minute => None,
@@ -107,9 +170,20 @@ impl Tier {
         }
     }
 
-    /// The bucketed tables of this tier.
+    /// The sealed unique-viewer table of this tier, if there is one.
+    pub fn viewer_table(self) -> Option<&'static str> {
+        match self {
+            Tier::Minute => None,
+            Tier::Hour => Some(VIEWER_HOURS),
+            Tier::Day => Some(VIEWER_DAYS),
+        }
+    }
+
+    /// The bucketed tables of this tier, which its retention drops.
     pub fn tables(self) -> impl Iterator<Item = &'static str> {
-        std::iter::once(self.rollup_table()).chain(self.scope_table())
+        std::iter::once(self.rollup_table())
+            .chain(self.scope_table())
+            .chain(self.viewer_table())
     }
 
     /// The tier of a bucketed table; `None` for the others.
@@ -150,6 +224,20 @@ mod tests {
             }
         }
         assert_eq!(Tier::of_table(SCOPE_TOTAL), None);
+        assert_eq!(Tier::of_table(SCOPE_MONTH), None);
         assert_eq!(Tier::of_table("events"), None);
+    }
+
+    #[test]
+    fn scope_states_name_every_column_once() {
+        let states = scope_states();
+        for (column, _, merge) in scope_measures() {
+            assert_eq!(states.matches(&format!(" AS {column}")).count(), 1);
+            assert!(merge.contains(&format!("({column})")), "{merge}");
+        }
+        assert_eq!(
+            dimension_enum(),
+            "Enum8('award_method' = 1, 'share_channel' = 2, 'view_source' = 3, 'view_country' = 4)"
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use badgepulse_contract::tables::rollup_counts;
+use badgepulse_contract::tables::{rollup_count, rollup_states, scope_measures, DIMENSIONS};
 use badgepulse_exporter::analytics::{Analytics, Settings};
 use badgepulse_exporter::business_metrics;
 use badgepulse_exporter::config::Config;
@@ -211,11 +211,46 @@ fn measures_json() -> serde_json::Value {
         .iter()
         .map(|(name, expr)| (*name, expr.sql(&|count: &str| format!("{{p}}{count}"))))
         .collect();
-    let counts: Vec<(&str, String)> = rollup_counts("{c}")
-        .into_iter()
-        .map(|(name, sql)| (name, sql.replace(" AND {c}", "{c}")))
+    // `…Merge(col)` as `…MergeIf(col, 1{c})`: `{c}` is an extra
+    // condition (` AND cur`) or nothing.
+    let measures = scope_measures();
+    let counts: Vec<(&str, String)> = measures
+        .iter()
+        .filter(|(name, _, _)| *name != "classes")
+        .map(|(name, _, merge)| {
+            let conditional = merge
+                .replacen("Merge", "MergeIf", 1)
+                .replace(&format!("({name})"), &format!("({name}, 1{{c}})"));
+            (*name, conditional)
+        })
         .collect();
-    serde_json::json!({ "counts": counts, "derived": derived })
+    // The same states computed from `events` rows, for raw pieces.
+    let states: Vec<(&str, &str)> = measures
+        .iter()
+        .map(|(name, state, _)| (*name, state.as_str()))
+        .collect();
+    // Per distribution dimension: the `events` value, the event type that
+    // carries it, the rollup states computed from `events` and the count
+    // merged from them.
+    let distributions: Vec<serde_json::Value> = DIMENSIONS
+        .iter()
+        .map(|(name, _, value, event_type)| {
+            let is_award_method = if *name == "award_method" { "1" } else { "0" };
+            serde_json::json!({
+                "dimension": name,
+                "value": value,
+                "event_type": event_type,
+                "states": rollup_states(is_award_method),
+                "count": rollup_count(name),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "counts": counts,
+        "states": states,
+        "derived": derived,
+        "distributions": distributions,
+    })
 }
 
 /// `Ok(true)` if written, `Ok(false)` if the reader went away (`| head`).

@@ -382,7 +382,7 @@ impl StackConfig {
             ));
         }
         t.push_str(&format!(
-            "[aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\n{}",
+            "[aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\nseal_interval_secs = 1\n{}",
             self.aggregator
         ));
         t.push_str(&format!(

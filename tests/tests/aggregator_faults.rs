@@ -40,6 +40,8 @@ struct TypeTotals {
 struct Workload {
     messages: Vec<Msg>,
     distinct_events: u64,
+    /// The (org, UTC day) pairs with views that have a viewer key.
+    view_days: u64,
     per_type: BTreeMap<&'static str, TypeTotals>,
     lifecycle_assertions: u64,
     garbage: u64,
@@ -144,12 +146,14 @@ fn workload(seed: u64, assertions: usize, partitions: u16) -> Workload {
     type Truth = (u64, HashSet<(String, String)>, HashSet<(String, u64)>);
     let mut per_type: BTreeMap<&'static str, Truth> = BTreeMap::new();
     let mut lifecycle: HashSet<(String, String)> = HashSet::new();
+    let mut view_days: HashSet<(String, i64)> = HashSet::new();
     for e in events.iter().chain(&beacon_views) {
         let entry = per_type.entry(e.kind.as_str()).or_default();
         entry.0 += 1;
         entry.1.insert((e.org_id.clone(), e.assertion_id.clone()));
         if let Some(k) = e.viewer_key {
             entry.2.insert((e.org_id.clone(), k));
+            view_days.insert((e.org_id.clone(), e.occurred_at.timestamp() / 86_400));
         }
         lifecycle.insert((e.org_id.clone(), e.assertion_id.clone()));
     }
@@ -209,6 +213,7 @@ fn workload(seed: u64, assertions: usize, partitions: u16) -> Workload {
     Workload {
         messages,
         distinct_events,
+        view_days: view_days.len() as u64,
         per_type: per_type
             .into_iter()
             .map(|(k, (events, a, v))| {
@@ -313,55 +318,61 @@ async fn check_tables(ch: &ClickHouse, db: &str, w: &Workload) {
         0,
         "duplicates in events"
     );
-    for table in ["rollup_minute", "rollup_hour", "rollup_day"] {
+    assert_eq!(
+        ch.number(&format!(
+            "SELECT count() + 1000000000 * (count() - uniqExact(org_id, event_id)) FROM {db}.event_ids"
+        ))
+        .await,
+        w.distinct_events,
+        "event_ids rows, without duplicates"
+    );
+    // Every award, share and view in each distribution rollup once per
+    // dimension; award methods count distinct assertions (sketches, per
+    // org, within SPEC §7's tolerance).
+    let n = |k: &str| w.per_type.get(k).map_or(0, |t| t.events);
+    for table in ["rollup_minute", "rollup_hour", "rollup_day", "rollup_total"] {
         let out = ch
             .query(&format!(
-                "SELECT toString(event_type), countMerge(events), uniqExactMerge(assertions), uniqExactIfMerge(viewers) \
-                 FROM (SELECT event_type, org_id, events, assertions, viewers FROM {db}.{table}) GROUP BY event_type"
+                "SELECT toString(dimension), sum(n), sum(a) FROM (SELECT dimension, org_id, countMerge(events) AS n, \
+                 uniqCombinedIfMerge(18)(assertions) AS a FROM {db}.{table} GROUP BY dimension, org_id) \
+                 GROUP BY dimension ORDER BY dimension"
             ))
             .await
             .unwrap();
-        // Distinct assertions and viewers are per org: sum the per-org distincts.
-        let per_org = ch
-            .query(&format!(
-                "SELECT t, sum(a), sum(v) FROM (SELECT toString(event_type) AS t, org_id, uniqExactMerge(assertions) AS a, uniqExactIfMerge(viewers) AS v \
-                 FROM {db}.{table} GROUP BY t, org_id) GROUP BY t"
-            ))
-            .await
-            .unwrap();
-        let counts: HashMap<String, u64> = out
+        let awarded = w.per_type.get("badge.awarded").map_or(0, |t| t.assertions);
+        let rows: Vec<Vec<u64>> = out
             .lines()
-            .map(|l| l.split('\t').collect::<Vec<_>>())
-            .map(|c| (c[0].to_owned(), c[1].parse().unwrap()))
+            .map(|l| l.split('\t').skip(1).map(|v| v.parse().unwrap()).collect())
             .collect();
-        let distinct: HashMap<String, (u64, u64)> = per_org
-            .lines()
-            .map(|l| l.split('\t').collect::<Vec<_>>())
-            .map(|c| {
-                (
-                    c[0].to_owned(),
-                    (c[1].parse().unwrap(), c[2].parse().unwrap()),
-                )
-            })
-            .collect();
-        for (kind, want) in &w.per_type {
-            assert_eq!(
-                counts.get(*kind).copied(),
-                Some(want.events),
-                "{table} {kind} events"
-            );
-            assert_eq!(
-                distinct[*kind],
-                (want.assertions, want.viewers),
-                "{table} {kind} distinct assertions, viewers"
-            );
-        }
+        let names: Vec<&str> = out.lines().map(|l| l.split('\t').next().unwrap()).collect();
         assert_eq!(
-            counts.len(),
-            w.per_type.len(),
-            "{table}: unexpected types {counts:?}"
+            names,
+            [
+                "award_method",
+                "share_channel",
+                "view_source",
+                "view_country"
+            ],
+            "{table}"
         );
+        assert_eq!(rows[0][0], n("badge.awarded"), "{table} awards");
+        assert!(
+            rows[0][1].abs_diff(awarded) <= awarded / 50,
+            "{table} awarded assertions {} vs {awarded}",
+            rows[0][1]
+        );
+        assert_eq!(rows[1][0], n("badge.shared"), "{table} shares");
+        assert_eq!(rows[2][0], n("badge.viewed"), "{table} views by source");
+        assert_eq!(rows[3][0], n("badge.viewed"), "{table} views by country");
     }
+    assert_eq!(
+        ch.number(&format!(
+            "SELECT count() FROM (SELECT org_id, bucket FROM {db}.view_days GROUP BY org_id, bucket)"
+        ))
+        .await,
+        w.view_days,
+        "view_days: one row per org and day with keyed views"
+    );
     let lifecycle = ch
         .query(&format!(
             "SELECT count(), sum(aw), sum(ac), sum(sh), sum(vw), sum(rv) FROM (SELECT org_id, assertion_id, countIfMerge(awarded) AS aw, \
@@ -370,7 +381,6 @@ async fn check_tables(ch: &ClickHouse, db: &str, w: &Workload) {
         ))
         .await
         .unwrap();
-    let n = |k: &str| w.per_type.get(k).map_or(0, |t| t.events);
     assert_eq!(
         lifecycle.trim(),
         format!(
@@ -387,13 +397,14 @@ async fn check_tables(ch: &ClickHouse, db: &str, w: &Workload) {
     check_scope_tables(ch, db, w).await;
 }
 
-/// The `scope_*` tables: at the org level and summed over the badge-class
-/// level, every type has exactly its number of events (a batch counted
-/// twice or lost would show); distinct assertions (not counted for views)
-/// and viewers per org, summed, are within SPEC §7's tolerance of the
-/// sketches.
+/// The `scope_*` tables: at every level (summed over issuers and badge
+/// classes), the numbers of events, shares and views are exact (a batch
+/// counted twice or lost would show); distinct assertions per org,
+/// summed, are within SPEC §7's tolerance of the sketches.
 async fn check_scope_tables(ch: &ClickHouse, db: &str, w: &Workload) {
-    for table in ["scope_hour", "scope_day", "scope_total"] {
+    let n = |k: &str| w.per_type.get(k).map_or(0, |t| t.events);
+    let distinct = |k: &str| w.per_type.get(k).map_or(0, |t| t.assertions);
+    for table in ["scope_hour", "scope_day", "scope_month", "scope_total"] {
         for (level, condition) in [
             ("org", "scope_issuer_id = '' AND scope_badge_class_id = ''"),
             (
@@ -404,41 +415,37 @@ async fn check_scope_tables(ch: &ClickHouse, db: &str, w: &Workload) {
         ] {
             let out = ch
                 .query(&format!(
-                    "SELECT t, sum(n), sum(a), sum(v) FROM (SELECT toString(event_type) AS t, org_id, countMerge(events) AS n, \
-                     uniqCombinedIfMerge(18)(assertions) AS a, uniqCombinedIfMerge(18)(viewers) AS v \
-                     FROM {db}.{table} WHERE {condition} GROUP BY t, org_id) GROUP BY t ORDER BY t"
+                    "SELECT count(), sum(e), sum(sh), sum(vw), sum(aw), sum(ac), sum(sd), sum(rv) FROM (SELECT org_id, \
+                     countMerge(events) AS e, countIfMerge(shares) AS sh, countIfMerge(views) AS vw, \
+                     uniqCombinedIfMerge(18)(awarded) AS aw, uniqCombinedIfMerge(18)(accepted) AS ac, \
+                     uniqCombinedIfMerge(18)(shared) AS sd, uniqCombinedIfMerge(18)(revoked) AS rv \
+                     FROM {db}.{table} WHERE {condition} GROUP BY org_id)"
                 ))
                 .await
                 .unwrap();
-            let rows: HashMap<String, Vec<u64>> = out
-                .lines()
-                .map(|l| l.split('\t').collect::<Vec<_>>())
-                .map(|c| {
-                    (
-                        c[0].to_owned(),
-                        c[1..].iter().map(|v| v.parse().unwrap()).collect(),
-                    )
-                })
-                .collect();
-            assert_eq!(rows.len(), w.per_type.len(), "{table} {level}: {rows:?}");
-            for (kind, want) in &w.per_type {
-                let got = &rows[*kind];
-                assert_eq!(got[0], want.events, "{table} {level} {kind} events");
-                if *kind == "badge.viewed" {
-                    // Summing per-class distincts over-counts values shared
-                    // by classes: only the org level is comparable.
-                    if level == "org" {
-                        assert!(
-                            got[2].abs_diff(want.viewers) <= want.viewers / 50,
-                            "{table} {level} viewers {got:?} vs {}",
-                            want.viewers
-                        );
-                    }
-                } else if level == "org" {
+            let got: Vec<u64> = out.trim().split('\t').map(|v| v.parse().unwrap()).collect();
+            if table == "scope_hour" && level != "org" {
+                assert_eq!(got[0], 0, "{table} holds org rows only");
+                continue;
+            }
+            assert_eq!(got[1], w.distinct_events, "{table} {level} events");
+            assert_eq!(got[2], n("badge.shared"), "{table} {level} shares");
+            assert_eq!(got[3], n("badge.viewed"), "{table} {level} views");
+            if level == "org" {
+                for (i, kind) in [
+                    "badge.awarded",
+                    "badge.accepted",
+                    "badge.shared",
+                    "badge.revoked",
+                ]
+                .iter()
+                .enumerate()
+                {
+                    let want = distinct(kind);
                     assert!(
-                        got[1].abs_diff(want.assertions) <= want.assertions / 50,
-                        "{table} {level} {kind} assertions {got:?} vs {}",
-                        want.assertions
+                        got[4 + i].abs_diff(want) <= want / 50,
+                        "{table} {level} {kind} assertions {} vs {want}",
+                        got[4 + i]
                     );
                 }
             }
@@ -582,8 +589,10 @@ async fn two_instances_on_disjoint_partitions_equal_one() {
         let ch = &ch;
         async move {
             ch.query(&format!(
-                "SELECT org_id, toString(event_type), bucket, countMerge(events), uniqExactMerge(assertions), uniqExactIfMerge(viewers) \
-                 FROM {db}.rollup_hour GROUP BY org_id, event_type, bucket ORDER BY org_id, event_type, bucket"
+                "SELECT org_id, scope_issuer_id, scope_badge_class_id, bucket, countMerge(events), countIfMerge(views), \
+                 uniqCombinedIfMerge(18)(awarded), uniqCombinedIfMerge(18)(shared) \
+                 FROM {db}.scope_day GROUP BY org_id, scope_issuer_id, scope_badge_class_id, bucket \
+                 ORDER BY org_id, scope_issuer_id, scope_badge_class_id, bucket"
             ))
             .await
             .unwrap()
@@ -594,7 +603,7 @@ async fn two_instances_on_disjoint_partitions_equal_one() {
     assert_eq!(
         split,
         totals("single").await,
-        "per-bucket rollups differ between two instances and one"
+        "per-bucket scope rows differ between two instances and one"
     );
 }
 

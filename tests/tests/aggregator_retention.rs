@@ -155,7 +155,7 @@ async fn compaction_merges_scope_total_into_one_part() {
                  WHERE database = 'cmp' AND table = 'scope_total' AND active";
     assert_eq!(ch.number(parts).await, 3);
     let totals = "SELECT scope_issuer_id, scope_badge_class_id, countMerge(events), \
-                  uniqCombinedIfMerge(18)(assertions), maxMerge(max_seq) FROM cmp.scope_total \
+                  uniqCombinedIfMerge(18)(awarded), maxMerge(max_seq) FROM cmp.scope_total \
                   GROUP BY scope_issuer_id, scope_badge_class_id \
                   ORDER BY scope_issuer_id, scope_badge_class_id";
     let before = ch.query(totals).await.unwrap();

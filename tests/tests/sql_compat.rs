@@ -126,6 +126,40 @@ fn sample_rows() -> Vec<EventRow> {
     rows
 }
 
+/// An imported history (issue 20): `years` of awards and views of org
+/// `history`, one day in five, all received now, with stream sequences
+/// from `first_seq`. One INSERT block of it touches every day, month and
+/// year it spans; current ClickHouse refuses a block that touches more
+/// than 100 partitions of one table.
+fn history_rows(years: i64, first_seq: u64) -> Vec<EventRow> {
+    let now: DateTime<Utc> = "2026-03-10T12:00:00Z".parse().unwrap();
+    let mut rows = Vec::new();
+    for day in (0..years * 365).step_by(5) {
+        let when = (now - chrono::Duration::days(day + 1)).to_rfc3339();
+        for (kind, extra) in [
+            ("badge.awarded", json!({"award_method": "bulk"})),
+            (
+                "badge.viewed",
+                json!({"source": "linkedin", "country": "FR"}),
+            ),
+        ] {
+            let mut v = json!({"event_id": format!("h{years}-{kind}-{day}"), "type": kind,
+                "occurred_at": when, "org_id": "history", "issuer_id": "old", "badge_class_id": "legacy",
+                "assertion_id": format!("h{day}")});
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            let seq = first_seq + rows.len() as u64;
+            rows.push(EventRow::new(
+                &validate_platform_event(&v, now).expect("valid history"),
+                0,
+                seq,
+            ));
+        }
+    }
+    rows
+}
+
 /// Runs the statements in chDB; returns (name, Ok(output) | Err(error)).
 fn run_chdb(statements: &[(String, String)]) -> Vec<(String, Result<String, String>)> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/chdb_run.py");
@@ -188,6 +222,15 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
         insert_sql("events_input", &sample_rows()),
         false,
     ));
+    // Histories of 3 and 15 years, each one INSERT through every view
+    // (the recovery statements below then recompute them from `events`).
+    for (years, first_seq) in [(3, 10_000), (15, 20_000)] {
+        statements.push((
+            format!("insert a {years}-year history"),
+            insert_sql("events_input", &history_rows(years, first_seq)),
+            false,
+        ));
+    }
     let queries: Vec<(String, String)> = store
         .sample_queries()
         .into_iter()
@@ -226,15 +269,61 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     // The data must actually have landed everywhere for the comparison to mean something.
     for table in [
         "events",
+        "event_ids",
         "rollup_minute",
         "rollup_hour",
         "rollup_day",
+        "rollup_total",
+        "scope_hour",
+        "scope_day",
+        "scope_month",
+        "scope_total",
+        "view_days",
         "assertion_lifecycle",
+        "assertion_awards",
+        "lifecycle_refiled",
         "badge_classes",
     ] {
         statements.push((
             format!("count {table}"),
             format!("SELECT count() FROM {DB}.{table}"),
+            true,
+        ));
+    }
+    // The re-lay's copy of one legacy month (with its join to each
+    // assertion's first award), in a database of its own.
+    let relaid = Schema::new("relaid", "");
+    for (i, ddl) in relaid.all_statements().into_iter().enumerate() {
+        statements.push((format!("relaid ddl #{i}"), ddl, false));
+    }
+    for (name, sql) in [
+        (
+            "legacy events",
+            "CREATE TABLE relaid.events_v2 AS relaid.events".to_owned(),
+        ),
+        (
+            "legacy rows",
+            format!("INSERT INTO relaid.events_v2 SELECT * FROM {DB}.events"),
+        ),
+        (
+            "copy_legacy_month",
+            relaid.copy_legacy_month().replace(
+                '?',
+                "(SELECT min(toYYYYMM(occurred_at)) FROM relaid.events_v2)",
+            ),
+        ),
+    ] {
+        statements.push((name.to_owned(), sql, false));
+    }
+    for table in [
+        "events",
+        "assertion_awards",
+        "lifecycle_refiled",
+        "assertion_lifecycle",
+    ] {
+        statements.push((
+            format!("relaid count {table}"),
+            format!("SELECT count(), uniqExact(org_id, assertion_id) FROM relaid.{table}"),
             true,
         ));
     }
@@ -272,7 +361,7 @@ async fn every_statement_runs_on_clickhouse_18_16_and_current() {
     // Sanity: the sample data reached every derived table on 18.16.
     assert_eq!(
         ch.number(&format!("SELECT count() FROM {DB}.events")).await,
-        sample_rows().len() as u64
+        (sample_rows().len() + history_rows(3, 0).len() + history_rows(15, 0).len()) as u64
     );
     assert_eq!(
         ch.number(&format!("SELECT count() FROM {DB}.badge_classes"))

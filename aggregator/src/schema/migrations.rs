@@ -1,19 +1,77 @@
-//! The schema's versions: each a list of idempotent DDL statements,
-//! applied in order and recorded in `schema_migrations`.
+//! The schema's versions, and how a database reaches the current one.
+//!
+//! A new database gets the current layout at once
+//! ([`Schema::create_statements`]), recorded as [`CURRENT_VERSION`]. A
+//! database of an earlier layout (versions 1 and 2: `events` sorted by
+//! `(org_id, event_id)`, rollups and scope rows per event type) is
+//! re-laid in place by `Store::migrate` with the statements below, in
+//! three states it can tell apart and resume from after a crash:
+//!
+//! 1. **Legacy** (`events` has the old sorting key): every materialised
+//!    view is dropped and each table whose layout changed is renamed to
+//!    `…_v2`, `events` last, so that `events_v2` existing means "renamed".
+//! 2. **Copying** (`events_v2` exists): the current tables and the views of
+//!    the re-laid ones are created, those tables emptied (a crashed copy
+//!    starts over), and `events_v2` is copied month by month into
+//!    `events_input`, whose views fill `events`, `event_ids` and every
+//!    re-laid derived table in one pass (a month's rows touch at most 31
+//!    daily partitions, within current ClickHouse's
+//!    `max_partitions_per_insert_block`). Then the `…_v2` tables are
+//!    dropped, `events_v2` last.
+//! 3. **Current**: every statement of the current layout runs (`IF NOT
+//!    EXISTS`), which adds the view of the table kept as it was
+//!    (`badge_classes`): created before the copy, it would have taken
+//!    every upsert a second time.
+//!
+//! The aggregators must be stopped while a database is re-laid (README,
+//! "Upgrading"); ingest keeps publishing to JetStream meanwhile.
 
-use badgepulse_contract::tables::{Tier, SCOPE_TOTAL};
+use badgepulse_contract::tables::{
+    Tier, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+};
 
-use super::tables::{partition_by, DERIVED_TABLES};
+use super::tables::{partition_by, ASSERTION_AWARDS, DERIVED_TABLES, LIFECYCLE_REFILED};
 use super::Schema;
 
-/// One schema version: statements applied in order, then recorded in
-/// `schema_migrations`. Every statement is idempotent (`IF NOT EXISTS`), so
-/// a crash halfway through a migration is repaired by running it again.
-#[derive(Debug, Clone)]
-pub struct Migration {
-    pub version: u32,
-    pub description: &'static str,
-    pub statements: Vec<String>,
+/// The schema version of the layout this code writes.
+pub const CURRENT_VERSION: u32 = 3;
+
+/// What version [`CURRENT_VERSION`] is, as recorded in `schema_migrations`.
+pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure; org distribution rollups; scope_month; unique viewers sealed per day";
+
+/// The tables whose layout version 3 changed, re-laid by renaming them to
+/// `…_v2` and copying `events`; `events` comes last (see the module doc).
+pub const RELAID_TABLES: [&str; 8] = [
+    "assertion_lifecycle",
+    "rollup_minute",
+    "rollup_hour",
+    "rollup_day",
+    "scope_hour",
+    "scope_day",
+    "scope_total",
+    "events",
+];
+
+/// Materialised views of the earlier layouts, all dropped before the
+/// copy.
+const LEGACY_VIEWS: [&str; 9] = [
+    "events_mv",
+    "rollup_minute_mv",
+    "rollup_hour_mv",
+    "rollup_day_mv",
+    "assertion_lifecycle_mv",
+    "badge_classes_mv",
+    "scope_hour_mv",
+    "scope_day_mv",
+    "scope_total_mv",
+];
+
+/// Tables kept as they were, whose views are created only after the copy.
+const KEPT_TABLES: [&str; 1] = ["badge_classes"];
+
+/// The legacy name of a re-laid table.
+pub fn legacy_name(table: &str) -> String {
+    format!("{table}_v2")
 }
 
 impl Schema {
@@ -41,65 +99,56 @@ impl Schema {
         s
     }
 
-    pub fn migrations(&self) -> Vec<Migration> {
-        vec![
-            Migration {
-                version: 1,
-                description: "events, rollups, assertion lifecycle, badge classes, annotations",
-                statements: self.v1(),
-            },
-            Migration {
-                version: 2,
-                description: "scope_hour, scope_day, scope_total: measures per org, issuer and badge class with sketched distinct counts",
-                statements: self.v2(),
-            },
-        ]
-    }
-
-    /// Migration 2: the `scope_*` tables (hour, day, all time). Each event is counted in three
-    /// rows, of its badge class, its issuer and its org, so that any scope
-    /// reads a handful of rows per bucket; distinct counts are sketches
-    /// (see [`SKETCH_PRECISION`]) whose merge cost does not grow with the
-    /// number of values. `scope_total` holds all time, with no bucket.
-    /// An existing deployment fills them from `events` on the consumers'
-    /// first batch (an empty derived table is recovered in full).
-    fn v2(&self) -> Vec<String> {
-        let db = &self.database;
-        let on = self.on_cluster();
-        let mut s = Vec::new();
-        for g in Tier::ALL {
-            let Some(table) = g.scope_table() else {
-                continue;
-            };
-            s.extend(self.table(
-                table,
-                &Self::scope_columns(true),
-                "AggregatingMergeTree",
-                "",
-                &format!(
-                    "PARTITION BY {}\nORDER BY (org_id, scope_issuer_id, scope_badge_class_id, event_type, bucket, partition)\nSETTINGS index_granularity = 256",
-                    partition_by(g)
-                ),
-            ));
-        }
-        s.extend(self.table(
-            SCOPE_TOTAL,
-            &Self::scope_columns(false),
-            "AggregatingMergeTree",
-            "",
-            "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, event_type, partition)\nSETTINGS index_granularity = 256",
-        ));
-        for table in DERIVED_TABLES.iter().filter(|t| t.starts_with("scope_")) {
-            s.push(format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{on} TO {db}.{} AS {}",
-                self.local(table),
-                self.derived_select(table, &format!("{db}.events_input"), "")
-            ));
-        }
+    /// Every table and view of the current layout (`IF NOT EXISTS`): what
+    /// a new database runs, and what completes a re-laid one.
+    pub fn create_statements(&self) -> Vec<String> {
+        let mut s = self.table_statements();
+        s.extend(self.view_statements(|_| true));
         s
     }
 
-    fn v1(&self) -> Vec<String> {
+    /// The materialised views of the tables `which` selects, each reading
+    /// the `events_input` Null table that every batch is inserted into.
+    pub fn view_statements(&self, which: impl Fn(&str) -> bool) -> Vec<String> {
+        let db = &self.database;
+        let on = self.on_cluster();
+        let input = format!("{db}.events_input");
+        let mut targets: Vec<(&str, String)> = vec![("events", format!("SELECT * FROM {input}"))];
+        for table in DERIVED_TABLES {
+            targets.push((table, self.derived_select(table, &input, "")));
+        }
+        targets.push(("badge_classes", self.badge_classes_select(&input)));
+        targets
+            .into_iter()
+            .filter(|(table, _)| which(table))
+            .map(|(table, select)| {
+                format!(
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{on} TO {db}.{} AS {select}",
+                    self.local(table)
+                )
+            })
+            .collect()
+    }
+
+    /// The views created before the copy of a re-laid database: those of
+    /// every table but the kept ones.
+    pub fn relaid_view_statements(&self) -> Vec<String> {
+        self.view_statements(|table| !KEPT_TABLES.contains(&table))
+    }
+
+    /// The tables the copy of a re-laid database fills: emptied before it.
+    pub fn copy_targets() -> impl Iterator<Item = &'static str> {
+        std::iter::once("events")
+            .chain(
+                DERIVED_TABLES
+                    .into_iter()
+                    .filter(|t| !KEPT_TABLES.contains(t)),
+            )
+            .chain([VIEWER_DAYS, VIEWER_HOURS])
+    }
+
+    /// Every table of the current layout.
+    pub fn table_statements(&self) -> Vec<String> {
         let db = &self.database;
         let on = self.on_cluster();
         let mut s = Vec::new();
@@ -108,7 +157,7 @@ impl Schema {
             &Self::event_columns(),
             "MergeTree",
             "",
-            "PARTITION BY toYYYYMM(occurred_at)\nORDER BY (org_id, event_id)",
+            "PARTITION BY toYear(occurred_at)\nORDER BY (org_id, toDate(occurred_at), issuer_id, badge_class_id, type)\nSETTINGS index_granularity = 2048",
         ));
         // The insert target: a Null table whose materialised views fan every
         // batch out to `events` and the derived tables in one statement.
@@ -116,25 +165,100 @@ impl Schema {
             "CREATE TABLE IF NOT EXISTS {db}.events_input{on} (\n{}\n) ENGINE = Null",
             Self::event_columns()
         ));
+        s.extend(self.table(
+            "event_ids",
+            Self::event_id_columns(),
+            "MergeTree",
+            "",
+            "ORDER BY (org_id, event_id)",
+        ));
         for g in Tier::ALL {
             s.extend(self.table(
                 g.rollup_table(),
-                &Self::rollup_columns(),
+                &Self::rollup_columns(true),
                 "AggregatingMergeTree",
                 "",
                 &format!(
-                    "PARTITION BY {}\nORDER BY (org_id, issuer_id, badge_class_id, event_type, bucket, dim_value, country, partition)",
+                    "PARTITION BY {}\nORDER BY (org_id, dimension, bucket, value, partition)\nSETTINGS index_granularity = 1024",
                     partition_by(g)
                 ),
             ));
         }
         s.extend(self.table(
+            ROLLUP_TOTAL,
+            &Self::rollup_columns(false),
+            "AggregatingMergeTree",
+            "",
+            "ORDER BY (org_id, dimension, value, partition)\nSETTINGS index_granularity = 1024",
+        ));
+        s.extend(self.table(
             "assertion_lifecycle",
             &Self::lifecycle_columns(),
             "AggregatingMergeTree",
             "",
-            "ORDER BY (org_id, issuer_id, badge_class_id, assertion_id, partition)",
+            "PARTITION BY toYear(awarded_on)\nORDER BY (org_id, awarded_on, issuer_id, badge_class_id, assertion_id, partition)\nSETTINGS index_granularity = 1024",
         ));
+        s.extend(self.table(
+            ASSERTION_AWARDS,
+            Self::assertion_awards_columns(),
+            "MergeTree",
+            "",
+            "ORDER BY (org_id, assertion_id)\nSETTINGS index_granularity = 256",
+        ));
+        s.extend(self.table(
+            LIFECYCLE_REFILED,
+            Self::lifecycle_refiled_columns(),
+            "MergeTree",
+            "",
+            "ORDER BY (org_id, awarded_on, assertion_id)",
+        ));
+        let scope_key = "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, bucket, partition)\nSETTINGS index_granularity = 256";
+        for g in [Tier::Hour, Tier::Day] {
+            let table = g.scope_table().expect("hours and days have scope rows");
+            s.extend(self.table(
+                table,
+                &Self::scope_columns(true),
+                "AggregatingMergeTree",
+                "",
+                &format!("PARTITION BY {}\n{scope_key}", partition_by(g)),
+            ));
+        }
+        s.extend(self.table(
+            SCOPE_MONTH,
+            &Self::scope_columns(true),
+            "AggregatingMergeTree",
+            "",
+            &format!("PARTITION BY toYear(bucket)\n{scope_key}"),
+        ));
+        s.extend(self.table(
+            SCOPE_TOTAL,
+            &Self::scope_columns(false),
+            "AggregatingMergeTree",
+            "",
+            "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, partition)\nSETTINGS index_granularity = 256",
+        ));
+        s.extend(self.table(
+            VIEW_DAYS,
+            Self::view_days_columns(),
+            "AggregatingMergeTree",
+            "",
+            "ORDER BY (org_id, bucket, partition)\nSETTINGS index_granularity = 256",
+        ));
+        for (table, what, tier) in [
+            (VIEWER_DAYS, "Day", Tier::Day),
+            (VIEWER_HOURS, "Hour", Tier::Hour),
+        ] {
+            s.extend(self.table(
+                table,
+                &Self::viewer_columns(what),
+                "ReplacingMergeTree",
+                "sealed_seq",
+                &format!(
+                    "PARTITION BY {}\nORDER BY (org_id, scope_issuer_id, scope_badge_class_id, bucket, partition)\nSETTINGS index_granularity = 256",
+                    partition_by(tier)
+                ),
+            ));
+        }
         s.extend(self.table(
             "badge_classes",
             "    org_id String COMMENT 'Organisation',
@@ -170,24 +294,114 @@ impl Schema {
             "",
             "ORDER BY (org_id, at, id)",
         ));
-        // Materialised views: one per target, all reading the Null input.
-        s.push(format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.events_mv{on} TO {db}.{} AS SELECT * FROM {db}.events_input",
-            self.local("events")
-        ));
-        for table in DERIVED_TABLES.iter().filter(|t| !t.starts_with("scope_")) {
-            s.push(format!(
-                "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{table}_mv{on} TO {db}.{} AS {}",
-                self.local(table),
-                self.derived_select(table, &format!("{db}.events_input"), "")
-            ));
-        }
-        s.push(format!(
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.badge_classes_mv{on} TO {db}.{} AS {}",
-            self.local("badge_classes"),
-            self.badge_classes_select(&format!("{db}.events_input"))
-        ));
         s
+    }
+
+    /// `sorting_key` of table `?` in this database (one row, or none if
+    /// it does not exist); `events` sorted by `org_id, event_id` is the
+    /// legacy layout.
+    pub fn sorting_key(&self) -> String {
+        format!(
+            "SELECT sorting_key FROM system.tables WHERE database = '{}' AND name = ?",
+            self.database
+        )
+    }
+
+    /// Drops every view of the legacy layout, then its `events_input`:
+    /// a Null table holds nothing, and the current one has more columns.
+    pub fn drop_legacy_views(&self) -> Vec<String> {
+        LEGACY_VIEWS
+            .iter()
+            .chain(&["events_input"])
+            .map(|view| {
+                format!(
+                    "DROP TABLE IF EXISTS {}.{view}{}",
+                    self.database,
+                    self.on_cluster()
+                )
+            })
+            .collect()
+    }
+
+    /// Renames `table` (and in cluster mode its local table) to its
+    /// legacy name.
+    pub fn rename_to_legacy(&self, table: &str) -> Vec<String> {
+        self.with_local(table, |name, legacy| {
+            format!(
+                "RENAME TABLE {db}.{name} TO {db}.{legacy}{on}",
+                db = self.database,
+                on = self.on_cluster()
+            )
+        })
+    }
+
+    /// Drops the legacy table of `table` (and its local table).
+    pub fn drop_legacy(&self, table: &str) -> Vec<String> {
+        self.with_local(table, |_, legacy| {
+            format!(
+                "DROP TABLE IF EXISTS {}.{legacy}{}",
+                self.database,
+                self.on_cluster()
+            )
+        })
+    }
+
+    /// Empties `table` (its local table in cluster mode).
+    pub fn truncate(&self, table: &str) -> String {
+        format!(
+            "TRUNCATE TABLE IF EXISTS {}.{}{}",
+            self.database,
+            self.local(table),
+            self.on_cluster()
+        )
+    }
+
+    /// The months (`YYYYMM`) `events_v2` holds.
+    pub fn legacy_months(&self) -> String {
+        format!(
+            "SELECT DISTINCT toUInt32(toYYYYMM(occurred_at)) AS m FROM {}.{} ORDER BY m",
+            self.database,
+            self.legacy_local("events")
+        )
+    }
+
+    /// Copies the events of month `?` (`YYYYMM`) from `events_v2` through
+    /// `events_input`, each filed under its assertion's first award day
+    /// (the whole history is known: no award arrives out of order).
+    pub fn copy_legacy_month(&self) -> String {
+        let legacy: Vec<String> = Self::event_column_names()
+            .into_iter()
+            .filter(|c| c != "award_known_on" && c != "awarded_on")
+            .collect();
+        let cols = legacy.join(", ");
+        let events = self.legacy_local("events");
+        format!(
+            "INSERT INTO {db}.events_input ({cols}, award_known_on, awarded_on) \
+             SELECT {cols}, first AS award_known_on, first AS awarded_on FROM {db}.{events} \
+             ANY LEFT JOIN (SELECT org_id, assertion_id, min(toDate(occurred_at)) AS first FROM {db}.{events} \
+             WHERE type = 'badge.awarded' GROUP BY org_id, assertion_id) AS f USING (org_id, assertion_id) \
+             WHERE toYYYYMM(occurred_at) = ?",
+            db = self.database,
+        )
+    }
+
+    /// The name of the local table behind a legacy table (the legacy
+    /// table itself on a single server).
+    fn legacy_local(&self, table: &str) -> String {
+        legacy_name(&self.local(table))
+    }
+
+    /// One statement per name of `table` (the `Distributed` and the local
+    /// table in cluster mode), given `(name, legacy name)`.
+    fn with_local(&self, table: &str, statement: impl Fn(&str, &str) -> String) -> Vec<String> {
+        let mut names = vec![table.to_owned()];
+        if !self.cluster.is_empty() {
+            names.insert(0, self.local(table));
+        }
+        names
+            .iter()
+            .map(|name| statement(name, &legacy_name(name)))
+            .collect()
     }
 }
 
@@ -216,16 +430,32 @@ mod tests {
     }
 
     #[test]
+    fn every_table_has_a_view_and_the_kept_ones_come_last() {
+        let s = Schema::new("bp", "");
+        let views = s.view_statements(|_| true);
+        assert_eq!(views.len(), DERIVED_TABLES.len() + 2);
+        let relaid = s.relaid_view_statements();
+        assert_eq!(relaid.len(), views.len() - KEPT_TABLES.len());
+        assert!(relaid.iter().all(|v| !v.contains("badge_classes_mv")));
+        assert!(relaid.iter().any(|v| v.contains("assertion_lifecycle_mv")));
+        let targets: Vec<&str> = Schema::copy_targets().collect();
+        assert!(targets.contains(&"events") && targets.contains(&VIEWER_DAYS));
+        assert!(targets.contains(&"assertion_lifecycle"));
+        assert!(!targets.contains(&"badge_classes"));
+        assert_eq!(RELAID_TABLES.last(), Some(&"events"));
+    }
+
+    #[test]
     fn cluster_ddl_is_replicated_and_distributed() {
         let s = Schema::new("bp", "prod");
-        let v1 = [s.bootstrap(), s.migrations().remove(0).statements].concat();
-        let events: Vec<&String> = v1
+        let all = s.all_statements();
+        let events: Vec<&String> = all
             .iter()
             .filter(|q| q.contains(" bp.events_local") || q.contains(" bp.events ON"))
             .collect();
         assert!(events.iter().any(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod")
-            && q.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/bp/events_local', '{replica}')")));
-        let distributed = v1
+            && q.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/bp/3/events_local', '{replica}')")));
+        let distributed = all
             .iter()
             .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod ("))
             .unwrap();
@@ -234,7 +464,7 @@ mod tests {
             distributed.contains("event_id String COMMENT 'Idempotency key"),
             "comments live on the Distributed table"
         );
-        let local = v1
+        let local = all
             .iter()
             .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod ("))
             .unwrap();
@@ -243,11 +473,18 @@ mod tests {
             "18.16 refuses comments on replicated tables: {local}"
         );
         assert!(
-            local.contains("    event_id String,\n") && local.contains("    seq UInt64\n)"),
+            local.contains("    event_id String,\n") && local.contains("    awarded_on Date\n)"),
             "{local}"
         );
-        assert!(v1.iter().any(|q| q.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/bp/badge_classes_local', '{replica}', updated_at)")));
-        assert!(v1.iter().any(|q| q.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS bp.rollup_hour_mv ON CLUSTER prod TO bp.rollup_hour_local")));
-        assert!(v1[0] == "CREATE DATABASE IF NOT EXISTS bp ON CLUSTER prod");
+        assert!(all.iter().any(|q| q.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/bp/3/badge_classes_local', '{replica}', updated_at)")));
+        assert!(all.iter().any(|q| q.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS bp.rollup_hour_mv ON CLUSTER prod TO bp.rollup_hour_local")));
+        assert!(all[0] == "CREATE DATABASE IF NOT EXISTS bp ON CLUSTER prod");
+        assert_eq!(
+            s.rename_to_legacy("events"),
+            [
+                "RENAME TABLE bp.events_local TO bp.events_local_v2 ON CLUSTER prod",
+                "RENAME TABLE bp.events TO bp.events_v2 ON CLUSTER prod"
+            ]
+        );
     }
 }

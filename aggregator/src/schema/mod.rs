@@ -3,7 +3,8 @@
 //!
 //! - [`tables`]: what each table holds: its columns, the materialised
 //!   view's SELECT that fills it (shared with recovery), its partitioning;
-//! - [`migrations`]: the versioned list of DDL that creates them;
+//! - [`migrations`]: the DDL that creates them, and the statements that
+//!   re-lay a database of an earlier version in place;
 //! - [`statements`]: the statements of the exactly-once protocol
 //!   (high-water marks, duplicate lookup, staged writes, recovery),
 //!   retention and migration bookkeeping.
@@ -22,7 +23,7 @@ pub mod migrations;
 pub mod statements;
 pub mod tables;
 
-pub use migrations::Migration;
+pub use migrations::{CURRENT_DESCRIPTION, CURRENT_VERSION};
 pub use tables::{event_type_enum, DERIVED_TABLES};
 
 /// Generates DDL for one database, optionally in cluster mode.
@@ -59,8 +60,11 @@ impl Schema {
                 format!("{engine}({args})")
             }
         } else {
+            // The schema version is part of the ZooKeeper path: a table
+            // re-laid by a migration is created while its predecessor,
+            // renamed, still holds the old path.
             let zk = format!(
-                "'/clickhouse/tables/{{shard}}/{}/{table}', '{{replica}}'",
+                "'/clickhouse/tables/{{shard}}/{}/{CURRENT_VERSION}/{table}', '{{replica}}'",
                 self.database
             );
             let all = if args.is_empty() {
@@ -118,10 +122,10 @@ impl Schema {
         out
     }
 
-    /// Every DDL statement, bootstrap and migrations, in order.
+    /// Every DDL statement a new database runs, in order.
     pub fn all_statements(&self) -> Vec<String> {
         let mut all = self.bootstrap();
-        all.extend(self.migrations().into_iter().flat_map(|m| m.statements));
+        all.extend(self.create_statements());
         all
     }
 }

@@ -3,6 +3,11 @@
 //! a batch, recovery from `events`, retention and compaction, and the
 //! bookkeeping of migrations.
 
+use badgepulse_contract::tables::{
+    SCOPE_COLUMNS, SCOPE_LEVELS, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+};
+
+use super::tables::{one_row_per_event, ASSERTION_AWARDS};
 use super::{strip_comments, Schema};
 
 impl Schema {
@@ -111,7 +116,7 @@ impl Schema {
     pub fn high_water_mark(&self, table: &str) -> String {
         let db = &self.database;
         let local = self.local(table);
-        if table == "events" {
+        if one_row_per_event(table) {
             format!("SELECT max(seq) FROM {db}.{local} WHERE partition = ?")
         } else {
             format!("SELECT maxMerge(max_seq) FROM {db}.{local} WHERE partition = ?")
@@ -119,13 +124,72 @@ impl Schema {
     }
 
     /// Which of the given `(org_id, event_id)` pairs (bound as two arrays)
-    /// are already stored. `IN (SELECT arrayJoin(?))` because 18.16 does not
-    /// take an array literal after `IN`; the set still uses the primary key.
+    /// are already stored, from `event_ids` (sorted by them, unlike
+    /// `events`). `IN (SELECT arrayJoin(?))` because 18.16 does not take an
+    /// array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {
         format!(
             "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
             self.database,
-            self.local("events")
+            self.local("event_ids")
+        )
+    }
+
+    /// The first award day (days since 1970-01-01) of the given `(org_id,
+    /// assertion_id)` pairs (bound as two arrays) among the awards with
+    /// stream sequence below `?`: what was known before a batch, whatever
+    /// part of the batch an earlier attempt wrote.
+    pub fn first_awards(&self) -> String {
+        format!(
+            "SELECT org_id, assertion_id, toUInt16(min(awarded_on)) AS day FROM {}.{} \
+             WHERE org_id IN (SELECT arrayJoin(?)) AND assertion_id IN (SELECT arrayJoin(?)) AND seq < ? \
+             GROUP BY org_id, assertion_id",
+            self.database,
+            self.local(ASSERTION_AWARDS)
+        )
+    }
+
+    /// The days of partition `?` with views that have a viewer key, before
+    /// day `toDateTime(?)`, whose unique viewers are not sealed up to their
+    /// last such view: `(org_id, day start, view_days.max_seq)`, oldest
+    /// first, at most `?`.
+    pub fn days_to_seal(&self) -> String {
+        let db = &self.database;
+        format!(
+            "SELECT org_id, toUInt32(bucket) AS day, hi FROM \
+             (SELECT org_id, bucket, maxMerge(max_seq) AS hi FROM {db}.{VIEW_DAYS} \
+              WHERE partition = ? AND bucket < toDateTime(?, 'UTC') GROUP BY org_id, bucket) AS v \
+             ANY LEFT JOIN \
+             (SELECT org_id, bucket, max(sealed_seq) AS sealed FROM {db}.{VIEWER_DAYS} \
+              WHERE partition = ? AND scope_issuer_id = '' AND scope_badge_class_id = '' GROUP BY org_id, bucket) AS s \
+             USING org_id, bucket WHERE sealed < hi ORDER BY day, org_id LIMIT ?",
+            VIEW_DAYS = self.local(VIEW_DAYS),
+            VIEWER_DAYS = self.local(VIEWER_DAYS),
+        )
+    }
+
+    /// Seals one day of one org into `table` (`viewer_hours` or
+    /// `viewer_days`): the exact number of distinct viewer keys per bucket
+    /// and scope among its views with stream sequence at most `hi`. Binds:
+    /// `hi` (as `sealed_seq`), org, day start three times, `hi`. A day's
+    /// `viewer_hours` rows are written before its `viewer_days` rows, whose
+    /// org row tells the day sealed.
+    pub fn seal(&self, table: &str) -> String {
+        let db = &self.database;
+        let (bucket, levels) = match table {
+            VIEWER_HOURS => ("toStartOfHour(occurred_at)", "[0]"),
+            _ => ("toStartOfDay(occurred_at)", SCOPE_LEVELS),
+        };
+        format!(
+            "INSERT INTO {db}.{} (bucket, org_id, scope_issuer_id, scope_badge_class_id, partition, unique_viewers, sealed_seq) \
+             SELECT {bucket} AS bucket, org_id, {SCOPE_COLUMNS}, partition, uniqExact(viewer_key) AS unique_viewers, toUInt64(?) AS sealed_seq \
+             FROM {db}.{} ARRAY JOIN {levels} AS scope_level \
+             WHERE org_id = ? AND toDate(occurred_at) = toDate(toDateTime(?, 'UTC')) \
+             AND occurred_at >= toDateTime(?, 'UTC') AND occurred_at < toDateTime(?, 'UTC') + 86400 \
+             AND type = 'badge.viewed' AND viewer_key != 0 AND seq <= ? \
+             GROUP BY bucket, org_id, scope_issuer_id, scope_badge_class_id, partition",
+            self.local(table),
+            self.local("events"),
         )
     }
 

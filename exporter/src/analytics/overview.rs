@@ -49,8 +49,8 @@ impl Analytics {
         window: Window,
         mode: ReadMode,
     ) -> Result<Overview, StoreError> {
-        let current_period = self.period(window, Resolution::Day);
-        let previous_period = window.previous().map(|p| self.period(p, Resolution::Day));
+        let current_period = self.period(window, Resolution::Month);
+        let previous_period = window.previous().map(|p| self.period(p, Resolution::Month));
         let previous = async {
             match &previous_period {
                 Some(p) => self.reader.measure_counts(filter, p, mode).await,

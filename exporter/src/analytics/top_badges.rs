@@ -119,7 +119,7 @@ impl Analytics {
         ranking: Ranking,
         mode: ReadMode,
     ) -> Result<TopBadges, StoreError> {
-        let period = self.period(window, Resolution::Day);
+        let period = self.period(window, Resolution::Month);
         let (counts, meta) = tokio::try_join!(
             self.reader.class_counts(filter, &period, mode),
             self.reader.badge_classes(filter, mode),

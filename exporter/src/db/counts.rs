@@ -1,19 +1,31 @@
 //! The SPEC §7 counts of a scope: over a period (overview, KPI tiles),
-//! per badge class (top badges, drivers) and per trend bucket.
+//! per badge class (top badges, drivers) and per trend bucket. Each is one
+//! statement: the measures merged from `scope_*` states, with the unique
+//! viewers summed per day beside them (`viewers.rs`).
 
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{count_columns, push_states, Family, Keys, Sql};
+use super::sql::{merged_counts, push_states, Family, Keys, ScopeRows, Sql, COUNT_NAMES};
+use super::viewers::{push_unique_viewers, ViewerKeys};
 use crate::model::measures::Counts;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
 use crate::model::window::Granularity;
 
-/// One row of [`crate::measures::Counts`] for `filter` and `period`.
+/// One row of [`crate::model::measures::Counts`] for `filter` and `period`.
 pub fn measure_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
+    let (before, after) = COUNT_NAMES
+        .split_once("unique_viewers")
+        .expect("unique_viewers is a count");
     let mut sql = Sql::default();
-    sql.push("SELECT ").push(&count_columns()).push(" FROM ");
+    sql.push("SELECT ").push(before).push("(");
+    push_unique_viewers(&mut sql, client, filter, period, &ViewerKeys::TOTAL, false);
+    sql.push(") AS unique_viewers")
+        .push(after)
+        .push(" FROM (SELECT ")
+        .push(&merged_counts())
+        .push(" FROM ");
     push_states(
         &mut sql,
         client,
@@ -21,8 +33,8 @@ pub fn measure_counts(client: &Client, filter: &Filter, period: &Period) -> Quer
         &Keys::columns("org_id"),
         filter,
         period,
-        None,
     );
+    sql.push(")");
     sql.build(client)
 }
 
@@ -56,27 +68,64 @@ impl ClassCounts {
     }
 }
 
+/// `SELECT names, counts… FROM (merged states GROUP BY names) ANY LEFT
+/// JOIN (unique viewers GROUP BY names) USING names ORDER BY names`.
+fn push_grouped_counts(
+    sql: &mut Sql,
+    client: &Client,
+    filter: &Filter,
+    period: &Period,
+    keys: &Keys,
+    viewers: &ViewerKeys,
+    per_hour: bool,
+) {
+    let names = keys.names;
+    sql.push("SELECT ")
+        .push(names)
+        .push(", ")
+        .push(COUNT_NAMES)
+        .push(" FROM (SELECT ")
+        .push(names)
+        .push(", ")
+        .push(&merged_counts())
+        .push(" FROM ");
+    push_states(
+        sql,
+        client,
+        Family::Scope {
+            per_class: viewers.rows == ScopeRows::PerClass,
+        },
+        keys,
+        filter,
+        period,
+    );
+    sql.push(" GROUP BY ")
+        .push(names)
+        .push(") AS c ANY LEFT JOIN (");
+    push_unique_viewers(sql, client, filter, period, viewers, per_hour);
+    sql.push(") AS v USING ")
+        .push(names)
+        .push(" ORDER BY ")
+        .push(names);
+}
+
 /// The counts of every badge class with events in `period` (rows of
 /// [`ClassCounts`], by org and badge class).
 pub fn class_counts(client: &Client, filter: &Filter, period: &Period) -> Query {
     let mut sql = Sql::default();
-    sql.push("SELECT org_id, badge_class_id, ")
-        .push(&count_columns())
-        .push(" FROM ");
-    push_states(
+    push_grouped_counts(
         &mut sql,
         client,
-        Family::Scope { per_class: true },
+        filter,
+        period,
         &Keys {
             rollup: "org_id, scope_badge_class_id AS badge_class_id",
             raw: "org_id, badge_class_id",
             names: "org_id, badge_class_id",
         },
-        filter,
-        period,
-        None,
+        &ViewerKeys::PER_CLASS,
+        false,
     );
-    sql.push(" GROUP BY org_id, badge_class_id ORDER BY org_id, badge_class_id");
     sql.build(client)
 }
 
@@ -125,9 +174,9 @@ fn bucket_expr(granularity: Granularity, column: &str) -> String {
 
 /// The counts per `granularity` bucket of `period` (rows of [`TrendRow`]
 /// for the buckets that have events, by time). `period` must be
-/// decomposed down from `granularity.coarsest_resolution()` so that every segment's
-/// buckets nest inside trend buckets; raw edges count only the seconds of
-/// the window.
+/// decomposed down from `granularity.coarsest_resolution()` so that every
+/// segment's buckets nest inside trend buckets; raw edges count only the
+/// seconds of the window.
 pub fn trend_counts(
     client: &Client,
     filter: &Filter,
@@ -146,17 +195,14 @@ pub fn trend_counts(
         raw: &raw,
         names: "t",
     };
+    let viewers = ViewerKeys {
+        sealed: &rollup,
+        raw: &raw,
+        names: "t",
+        rows: ScopeRows::Own,
+    };
+    let per_hour = matches!(granularity, Granularity::Hour | Granularity::Minute);
     let mut sql = Sql::default();
-    sql.push("SELECT t, ").push(&count_columns()).push(" FROM ");
-    push_states(
-        &mut sql,
-        client,
-        Family::Scope { per_class: false },
-        &keys,
-        filter,
-        period,
-        None,
-    );
-    sql.push(" GROUP BY t ORDER BY t");
+    push_grouped_counts(&mut sql, client, filter, period, &keys, &viewers, per_hour);
     sql.build(client)
 }

@@ -1,8 +1,11 @@
 //! The distribution insights (SPEC §7.2): counts by award method, share
-//! channel, view source or country.
+//! channel, view source or country, from the org's `rollup_*` rows (an
+//! issuer or badge class from `events`).
 
 use clickhouse::query::Query;
 use clickhouse::Client;
+
+use badgepulse_contract::tables::rollup_count;
 
 use super::sql::{push_states, Family, Keys, Sql};
 use crate::model::measures::Dimension;
@@ -24,43 +27,28 @@ pub fn distribution(
     period: &Period,
     dimension: Dimension,
 ) -> Query {
-    let keys = match dimension {
-        Dimension::AwardMethod => Keys {
-            rollup: "dim_value AS value",
-            raw: "toString(award_method) AS value",
-            names: "value",
-        },
-        Dimension::ShareChannel => Keys {
-            rollup: "dim_value AS value",
-            raw: "toString(share_channel) AS value",
-            names: "value",
-        },
-        Dimension::ViewSource => Keys {
-            rollup: "dim_value AS value",
-            raw: "toString(view_source) AS value",
-            names: "value",
-        },
-        Dimension::ViewCountry => Keys {
-            rollup: "country AS value",
-            raw: "country AS value",
-            names: "value",
-        },
+    let raw = match dimension {
+        Dimension::AwardMethod => "toString(award_method) AS value",
+        Dimension::ShareChannel => "toString(share_channel) AS value",
+        Dimension::ViewSource => "toString(view_source) AS value",
+        Dimension::ViewCountry => "country AS value",
     };
-    let measure = if dimension.counts_assertions() {
-        "uniqExactMerge(assertions)"
-    } else {
-        "countMerge(events)"
+    let keys = Keys {
+        rollup: "value",
+        raw,
+        names: "value",
     };
     let mut sql = Sql::default();
-    sql.push("SELECT value, ").push(measure).push(" AS n FROM ");
+    sql.push("SELECT value, ")
+        .push(&rollup_count(dimension.as_str()))
+        .push(" AS n FROM ");
     push_states(
         &mut sql,
         client,
-        Family::Rollup,
+        Family::Rollup(dimension),
         &keys,
         filter,
         period,
-        Some(dimension.event_type()),
     );
     sql.push(" GROUP BY value ORDER BY n DESC, value");
     sql.build(client)

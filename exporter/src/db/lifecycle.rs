@@ -3,7 +3,7 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{push_where, table, Sql, ASSERTION_KEY};
+use super::sql::{push_filter, table, Conditions, Sql, ASSERTION_KEY};
 use crate::model::scope::Filter;
 use crate::model::window::Window;
 
@@ -52,6 +52,48 @@ fn push_median(sql: &mut Sql, array: &str, n: &str, m: &str) {
         .push(m);
 }
 
+/// ` WHERE …`: the `assertion_lifecycle` rows of `filter` that hold every
+/// row of the assertions first awarded in `window` (and a few others,
+/// which the first award then leaves out). A row is filed under the first
+/// award day known when it was written (`awarded_on`), never before the
+/// true first award, so the cohort's rows are those of its days, those of
+/// assertions no award was known for yet (day 0), and those of the
+/// assertions whose earlier award arrived after rows were filed under a
+/// later one (`lifecycle_refiled`); an assertion with such an award before
+/// the window is not of its cohort, whatever its rows in the window say.
+pub(crate) fn push_cohort_rows(sql: &mut Sql, client: &Client, filter: &Filter, window: Window) {
+    let refiled = table(client, "lifecycle_refiled");
+    let (first, last) = (
+        window.from(),
+        window.to().saturating_sub(1).max(window.from()),
+    );
+    let mut c = Conditions::new();
+    push_filter(sql, &mut c, filter);
+    let org = |sql: &mut Sql| {
+        if let Some(org) = &filter.org {
+            sql.push("org_id = ").str(org).push(" AND ");
+        }
+    };
+    c.and(sql).push("(awarded_on >= toDate(").time(first);
+    sql.push(") AND awarded_on <= toDate(").time(last);
+    sql.push(") OR awarded_on = toDate('1970-01-01') OR (awarded_on > toDate(")
+        .time(last);
+    sql.push(") AND (org_id, assertion_id) IN (SELECT org_id, assertion_id FROM ")
+        .push(&refiled)
+        .push(" WHERE ");
+    org(sql);
+    sql.push("awarded_on >= toDate(").time(first);
+    sql.push(") AND awarded_on <= toDate(")
+        .time(last)
+        .push("))))");
+    c.and(sql)
+        .push("(org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM ")
+        .push(&refiled)
+        .push(" WHERE ");
+    org(sql);
+    sql.push("awarded_on < toDate(").time(first).push("))");
+}
+
 /// The lifecycle of the assertions of `filter` first awarded in `window`
 /// (one [`LifecycleRow`]). Presence of an event is tested with its count
 /// (`minIfMerge` yields 1970-01-01 for "never").
@@ -76,7 +118,7 @@ pub fn lifecycle(client: &Client, filter: &Filter, window: Window) -> Query {
          countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
     );
     sql.push(&table(client, "assertion_lifecycle"));
-    push_where(&mut sql, filter);
+    push_cohort_rows(&mut sql, client, filter, window);
     sql.push(" GROUP BY ").push(ASSERTION_KEY).push(")");
     sql.push(" WHERE aw_n > 0 AND aw >= ")
         .time(window.from())

@@ -21,6 +21,7 @@ pub mod scopes;
 pub mod sql;
 pub mod store;
 pub mod totals;
+pub mod viewers;
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use badgepulse_contract::tables::SCOPE_TOTAL;
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{sketch_merge, table, Conditions, Sql};
+use super::sql::{merged_measure, table, Conditions, Sql};
 use crate::model::scope::Filter;
 
 /// One org, issuer or badge class: `issuer_id` and `badge_class_id` are
@@ -35,7 +35,7 @@ pub fn scopes(client: &Client, filter: &Filter) -> Query {
         "SELECT org_id, scope_issuer_id AS issuer_id, scope_badge_class_id AS badge_class_id, \
          class_name AS name, awarded FROM (SELECT org_id, scope_issuer_id, scope_badge_class_id, ",
     );
-    sql.push(&sketch_merge("assertions", "badge.awarded"))
+    sql.push(&merged_measure("awarded"))
         .push(" AS awarded FROM ")
         .push(&table(client, SCOPE_TOTAL));
     let mut c = Conditions::new();

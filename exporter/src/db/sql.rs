@@ -13,18 +13,23 @@
 //!   is self-contained.
 //!
 //! Windows are answered by merging aggregate states (SPEC §7): the
-//! decomposition of `model::tiers` picks the day, hour or minute tier for
-//! whole buckets and raw `events` for the edges; the raw branch computes
-//! the very same state types (`badgepulse_contract::tables`), so `…Merge`
-//! over the `UNION ALL` gives exact distinct counts across tiers.
+//! decomposition of `model::tiers` picks the month, day, hour or minute
+//! tier for whole buckets and raw `events` for the edges (and for what a
+//! table holds no rows of: `Family::absent`); the raw branch computes the
+//! very same state types (`badgepulse_contract::tables`), so `…Merge` over
+//! the `UNION ALL` gives exact distinct counts across tiers. Unique
+//! viewers are summed per day instead (`viewers.rs`).
 
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use badgepulse_contract::tables::{rollup_states, scope_states, SCOPE_TOTAL, SKETCH_PRECISION};
+use badgepulse_contract::tables::{
+    rollup_states, scope_measures, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL,
+};
 
+use crate::model::measures::Dimension;
 use crate::model::scope::Filter;
-use crate::model::tiers::{minutes_from_raw, Period, Resolution, Segment};
+use crate::model::tiers::{read_raw, Period, Resolution, Segment};
 
 /// Default database when the client names none.
 pub(crate) const DEFAULT_DATABASE: &str = "badgepulse";
@@ -140,86 +145,180 @@ pub(crate) fn push_filter(sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
     }
 }
 
-/// The event types of the schema (`events.type`).
-const EVENT_TYPES: [&str; 6] = [
-    "badge.awarded",
-    "badge.accepted",
-    "badge.shared",
-    "badge.viewed",
-    "badge.revoked",
-    "badge_class.upserted",
-];
-
 /// Which derived tables a state branch reads, and so which state types
-/// its raw-events edges must compute.
+/// its raw-events pieces must compute.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Family {
-    /// `rollup_*`: keyed by distribution value and country, with exact
-    /// distinct states. Read by the distributions only.
-    Rollup,
-    /// `scope_*` and `scope_total`: a few rows per scope and bucket, with
-    /// sketched distinct states. `per_class` reads the badge-class rows
-    /// (one per class); otherwise the rows of the filter's own level.
+    /// `rollup_*`: one dimension's values per org, with `events` and
+    /// `assertions` states. Read by the distributions only; issuer and
+    /// badge-class scopes read `events`, sorted for it.
+    Rollup(Dimension),
+    /// `scope_*`: one row per scope and bucket with every measure's state.
+    /// `per_class` reads the badge-class rows (one per class); otherwise
+    /// the rows of the filter's own level.
     Scope { per_class: bool },
 }
 
 impl Family {
-    /// The columns every state branch yields after its keys, in this order.
-    pub(crate) fn state_columns(self) -> &'static str {
+    /// The state columns every branch yields after its keys, in this order.
+    pub(crate) fn state_columns(self) -> String {
         match self {
-            Family::Rollup => "event_type, events, assertions, viewers",
-            Family::Scope { .. } => "event_type, events, assertions, viewers, classes",
+            Family::Rollup(_) => "events, assertions".to_owned(),
+            Family::Scope { .. } => scope_measures()
+                .iter()
+                .map(|(column, _, _)| *column)
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 
     /// The same states computed from `events` rows.
     pub(crate) fn raw_states(self) -> String {
         match self {
-            Family::Rollup => rollup_states().to_owned(),
-            Family::Scope { .. } => scope_states(),
+            Family::Rollup(dimension) => rollup_states(if dimension.counts_assertions() {
+                "1"
+            } else {
+                "0"
+            }),
+            Family::Scope { .. } => scope_measures()
+                .iter()
+                .map(|(column, state, _)| format!("{state} AS {column}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 
-    pub(crate) fn table(self, source: Option<Resolution>) -> &'static str {
-        match (self, source) {
-            (Family::Rollup, None) => "rollup_day",
-            (Family::Rollup, Some(Resolution::Day)) => "rollup_day",
-            (Family::Rollup, Some(Resolution::Hour)) => "rollup_hour",
-            (Family::Rollup, Some(Resolution::Minute)) => "rollup_minute",
+    /// The derived table of `resolution` (`None`: all time); `events` for
+    /// raw pieces.
+    pub(crate) fn table(self, resolution: Option<Resolution>) -> &'static str {
+        match (self, resolution) {
+            (_, Some(Resolution::Raw)) => "events",
+            (Family::Rollup(_), None) => ROLLUP_TOTAL,
+            (Family::Rollup(_), Some(Resolution::Day)) => "rollup_day",
+            (Family::Rollup(_), Some(Resolution::Hour)) => "rollup_hour",
+            (Family::Rollup(_), Some(Resolution::Minute)) => "rollup_minute",
             (Family::Scope { .. }, None) => SCOPE_TOTAL,
+            (Family::Scope { .. }, Some(Resolution::Month)) => SCOPE_MONTH,
             (Family::Scope { .. }, Some(Resolution::Day)) => "scope_day",
             (Family::Scope { .. }, Some(Resolution::Hour)) => "scope_hour",
-            (Family::Scope { .. }, Some(Resolution::Minute)) => {
-                unreachable!("scope periods have no minute pieces (minutes_from_raw)")
+            (family, Some(resolution)) => {
+                unreachable!("{family:?} has no {resolution:?} rows (Family::absent)")
             }
-            (_, Some(Resolution::Raw)) => "events",
         }
     }
 
-    /// The row conditions of `filter` in this family's tables: plain
-    /// columns for `rollup_*`; for `scope_*` also the scope level, so
+    /// The resolutions this family has no rows of for `filter`: they are
+    /// read from `events` ([`read_raw`]). Rollups hold the org scope only
+    /// and no months; scope rows have no minutes, and hours for the org
+    /// scope only.
+    pub(crate) fn absent(self, filter: &Filter) -> &'static [Resolution] {
+        let narrowed = filter.issuer.is_some() || filter.badge_class.is_some();
+        match self {
+            Family::Rollup(_) if narrowed => &[
+                Resolution::Month,
+                Resolution::Day,
+                Resolution::Hour,
+                Resolution::Minute,
+            ],
+            Family::Rollup(_) => &[Resolution::Month],
+            Family::Scope { per_class } if narrowed || per_class => {
+                &[Resolution::Hour, Resolution::Minute]
+            }
+            Family::Scope { .. } => &[Resolution::Minute],
+        }
+    }
+
+    /// Whether the all-time rows answer `filter` (otherwise `events` does).
+    fn has_all_time(self, filter: &Filter) -> bool {
+        match self {
+            Family::Rollup(_) => filter.issuer.is_none() && filter.badge_class.is_none(),
+            Family::Scope { .. } => true,
+        }
+    }
+
+    /// The row conditions of `filter` in this family's tables: the org and
+    /// dimension for `rollup_*`; for `scope_*` also the scope level, so
     /// that every event is read once (an org reads its total rows, an
     /// issuer its issuer rows, a badge class its class rows).
     pub(crate) fn push_filter(self, sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
-        let Family::Scope { per_class } = self else {
-            return push_filter(sql, c, filter);
-        };
-        if let Some(org) = &filter.org {
-            c.and(sql).push("org_id = ").str(org);
-        }
-        match &filter.issuer {
-            Some(issuer) => c.and(sql).push("scope_issuer_id = ").str(issuer),
-            None if per_class || filter.badge_class.is_some() => {
-                c.and(sql).push("scope_issuer_id != ''")
+        match self {
+            Family::Rollup(dimension) => {
+                if let Some(org) = &filter.org {
+                    c.and(sql).push("org_id = ").str(org);
+                }
+                c.and(sql)
+                    .push("dimension = '")
+                    .push(dimension.as_str())
+                    .push("'");
             }
-            None => c.and(sql).push("scope_issuer_id = ''"),
-        };
-        match &filter.badge_class {
-            Some(class) => c.and(sql).push("scope_badge_class_id = ").str(class),
-            None if per_class => c.and(sql).push("scope_badge_class_id != ''"),
-            None => c.and(sql).push("scope_badge_class_id = ''"),
-        };
+            Family::Scope { per_class } => {
+                let rows = if per_class {
+                    ScopeRows::PerClass
+                } else {
+                    ScopeRows::Own
+                };
+                push_scope_filter(sql, c, filter, rows)
+            }
+        }
     }
+
+    /// The condition on raw `events` rows besides `filter`: the event type
+    /// a rollup's dimension comes from.
+    fn raw_condition(self) -> Option<&'static str> {
+        match self {
+            Family::Rollup(dimension) => Some(dimension.event_type()),
+            Family::Scope { .. } => None,
+        }
+    }
+}
+
+/// Which rows of the `scope_*` and `viewer_*` tables a read takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScopeRows {
+    /// The rows of the filter's own level (org, issuer or badge class).
+    Own,
+    /// One row per issuer.
+    PerIssuer,
+    /// One row per badge class.
+    PerClass,
+}
+
+/// The scope-level conditions of `filter` on the `org_id`,
+/// `scope_issuer_id`, `scope_badge_class_id` columns of the `scope_*` and
+/// `viewer_*` tables, for the `rows` wanted: every event is read once.
+pub(crate) fn push_scope_filter(
+    sql: &mut Sql,
+    c: &mut Conditions,
+    filter: &Filter,
+    rows: ScopeRows,
+) {
+    if let Some(org) = &filter.org {
+        c.and(sql).push("org_id = ").str(org);
+    }
+    match &filter.issuer {
+        Some(issuer) => c.and(sql).push("scope_issuer_id = ").str(issuer),
+        None if rows != ScopeRows::Own || filter.badge_class.is_some() => {
+            c.and(sql).push("scope_issuer_id != ''")
+        }
+        None => c.and(sql).push("scope_issuer_id = ''"),
+    };
+    match &filter.badge_class {
+        Some(class) => c.and(sql).push("scope_badge_class_id = ").str(class),
+        None if rows == ScopeRows::PerClass => c.and(sql).push("scope_badge_class_id != ''"),
+        None => c.and(sql).push("scope_badge_class_id = ''"),
+    };
+}
+
+/// `occurred_at` in `[from, to)`, with the same bounds on the day (the
+/// second column of `events`' sorting key, which ClickHouse can then use).
+pub(crate) fn push_raw_time(sql: &mut Sql, c: &mut Conditions, from: u32, to: u32) {
+    c.and(sql).push("occurred_at >= ").time(from);
+    sql.push(" AND occurred_at < ").time(to);
+    sql.push(" AND toDate(occurred_at) >= toDate(")
+        .time(from)
+        .push(") AND toDate(occurred_at) <= toDate(")
+        .time(to.saturating_sub(1).max(from))
+        .push(")");
 }
 
 /// The grouping columns of the state branches: the select expressions
@@ -243,49 +342,49 @@ impl<'a> Keys<'a> {
 }
 
 /// One `SELECT` yielding aggregate states of `segment` (or of all time,
-/// when `segment` is `None`) with the grouping columns `keys`, optionally
-/// only of one event type.
-pub(crate) fn push_state_branch(
+/// when `segment` is `None`) with the grouping columns `keys`.
+fn push_state_branch(
     sql: &mut Sql,
     client: &Client,
     family: Family,
     keys: &Keys,
     filter: &Filter,
     segment: Option<Segment>,
-    event_type: Option<&'static str>,
+    raw: bool,
 ) {
-    let source = segment.map(|s| s.resolution);
-    let raw = source == Some(Resolution::Raw);
     sql.push("SELECT ");
     if raw {
-        sql.push(keys.raw)
-            .push(", type AS event_type, ")
-            .push(&family.raw_states());
+        sql.push(keys.raw).push(", ").push(&family.raw_states());
     } else {
         sql.push(keys.rollup)
             .push(", ")
-            .push(family.state_columns());
+            .push(&family.state_columns());
     }
-    sql.push(" FROM ")
-        .push(&table(client, family.table(source)));
+    let table_of = if raw {
+        "events"
+    } else {
+        family.table(segment.map(|s| s.resolution))
+    };
+    sql.push(" FROM ").push(&table(client, table_of));
     let mut c = Conditions::new();
     if raw {
         push_filter(sql, &mut c, filter);
+        if let Some(kind) = family.raw_condition() {
+            c.and(sql).push("type = '").push(kind).push("'");
+        }
     } else {
         family.push_filter(sql, &mut c, filter);
     }
-    if let Some(kind) = event_type {
-        debug_assert!(EVENT_TYPES.contains(&kind), "{kind}");
-        let column = if raw { "type" } else { "event_type" };
-        c.and(sql).push(column).push(" = '").push(kind).push("'");
-    }
     if let Some(Segment { from, to, .. }) = segment {
-        let column = if raw { "occurred_at" } else { "bucket" };
-        c.and(sql).push(column).push(" >= ").time(from);
-        sql.push(" AND ").push(column).push(" < ").time(to);
+        if raw {
+            push_raw_time(sql, &mut c, from, to);
+        } else {
+            c.and(sql).push("bucket >= ").time(from);
+            sql.push(" AND bucket < ").time(to);
+        }
     }
     if raw {
-        sql.push(" GROUP BY ").push(keys.names).push(", event_type");
+        sql.push(" GROUP BY ").push(keys.names);
     }
 }
 
@@ -298,58 +397,62 @@ pub(crate) fn push_states(
     keys: &Keys,
     filter: &Filter,
     period: &Period,
-    event_type: Option<&'static str>,
 ) {
     sql.push("(");
     match period {
-        Period::AllTime => push_state_branch(sql, client, family, keys, filter, None, event_type),
+        Period::AllTime => push_state_branch(
+            sql,
+            client,
+            family,
+            keys,
+            filter,
+            None,
+            !family.has_all_time(filter),
+        ),
         Period::Segments(segments) => {
             assert!(!segments.is_empty(), "a window has at least one segment");
-            let segments = match family {
-                Family::Rollup => segments.clone(),
-                Family::Scope { .. } => minutes_from_raw(segments),
-            };
-            for (n, segment) in segments.iter().enumerate() {
+            for (n, segment) in read_raw(segments, family.absent(filter)).iter().enumerate() {
                 if n > 0 {
                     sql.push(" UNION ALL ");
                 }
-                push_state_branch(
-                    sql,
-                    client,
-                    family,
-                    keys,
-                    filter,
-                    Some(*segment),
-                    event_type,
-                );
+                let raw = segment.resolution == Resolution::Raw;
+                push_state_branch(sql, client, family, keys, filter, Some(*segment), raw);
             }
         }
     }
     sql.push(")");
 }
 
-/// The distinct count of the sketch `column` (`assertions` or `viewers`
-/// of a `scope_*` table) over the rows of `event_type`.
-pub(crate) fn sketch_merge(column: &str, event_type: &str) -> String {
-    format!("uniqCombinedIfMergeIf({SKETCH_PRECISION})({column}, event_type = '{event_type}')")
+/// The SPEC §7 counts merged from `scope_*` states, each `AS` its name:
+/// every field of [`crate::model::measures::Counts`] but `unique_viewers`
+/// (summed per day instead, `viewers.rs`).
+pub(crate) fn merged_counts() -> String {
+    scope_measures()
+        .iter()
+        .map(|(column, _, merge)| {
+            let name = if *column == "classes" {
+                "badge_classes"
+            } else {
+                column
+            };
+            format!("{merge} AS {name}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-/// The merged measures of SPEC §7 over `scope_*` states, in the field
-/// order of [`crate::measures::Counts`].
-pub(crate) fn count_columns() -> String {
-    format!(
-        "{} AS awarded, {} AS accepted, {} AS shared, \
-         countMergeIf(events, event_type = 'badge.shared') AS shares, \
-         countMergeIf(events, event_type = 'badge.viewed') AS views, \
-         {} AS unique_viewers, {} AS revoked, \
-         uniqCombinedMerge({SKETCH_PRECISION})(classes) AS badge_classes",
-        sketch_merge("assertions", "badge.awarded"),
-        sketch_merge("assertions", "badge.accepted"),
-        sketch_merge("assertions", "badge.shared"),
-        sketch_merge("viewers", "badge.viewed"),
-        sketch_merge("assertions", "badge.revoked"),
-    )
+/// The merge of one `scope_*` measure `column` (e.g. `awarded`).
+pub(crate) fn merged_measure(column: &str) -> String {
+    scope_measures()
+        .into_iter()
+        .find(|(name, _, _)| *name == column)
+        .map(|(_, _, merge)| merge)
+        .unwrap_or_else(|| panic!("{column} is not a scope measure"))
 }
+
+/// The columns of [`crate::model::measures::Counts`], in field order.
+pub(crate) const COUNT_NAMES: &str =
+    "awarded, accepted, shared, shares, views, unique_viewers, revoked, badge_classes";
 
 /// The grouping key of one assertion in `assertion_lifecycle`: a 64-bit
 /// hash of its four key columns, which ClickHouse groups by almost twice

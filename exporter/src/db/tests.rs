@@ -30,14 +30,20 @@ fn all_time_reads_the_org_rows_of_scope_total_only() {
         ..Filter::default()
     };
     let sql = text(&measure_counts(&client(), &f, &Period::AllTime));
+    let states = &sql[sql.find(" FROM (SELECT uniqCombinedIfMerge").unwrap()..];
     assert!(
-        sql.contains("FROM bp_test.scope_total WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = '')"),
+        states.ends_with("FROM bp_test.scope_total WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = ''))"),
         "{sql}"
     );
     assert!(
-        !sql.contains("UNION ALL") && !sql.contains("bucket"),
+        !states.contains("UNION ALL") && !states.contains("bucket"),
         "{sql}"
     );
+    // Unique viewers: every sealed day, and the days not sealed from events.
+    let viewers = &sql[..sql.find(" FROM (SELECT uniqCombinedIfMerge").unwrap()];
+    assert_eq!(viewers.matches(" UNION ALL ").count(), 1, "{sql}");
+    assert!(viewers.contains("FROM bp_test.viewer_days WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = '' AND (org_id, toStartOfDay(bucket)) IN ("), "{sql}");
+    assert!(viewers.contains("AND (org_id, toDate(occurred_at)) IN (SELECT org_id, toDate(bucket) FROM (SELECT org_id, bucket, maxMerge(max_seq) AS hi FROM bp_test.view_days WHERE org_id = 'acme' GROUP BY org_id, bucket) AS v ANY LEFT JOIN"), "{sql}");
 }
 
 #[test]
@@ -51,40 +57,44 @@ fn windows_union_every_source() {
     let sql = text(&measure_counts(
         &client(),
         &f,
-        &Period::window(w, Resolution::Day, Retention::KEEP_ALL),
+        &Period::window(w, Resolution::Month, Retention::KEEP_ALL),
     ));
-    // Raw edges up to the hours (no minute scope table), two hour
-    // pieces, the days.
-    assert_eq!(sql.matches(" UNION ALL ").count(), 4, "{sql}");
-    for t in ["scope_day", "scope_hour", "events"] {
-        assert!(
-            sql.contains(&format!("FROM bp_test.{t} WHERE")),
-            "{t}: {sql}"
-        );
-    }
-    // The issuer's own rows of the scope tables, and its events.
-    assert_eq!(
-        sql.matches(
-            "org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND "
-        )
-        .count(),
-        3,
+    let at = sql.find(" FROM (SELECT uniqCombinedIfMerge").unwrap();
+    let (viewers, states) = sql.split_at(at);
+    // An issuer has no hour rows: its raw edges are the partial days,
+    // around the whole days.
+    assert_eq!(states.matches(" UNION ALL ").count(), 2, "{sql}");
+    assert!(!states.contains("scope_hour"), "{sql}");
+    assert!(
+        states.contains("FROM bp_test.scope_day WHERE org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"),
         "{sql}"
     );
     assert_eq!(
-        sql.matches("org_id = 'acme' AND issuer_id = 'i1' AND ")
+        states
+            .matches("FROM bp_test.events WHERE org_id = 'acme' AND issuer_id = 'i1' AND ")
             .count(),
         2,
         "{sql}"
     );
-    assert!(
-        sql.contains(
-            "bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"
-        ),
+    assert!(states.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710028800, 'UTC') AND toDate(occurred_at) >= toDate(toDateTime(1710025110, 'UTC')) AND toDate(occurred_at) <= toDate(toDateTime(1710028799, 'UTC'))"), "{sql}");
+    // Viewers: the partial days raw, the whole days sealed or raw.
+    assert_eq!(viewers.matches(" UNION ALL ").count(), 3, "{sql}");
+    assert!(viewers.contains("FROM bp_test.viewer_days WHERE org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"), "{sql}");
+    assert!(!sql.contains('?'), "{sql}");
+    // The org reads its hour rows for the whole hours of the partial days.
+    let org = Filter { issuer: None, ..f };
+    let sql = text(&measure_counts(
+        &client(),
+        &org,
+        &Period::window(w, Resolution::Month, Retention::KEEP_ALL),
+    ));
+    let states = &sql[sql.find(" FROM (SELECT uniqCombinedIfMerge").unwrap()..];
+    assert_eq!(states.matches(" UNION ALL ").count(), 4, "{sql}");
+    assert_eq!(
+        states.matches("FROM bp_test.scope_hour WHERE").count(),
+        2,
         "{sql}"
     );
-    assert!(sql.contains("occurred_at >= toDateTime(1710025110, 'UTC') AND occurred_at < toDateTime(1710025200, 'UTC')"), "{sql}");
-    assert!(!sql.contains('?'), "{sql}");
 }
 
 #[test]
@@ -146,13 +156,19 @@ fn org_totals_fold_with_the_same_top_orgs() {
         sql.contains("countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS s4"),
         "{sql}"
     );
-    // Folded orgs add up per-org distinct counts rather than merging
-    // states across orgs.
+    // Folded issuers and orgs add up their counts; each issuer's unique
+    // viewers are summed over its days.
     let sql = text(&issuer_totals(&client(), 3, 7));
     assert!(
-        sql.contains(" GROUP BY org_id, org, issuer) GROUP BY org, issuer"),
+        sql.contains(" GROUP BY org_id, issuer_id) AS t ANY LEFT JOIN (SELECT org_id, issuer_id, sum(u) AS unique_viewers FROM ("),
         "{sql}"
     );
+    assert!(
+        sql.ends_with(") AS v USING org_id, issuer_id) GROUP BY org, issuer ORDER BY org, issuer"),
+        "{sql}"
+    );
+    let sql = text(&dimension_totals(&client(), 3));
+    assert!(sql.contains("FROM bp_test.rollup_total WHERE dimension IN ('award_method', 'share_channel', 'view_source')"), "{sql}");
 }
 
 #[test]
@@ -186,13 +202,21 @@ fn trends_never_read_coarser_buckets_than_their_granularity() {
         let sql = text(&trend_counts(&client(), &f, &period, g));
         let reads = |t: &str| sql.contains(&format!("FROM bp_test.{t} "));
         match g {
-            Granularity::Minute => {
-                assert!(!reads("scope_hour") && !reads("scope_day"), "{sql}")
-            }
-            Granularity::Hour => assert!(!reads("scope_day") && reads("scope_hour"), "{sql}"),
-            _ => assert!(reads("scope_day"), "{sql}"),
+            Granularity::Minute => assert!(
+                !reads("scope_hour") && !reads("scope_day") && !reads("viewer_days"),
+                "{sql}"
+            ),
+            Granularity::Hour => assert!(
+                !reads("scope_day") && reads("scope_hour") && reads("viewer_hours"),
+                "{sql}"
+            ),
+            Granularity::Month => assert!(reads("scope_month") || reads("scope_day"), "{sql}"),
+            _ => assert!(
+                reads("scope_day") && !reads("scope_month") && reads("viewer_days"),
+                "{sql}"
+            ),
         }
-        assert!(sql.ends_with(" GROUP BY t ORDER BY t"), "{sql}");
+        assert!(sql.ends_with(") AS v USING t ORDER BY t"), "{sql}");
     }
     let period = Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL);
     let sql = text(&trend_counts(&client(), &f, &period, Granularity::Week));
@@ -204,25 +228,31 @@ fn trends_never_read_coarser_buckets_than_their_granularity() {
         sql.contains("toUInt32(toUInt32(toMonday(occurred_at)) * 86400) AS t"),
         "{sql}"
     );
-    assert!(sql.contains("GROUP BY t, event_type"), "{sql}");
+    assert!(sql.contains("GROUP BY t) AS c ANY LEFT JOIN"), "{sql}");
 }
 
 #[test]
-fn distribution_reads_one_event_type() {
+fn distribution_reads_one_dimension() {
     let period = Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL);
+    let org = Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    };
     let sql = text(&distribution(
         &client(),
-        &Filter::default(),
+        &org,
         &period,
         Dimension::ShareChannel,
     ));
     assert_eq!(
-        sql.matches("WHERE event_type = 'badge.shared'").count(),
+        sql.matches("WHERE org_id = 'acme' AND dimension = 'share_channel' AND bucket")
+            .count(),
         5,
         "{sql}"
     );
     assert_eq!(
-        sql.matches("WHERE type = 'badge.shared'").count(),
+        sql.matches("WHERE org_id = 'acme' AND type = 'badge.shared'")
+            .count(),
         2,
         "{sql}"
     );
@@ -233,12 +263,31 @@ fn distribution_reads_one_event_type() {
     );
     let sql = text(&distribution(
         &client(),
-        &Filter::default(),
+        &org,
         &period,
         Dimension::AwardMethod,
     ));
     assert!(
-        sql.starts_with("SELECT value, uniqExactMerge(assertions) AS n"),
+        sql.starts_with("SELECT value, uniqCombinedIfMerge(18)(assertions) AS n"),
+        "{sql}"
+    );
+    // Rollups hold orgs only: an issuer reads its events.
+    let issuer = Filter {
+        issuer: Some("i1".into()),
+        ..org
+    };
+    let sql = text(&distribution(
+        &client(),
+        &issuer,
+        &period,
+        Dimension::ViewCountry,
+    ));
+    assert!(
+        !sql.contains("rollup_") && !sql.contains("UNION ALL"),
+        "{sql}"
+    );
+    assert!(
+        sql.contains("FROM bp_test.events WHERE org_id = 'acme' AND issuer_id = 'i1' AND type = 'badge.viewed' AND occurred_at >= "),
         "{sql}"
     );
 }
@@ -269,12 +318,20 @@ fn annotation_scopes() {
 
 #[test]
 fn lifecycle_cohort_is_by_first_award() {
-    let sql = text(&lifecycle(&client(), &Filter::default(), sample_window()));
+    let org = Filter {
+        org: Some("acme".into()),
+        ..Filter::default()
+    };
+    let sql = text(&lifecycle(&client(), &org, sample_window()));
     assert!(sql.contains(
         "WHERE aw_n > 0 AND aw >= toDateTime(1710025110, 'UTC') AND aw < toDateTime(1710205335, 'UTC')"
     ), "{sql}");
-    assert!(
-        sql.contains("FROM bp_test.assertion_lifecycle GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"),
-        "{sql}"
-    );
+    // The cohort's days, day 0, and the assertions refiled into them, not
+    // those refiled before them.
+    assert!(sql.contains(
+        "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' AND (awarded_on >= toDate(toDateTime(1710025110, 'UTC')) AND awarded_on <= toDate(toDateTime(1710205334, 'UTC')) OR awarded_on = toDate('1970-01-01') OR (awarded_on > toDate(toDateTime(1710205334, 'UTC')) AND (org_id, assertion_id) IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on >= "
+    ), "{sql}");
+    assert!(sql.contains(
+        "AND (org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on < toDate(toDateTime(1710025110, 'UTC'))) GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"
+    ), "{sql}");
 }

@@ -3,11 +3,14 @@
 //! `max_issuers` (org, issuer) pairs, the rest folded into
 //! [`OTHER_LABEL`].
 
-use badgepulse_contract::tables::SCOPE_TOTAL;
+use badgepulse_contract::tables::{rollup_count, ROLLUP_TOTAL, SCOPE_TOTAL};
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{sketch_merge, table, Sql, ASSERTION_KEY};
+use super::sql::{merged_counts, table, Sql, ASSERTION_KEY};
+use super::viewers::{push_unique_viewers, ViewerKeys};
+use crate::model::scope::Filter;
+use crate::model::tiers::Period;
 
 /// Label value that collects orgs and issuers beyond the label limits.
 pub const OTHER_LABEL: &str = "__other__";
@@ -50,20 +53,22 @@ fn push_org_label(sql: &mut Sql, client: &Client, max_orgs: u64) {
 /// cardinality bounded in SQL: orgs beyond the `max_orgs` most active
 /// (by event count) become `__other__`, and (org, issuer) pairs beyond the
 /// `max_issuers` most active pairs of the kept orgs get issuer
-/// `__other__`. Issuers folded within an org merge states, so distinct
-/// counts stay exact; folded orgs add up their per-org distinct counts, so
-/// equal assertion ids (or viewer keys) of two orgs are never merged.
+/// `__other__`. Folded rows add up their issuers' (or orgs') counts: exact
+/// for assertions, each of which belongs to one issuer, and for event
+/// counts; a viewer who viewed badges of two folded issuers on one day
+/// counts twice in the folded unique viewers. Reads one `scope_total` row
+/// and the sealed days of each issuer: bounded by issuers, not events.
 pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query {
     let totals = table(client, SCOPE_TOTAL);
     let issuer_rows = " WHERE scope_issuer_id != '' AND scope_badge_class_id = ''";
     let mut sql = Sql::default();
     sql.push(
-        "SELECT org, issuer, sum(aw) AS awarded, sum(ac) AS accepted, sum(sh) AS shared, \
-         sum(sh_n) AS shares, sum(vw_n) AS views, sum(uv) AS unique_viewers FROM (SELECT org_id, ",
+        "SELECT org, issuer, sum(awarded) AS awarded, sum(accepted) AS accepted, sum(shared) AS shared, \
+         sum(shares) AS shares, sum(views) AS views, sum(unique_viewers) AS unique_viewers FROM (SELECT ",
     );
     push_org_label(&mut sql, client, max_orgs);
     sql.push(" AS org, ");
-    sql.push("if((org_id, scope_issuer_id) IN (SELECT org_id, scope_issuer_id FROM ")
+    sql.push("if((org_id, issuer_id) IN (SELECT org_id, scope_issuer_id FROM ")
         .push(&totals)
         .push(issuer_rows);
     sql.push(" AND org_id IN ");
@@ -72,21 +77,23 @@ pub fn issuer_totals(client: &Client, max_orgs: u64, max_issuers: u64) -> Query 
         " GROUP BY org_id, scope_issuer_id ORDER BY countMerge(events) DESC, org_id, scope_issuer_id LIMIT ",
     )
     .u64(max_issuers);
-    sql.push("), scope_issuer_id, '")
+    sql.push("), issuer_id, '")
         .push(OTHER_LABEL)
-        .push("') AS issuer, ");
-    sql.push(&format!(
-        "{} AS aw, {} AS ac, {} AS sh, \
-         countMergeIf(events, event_type = 'badge.shared') AS sh_n, \
-         countMergeIf(events, event_type = 'badge.viewed') AS vw_n, {} AS uv FROM ",
-        sketch_merge("assertions", "badge.awarded"),
-        sketch_merge("assertions", "badge.accepted"),
-        sketch_merge("assertions", "badge.shared"),
-        sketch_merge("viewers", "badge.viewed"),
-    ));
-    sql.push(&totals)
+        .push("') AS issuer, awarded, accepted, shared, shares, views, unique_viewers FROM (SELECT org_id, scope_issuer_id AS issuer_id, ")
+        .push(&merged_counts())
+        .push(" FROM ")
+        .push(&totals)
         .push(issuer_rows)
-        .push(" GROUP BY org_id, org, issuer) GROUP BY org, issuer ORDER BY org, issuer");
+        .push(" GROUP BY org_id, issuer_id) AS t ANY LEFT JOIN (");
+    push_unique_viewers(
+        &mut sql,
+        client,
+        &Filter::default(),
+        &Period::AllTime,
+        &ViewerKeys::PER_ISSUER,
+        false,
+    );
+    sql.push(") AS v USING org_id, issuer_id) GROUP BY org, issuer ORDER BY org, issuer");
     sql.build(client)
 }
 
@@ -106,22 +113,24 @@ pub struct DimensionTotals {
 }
 
 /// All-time award methods, share channels and view sources per org for
-/// `/metrics` (rows of [`DimensionTotals`], by org, type, value), orgs
-/// beyond the `max_orgs` most active folded into `__other__` by adding up
-/// their per-org counts.
+/// `/metrics` (rows of [`DimensionTotals`], by org, type, value), from
+/// `rollup_total` (a row per org and value), orgs beyond the `max_orgs`
+/// most active folded into `__other__` by adding up their per-org counts.
 pub fn dimension_totals(client: &Client, max_orgs: u64) -> Query {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     push_org_label(&mut sql, client, max_orgs);
+    sql.push(&format!(
+        " AS org, ty, value, sum(n) AS count FROM (SELECT org_id, \
+         multiIf(dimension = 'award_method', 'badge.awarded', dimension = 'share_channel', 'badge.shared', 'badge.viewed') AS ty, \
+         value, if(dimension = 'award_method', {}, {}) AS n FROM ",
+        rollup_count("award_method"),
+        rollup_count("view_source"),
+    ));
+    sql.push(&table(client, ROLLUP_TOTAL));
     sql.push(
-        " AS org, ty, value, sum(n) AS count FROM (SELECT org_id, toString(event_type) AS ty, \
-         dim_value AS value, if(event_type = 'badge.awarded', uniqExactMerge(assertions), \
-         countMerge(events)) AS n FROM ",
-    );
-    sql.push(&table(client, "rollup_day"));
-    sql.push(
-        " WHERE event_type IN ('badge.awarded', 'badge.shared', 'badge.viewed') \
-         GROUP BY org_id, event_type, dim_value) GROUP BY org, ty, value ORDER BY org, ty, value",
+        " WHERE dimension IN ('award_method', 'share_channel', 'view_source') \
+         GROUP BY org_id, dimension, value) GROUP BY org, ty, value ORDER BY org, ty, value",
     );
     sql.build(client)
 }

@@ -1,19 +1,24 @@
 //! Where each piece of a window is read from: the decomposition of a
-//! window `[from, to)` into whole rollup buckets of the coarsest tier that
-//! fits (days, hours, minutes) and raw-event edges, with the rollups'
-//! retention applied; and the [`Period`] a query covers. Pure.
+//! window `[from, to)` into whole buckets of the coarsest tier that fits
+//! (calendar months, days, hours, minutes) and raw-event edges, with the
+//! rollups' retention applied; the [`Period`] a query covers; and the
+//! pieces unique viewers are counted over ([`viewer_pieces`]). Pure.
 //!
 //! Invariant of [`decompose`]: the segments are disjoint, in time order,
-//! and their union is exactly the window; a segment read at `Day`, `Hour`
-//! or `Minute` resolution starts and ends on that tier's bucket
-//! boundaries (UTC), so whole rollup buckets answer it.
+//! and their union is exactly the window; a segment read at `Month`,
+//! `Day`, `Hour` or `Minute` resolution starts and ends on that tier's
+//! bucket boundaries (UTC), so whole buckets answer it.
+
+use chrono::{Datelike, NaiveDate};
 
 use super::window::{Granularity, Window};
 
 /// Where a segment's data comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Resolution {
-    /// `rollup_day`: whole UTC days.
+    /// `scope_month`: whole calendar months (UTC).
+    Month,
+    /// `rollup_day`, `scope_day`: whole UTC days.
     Day,
     /// `rollup_hour`: whole hours.
     Hour,
@@ -24,9 +29,11 @@ pub enum Resolution {
 }
 
 impl Resolution {
-    /// Bucket length in seconds (1 for raw events).
+    /// Bucket length in seconds (1 for raw events; a month's shortest,
+    /// 28 days, as an upper bound of what nests in it).
     pub fn step(self) -> u32 {
         match self {
+            Resolution::Month => 28 * 86_400,
             Resolution::Day => 86_400,
             Resolution::Hour => 3_600,
             Resolution::Minute => 60,
@@ -37,6 +44,7 @@ impl Resolution {
     /// The next finer source, `None` for raw events.
     fn finer(self) -> Option<Resolution> {
         match self {
+            Resolution::Month => Some(Resolution::Day),
             Resolution::Day => Some(Resolution::Hour),
             Resolution::Hour => Some(Resolution::Minute),
             Resolution::Minute => Some(Resolution::Raw),
@@ -116,7 +124,7 @@ pub fn decompose_with(window: Window, coarsest: Resolution, retention: Retention
     read_from_raw(pieces, |seg| match seg.resolution {
         Resolution::Minute => seg.from < retention.minute_from,
         Resolution::Hour => seg.from < retention.hour_from,
-        Resolution::Day | Resolution::Raw => false,
+        Resolution::Month | Resolution::Day | Resolution::Raw => false,
     })
 }
 
@@ -143,13 +151,91 @@ fn read_from_raw(
     out
 }
 
-/// `segments` with every minute piece read from raw `events` instead
-/// (adjacent raw pieces joined), for sources that have no minute table
-/// (the `scope_*` tables). The module's invariant still holds.
-pub fn minutes_from_raw(segments: &[Segment]) -> Vec<Segment> {
-    read_from_raw(segments.iter().copied(), |seg| {
-        seg.resolution == Resolution::Minute
-    })
+/// `segments` with every piece whose resolution `absent` lists read from
+/// raw `events` instead (adjacent raw pieces joined), for tables that
+/// have no rows of that resolution (no minute `scope_*` rows; hour scope
+/// rows for the org only; distribution rollups for the org only). A month
+/// piece is answered by days where months are absent but days are not.
+/// The module's invariant still holds.
+pub fn read_raw(segments: &[Segment], absent: &[Resolution]) -> Vec<Segment> {
+    let months_as_days = segments.iter().map(|seg| match seg.resolution {
+        Resolution::Month
+            if absent.contains(&Resolution::Month) && !absent.contains(&Resolution::Day) =>
+        {
+            Segment {
+                resolution: Resolution::Day,
+                ..*seg
+            }
+        }
+        _ => *seg,
+    });
+    read_from_raw(months_as_days, |seg| absent.contains(&seg.resolution))
+}
+
+/// What unique viewers are counted over: viewer keys are salted per UTC
+/// day (SPEC §4), so the viewers of whole days add up exactly and each
+/// day is one sealed number ([`ViewerPiece::Days`]); a part of a day is
+/// counted from `events` ([`ViewerPiece::Raw`]), unless it is whole hours
+/// counted per hour (`per_hour`, hourly trends: [`ViewerPiece::Hours`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerPiece {
+    /// Whole UTC days `[from, to)`.
+    Days { from: u32, to: u32 },
+    /// Whole hours `[from, to)`, each counted on its own.
+    Hours { from: u32, to: u32 },
+    /// Any seconds `[from, to)`, counted from `events` per UTC day.
+    Raw { from: u32, to: u32 },
+}
+
+/// The viewer pieces of `period`'s segments (see [`ViewerPiece`]):
+/// months and days become day pieces, hours hour pieces when `per_hour`
+/// and raw otherwise, minutes and raw seconds raw; adjacent pieces of one
+/// kind are joined. `None` for all time.
+pub fn viewer_pieces(period: &Period, per_hour: bool) -> Option<Vec<ViewerPiece>> {
+    let Period::Segments(segments) = period else {
+        return None;
+    };
+    let mut out: Vec<ViewerPiece> = Vec::new();
+    for seg in segments {
+        let (from, to) = (seg.from, seg.to);
+        let piece = match seg.resolution {
+            Resolution::Month | Resolution::Day => ViewerPiece::Days { from, to },
+            Resolution::Hour if per_hour => ViewerPiece::Hours { from, to },
+            _ => ViewerPiece::Raw { from, to },
+        };
+        match (out.last_mut(), piece) {
+            (Some(ViewerPiece::Days { to: end, .. }), ViewerPiece::Days { from, to })
+            | (Some(ViewerPiece::Hours { to: end, .. }), ViewerPiece::Hours { from, to })
+            | (Some(ViewerPiece::Raw { to: end, .. }), ViewerPiece::Raw { from, to })
+                if *end == from =>
+            {
+                *end = to;
+            }
+            _ => out.push(piece),
+        }
+    }
+    Some(out)
+}
+
+/// The first month boundary at or after `t` and the last at or before
+/// `to`, epoch seconds; `None` when no whole month lies in `[t, to)`.
+fn whole_months(from: u64, to: u64) -> Option<(u64, u64)> {
+    let date = |t: u64| {
+        chrono::DateTime::from_timestamp(i64::try_from(t).ok()?, 0).map(|d| d.date_naive())
+    };
+    let start = |d: NaiveDate| {
+        NaiveDate::from_ymd_opt(d.year(), d.month(), 1)
+            .and_then(|m| m.and_hms_opt(0, 0, 0))
+            .map(|m| m.and_utc().timestamp() as u64)
+    };
+    let first = date(from)?;
+    let mut lo = start(first)?;
+    if lo < from {
+        let next = first.checked_add_months(chrono::Months::new(1))?;
+        lo = start(next)?;
+    }
+    let hi = start(date(to)?)?;
+    (lo < hi).then_some((lo, hi))
 }
 
 fn split(from: u64, to: u64, source: Resolution, out: &mut Vec<Segment>) {
@@ -160,6 +246,17 @@ fn split(from: u64, to: u64, source: Resolution, out: &mut Vec<Segment>) {
         out.push(segment(source, from, to));
         return;
     };
+    if source == Resolution::Month {
+        match whole_months(from, to) {
+            Some((lo, hi)) => {
+                split(from, lo, finer, out);
+                out.push(segment(source, lo, hi));
+                split(hi, to, finer, out);
+            }
+            None => split(from, to, finer, out),
+        }
+        return;
+    }
     let step = u64::from(source.step());
     let lo = from.div_ceil(step) * step;
     let hi = to / step * step;
@@ -188,7 +285,8 @@ impl Granularity {
         match self {
             Granularity::Minute => Resolution::Minute,
             Granularity::Hour => Resolution::Hour,
-            Granularity::Day | Granularity::Week | Granularity::Month => Resolution::Day,
+            Granularity::Day | Granularity::Week => Resolution::Day,
+            Granularity::Month => Resolution::Month,
         }
     }
 }
@@ -196,8 +294,8 @@ impl Granularity {
 /// The events a query covers in time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Period {
-    /// Every event ever: `rollup_day` without a time condition (every event
-    /// lands in a day bucket, today's included).
+    /// Every event ever: `scope_total` or `rollup_total`, without a time
+    /// condition.
     AllTime,
     /// Events with `occurred_at` in a window, as decomposed by
     /// [`crate::window::decompose_with`]: each segment is read from its
@@ -459,11 +557,11 @@ mod tests {
         assert_eq!(Retention::at(now, 1, 1).minute_from, now);
     }
     #[test]
-    fn minutes_from_raw_joins_the_edges() {
+    fn absent_minutes_are_read_raw_and_joined() {
         // 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z: raw, minute, hour,
         // day, hour, minute, raw.
         let w = Window::new(1_710_025_110, 1_710_205_335).unwrap();
-        let segs = minutes_from_raw(&decompose(w));
+        let segs = read_raw(&decompose(w), &[Resolution::Minute]);
         let sources: Vec<Resolution> = segs.iter().map(|s| s.resolution).collect();
         assert_eq!(
             sources,
@@ -479,7 +577,10 @@ mod tests {
         assert_eq!((segs[4].from, segs[4].to), (1_710_205_200, 1_710_205_335));
         assert!(segs.windows(2).all(|p| p[0].to == p[1].from));
         // A minute trend's window is read from events alone.
-        let minutes = minutes_from_raw(&decompose_with(w, Resolution::Minute, Retention::KEEP_ALL));
+        let minutes = read_raw(
+            &decompose_with(w, Resolution::Minute, Retention::KEEP_ALL),
+            &[Resolution::Minute],
+        );
         assert_eq!(
             minutes,
             [Segment {
@@ -522,5 +623,69 @@ mod tests {
                 "2024-03-12T01:00:00Z"
             )
         );
+    }
+
+    #[test]
+    fn whole_months_are_calendar_months() {
+        let w = Window::new(t("2024-01-15T10:00:00Z"), t("2024-04-03T00:00:00Z")).unwrap();
+        let segs = decompose_with(w, Resolution::Month, Retention::KEEP_ALL);
+        let res: Vec<Resolution> = segs.iter().map(|s| s.resolution).collect();
+        assert_eq!(
+            res,
+            [
+                Resolution::Hour,
+                Resolution::Day,
+                Resolution::Month,
+                Resolution::Day
+            ]
+        );
+        // February 2024 has 29 days: months are calendar months.
+        assert_eq!(segs[2], seg(Resolution::Month, "2024-02-01", "2024-04-01"));
+        assert_eq!(segs[1], seg(Resolution::Day, "2024-01-16", "2024-02-01"));
+        assert_eq!(segs[3], seg(Resolution::Day, "2024-04-01", "2024-04-03"));
+        assert_eq!((segs[0].from, segs[3].to), (w.from(), w.to()));
+        // Less than a month: no month piece, as with days as the coarsest.
+        let short = Window::new(t("2024-01-15"), t("2024-02-14")).unwrap();
+        assert_eq!(
+            decompose_with(short, Resolution::Month, Retention::KEEP_ALL),
+            decompose(short)
+        );
+        // Without month rows, a month is read as days, then joined runs stay split.
+        let days = read_raw(&segs, &[Resolution::Month, Resolution::Minute]);
+        assert!(days.iter().all(|s| s.resolution != Resolution::Month));
+        assert_eq!(days[2], seg(Resolution::Day, "2024-02-01", "2024-04-01"));
+    }
+
+    #[test]
+    fn viewer_pieces_are_whole_days_or_raw() {
+        let w = Window::new(t("2024-03-09T22:58:30Z"), t("2024-04-12T01:02:15Z")).unwrap();
+        let period = Period::window(w, Resolution::Month, Retention::KEEP_ALL);
+        assert_eq!(
+            viewer_pieces(&period, false).unwrap(),
+            [
+                ViewerPiece::Raw {
+                    from: w.from(),
+                    to: t("2024-03-10")
+                },
+                ViewerPiece::Days {
+                    from: t("2024-03-10"),
+                    to: t("2024-04-12")
+                },
+                ViewerPiece::Raw {
+                    from: t("2024-04-12"),
+                    to: w.to()
+                },
+            ]
+        );
+        let hourly = Period::window(w, Resolution::Hour, Retention::KEEP_ALL);
+        let pieces = viewer_pieces(&hourly, true).unwrap();
+        assert_eq!(
+            pieces[1],
+            ViewerPiece::Hours {
+                from: t("2024-03-09T23:00:00Z"),
+                to: t("2024-04-12T01:00:00Z")
+            }
+        );
+        assert_eq!(viewer_pieces(&Period::AllTime, false), None);
     }
 }
