@@ -28,6 +28,10 @@
 //!    `raw_events` (`uniqExact`, `countIf`, …), RAW_REPS times (default 10).
 //! 5. The issuer phase: 1,000 issuer-scoped keys, each asking its overview
 //!    once, cold.
+//! 6. A dashboard poll: each 30-day answer (and a PNG chart and the
+//!    report) asked REPS times again with the `ETag` of the previous
+//!    answer (`If-None-Match`, answered `304` without a body) against the
+//!    same number of plain requests (`200`, the whole body), interleaved.
 //!
 //! The insights (impact of an annotation 40 days old, timing in
 //! Europe/Paris, weekly cohorts, the benchmark) are measured alike; their
@@ -526,6 +530,80 @@ async fn api_get(http: &reqwest::Client, url: &str, fresh: bool) -> anyhow::Resu
     Ok(age)
 }
 
+/// GETs `url` with the API key and, if given, `If-None-Match: tag`; the
+/// status, the `ETag` and the body's length.
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    tag: Option<&str>,
+) -> anyhow::Result<(u16, String, usize)> {
+    let mut r = http.get(url).bearer_auth(API_KEY);
+    if let Some(tag) = tag {
+        r = r.header("If-None-Match", tag);
+    }
+    let r = r.send().await?;
+    let status = r.status().as_u16();
+    let etag = r
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = r.bytes().await?;
+    anyhow::ensure!(
+        status == 200 || status == 304,
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok((status, etag, body.len()))
+}
+
+/// Phase 5: per answer, p50 of `reps` full answers (`200`) and of `reps`
+/// polls answered `304` by their `ETag`, interleaved, with the bytes of
+/// each body.
+async fn measure_polls(
+    http: &reqwest::Client,
+    base: &str,
+    paths: &[(String, String)],
+    reps: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "dashboard poll: each answer asked {reps} times in full (200) and {reps} times with the ETag of the answer before (If-None-Match: 304, no body), interleaved; p50 in ms"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>10} {:>8}",
+        "answer [30d]", "200 p50", "304 p50", "x", "body 200", "body 304"
+    );
+    for (name, path) in paths {
+        let url = format!("{base}{path}");
+        let (_, tag, full_bytes) = poll(http, &url, None).await?;
+        anyhow::ensure!(!tag.is_empty(), "{path}: no ETag");
+        let (mut full, mut polled) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        let mut polled_bytes = 0;
+        for _ in 0..reps {
+            let started = Instant::now();
+            poll(http, &url, None).await?;
+            full.push(started.elapsed().as_secs_f64() * 1000.0);
+            let started = Instant::now();
+            let (status, _, bytes) = poll(http, &url, Some(&tag)).await?;
+            polled.push(started.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                status == 304,
+                "{path}: a poll with the ETag answered {status}"
+            );
+            polled_bytes = bytes;
+        }
+        full.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        polled.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (f50, p50) = (percentile(&full, 0.5), percentile(&polled, 0.5));
+        println!(
+            "{name:<28} {f50:>8.2} {p50:>8.2} {:>7.1}x {full_bytes:>10} {polled_bytes:>8}",
+            f50 / p50
+        );
+    }
+    Ok(())
+}
+
 /// p50 and p95 in ms of `reps` runs of the raw-events `sql`.
 async fn raw_timing(ch: &ClickHouse, sql: &str, reps: usize) -> anyhow::Result<(f64, f64)> {
     measure(reps, || {
@@ -992,6 +1070,17 @@ async fn main() -> anyhow::Result<()> {
     }
     issuer_phase(&ch, &issuer_keys, &base, &mut failed).await?;
     print_live(&live_rows, &raw_30d, &mut failed);
+    let mut polled: Vec<(String, String)> = cases(Span::days(now, 30), Span::days(now, 30))
+        .into_iter()
+        .map(|(name, path, _)| (name, path))
+        .collect();
+    let p = Span::days(now, 30).params();
+    polled.push((
+        "chart trends.png".to_owned(),
+        format!("/api/v1/charts/trends.png?org={ORG}&{p}"),
+    ));
+    polled.push(("report".to_owned(), format!("/report?org={ORG}&{p}")));
+    measure_polls(&http, &base, &polled, reps).await?;
     live.store(false, Ordering::Relaxed);
     let sent = notices.await?;
     let text = scrape(&format!("{admin}/metrics")).await;
