@@ -38,10 +38,14 @@
 //! live rows use each endpoint's default window (the cohorts': 365 days)
 //! against the raw computation of the 30 days.
 //!
-//! Throughout, the other nine orgs are live: a change notice for one of
-//! them, spanning the current minute, every 10 ms. The exporter's
-//! `/metrics` refresh runs once before the measurements (its query times
-//! are printed) and is then held off.
+//! In the live phase the other nine orgs are live as well: a change
+//! notice for one of them, spanning the current minute, every 10 ms. The
+//! other phases run on a quiet exporter: under those notices a kept answer
+//! that reaches every org (the peer benchmark) is recomputed back to back
+//! (at most `cache_refresh_concurrency` at a time), which would take a
+//! core from the cold answers measured and add its rows to theirs. The
+//! exporter's `/metrics` refresh runs once before the measurements (its
+//! query times are printed) and is then held off.
 //!
 //! With `BENCH_HOLD=1` the run stops after loading and keeps ClickHouse
 //! up (its URL is printed) for query experiments, until Ctrl-C.
@@ -64,6 +68,8 @@ use badgepulse_tests::{
 };
 use chrono::{TimeZone, Utc};
 
+/// How long the exporter keeps an answer refreshed after its last request.
+const KEEP_WARM_SECS: u64 = 10;
 const DB: &str = "bench";
 const API_KEY: &str = "bench-exporter-key";
 const CHUNK: u64 = 1_000_000;
@@ -823,13 +829,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     // The /metrics refresh runs once at start-up (timed below) and then
-    // not again during the measurements.
+    // not again during the measurements. Answers are kept warm for
+    // KEEP_WARM_SECS after their last request (the live phase asks each
+    // endpoint without a pause), so that the live phase's answers are no
+    // longer refreshed when the next phase starts.
     let nats = Nats::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let config = format!(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{DB}\"\n[exporter]\nbind = \"127.0.0.1:{port}\"\n\
          admin_bind = \"127.0.0.1:{admin_port}\"\n\
-         refresh_interval_secs = 3600\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
+         refresh_interval_secs = 3600\ncache_keep_warm_secs = {KEEP_WARM_SECS}\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
         ch.url(),
         sha256_hex(API_KEY)
@@ -918,8 +927,8 @@ async fn main() -> anyhow::Result<()> {
         out.extend(insight_cases(span, &annotation, annotation_at));
         out
     };
-    // The other orgs' live traffic, as change notices; and, in the last
-    // phase, the busiest org's own (one commit every 500 ms).
+    // In the live phase, the live traffic as change notices: the other
+    // orgs' and the busiest org's own (one commit every 500 ms).
     let live = Arc::new(AtomicBool::new(true));
     let org_live = Arc::new(AtomicBool::new(false));
     let notices = tokio::spawn({
@@ -930,8 +939,11 @@ async fn main() -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             while live.load(Ordering::Relaxed) {
                 tick.tick().await;
+                if !org_live.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let now = Utc::now().timestamp() as u32;
-                let org = if sent.is_multiple_of(50) && org_live.load(Ordering::Relaxed) {
+                let org = if sent.is_multiple_of(50) {
                     ORG.to_owned()
                 } else {
                     format!("org{}", 1 + sent % (ORGS - 1))
@@ -991,8 +1003,8 @@ async fn main() -> anyhow::Result<()> {
         &[("outcome", "ok")],
     ) - refreshes_before;
     org_live.store(false, Ordering::Relaxed);
-    // The refreshes of its last commits finish before the next phase.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its kept answers go cold before the next phase.
+    tokio::time::sleep(Duration::from_secs(KEEP_WARM_SECS + 1)).await;
     println!(
         "live phase: {} background refreshes of kept answers",
         refreshes
