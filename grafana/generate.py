@@ -36,8 +36,23 @@ from pathlib import Path
 
 DASHBOARDS = Path(__file__).resolve().parent / "dashboards"
 
-CH = {"type": "grafana-clickhouse-datasource", "uid": "badgepulse-clickhouse"}
-PROM = {"type": "prometheus", "uid": "badgepulse-prometheus"}
+# Every panel, target, variable and annotation names its datasource through a
+# datasource template variable, so that a dashboard can be imported into any
+# Grafana (the grafana.com import flow fills in `__inputs`), while the
+# provisioned datasources (grafana/provisioning/datasources) are the defaults.
+DATASOURCES = {
+    # variable: (plugin id, plugin name, label, provisioned name, provisioned uid)
+    "DS_CLICKHOUSE": ("grafana-clickhouse-datasource", "ClickHouse", "ClickHouse", "badgepulse ClickHouse", "badgepulse-clickhouse"),
+    "DS_PROMETHEUS": ("prometheus", "Prometheus", "Prometheus", "badgepulse Prometheus", "badgepulse-prometheus"),
+}
+
+
+def datasource_ref(var):
+    return {"type": DATASOURCES[var][0], "uid": f"${{{var}}}"}
+
+
+CH = datasource_ref("DS_CLICKHOUSE")
+PROM = datasource_ref("DS_PROMETHEUS")
 
 # --------------------------------------------------------------------------
 # SQL building blocks
@@ -568,13 +583,65 @@ LINKS = [
 ]
 
 
-def dashboard(uid, title, description, layout, time_from, annotations=True, refresh="", hide_vars=0):
+def datasource_variable(var, hide):
+    plugin, _, label, name, uid = DATASOURCES[var]
     return {
+        "name": var,
+        "label": label,
+        "type": "datasource",
+        "query": plugin,
+        "regex": "",
+        "refresh": 1,
+        "hide": hide,
+        "includeAll": False,
+        "multi": False,
+        "skipUrlSync": False,
+        "current": {"selected": True, "text": name, "value": uid},
+        "options": [],
+    }
+
+
+def uses(value, var):
+    return f"${{{var}}}" in json.dumps(value)
+
+
+def imports(board, hide_vars):
+    """`__inputs` and `__requires` of the grafana.com import flow (a datasource
+    to choose for every datasource variable the dashboard uses), and those
+    variables; ClickHouse's is hidden with the scope variables it serves."""
+    used = [var for var in DATASOURCES if uses(board, var)]
+    inputs = [
+        {
+            "name": var,
+            "label": DATASOURCES[var][2],
+            "description": f"Where the badgepulse {DATASOURCES[var][2]} data is (provisioned: {DATASOURCES[var][3]})",
+            "type": "datasource",
+            "pluginId": DATASOURCES[var][0],
+            "pluginName": DATASOURCES[var][1],
+        }
+        for var in used
+    ]
+    panel_types = sorted({p["type"] for p in board["panels"] if p["type"] != "row"})
+    requires = [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.0.0"}]
+    requires += [{"type": "datasource", "id": DATASOURCES[v][0], "name": DATASOURCES[v][1], "version": ""} for v in used]
+    requires += [{"type": "panel", "id": t, "name": t, "version": ""} for t in panel_types]
+    hide = {"DS_CLICKHOUSE": hide_vars}
+    return inputs, requires, [datasource_variable(var, hide.get(var, 0)) for var in used]
+
+
+# The provisioning (grafana/provisioning/dashboards) does not let the UI save
+# changes (allowUiUpdates: false): the JSON is generated. So the dashboards
+# are not editable either; to change one, edit this file.
+EDITABLE = False
+
+
+def dashboard(uid, title, description, layout, time_from, annotations=True, refresh="", hide_vars=0):
+    board = {
         "uid": uid,
         "title": title,
         "description": description,
         "tags": ["badgepulse"],
-        "editable": True,
+        "editable": EDITABLE,
         "graphTooltip": 1,
         "schemaVersion": 39,
         "version": 1,
@@ -590,6 +657,9 @@ def dashboard(uid, title, description, layout, time_from, annotations=True, refr
         "links": LINKS,
         "panels": layout.panels,
     }
+    inputs, requires, ds_variables = imports(board, hide_vars)
+    board["templating"]["list"] = ds_variables + board["templating"]["list"]
+    return {"__inputs": inputs, "__requires": requires, **board}
 
 
 # --------------------------------------------------------------------------
@@ -1529,6 +1599,23 @@ def lifecycle_and_trends():
 RI = "$__rate_interval"
 
 
+def latency_by_route(title, description, histogram):
+    """p50 and p99 of a request-duration histogram, by route."""
+    return timeseries(
+        title,
+        description,
+        [
+            prom_target(
+                f"histogram_quantile({q}, sum by (le, route) (rate({histogram}_bucket[{RI}])))",
+                f"p{int(q * 100)} {{{{route}}}}",
+                ref,
+            )
+            for q, ref in [(0.5, "A"), (0.99, "B")]
+        ],
+        field_config(unit="s"),
+    )
+
+
 def pipeline_health():
     l = Layout()
     jobs = "badgepulse-ingest|badgepulse-aggregator|badgepulse-exporter"
@@ -1578,6 +1665,42 @@ def pipeline_health():
         4,
     )
 
+    l.add(
+        stat(
+            "Builds",
+            "badgepulse_build_info: the version and git commit each instance runs (commit unknown: built without .git).",
+            [prom_target(f'max by (job, instance, version, commit) (badgepulse_build_info{{job=~"{jobs}"}})', "{{job}} {{instance}}: {{version}} {{commit}}")],
+            field_config(decimals=0),
+            text_mode="name",
+            color_mode="none",
+        ),
+        24,
+        4,
+    )
+
+    l.row("Processes")
+    for title, what, expr, unit in [
+        (
+            "CPU",
+            "CPU time per second (cores busy) of each service process: process_cpu_seconds_total.",
+            f'sum by (job, instance) (rate(process_cpu_seconds_total{{job=~"{jobs}"}}[{RI}]))',
+            "short",
+        ),
+        (
+            "Resident memory",
+            "Resident set size of each service process: process_resident_memory_bytes.",
+            f'sum by (job, instance) (process_resident_memory_bytes{{job=~"{jobs}"}})',
+            "bytes",
+        ),
+        (
+            "Open file descriptors",
+            "Open files and sockets of each service process against its limit: process_open_fds / process_max_fds.",
+            f'sum by (job, instance) (process_open_fds{{job=~"{jobs}"}}) / sum by (job, instance) (process_max_fds{{job=~"{jobs}"}})',
+            "percentunit",
+        ),
+    ]:
+        l.add(timeseries(title, what, [prom_target(expr, "{{job}} {{instance}}")], field_config(unit=unit)), 8, 8)
+
     l.row("Ingest")
     l.add(
         timeseries(
@@ -1586,7 +1709,16 @@ def pipeline_health():
             [prom_target(f"sum by (route, status) (rate(badgepulse_ingest_http_requests_total[{RI}]))", "{{route}} {{status}}")],
             field_config(unit="reqps"),
         ),
-        12,
+        8,
+        8,
+    )
+    l.add(
+        latency_by_route(
+            "Request latency by route",
+            "p50 and p99 of the time ingest takes to answer, by route template (alert BadgepulseIngestLatencyHigh above 100 ms).",
+            "badgepulse_ingest_http_request_duration_seconds",
+        ),
+        8,
         8,
     )
     l.add(
@@ -1596,7 +1728,7 @@ def pipeline_health():
             [prom_target(f"sum by (kind, outcome) (rate(badgepulse_ingest_beacons_total[{RI}]))", "{{kind}} {{outcome}}")],
             field_config(unit="reqps"),
         ),
-        12,
+        8,
         8,
     )
     l.add(
@@ -1778,11 +1910,20 @@ def pipeline_health():
     l.add(
         timeseries(
             "API requests by route and status",
-            "HTTP responses per second.",
+            "HTTP responses per second (304: a poll answered Not Modified by its ETag).",
             [prom_target(f"sum by (route, status) (rate(badgepulse_exporter_http_requests_total[{RI}]))", "{{route}} {{status}}")],
             field_config(unit="reqps"),
         ),
+        12,
         8,
+    )
+    l.add(
+        latency_by_route(
+            "API latency by route",
+            "p50 and p99 of the time the exporter takes to answer, by route template (alert BadgepulseExporterLatencyHigh above 5 s).",
+            "badgepulse_exporter_http_request_duration_seconds",
+        ),
+        12,
         8,
     )
     l.add(
@@ -1820,7 +1961,7 @@ def pipeline_health():
             ],
             field_config(unit="reqps"),
         ),
-        12,
+        8,
         8,
     )
     l.add(
@@ -1830,7 +1971,7 @@ def pipeline_health():
             [prom_target("sum by (event) (badgepulse_badge_events_total)", "{{event}}")],
             field_config(unit="short"),
         ),
-        12,
+        24,
         8,
     )
     return dashboard(

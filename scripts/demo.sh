@@ -2,8 +2,13 @@
 # The whole pipeline with demo traffic, from a fresh machine:
 #   scripts/demo.sh        install, build, start NATS + ClickHouse + Prometheus
 #                          and the three services, send seeded demo traffic,
-#                          print the overview and where to look
+#                          check the pipeline against it, print the overview
+#                          and where to look
 #   scripts/demo.sh stop   stop everything (data kept in .state/)
+#
+# Each run sends its traffic to orgs of its own (`<org>-<run>`, the run
+# named by its start time), so the check compares exactly what this run
+# added, however many runs the data already holds. A mismatch exits 1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -62,10 +67,11 @@ wait_ready http://127.0.0.1:8083/readyz ingest
 wait_ready http://127.0.0.1:8084/readyz exporter
 echo "== services running (logs in $LOGS)"
 
-echo "== sending demo traffic"
+RUN_ID="$(date -u +%Y%m%dT%H%M%S)"
+echo "== sending demo traffic (run $RUN_ID: orgs named <org>-$RUN_ID)"
 "$BIN/badgepulse-loadgen" demo --ingest http://127.0.0.1:8080 --ingest-admin http://127.0.0.1:8083 \
     --token demo-platform-token \
-    --kid k1 --key demo-pixel-key-0123456789 --seed 42 --ledger "$STATE/demo-ledger.json"
+    --kid k1 --key demo-pixel-key-0123456789 --seed 42 --run "$RUN_ID" --ledger "$STATE/demo-ledger.json"
 
 echo "== waiting for the aggregator to write everything"
 pending() {
@@ -78,19 +84,23 @@ for _ in $(seq 1 300); do
 done
 sleep 1
 
-echo "== checking the pipeline against the loadgen ledger"
-"$BIN/badgepulse-loadgen" check --ledger "$STATE/demo-ledger.json" --exporter http://127.0.0.1:8081 \
-    --api-key "$API_KEY" --clickhouse http://127.0.0.1:8123 ||
-    echo "note: an earlier demo run into the same database adds its own beacons, so differences are expected then"
+echo "== checking the pipeline against what this run sent (the loadgen ledger)"
+if ! "$BIN/badgepulse-loadgen" check --ledger "$STATE/demo-ledger.json" --exporter http://127.0.0.1:8081 \
+    --api-key "$API_KEY" --clickhouse http://127.0.0.1:8123; then
+    echo "the pipeline does not match the traffic of run $RUN_ID; the services' logs are in $LOGS" >&2
+    exit 1
+fi
 
-echo "== overview of the last 30 days (all orgs)"
-curl -fsS -H "Authorization: Bearer $API_KEY" http://127.0.0.1:8081/api/v1/overview | python3 -m json.tool
+ORG="acme-univ-$RUN_ID"
+echo "== overview of the last 30 days of $ORG"
+curl -fsS -H "Authorization: Bearer $API_KEY" "http://127.0.0.1:8081/api/v1/overview?org=$ORG" | python3 -m json.tool
 
 cat <<TXT
 
 Where to look:
-  analytics API    http://127.0.0.1:8081/api/v1/overview?access_token=$API_KEY
-                   (also ?org=ORG, &from=YYYY-MM-DD&to=YYYY-MM-DD)
+  analytics API    http://127.0.0.1:8081/api/v1/overview?access_token=$API_KEY&org=$ORG
+                   (also &from=YYYY-MM-DD&to=YYYY-MM-DD; every org: without org)
+  orgs and badges  http://127.0.0.1:8081/api/v1/scopes?access_token=$API_KEY
   exporter metrics http://127.0.0.1:8084/metrics   (admin listener: every org's figures)
   Prometheus       http://127.0.0.1:9090/graph?g0.expr=badgepulse_badge_events_total
   ClickHouse       clickhouse-client --port 9000 -d badgepulse   (or http://127.0.0.1:8123/play)

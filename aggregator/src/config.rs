@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use badgepulse_contract::tables::Tier;
-
-use crate::schema::tables::max_retention_days;
+use badgepulse_runtime::logging::LogConfig;
 use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+
+use crate::schema::tables::max_retention_days;
 
 /// The whole config file as the aggregator sees it.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -19,6 +20,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub clickhouse: ClickHouseConfig,
     pub aggregator: AggregatorConfig,
+    pub log: LogConfig,
     /// Other services' sections: accepted, not read.
     pub ingest: Option<IgnoredAny>,
     pub exporter: Option<IgnoredAny>,
@@ -107,6 +109,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.nats.validate()?;
+        self.log.validate()?;
         self.clickhouse.validate()?;
         let a = &self.aggregator;
         if let Some(p) = a.partitions.iter().find(|p| **p >= self.nats.partitions) {

@@ -1,11 +1,11 @@
 //! badgepulse-aggregator: consumes badge events from NATS JetStream and
 //! writes raw events and rollups to ClickHouse exactly once.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use badgepulse_contract::subject;
+use badgepulse_runtime::settings::ConfigFile;
 use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
 
@@ -19,9 +19,8 @@ use badgepulse_aggregator::{admin, maintenance};
 #[derive(Parser)]
 #[command(name = "badgepulse-aggregator", version, about)]
 struct Cli {
-    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFile,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,9 +44,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.config.path())?;
+    logging::init(&config.log).map_err(anyhow::Error::msg)?;
     let store = Store::new(&config.clickhouse);
     match cli.command.unwrap_or(Command::Run) {
         Command::PrintSchema => {

@@ -1,6 +1,8 @@
 //! Pipeline metrics of the aggregator (`badgepulse_aggregator_…`), in a
-//! registry owned by the process and passed explicitly.
+//! registry owned by the process and passed explicitly, beside the build
+//! and process metrics of `badgepulse_runtime::metrics`.
 
+use badgepulse_runtime::metrics::register_process_metrics;
 use prometheus::Encoder;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
@@ -42,6 +44,7 @@ impl Metrics {
 
     pub fn new() -> Self {
         let registry = Registry::new();
+        register_process_metrics(&registry);
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(format!("badgepulse_aggregator_{name}"), help)
                 .expect("valid metric");

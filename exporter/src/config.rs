@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use badgepulse_runtime::logging::LogConfig;
 use badgepulse_runtime::server;
 use badgepulse_runtime::settings::{self, ClickHouseConfig, NatsConfig};
 use serde::de::IgnoredAny;
@@ -25,6 +26,7 @@ pub struct Config {
     pub nats: NatsConfig,
     pub clickhouse: ClickHouseConfig,
     pub exporter: ExporterConfig,
+    pub log: LogConfig,
     /// Other services' sections: accepted, not read.
     pub ingest: Option<IgnoredAny>,
     pub aggregator: Option<IgnoredAny>,
@@ -147,6 +149,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.nats.validate()?;
+        self.log.validate()?;
         self.clickhouse.validate()?;
         let e = &self.exporter;
         if e.admin_bind == e.bind {

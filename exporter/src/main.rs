@@ -2,7 +2,6 @@
 //! only: the logic lives in the `badgepulse_exporter` library.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,15 +22,15 @@ use badgepulse_exporter::model::benchmark::Rules;
 use badgepulse_exporter::model::measures::DERIVED;
 use badgepulse_exporter::telemetry::Metrics;
 use badgepulse_runtime::keys::hash_key;
+use badgepulse_runtime::settings::ConfigFile;
 use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "badgepulse-exporter", version, about)]
 struct Cli {
-    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFile,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -55,10 +54,15 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
     let cli = Cli::parse();
+    let load = || -> anyhow::Result<Config> {
+        let config = Config::load(cli.config.path())?;
+        logging::init(&config.log).map_err(anyhow::Error::msg)?;
+        Ok(config)
+    };
     match cli.command.unwrap_or(Command::Run) {
         Command::HashKey => {
+            logging::init_default().map_err(anyhow::Error::msg)?;
             let mut out = std::io::stdout().lock();
             for line in std::io::stdin().lock().lines() {
                 let line = line.context("reading stdin")?;
@@ -69,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::PrintQueries => {
-            let config = Config::load(cli.config.as_deref())?;
+            let config = load()?;
             let mut out = std::io::stdout().lock();
             for (name, query) in sample_queries(&store::client(&config.clickhouse)) {
                 if !print_or_stop(writeln!(out, "-- {name}\n{}\n;", query.sql_display()))? {
@@ -79,6 +83,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::PrintMeasures => {
+            logging::init_default().map_err(anyhow::Error::msg)?;
             let mut out = std::io::stdout().lock();
             print_or_stop(writeln!(
                 out,
@@ -87,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
             ))?;
             Ok(())
         }
-        Command::Run => run(Config::load(cli.config.as_deref())?).await,
+        Command::Run => run(load()?).await,
     }
 }
 

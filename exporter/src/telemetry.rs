@@ -1,5 +1,6 @@
 //! The exporter's own Prometheus metrics (`badgepulse_exporter_…`: HTTP,
-//! queries, the result cache, change notices) and the registry of business
+//! queries, the result cache, change notices), the build and process
+//! metrics of `badgepulse_runtime::metrics`, and the registry of business
 //! metrics that `business_metrics.rs` replaces on each refresh; rendered
 //! together on the admin listener's `/metrics`.
 //!
@@ -7,6 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
+use badgepulse_runtime::metrics::{register_process_metrics, HttpDurations};
 use prometheus::{
     exponential_buckets, Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, Opts, Registry, TextEncoder,
@@ -18,6 +20,9 @@ pub struct Metrics {
     pub registry: Registry,
     /// HTTP responses by matched route and status code.
     pub http_requests: IntCounterVec,
+    /// HTTP answer times by matched route and status class
+    /// (`badgepulse_exporter_http_request_duration_seconds`).
+    pub http_durations: HttpDurations,
     /// ClickHouse query latency by query name (a closed set).
     pub query_seconds: HistogramVec,
     /// Failed ClickHouse queries by query name.
@@ -46,6 +51,8 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        register_process_metrics(&registry);
+        let http_durations = HttpDurations::register(&registry, "exporter");
         let http_requests = IntCounterVec::new(
             Opts::new(
                 "badgepulse_exporter_http_requests_total",
@@ -170,6 +177,7 @@ impl Metrics {
         Metrics {
             registry,
             http_requests,
+            http_durations,
             query_seconds,
             query_errors,
             refresh_errors,
@@ -183,6 +191,16 @@ impl Metrics {
             change_notices,
             business: Arc::new(RwLock::new(Registry::new())),
         }
+    }
+
+    /// Counts one answer of `route` with `status`, and the time since
+    /// `started`.
+    pub fn count_request(&self, route: &str, status: u16, started: std::time::Instant) {
+        self.http_requests
+            .with_label_values(&[route, &status.to_string()])
+            .inc();
+        self.http_durations
+            .observe(route, status, started.elapsed());
     }
 
     /// Replaces the cached business metrics.

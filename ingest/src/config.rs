@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use badgepulse_contract::event::is_valid_id;
+use badgepulse_runtime::logging::LogConfig;
 use badgepulse_runtime::server;
 use badgepulse_runtime::settings::{self, NatsConfig};
 use ipnet::IpNet;
@@ -19,6 +20,7 @@ use serde::Deserialize;
 pub struct Config {
     pub nats: NatsConfig,
     pub ingest: IngestConfig,
+    pub log: LogConfig,
     /// Other services' sections: accepted, not read.
     pub clickhouse: Option<IgnoredAny>,
     pub aggregator: Option<IgnoredAny>,
@@ -133,6 +135,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         self.nats.validate()?;
+        self.log.validate()?;
         let i = &self.ingest;
         if i.admin_bind == i.bind {
             return Err(format!(

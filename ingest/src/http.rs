@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use crate::beacons::{BeaconRequest, Beacons, Outcome};
 use crate::config::IngestConfig;
-use crate::metrics::{Metrics, ROUTES};
+use crate::metrics::{Metrics, OTHER_ROUTE, ROUTES};
 use crate::platform::Platform;
 
 /// The 43-byte transparent 1×1 GIF.
@@ -85,11 +85,14 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    // The pixels count their own requests: the request-counting middleware
-    // (boxed futures, a state clone) cost them 8 % of their throughput.
+    // The pixels count and time their own requests: the request-counting
+    // middleware (boxed futures, a state clone) cost them 8 % of their
+    // throughput.
     let pixel_methods = || {
         any(|State(s): State<Arc<AppState>>, req: Request| async move {
-            s.metrics.count_request(req.uri().path(), 405);
+            let started = Instant::now();
+            // Only the pixel routes get here, so the path is their template.
+            s.metrics.count_request(req.uri().path(), 405, started);
             StatusCode::METHOD_NOT_ALLOWED
         })
     };
@@ -109,14 +112,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts every request by route (`other` for unknown paths) and status.
+/// Counts and times every request by route (`other` for unknown paths)
+/// and status.
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let route = ROUTES
         .into_iter()
         .find(|r| *r == req.uri().path())
-        .unwrap_or("other");
+        .unwrap_or(OTHER_ROUTE);
     let response = next.run(req).await;
-    s.metrics.count_request(route, response.status().as_u16());
+    s.metrics
+        .count_request(route, response.status().as_u16(), started);
     response
 }
 
@@ -140,7 +146,8 @@ async fn view_pixel(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    s.take_pixel(EventType::Viewed, peer, &req.into_parts().0)
+    let started = Instant::now();
+    s.take_pixel(EventType::Viewed, peer, &req.into_parts().0, started)
         .await;
     gif()
 }
@@ -150,7 +157,8 @@ async fn share_pixel(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    s.take_pixel(EventType::Shared, peer, &req.into_parts().0)
+    let started = Instant::now();
+    s.take_pixel(EventType::Shared, peer, &req.into_parts().0, started)
         .await;
     gif()
 }
@@ -240,9 +248,9 @@ impl AppState {
     }
 
     /// A pixel: the parameters come from the query string, headers are
-    /// read in place. Counts the request (always answered 200), as pixels
-    /// bypass the counting middleware.
-    async fn take_pixel(&self, kind: EventType, peer: SocketAddr, req: &Parts) {
+    /// read in place. Counts and times the request (always answered 200),
+    /// as pixels bypass the counting middleware.
+    async fn take_pixel(&self, kind: EventType, peer: SocketAddr, req: &Parts, started: Instant) {
         let query = PixelQuery::parse(req.uri.query().unwrap_or(""));
         self.beacons
             .take(self.beacon_request(kind, query, peer, &req.headers))
@@ -252,7 +260,7 @@ impl AppState {
         } else {
             "/p.gif"
         };
-        self.metrics.count_request(route, 200);
+        self.metrics.count_request(route, 200, started);
     }
 }
 

@@ -1,13 +1,13 @@
 //! badgepulse-ingest: receives badge pixels, share beacons and platform
 //! events, validates them and publishes them durably to NATS JetStream.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use badgepulse_contract::signing::{embed_snippet, pixel_url, PixelIds};
 use badgepulse_contract::subject;
+use badgepulse_runtime::settings::ConfigFile;
 use badgepulse_runtime::{logging, ops, server, signals};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -22,9 +22,8 @@ use badgepulse_ingest::publish::{self, BatcherConfig};
 #[derive(Parser)]
 #[command(name = "badgepulse-ingest", version, about)]
 struct Cli {
-    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override it.
-    #[arg(long, global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFile,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -51,9 +50,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    logging::init();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref())?;
+    let config = Config::load(cli.config.path())?;
+    logging::init(&config.log).map_err(anyhow::Error::msg)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config).await,
         Command::SignUrl {

@@ -1,6 +1,11 @@
 //! Pipeline metrics of ingest (`badgepulse_ingest_…`), in a registry owned
-//! by the process and passed explicitly. Label values come from closed sets.
+//! by the process and passed explicitly, beside the build, process and
+//! request-duration metrics of `badgepulse_runtime::metrics`. Label values
+//! come from closed sets.
 
+use std::time::Instant;
+
+use badgepulse_runtime::metrics::{register_process_metrics, HttpDurations};
 use prometheus::Encoder;
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -24,7 +29,8 @@ pub const BEACON_OUTCOMES: [&str; 7] = [
 ];
 
 /// Routes, the `route` label of `badgepulse_ingest_http_requests_total`
-/// (anything else is `other`).
+/// and `badgepulse_ingest_http_request_duration_seconds` (anything else is
+/// [`OTHER_ROUTE`]).
 pub const ROUTES: [&str; 5] = [
     "/p.gif",
     "/s.gif",
@@ -32,6 +38,9 @@ pub const ROUTES: [&str; 5] = [
     "/v1/events",
     "/v1/share.js",
 ];
+
+/// The `route` label of a request that matched none of [`ROUTES`].
+pub const OTHER_ROUTE: &str = "other";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -41,6 +50,9 @@ pub struct Metrics {
     beacon_series: Vec<IntCounter>,
     /// Pre-resolved `http_requests_total{route, status="200"|"204"}`.
     ok_requests: Vec<[IntCounter; 2]>,
+    /// Pre-resolved `http_request_duration_seconds{route, status_class="2xx"}`.
+    ok_durations: Vec<Histogram>,
+    pub durations: HttpDurations,
     pub registry: Registry,
     pub http_requests: IntCounterVec,
     pub beacons: IntCounterVec,
@@ -67,6 +79,9 @@ impl Metrics {
 
     pub fn new() -> Self {
         let registry = Registry::new();
+        register_process_metrics(&registry);
+        let durations = HttpDurations::register(&registry, "ingest");
+        durations.declare(ROUTES.into_iter().chain([OTHER_ROUTE]));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c =
                 IntCounterVec::new(Opts::new(format!("badgepulse_ingest_{name}"), help), labels)
@@ -175,9 +190,12 @@ impl Metrics {
                 ]
             })
             .collect();
+        let ok_durations = ROUTES.iter().map(|r| durations.series(r, 200)).collect();
         Metrics {
             beacon_series,
             ok_requests,
+            ok_durations,
+            durations,
             registry,
             http_requests,
             beacons,
@@ -208,22 +226,28 @@ impl Metrics {
         self.beacons.with_label_values(&[kind, outcome]).inc_by(n);
     }
 
-    /// Counts one HTTP request by route and status.
-    pub fn count_request(&self, route: &str, status: u16) {
-        let cached = ROUTES
-            .iter()
-            .position(|r| *r == route)
-            .and_then(|i| match status {
-                200 => Some(&self.ok_requests[i][0]),
-                204 => Some(&self.ok_requests[i][1]),
-                _ => None,
-            });
+    /// Counts one HTTP request by route and status, and the time since
+    /// `started`.
+    pub fn count_request(&self, route: &str, status: u16, started: Instant) {
+        let position = ROUTES.iter().position(|r| *r == route);
+        let cached = position.and_then(|i| match status {
+            200 => Some(&self.ok_requests[i][0]),
+            204 => Some(&self.ok_requests[i][1]),
+            _ => None,
+        });
         match cached {
             Some(c) => c.inc(),
             None => self
                 .http_requests
                 .with_label_values(&[route, &status.to_string()])
                 .inc(),
+        }
+        let elapsed = started.elapsed();
+        match position {
+            Some(i) if (200..300).contains(&status) => {
+                self.ok_durations[i].observe(elapsed.as_secs_f64())
+            }
+            _ => self.durations.observe(route, status, elapsed),
         }
     }
 }

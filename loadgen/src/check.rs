@@ -1,6 +1,7 @@
 //! Compares a running pipeline with a [`Ledger`]: the exporter's all-time
-//! KPIs of every org, and optionally the rows of ClickHouse's `events` by
-//! type. Used by `badgepulse-loadgen check` and the demo.
+//! KPIs of every org of the ledger, and optionally the rows of
+//! ClickHouse's `events` of those orgs by type. Used by
+//! `badgepulse-loadgen check` and the demo.
 //!
 //! Must not: write anything. Every difference is reported, not only the
 //! first.
@@ -100,10 +101,17 @@ pub async fn check(ledger: &Ledger, pipeline: &Pipeline) -> anyhow::Result<Vec<S
     // The UTC days on which each org's views were received (one salt
     // each); one day when ClickHouse is not checked.
     let mut salt_days: BTreeMap<String, u64> = BTreeMap::new();
+    // Only the ledger's orgs: other runs may have written others.
+    let orgs = ledger
+        .orgs
+        .iter()
+        .map(|o| format!("'{}'", o.org_id.replace('\\', "\\\\").replace('\'', "\\'")))
+        .collect::<Vec<_>>()
+        .join(", ");
     if let Some((url, database)) = &pipeline.clickhouse {
         let sql = format!(
             "SELECT org_id, uniqExact(toDate(received_at)) FROM {database}.events \
-             WHERE type = 'badge.viewed' AND viewer_key != 0 GROUP BY org_id FORMAT TSV"
+             WHERE type = 'badge.viewed' AND viewer_key != 0 AND org_id IN ({orgs}) GROUP BY org_id FORMAT TSV"
         );
         for line in clickhouse_text(&http, url, sql).await?.lines() {
             if let Some((org, days)) = line.split_once('\t') {
@@ -135,7 +143,8 @@ pub async fn check(ledger: &Ledger, pipeline: &Pipeline) -> anyhow::Result<Vec<S
     }
     if let Some((url, database)) = &pipeline.clickhouse {
         let sql = format!(
-            "SELECT toString(type), count(), count() - uniqExact(org_id, event_id) FROM {database}.events GROUP BY type FORMAT TSV"
+            "SELECT toString(type), count(), count() - uniqExact(org_id, event_id) FROM {database}.events \
+             WHERE org_id IN ({orgs}) GROUP BY type FORMAT TSV"
         );
         let text = clickhouse_text(&http, url, sql).await?;
         let mut stored: BTreeMap<String, u64> = BTreeMap::new();

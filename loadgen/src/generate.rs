@@ -178,12 +178,38 @@ struct Class {
 /// # Panics
 /// If `scale` is not in `1..=MAX_SCALE` or `days` is 0.
 pub fn plan(seed: u64, scale: u32, now: DateTime<Utc>, days: u32) -> Plan {
+    plan_run(seed, scale, now, days, "")
+}
+
+/// Longest run name of [`plan_run`].
+pub const MAX_RUN_LEN: usize = 20;
+
+/// Whether `run` can name a run: up to [`MAX_RUN_LEN`] ASCII letters and
+/// digits.
+pub fn is_valid_run(run: &str) -> bool {
+    run.len() <= MAX_RUN_LEN && run.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// [`plan`] in the namespace of `run` (empty: none): every org id gets
+/// `-<run>` appended and every event and assertion id carries `run`, so
+/// runs with the same seed write disjoint orgs and events (JetStream
+/// deduplicates by event id), and each run's ledger describes exactly what
+/// that run added. The traffic is the same as without a run.
+///
+/// # Panics
+/// As [`plan`], and if `run` is not [`is_valid_run`].
+pub fn plan_run(seed: u64, scale: u32, now: DateTime<Utc>, days: u32, run: &str) -> Plan {
     assert!(
         (1..=MAX_SCALE).contains(&scale),
         "scale must be between 1 and {MAX_SCALE}, got {scale}"
     );
     assert!(days >= 1, "days must be at least 1");
+    assert!(
+        is_valid_run(run),
+        "run must be at most {MAX_RUN_LEN} letters and digits, got {run:?}"
+    );
     let mut g = Gen::new(seed, now, days);
+    g.run = run.to_owned();
     g.world();
     for class in 0..g.classes.len() {
         for _ in 0..g.classes[class].assertions * scale {
@@ -196,6 +222,8 @@ pub fn plan(seed: u64, scale: u32, now: DateTime<Utc>, days: u32) -> Plan {
 struct Gen {
     rng: StdRng,
     seed: u64,
+    /// The run's namespace of ids; empty: none.
+    run: String,
     now: i64,
     from: i64,
     end: i64,
@@ -278,6 +306,7 @@ impl Gen {
         Gen {
             rng,
             seed,
+            run: String::new(),
             now,
             from: now - i64::from(days) * DAY,
             end: now - END_MARGIN_SECS,
@@ -397,7 +426,7 @@ impl Gen {
                 }
             }
             self.names.push(OrgName {
-                id: org.id.to_owned(),
+                id: self.org_id(o),
                 name: org.name.to_owned(),
                 issuers: issuer_names,
             });
@@ -443,7 +472,21 @@ impl Gen {
     }
 
     fn assertion_id(&self, a: u32) -> String {
-        format!("as-{}-{a:06}", self.seed)
+        format!("as-{}{}-{a:06}", self.seed, self.run_tag())
+    }
+
+    /// `-<run>`, or nothing without a run.
+    fn run_tag(&self) -> String {
+        if self.run.is_empty() {
+            String::new()
+        } else {
+            format!("-{}", self.run)
+        }
+    }
+
+    /// The id of org `o` (of `ORGS`) in this run.
+    fn org_id(&self, o: usize) -> String {
+        format!("{}{}", ORGS[o].id, self.run_tag())
     }
 
     /// The common fields of a platform event, with a fresh `event_id`.
@@ -455,11 +498,16 @@ impl Gen {
         at: i64,
     ) -> Map<String, Value> {
         let c = &self.classes[class];
-        let (org, issuer) = (ORGS[c.org].id, ORGS[c.org].issuers[c.issuer].id);
+        let (org, issuer) = (self.org_id(c.org), ORGS[c.org].issuers[c.issuer].id);
         let mut e = Map::new();
         e.insert(
             "event_id".into(),
-            json!(format!("lg-{}-{:07}", self.seed, self.next_event)),
+            json!(format!(
+                "lg-{}{}-{:07}",
+                self.seed,
+                self.run_tag(),
+                self.next_event
+            )),
         );
         self.next_event += 1;
         e.insert("type".into(), json!(kind.as_str()));
@@ -743,7 +791,7 @@ impl Gen {
         Beacon {
             kind,
             transport,
-            org_id: ORGS[c.org].id.to_owned(),
+            org_id: self.org_id(c.org),
             issuer_id: ORGS[c.org].issuers[c.issuer].id.to_owned(),
             badge_class_id: c.id.clone(),
             assertion_id: self.assertion_id(a),
@@ -949,6 +997,36 @@ mod tests {
             .map(str::trim)
             .find(|h| !h.starts_with("127."))
             .unwrap()
+    }
+
+    #[test]
+    fn a_run_namespaces_orgs_and_ids_but_not_the_traffic() {
+        let plain = sample();
+        let run = plan_run(42, 1, now(), 14, "r20260301");
+        assert_eq!(run.ledger.totals, plain.ledger.totals);
+        assert_eq!(run.ledger.traffic, plain.ledger.traffic);
+        assert_eq!(run.events.len(), plain.events.len());
+        for (o, p) in run.ledger.orgs.iter().zip(&plain.ledger.orgs) {
+            assert_eq!(o.org_id, format!("{}-r20260301", p.org_id));
+            assert_eq!(o.counts, p.counts);
+        }
+        let orgs: Vec<&str> = run.ledger.orgs.iter().map(|o| o.org_id.as_str()).collect();
+        for e in run.events.iter().chain(&run.late_events) {
+            assert!(orgs.contains(&e["org_id"].as_str().unwrap()), "{e}");
+            assert!(
+                e["event_id"].as_str().unwrap().contains("-r20260301-"),
+                "{e}"
+            );
+            assert!(badgepulse_contract::event::is_valid_id(
+                e["event_id"].as_str().unwrap()
+            ));
+        }
+        for b in run.view_beacons.iter().chain(&run.share_beacons) {
+            assert!(orgs.contains(&b.org_id.as_str()));
+            assert!(b.assertion_id.contains("-r20260301-"));
+        }
+        assert!(is_valid_run("") && is_valid_run("20260301T101010"));
+        assert!(!is_valid_run("a-b") && !is_valid_run(&"1".repeat(MAX_RUN_LEN + 1)));
     }
 
     #[test]

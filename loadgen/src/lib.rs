@@ -35,6 +35,9 @@ pub mod ledger;
 pub mod send;
 
 pub use check::{check, Pipeline};
-pub use generate::{plan, Beacon, BeaconKind, Plan, Transport, MAX_HITS_PER_CLIENT, MAX_SCALE};
+pub use generate::{
+    is_valid_run, plan, plan_run, Beacon, BeaconKind, Plan, Transport, MAX_HITS_PER_CLIENT,
+    MAX_SCALE,
+};
 pub use ledger::{Counts, Ledger};
 pub use send::{send, IngestCounters, SendReport, Target};

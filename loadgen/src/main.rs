@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use badgepulse_loadgen::{plan, send, Ledger, Pipeline, Target, MAX_SCALE};
+use badgepulse_loadgen::{is_valid_run, plan_run, send, Ledger, Pipeline, Target, MAX_SCALE};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -63,6 +63,12 @@ struct DemoArgs {
     /// Seed of the generator: the same seed gives the same traffic.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Name of this run (up to 20 letters and digits): its orgs are named
+    /// `<org>-<run>` and its event ids carry it, so that a run adds fresh
+    /// orgs beside those of earlier runs and its ledger describes exactly
+    /// them (`scripts/demo.sh` names each run by its start time).
+    #[arg(long, default_value = "", value_parser = run_name)]
+    run: String,
     /// Multiplies the number of assertions (1 gives a few thousand events).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_SCALE)))]
     scale: u32,
@@ -98,7 +104,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => args,
         Command::Check(args) => return check(args).await,
     };
-    let plan = plan(args.seed, args.scale, chrono::Utc::now(), args.days);
+    let plan = plan_run(
+        args.seed,
+        args.scale,
+        chrono::Utc::now(),
+        args.days,
+        &args.run,
+    );
     let t = &plan.ledger.traffic;
     if !args.dry_run {
         let target = Target {
@@ -157,6 +169,15 @@ async fn main() -> anyhow::Result<()> {
         println!("ledger written to {}", path.display());
     }
     Ok(())
+}
+
+/// `--run`: letters and digits only (it becomes part of ids).
+fn run_name(s: &str) -> Result<String, String> {
+    if is_valid_run(s) {
+        Ok(s.to_owned())
+    } else {
+        Err("at most 20 ASCII letters and digits".into())
+    }
 }
 
 async fn check(args: CheckArgs) -> anyhow::Result<()> {

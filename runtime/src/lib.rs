@@ -1,6 +1,7 @@
 //! What every badgepulse service runs on, and nothing of what it does:
 //!
-//! - [`settings`]: the config loader (`--config FILE` plus
+//! - [`settings`]: the config loader (`--config FILE` or
+//!   `BADGEPULSE_CONFIG`, plus
 //!   `BADGEPULSE__SECTION__KEY` overrides) and the `[nats]` and
 //!   `[clickhouse]` sections that several services read;
 //! - [`server`]: the HTTP server loop, with the limits every public
@@ -8,7 +9,11 @@
 //! - [`ops`]: the admin listener (`/healthz`, `/readyz`, `/metrics`),
 //!   never the public one;
 //! - [`signals`]: shutdown on SIGTERM or Ctrl-C;
-//! - [`logging`]: the tracing subscriber;
+//! - [`logging`]: the tracing subscriber (stderr, text or JSON) and its
+//!   `[log]` section;
+//! - [`metrics`]: what every service exposes beside its own metrics
+//!   (`badgepulse_build_info`, the process metrics) and the HTTP request
+//!   duration histograms;
 //! - [`keys`]: secrets configured by their SHA-256 and looked up in
 //!   constant time (ingest's tokens, the exporter's API keys).
 //!
@@ -17,6 +22,7 @@
 
 pub mod keys;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod server;
 pub mod settings;

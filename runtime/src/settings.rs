@@ -1,15 +1,35 @@
 //! The config sections every service reads (`[nats]`, `[clickhouse]`) and
-//! the loader: an optional TOML file (`--config FILE`) overridden by
-//! environment variables `BADGEPULSE__SECTION__KEY`.
+//! the loader: an optional TOML file (`--config FILE`, else the file named
+//! by `BADGEPULSE_CONFIG`) overridden by environment variables
+//! `BADGEPULSE__SECTION__KEY`.
 //!
 //! Each binary deserialises the whole file into its own root struct, which
 //! names every section (its own typed, the others ignored), so a misspelt
 //! section or key fails start-up with the key's name.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+/// The variable that names the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "BADGEPULSE_CONFIG";
+
+/// The `--config` option of every service binary, flattened into its
+/// command line.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigFile {
+    /// TOML config file; `BADGEPULSE__SECTION__KEY` variables override its
+    /// keys.
+    #[arg(long = "config", global = true, env = CONFIG_ENV, value_name = "FILE")]
+    pub path: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
 
 /// `[nats]`: where JetStream is and how the event stream is laid out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,6 +354,34 @@ mod tests {
         ] {
             std::env::remove_var(format!("BADGEPULSE__{k}"));
         }
+    }
+
+    #[test]
+    fn config_option_falls_back_to_the_environment() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            config: ConfigFile,
+        }
+        let parse = |args: &[&str]| {
+            <Cli as clap::Parser>::try_parse_from(
+                std::iter::once("bin").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .config
+            .path
+        };
+        let _env = ENV_LOCK.lock().unwrap();
+        std::env::remove_var(CONFIG_ENV);
+        assert_eq!(parse(&[]), None);
+        std::env::set_var(CONFIG_ENV, "/etc/from-env.toml");
+        assert_eq!(parse(&[]), Some(PathBuf::from("/etc/from-env.toml")));
+        assert_eq!(
+            parse(&["--config", "/etc/given.toml"]),
+            Some(PathBuf::from("/etc/given.toml")),
+            "--config wins over the variable"
+        );
+        std::env::remove_var(CONFIG_ENV);
     }
 
     #[test]

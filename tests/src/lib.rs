@@ -5,10 +5,14 @@
 //!
 //! Binaries of the workspace are looked up next to the test executable
 //! (`target/<profile>/`); `scripts/test.sh` builds them before `cargo test`.
+//!
+//! Beside the fixtures, [`openapi`] checks real API answers against the
+//! exporter's OpenAPI document.
 
 pub mod browser;
 pub mod clickhouse;
 pub mod nats;
+pub mod openapi;
 pub mod process;
 pub mod prometheus;
 pub mod services;
@@ -18,6 +22,7 @@ pub mod zookeeper;
 pub use browser::*;
 pub use clickhouse::*;
 pub use nats::*;
+pub use openapi::OpenApi;
 pub use process::system_binary;
 pub use prometheus::*;
 pub use services::*;

@@ -33,7 +33,11 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 pub struct Service {
     pub name: String,
     child: Option<Child>,
+    /// What it wrote to stderr (its log), and to stdout unless
+    /// [`Service::stdout`] is given.
     pub log: PathBuf,
+    /// What it wrote to stdout, when kept apart from the log.
+    pub stdout: Option<PathBuf>,
     _dir: TempDir,
 }
 
@@ -45,27 +49,54 @@ impl Service {
 
     /// Like [`Service::start`], with extra environment variables.
     pub fn start_with_env(bin: &str, config: &str, args: &[&str], env: &[(&str, &str)]) -> Service {
+        Self::spawn(bin, config, args, env, false)
+    }
+
+    /// Like [`Service::start`], with stdout and stderr in files of their
+    /// own and the log level left to the config (no `RUST_LOG`).
+    pub fn start_apart(bin: &str, config: &str, args: &[&str]) -> Service {
+        Self::spawn(bin, config, args, &[], true)
+    }
+
+    fn spawn(bin: &str, config: &str, args: &[&str], env: &[(&str, &str)], apart: bool) -> Service {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.toml");
         fs::write(&config_path, config).expect("config file");
         let log = dir.path().join("service.log");
-        let out = fs::File::create(&log).expect("log file");
-        let child = Command::new(workspace_bin(bin))
-            .arg("--config")
-            .arg(&config_path)
-            .args(args)
-            .env("RUST_LOG", "info")
+        let err = fs::File::create(&log).expect("log file");
+        let stdout = apart.then(|| dir.path().join("stdout"));
+        let out = match &stdout {
+            Some(path) => fs::File::create(path).expect("stdout file"),
+            None => err.try_clone().expect("log file"),
+        };
+        let mut command = Command::new(workspace_bin(bin));
+        command.arg("--config").arg(&config_path).args(args);
+        if apart {
+            command.env_remove("RUST_LOG");
+        } else {
+            command.env("RUST_LOG", "info");
+        }
+        let child = command
             .envs(env.iter().copied())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
         Service {
             name: bin.to_owned(),
             child: Some(child),
             log,
+            stdout,
             _dir: dir,
         }
+    }
+
+    /// What it wrote to stdout, if kept apart ([`Service::start_apart`]).
+    pub fn stdout_text(&self) -> String {
+        self.stdout
+            .as_ref()
+            .map(|p| fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// SIGTERM, then wait for a clean exit; returns whether it exited 0.
@@ -260,6 +291,19 @@ impl StackConfig {
             exporter: String::new(),
             api_keys: Vec::new(),
         }
+    }
+
+    /// [`StackConfig::new`] for traffic from every side: ingest behind a
+    /// proxy ([`INGEST_BEHIND_PROXY`]) with the pixel key `k1` and a
+    /// `token` for every org, the aggregator flushing every 100 ms, the
+    /// business metrics refreshed every second, and an admin `api_key`.
+    pub fn open_pipeline(self, token: &str, pixel_key: &str, api_key: &str) -> Self {
+        self.ingest(INGEST_BEHIND_PROXY)
+            .pixel_key("k1", pixel_key)
+            .token(token, &["*"])
+            .aggregator("flush_interval_ms = 100")
+            .exporter("refresh_interval_secs = 1")
+            .api_key(api_key, "admin")
     }
 
     /// Appends `key = value` lines to `[ingest]`.

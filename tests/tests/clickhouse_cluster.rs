@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use badgepulse_aggregator::schema::DERIVED_TABLES;
+use badgepulse_aggregator::schema::{DERIVED_TABLES, LIFECYCLE_REFILED};
 use badgepulse_tests::{
     clickhouse_replicas, eventually, free_port, metric_value, scrape, sha256_hex, wait_http,
     ClickHouse, Nats, Service, StackPorts, ZooKeeper,
@@ -213,11 +213,14 @@ async fn replicated_cluster_answers_like_a_single_server() {
         }
     }
     // Replica 0 is complete; let every replicated derived table catch up
-    // on replica 1 before comparing.
-    for table in DERIVED_TABLES
+    // on replica 1 before comparing. Every one has rows but
+    // `lifecycle_refiled`, which has only when an assertion's award reached
+    // the aggregator after another of its events: that depends on the
+    // order the traffic arrived in.
+    for (table, may_be_empty) in DERIVED_TABLES
         .into_iter()
         .chain(["badge_classes"])
-        .map(|t| format!("{t}_local"))
+        .map(|t| (format!("{t}_local"), t == LIFECYCLE_REFILED))
     {
         eventually(
             Duration::from_secs(60),
@@ -229,7 +232,7 @@ async fn replicated_cluster_answers_like_a_single_server() {
                 let b = replicas[1]
                     .number(&format!("SELECT count() FROM bp.{table}"))
                     .await;
-                (a == b && a > 0).then_some(())
+                (a == b && (a > 0 || may_be_empty)).then_some(())
             },
         )
         .await;

@@ -63,6 +63,11 @@ fn the_example_documents_the_defaults() {
         aggregator.clickhouse,
         badgepulse_runtime::settings::ClickHouseConfig::default()
     );
+    let log = badgepulse_runtime::logging::LogConfig::default();
+    assert_eq!(ingest.log, log);
+    assert_eq!(aggregator.log, log);
+    let exporter = badgepulse_exporter::config::Config::load(Some(&path)).unwrap();
+    assert_eq!(exporter.log, log);
 }
 
 #[test]

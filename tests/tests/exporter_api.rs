@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use badgepulse_contract::signing::{sign, PixelIds};
-use badgepulse_tests::{eventually, parse_csv, Stack, INGEST_BEHIND_PROXY};
+use badgepulse_tests::{eventually, parse_csv, OpenApi, Stack, INGEST_BEHIND_PROXY};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -468,24 +468,62 @@ async fn start_stack() -> Stack {
 struct Api<'a> {
     http: reqwest::Client,
     stack: &'a Stack,
+    /// Every answer is checked against the OpenAPI document.
+    openapi: OpenApi,
+}
+
+/// An answer: status, headers and body.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 impl Api<'_> {
-    async fn call(&self, key: Option<&str>, path_query: &str) -> (u16, String, String) {
+    /// `GET path_query` with `key` and `headers`; the answer must be what
+    /// the OpenAPI document says for it.
+    async fn send(&self, key: Option<&str>, path_query: &str, headers: &[(&str, &str)]) -> Answer {
         let mut req = self
             .http
             .get(format!("{}{path_query}", self.stack.ports.exporter_url()));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         let r = req.send().await.unwrap();
-        let status = r.status().as_u16();
-        let ct = r
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        (status, ct, r.text().await.unwrap())
+        let answer = Answer {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.bytes().await.unwrap().to_vec(),
+        };
+        self.openapi.assert_answer(
+            "GET",
+            path_query,
+            answer.status,
+            &answer.headers,
+            &answer.body,
+        );
+        answer
+    }
+
+    async fn call(&self, key: Option<&str>, path_query: &str) -> (u16, String, String) {
+        let a = self.send(key, path_query, &[]).await;
+        (a.status, a.header("content-type"), a.text())
     }
 
     /// A 200 JSON answer.
@@ -526,7 +564,11 @@ impl Api<'_> {
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap())
+        let (status, headers) = (r.status().as_u16(), r.headers().clone());
+        let bytes = r.bytes().await.unwrap();
+        self.openapi
+            .assert_answer("POST", "/api/v1/annotations", status, &headers, &bytes);
+        (status, serde_json::from_slice(&bytes).unwrap())
     }
 }
 
@@ -759,6 +801,7 @@ async fn analytics_api_matches_the_ground_truth() {
     let api = Api {
         http: http.clone(),
         stack: &stack,
+        openapi: OpenApi::exporter(),
     };
     let admin = "key-admin";
     let acme = scope(Some("acme"), None, None);
@@ -1805,11 +1848,227 @@ async fn analytics_api_matches_the_ground_truth() {
     api.error(Some(admin), "/api/v1/annotations?limit=0", 400, "limit:")
         .await;
 
-    // ---- the OpenAPI document names every route.
+    // ---- the OpenAPI document names every route (and every answer above
+    // was checked against it by `Api::send`).
     let doc = api.get("key-b1", "/api/v1/openapi.json").await;
+    assert_eq!(&doc, api.openapi.document());
     for (path, methods) in badgepulse_exporter::http::api_routes() {
         for m in methods {
             assert!(doc["paths"][path][m].is_object(), "{m} {path}");
         }
+    }
+
+    scopes_are_what_each_key_may_see(&api, &model).await;
+    answers_carry_etags_and_unchanged_ones_are_not_sent_again(&api, d0, w_cut).await;
+}
+
+/// `GET /api/v1/scopes` of every key equals the model's orgs, issuers and
+/// badge classes at and below the key's scope, with their all-time
+/// awards and the upserted names.
+async fn scopes_are_what_each_key_may_see(api: &Api<'_>, model: &Model) {
+    let awarded = |s: Scope| -> u64 { model.counts(s, i64::MIN, i64::MAX).awarded };
+    let expected = |key_scope: Scope| -> Value {
+        let seen: BTreeSet<(&str, &str, &str)> = model
+            .events
+            .iter()
+            .filter(|e| key_scope.matches(&e.org, &e.issuer, &e.class))
+            .map(|e| (e.org.as_str(), e.issuer.as_str(), e.class.as_str()))
+            .collect();
+        let orgs: BTreeSet<&str> = seen.iter().map(|k| k.0).collect();
+        let issuers: BTreeSet<(&str, &str)> = seen.iter().map(|k| (k.0, k.1)).collect();
+        let name = |org: &str, class: &str| {
+            model
+                .classes
+                .iter()
+                .find(|c| c.org == org && c.id == class)
+                .and_then(|c| c.meta.map(|m| m.0))
+        };
+        json!({
+            "scope": { "org": key_scope.org, "issuer": key_scope.issuer, "badge_class": key_scope.class },
+            "orgs": if key_scope.issuer.is_none() && key_scope.class.is_none() {
+                orgs.iter().map(|o| json!({ "org_id": o, "awarded": awarded(scope(Some(o), None, None)) })).collect()
+            } else {
+                Vec::new()
+            },
+            "issuers": if key_scope.class.is_none() {
+                issuers.iter().map(|(o, i)| json!({
+                    "org_id": o, "issuer_id": i, "awarded": awarded(scope(Some(o), Some(i), None))
+                })).collect()
+            } else {
+                Vec::new()
+            },
+            "badge_classes": seen.iter().map(|(o, i, c)| json!({
+                "org_id": o, "issuer_id": i, "badge_class_id": c, "name": name(o, c),
+                "awarded": awarded(scope(Some(o), Some(i), Some(c)))
+            })).collect::<Vec<_>>(),
+        })
+    };
+    for (key, extra, key_scope) in [
+        ("key-admin", "", scope(None, None, None)),
+        (
+            "key-admin",
+            "?org=globex",
+            scope(Some("globex"), None, None),
+        ),
+        ("key-acme", "", scope(Some("acme"), None, None)),
+        (
+            "key-acme",
+            "?issuer=i2",
+            scope(Some("acme"), Some("i2"), None),
+        ),
+        ("key-globex", "", scope(Some("globex"), None, None)),
+        ("key-i1", "", scope(Some("acme"), Some("i1"), None)),
+        ("key-b1", "", scope(Some("acme"), None, Some("b1"))),
+    ] {
+        let got = api.get(key, &format!("/api/v1/scopes{extra}")).await;
+        let want = expected(key_scope);
+        assert_eq!(got, want, "scopes of {key}{extra}");
+        assert!(!want["badge_classes"].as_array().unwrap().is_empty());
+    }
+    // The admin key sees both orgs, and a badge class without an upsert
+    // has no name.
+    let all = api.get("key-admin", "/api/v1/scopes").await;
+    assert_eq!(all["orgs"].as_array().unwrap().len(), 2);
+    assert!(all["badge_classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["badge_class_id"] == "b4" && b["name"].is_null()));
+    // CSV: one row per org, issuer and badge class.
+    let csv = api.csv("key-i1", "/api/v1/scopes?format=csv").await;
+    assert_eq!(
+        csv[0],
+        [
+            "level",
+            "org_id",
+            "issuer_id",
+            "badge_class_id",
+            "name",
+            "awarded"
+        ]
+    );
+    let i1 = expected(scope(Some("acme"), Some("i1"), None));
+    let rows: Vec<Vec<String>> = i1["issuers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            vec![
+                "issuer".to_owned(),
+                "acme".to_owned(),
+                i["issuer_id"].as_str().unwrap().to_owned(),
+                String::new(),
+                String::new(),
+                i["awarded"].to_string(),
+            ]
+        })
+        .chain(i1["badge_classes"].as_array().unwrap().iter().map(|b| {
+            vec![
+                "badge_class".to_owned(),
+                "acme".to_owned(),
+                "i1".to_owned(),
+                b["badge_class_id"].as_str().unwrap().to_owned(),
+                // A name a spreadsheet would read as a formula is neutralised.
+                match b["name"].as_str().unwrap_or_default() {
+                    n if n.starts_with(['=', '+', '-', '@']) => format!("'{n}"),
+                    n => n.to_owned(),
+                },
+                b["awarded"].to_string(),
+            ]
+        }))
+        .collect();
+    assert_eq!(csv[1..], rows[..]);
+    // Outside the key's scope: 403; a window does not apply: 400.
+    api.error(Some("key-acme"), "/api/v1/scopes?org=globex", 403, "org:")
+        .await;
+    api.error(Some("key-i1"), "/api/v1/scopes?issuer=i2", 403, "issuer:")
+        .await;
+    api.error(
+        Some("key-admin"),
+        "/api/v1/scopes?from=2024-01-01",
+        400,
+        "from:",
+    )
+    .await;
+    api.error(None, "/api/v1/scopes", 401, "").await;
+}
+
+/// Every GET answer has a strong `ETag`; sent back in `If-None-Match` it
+/// gets `304` without a body until the answer changes, and a changed
+/// answer comes with a new tag.
+async fn answers_carry_etags_and_unchanged_ones_are_not_sent_again(
+    api: &Api<'_>,
+    d0: i64,
+    w: (i64, i64),
+) {
+    let wq = q(w);
+    let paths = [
+        format!("/api/v1/overview?{wq}"),
+        format!("/api/v1/overview?{wq}&format=csv"),
+        format!("/api/v1/distribution?{wq}&dimension=share_channel"),
+        format!("/api/v1/distribution?{wq}&dimension=share_channel&format=csv"),
+        format!("/api/v1/top-badges?{wq}"),
+        format!("/api/v1/trends?{wq}&granularity=hour"),
+        format!("/api/v1/drivers?{wq}"),
+        format!("/api/v1/lifecycle?{wq}&format=csv"),
+        format!("/api/v1/annotations?{wq}"),
+        "/api/v1/scopes".to_owned(),
+        "/api/v1/scopes?format=csv".to_owned(),
+        "/api/v1/openapi.json".to_owned(),
+        format!("/api/v1/charts/trends.svg?{wq}"),
+        format!("/api/v1/charts/top-badges.png?{wq}"),
+        format!("/report?{wq}"),
+    ];
+    let mut tags = BTreeMap::new();
+    for path in &paths {
+        let full = api.send(Some("key-acme"), path, &[]).await;
+        assert_eq!(full.status, 200, "{path}: {}", full.text());
+        let tag = full.header("etag");
+        assert!(
+            tag.len() > 2 && tag.starts_with('"') && tag.ends_with('"'),
+            "{path}: a strong ETag, got {tag:?}"
+        );
+        let again = api.send(Some("key-acme"), path, &[]).await;
+        assert_eq!(again.header("etag"), tag, "{path}: same answer, same tag");
+        assert_eq!(again.body, full.body, "{path}");
+
+        let not_modified = api
+            .send(Some("key-acme"), path, &[("If-None-Match", &tag)])
+            .await;
+        assert_eq!(not_modified.status, 304, "{path}");
+        assert!(not_modified.body.is_empty(), "{path}: a 304 has no body");
+        assert_eq!(not_modified.header("etag"), tag, "{path}");
+        let listed = format!("\"other\", W/{tag}");
+        let weak = api
+            .send(Some("key-acme"), path, &[("If-None-Match", &listed)])
+            .await;
+        assert_eq!(weak.status, 304, "{path}: If-None-Match compares weakly");
+        let other = api
+            .send(Some("key-acme"), path, &[("If-None-Match", "\"other\"")])
+            .await;
+        assert_eq!(other.status, 200, "{path}");
+        assert_eq!(other.body, full.body, "{path}");
+        // Another key's scope is another answer.
+        if !path.contains("openapi") {
+            let globex = api.send(Some("key-globex"), path, &[]).await;
+            assert_ne!(globex.header("etag"), tag, "{path}: another scope");
+        }
+        tags.insert(path.clone(), tag);
+    }
+    // A new annotation changes the answers that show it, and so their tags.
+    let (status, _) = api
+        .post(
+            "key-acme",
+            json!({ "at": rfc(d0 + 2 * 86_400 + 3_600), "title": "ETag check" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for path in [&paths[8], &paths[5]] {
+        let after = api
+            .send(Some("key-acme"), path, &[("If-None-Match", &tags[path])])
+            .await;
+        assert_eq!(after.status, 200, "{path}: changed since the tag");
+        assert_ne!(after.header("etag"), tags[path], "{path}");
+        assert!(after.text().contains("ETag check"), "{path}");
     }
 }

@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use badgepulse_tests::{eventually, parse_csv, scrape, Stack};
+use badgepulse_tests::{eventually, parse_csv, scrape, OpenApi, Stack};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
@@ -929,6 +929,8 @@ async fn start_stack() -> Stack {
 struct Api<'a> {
     http: reqwest::Client,
     stack: &'a Stack,
+    /// Every answer, refusals included, is checked against it.
+    openapi: OpenApi,
 }
 
 impl Api<'_> {
@@ -941,12 +943,15 @@ impl Api<'_> {
             .await
             .unwrap();
         let status = r.status().as_u16();
-        let ct = r
-            .headers()
+        let headers = r.headers().clone();
+        let ct = headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        (status, ct, r.bytes().await.unwrap().to_vec())
+        let body = r.bytes().await.unwrap().to_vec();
+        self.openapi
+            .assert_answer("GET", path_query, status, &headers, &body);
+        (status, ct, body)
     }
 
     async fn get(&self, key: &str, path_query: &str) -> Value {
@@ -1080,6 +1085,7 @@ async fn insights_match_the_ground_truth() {
     let api = Api {
         http: http.clone(),
         stack: &stack,
+        openapi: OpenApi::exporter(),
     };
 
     // ------------------------------------------------------------ impact

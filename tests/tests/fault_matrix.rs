@@ -19,7 +19,7 @@ use std::time::Duration;
 use badgepulse_loadgen::{check, plan, send, Pipeline, Plan, Target};
 use badgepulse_tests::{
     eventually, metric_value, scrape, start_services_split, wait_http, ClickHouse, Nats, Service,
-    StackConfig, StackPorts, INGEST_BEHIND_PROXY,
+    StackConfig, StackPorts,
 };
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -109,13 +109,8 @@ struct Stack {
 
 fn config(nats: &Nats, clickhouse_url: &str, ports: StackPorts) -> StackConfig {
     StackConfig::new(&nats.url(), clickhouse_url, "faults", ports)
-        .ingest(INGEST_BEHIND_PROXY)
+        .open_pipeline(TOKEN, PIXEL_KEY, API_KEY)
         .ingest("rate_limit_per_minute = 1000000000")
-        .pixel_key("k1", PIXEL_KEY)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("refresh_interval_secs = 1")
-        .api_key(API_KEY, "admin")
 }
 
 /// NATS, ClickHouse and the three services; with `proxied`, the

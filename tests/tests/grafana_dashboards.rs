@@ -3,7 +3,9 @@
 //!
 //! - `dashboards_are_consistent`: the dashboard JSON is what
 //!   `grafana/generate.py` writes; panel ids are unique and panels do not
-//!   overlap; every datasource a dashboard names is provisioned; every
+//!   overlap; every datasource goes through a `${DS_…}` datasource variable
+//!   (listed in `__inputs`, for import) whose default is provisioned;
+//!   `editable` matches the provisioning's `allowUiUpdates`; every
 //!   `$variable` is defined and every `$__macro` is one the
 //!   grafana-clickhouse-datasource (or Grafana, for PromQL) expands and
 //!   ClickHouse 18.16 can run; every dashboard has the cascading `org`,
@@ -13,8 +15,9 @@
 //!   default for every environment variable the provisioning reads.
 //! - `prometheus_config_and_rules_pass_promtool`: `promtool check config`
 //!   (both Prometheus configs, which must scrape the same jobs),
-//!   `promtool check rules`, `promtool test rules`; every alert has a runbook
-//!   and a unit test where it fires and one where it does not.
+//!   `promtool check rules`, `promtool test rules`; every alert has a
+//!   `runbook_url` to its section of `deploy/prometheus/runbooks.md` and a
+//!   unit test where it fires and one where it does not.
 //! - `every_panel_query_runs_on_real_data`: the real pipeline (NATS,
 //!   ClickHouse 18.16, the three services) takes known traffic and program
 //!   updates. Then every ClickHouse query of every dashboard (panels,
@@ -38,7 +41,6 @@ use badgepulse_aggregator::schema::Schema;
 use badgepulse_contract::signing::{sign, PixelIds};
 use badgepulse_tests::{
     eventually, start_services, ClickHouse, Nats, Prometheus, StackConfig, StackPorts,
-    INGEST_BEHIND_PROXY,
 };
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 use serde_json::{json, Value};
@@ -152,8 +154,29 @@ impl Query {
     }
 }
 
-fn uid_of(datasource: &Value) -> String {
-    datasource["uid"].as_str().unwrap_or_default().to_owned()
+/// The datasource uid a reference resolves to on a Grafana provisioned
+/// from `grafana/provisioning`: a `${VAR}` reference is the default
+/// (`current`) of the dashboard's datasource variable `VAR`.
+fn uid_of(d: &Dashboard, datasource: &Value) -> String {
+    let uid = datasource["uid"].as_str().unwrap_or_default();
+    match uid
+        .strip_prefix("${")
+        .and_then(|rest| rest.strip_suffix('}'))
+    {
+        Some(var) => datasource_variable(d, var)
+            .and_then(|v| v["current"]["value"].as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        None => uid.to_owned(),
+    }
+}
+
+/// The dashboard's datasource template variable `name`.
+fn datasource_variable<'d>(d: &'d Dashboard, name: &str) -> Option<&'d Value> {
+    d.json["templating"]["list"]
+        .as_array()?
+        .iter()
+        .find(|v| v["type"] == "datasource" && v["name"] == name)
 }
 
 fn queries(d: &Dashboard) -> Vec<Query> {
@@ -166,6 +189,9 @@ fn queries(d: &Dashboard) -> Vec<Query> {
         text: text.to_owned(),
     };
     for v in d.json["templating"]["list"].as_array().expect("templating") {
+        if v["type"] == "datasource" {
+            continue;
+        }
         let text = v["query"]
             .as_str()
             .or_else(|| v["query"]["rawSql"].as_str())
@@ -173,7 +199,7 @@ fn queries(d: &Dashboard) -> Vec<Query> {
         out.push(query(
             v["name"].as_str().unwrap_or_default(),
             Kind::Variable,
-            uid_of(&v["datasource"]),
+            uid_of(d, &v["datasource"]),
             text,
         ));
     }
@@ -189,7 +215,7 @@ fn queries(d: &Dashboard) -> Vec<Query> {
         out.push(query(
             a["name"].as_str().unwrap_or_default(),
             Kind::Annotation,
-            uid_of(&a["datasource"]),
+            uid_of(d, &a["datasource"]),
             text,
         ));
     }
@@ -207,7 +233,7 @@ fn queries(d: &Dashboard) -> Vec<Query> {
             out.push(query(
                 p["title"].as_str().unwrap_or_default(),
                 Kind::Panel,
-                uid_of(ds),
+                uid_of(d, ds),
                 text,
             ));
         }
@@ -523,6 +549,10 @@ fn dashboards_are_consistent() {
             (PROM_UID.to_owned(), PROM_TYPE.to_owned())
         ])
     );
+    let allow_ui_updates = yaml("grafana/provisioning/dashboards/dashboards.yaml")["providers"][0]
+        ["allowUiUpdates"]
+        .as_bool()
+        .expect("allowUiUpdates");
     let dashboards = dashboards();
     let titles: BTreeSet<&str> = dashboards
         .iter()
@@ -588,25 +618,76 @@ fn dashboards_are_consistent() {
             }
         }
 
-        // Every datasource named is provisioned, with the same type.
+        // Importable: every datasource (of panels, targets, variables and
+        // annotations) goes through a datasource variable, `${DS_…}`, of the
+        // same plugin type, whose default is the provisioned datasource of
+        // that type; `__inputs` asks for exactly those variables (the
+        // grafana.com import flow). Not editable, as the provisioning
+        // lets no UI change be saved.
+        assert_eq!(
+            j["editable"].as_bool(),
+            Some(allow_ui_updates),
+            "{f}: editable must match allowUiUpdates of the provisioning"
+        );
         let mut refs = Vec::new();
         datasource_refs(j, "", &mut refs);
         assert!(!refs.is_empty(), "{f}: no datasource");
+        assert!(
+            all.iter()
+                .filter(|p| p["type"] != "row" && p["type"] != "text")
+                .all(|p| p["datasource"].is_object()),
+            "{f}: every panel names its datasource"
+        );
+        let mut used = BTreeSet::new();
         for (path, ds) in refs {
             let uid = ds["uid"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{f}{path}: datasource without uid: {ds}"));
-            let kind = provisioned
-                .get(uid)
-                .unwrap_or_else(|| panic!("{f}{path}: datasource {uid} is not provisioned"));
-            assert_eq!(ds["type"].as_str(), Some(kind.as_str()), "{f}{path}");
+            let var = uid
+                .strip_prefix("${DS_")
+                .and_then(|v| v.strip_suffix('}'))
+                .map(|v| format!("DS_{v}"))
+                .unwrap_or_else(|| {
+                    panic!("{f}{path}: datasource {uid} is not a ${{DS_…}} variable")
+                });
+            let v = datasource_variable(d, &var)
+                .unwrap_or_else(|| panic!("{f}{path}: no datasource variable {var}"));
+            assert_eq!(
+                v["query"], ds["type"],
+                "{f}{path}: {var} is of another type"
+            );
+            let default = v["current"]["value"].as_str().unwrap_or_default();
+            assert_eq!(
+                provisioned.get(default),
+                ds["type"].as_str().map(str::to_owned).as_ref(),
+                "{f}{path}: {var} defaults to {default:?}, not the provisioned datasource of its type"
+            );
+            used.insert(var);
         }
+        let inputs: BTreeSet<String> = j["__inputs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{f}: __inputs"))
+            .iter()
+            .map(|i| {
+                let name = i["name"].as_str().unwrap_or_default();
+                let v = datasource_variable(d, name)
+                    .unwrap_or_else(|| panic!("{f}: input {name} has no variable"));
+                assert_eq!(i["type"], "datasource", "{f}: input {name}");
+                assert_eq!(i["pluginId"], v["query"], "{f}: input {name}");
+                name.to_owned()
+            })
+            .collect();
+        assert_eq!(
+            inputs, used,
+            "{f}: __inputs are the datasource variables used"
+        );
 
         // The three cascading variables, "All" with a custom value.
         let vars: Vec<&Value> = j["templating"]["list"]
             .as_array()
             .expect("templating")
             .iter()
+            .filter(|v| v["type"] != "datasource")
             .collect();
         let names: Vec<&str> = vars
             .iter()
@@ -616,7 +697,7 @@ fn dashboards_are_consistent() {
         for v in &vars {
             let n = &v["name"];
             assert_eq!(v["type"], "query", "{f}: {n}");
-            assert_eq!(v["datasource"]["uid"], CH_UID, "{f}: {n}");
+            assert_eq!(uid_of(d, &v["datasource"]), CH_UID, "{f}: {n}");
             assert_eq!(v["includeAll"], true, "{f}: {n}");
             assert_eq!(v["allValue"], ALL, "{f}: {n}");
             // Single values are pasted unquoted by the datasource; the SQL
@@ -717,12 +798,17 @@ fn dashboards_are_consistent() {
             metrics_used.extend(metric_names(rule["expr"].as_str().expect("expr")));
         }
     }
+    // The metrics of badgepulse_runtime::metrics (build info, the HTTP
+    // durations) are every service's.
+    let runtime = read("runtime/src/metrics.rs");
     let sources = BTreeMap::from([
-        ("ingest", read("ingest/src/metrics.rs")),
-        ("aggregator", read("aggregator/src/metrics.rs")),
+        ("ingest", read("ingest/src/metrics.rs") + &runtime),
+        ("aggregator", read("aggregator/src/metrics.rs") + &runtime),
         (
             "exporter",
-            read("exporter/src/telemetry.rs") + &read("exporter/src/business_metrics.rs"),
+            read("exporter/src/telemetry.rs")
+                + &read("exporter/src/business_metrics.rs")
+                + &runtime,
         ),
     ]);
     assert!(metrics_used.len() > 20, "{metrics_used:?}");
@@ -855,11 +941,14 @@ fn prometheus_config_and_rules_pass_promtool() {
     assert_eq!(scrape_jobs("deploy/prometheus/prometheus.yml"), expected);
     assert_eq!(scrape_jobs("deploy/local/prometheus.yml"), expected);
 
-    // Every alert: severity, summary, description and a runbook that says
-    // what it means, what to check and how to fix it; a unit test where it
-    // fires and one where it does not.
+    // Every alert: severity, summary, description and a runbook_url to its
+    // section of deploy/prometheus/runbooks.md (one base URL for all), which
+    // says what it means, what to check and how to fix it; a unit test
+    // where it fires and one where it does not.
     let rules = yaml("deploy/prometheus/rules/badgepulse.yml");
     let tests = yaml("deploy/prometheus/rules/badgepulse.test.yml");
+    let runbooks = read("deploy/prometheus/runbooks.md");
+    let mut bases = BTreeSet::new();
     let mut alerts = Vec::new();
     for group in rules["groups"].as_array().expect("groups") {
         for rule in group["rules"].as_array().expect("rules") {
@@ -879,19 +968,45 @@ fn prometheus_config_and_rules_pass_promtool() {
                     "{name}: {key}"
                 );
             }
-            let runbook = a["runbook"].as_str().unwrap_or_default();
+            assert!(a["runbook"].is_null(), "{name}: runbook_url, not runbook");
+            let url = a["runbook_url"].as_str().unwrap_or_default();
+            let (base, anchor) = url
+                .split_once('#')
+                .unwrap_or_else(|| panic!("{name}: runbook_url {url:?} names no section"));
+            assert!(
+                base.starts_with("https://") && base.ends_with("/deploy/prometheus/runbooks.md"),
+                "{name}: runbook_url {url:?}"
+            );
+            bases.insert(base.to_owned());
+            assert_eq!(
+                anchor,
+                name.to_lowercase(),
+                "{name}: the anchor of its heading"
+            );
+            let section = runbooks
+                .split("\n## ")
+                .find(|s| s.starts_with(&format!("{name}\n")))
+                .unwrap_or_else(|| panic!("{name}: no section in runbooks.md"));
             for part in ["What it means:", "What to check:", "How to fix:"] {
-                assert!(runbook.contains(part), "{name}: runbook lacks {part:?}");
+                assert!(section.contains(part), "{name}: runbook lacks {part:?}");
             }
             alerts.push(name);
         }
     }
+    assert_eq!(bases.len(), 1, "one runbook base URL: {bases:?}");
+    assert_eq!(
+        runbooks.matches("\n## ").count(),
+        alerts.len(),
+        "a runbook section per alert, no other"
+    );
     for topic in [
         "Publish",
         "Lag",
         "DeadLetters",
         "ClickHouseInsert",
         "ServiceDown",
+        "IngestLatency",
+        "ExporterLatency",
     ] {
         assert!(
             alerts.iter().any(|a| a.contains(topic)),
@@ -932,12 +1047,7 @@ const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML
 
 fn config(nats: &Nats, ch: &ClickHouse, ports: StackPorts) -> String {
     StackConfig::new(&nats.url(), &ch.url(), DB, ports)
-        .ingest(INGEST_BEHIND_PROXY)
-        .pixel_key("k1", PIXEL_KEY)
-        .token(TOKEN, &["*"])
-        .aggregator("flush_interval_ms = 100")
-        .exporter("refresh_interval_secs = 1")
-        .api_key(API_KEY, "admin")
+        .open_pipeline(TOKEN, PIXEL_KEY, API_KEY)
         .toml()
 }
 
@@ -2148,7 +2258,7 @@ async fn every_panel_query_runs_on_real_data() {
         (evaluated && !rules.is_empty()).then_some(rules)
     })
     .await;
-    assert_eq!(rule_health.len(), 8, "alerting rules loaded");
+    assert_eq!(rule_health.len(), 10, "alerting rules loaded");
     for r in &rule_health {
         assert_eq!(r["health"], "ok", "{}: {}", r["name"], r["lastError"]);
     }

@@ -11,7 +11,7 @@ use badgepulse_exporter::http::api_routes;
 use badgepulse_exporter::render::charts::ChartKind;
 use badgepulse_runtime::ops::ADMIN_PATHS;
 use badgepulse_tests::{
-    eventually, scrape, start_services, ClickHouse, Nats, StackConfig, StackPorts,
+    eventually, scrape, start_services, ClickHouse, Nats, OpenApi, StackConfig, StackPorts,
 };
 use chrono::{SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -210,6 +210,7 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
         p if p.contains("impact") => impact.as_str(),
         _ => "",
     };
+    let openapi = OpenApi::exporter();
     let mut walked = 0;
     for path in &paths {
         let tabular = path.starts_with("/api/v1/")
@@ -240,8 +241,11 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
                         req = req.bearer_auth(ACME_KEY);
                     }
                     let r = req.send().await.unwrap();
-                    let status = r.status().as_u16();
-                    let body = String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned();
+                    let (status, headers) = (r.status().as_u16(), r.headers().clone());
+                    let bytes = r.bytes().await.unwrap();
+                    // Refused or not, the answer is one the document describes.
+                    openapi.assert_answer("GET", path, status, &headers, &bytes);
+                    let body = String::from_utf8_lossy(&bytes).into_owned();
                     walked += 1;
                     if refused {
                         assert!(status == 403 || status == 400, "{url}: {status} {body}");
@@ -253,6 +257,22 @@ async fn no_route_of_the_public_listeners_gives_another_orgs_figures() {
                     }
                     for secret in GLOBEX_SECRETS {
                         assert!(!body.contains(secret), "{url} shows {secret:?}: {body}");
+                    }
+                    // The scopes an org key lists are its own org's only.
+                    if path == "/api/v1/scopes" && format.is_empty() && !refused {
+                        let v: Value = serde_json::from_str(&body).unwrap();
+                        for level in ["orgs", "issuers", "badge_classes"] {
+                            for entry in v[level].as_array().unwrap() {
+                                assert_eq!(entry["org_id"], "acme", "{url}: {v}");
+                            }
+                        }
+                        if scope.is_empty() {
+                            assert_eq!(
+                                v["orgs"],
+                                json!([{ "org_id": "acme", "awarded": 3 }]),
+                                "{url}"
+                            );
+                        }
                     }
                     // Acme's own numbers, not the platform's.
                     if path == "/api/v1/overview" && format.is_empty() && !refused {

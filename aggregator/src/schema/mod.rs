@@ -24,7 +24,7 @@ pub mod statements;
 pub mod tables;
 
 pub use migrations::{CURRENT_DESCRIPTION, CURRENT_VERSION};
-pub use tables::{event_type_enum, DERIVED_TABLES};
+pub use tables::{event_type_enum, DERIVED_TABLES, LIFECYCLE_REFILED};
 
 /// Generates DDL for one database, optionally in cluster mode.
 #[derive(Debug, Clone)]

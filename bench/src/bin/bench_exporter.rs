@@ -28,16 +28,24 @@
 //!    `raw_events` (`uniqExact`, `countIf`, …), RAW_REPS times (default 10).
 //! 5. The issuer phase: 1,000 issuer-scoped keys, each asking its overview
 //!    once, cold.
+//! 6. A dashboard poll: each 30-day answer (and a PNG chart and the
+//!    report) asked REPS times again with the `ETag` of the previous
+//!    answer (`If-None-Match`, answered `304` without a body) against the
+//!    same number of plain requests (`200`, the whole body), interleaved.
 //!
 //! The insights (impact of an annotation 40 days old, timing in
 //! Europe/Paris, weekly cohorts, the benchmark) are measured alike; their
 //! live rows use each endpoint's default window (the cohorts': 365 days)
 //! against the raw computation of the 30 days.
 //!
-//! Throughout, the other nine orgs are live: a change notice for one of
-//! them, spanning the current minute, every 10 ms. The exporter's
-//! `/metrics` refresh runs once before the measurements (its query times
-//! are printed) and is then held off.
+//! In the live phase the other nine orgs are live as well: a change
+//! notice for one of them, spanning the current minute, every 10 ms. The
+//! other phases run on a quiet exporter: under those notices a kept answer
+//! that reaches every org (the peer benchmark) is recomputed back to back
+//! (at most `cache_refresh_concurrency` at a time), which would take a
+//! core from the cold answers measured and add its rows to theirs. The
+//! exporter's `/metrics` refresh runs once before the measurements (its
+//! query times are printed) and is then held off.
 //!
 //! With `BENCH_HOLD=1` the run stops after loading and keeps ClickHouse
 //! up (its URL is printed) for query experiments, until Ctrl-C.
@@ -60,6 +68,8 @@ use badgepulse_tests::{
 };
 use chrono::{TimeZone, Utc};
 
+/// How long the exporter keeps an answer refreshed after its last request.
+const KEEP_WARM_SECS: u64 = 10;
 const DB: &str = "bench";
 const API_KEY: &str = "bench-exporter-key";
 const CHUNK: u64 = 1_000_000;
@@ -526,6 +536,80 @@ async fn api_get(http: &reqwest::Client, url: &str, fresh: bool) -> anyhow::Resu
     Ok(age)
 }
 
+/// GETs `url` with the API key and, if given, `If-None-Match: tag`; the
+/// status, the `ETag` and the body's length.
+async fn poll(
+    http: &reqwest::Client,
+    url: &str,
+    tag: Option<&str>,
+) -> anyhow::Result<(u16, String, usize)> {
+    let mut r = http.get(url).bearer_auth(API_KEY);
+    if let Some(tag) = tag {
+        r = r.header("If-None-Match", tag);
+    }
+    let r = r.send().await?;
+    let status = r.status().as_u16();
+    let etag = r
+        .headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = r.bytes().await?;
+    anyhow::ensure!(
+        status == 200 || status == 304,
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok((status, etag, body.len()))
+}
+
+/// Phase 5: per answer, p50 of `reps` full answers (`200`) and of `reps`
+/// polls answered `304` by their `ETag`, interleaved, with the bytes of
+/// each body.
+async fn measure_polls(
+    http: &reqwest::Client,
+    base: &str,
+    paths: &[(String, String)],
+    reps: usize,
+) -> anyhow::Result<()> {
+    println!(
+        "dashboard poll: each answer asked {reps} times in full (200) and {reps} times with the ETag of the answer before (If-None-Match: 304, no body), interleaved; p50 in ms"
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>10} {:>8}",
+        "answer [30d]", "200 p50", "304 p50", "x", "body 200", "body 304"
+    );
+    for (name, path) in paths {
+        let url = format!("{base}{path}");
+        let (_, tag, full_bytes) = poll(http, &url, None).await?;
+        anyhow::ensure!(!tag.is_empty(), "{path}: no ETag");
+        let (mut full, mut polled) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+        let mut polled_bytes = 0;
+        for _ in 0..reps {
+            let started = Instant::now();
+            poll(http, &url, None).await?;
+            full.push(started.elapsed().as_secs_f64() * 1000.0);
+            let started = Instant::now();
+            let (status, _, bytes) = poll(http, &url, Some(&tag)).await?;
+            polled.push(started.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                status == 304,
+                "{path}: a poll with the ETag answered {status}"
+            );
+            polled_bytes = bytes;
+        }
+        full.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        polled.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (f50, p50) = (percentile(&full, 0.5), percentile(&polled, 0.5));
+        println!(
+            "{name:<28} {f50:>8.2} {p50:>8.2} {:>7.1}x {full_bytes:>10} {polled_bytes:>8}",
+            f50 / p50
+        );
+    }
+    Ok(())
+}
+
 /// p50 and p95 in ms of `reps` runs of the raw-events `sql`.
 async fn raw_timing(ch: &ClickHouse, sql: &str, reps: usize) -> anyhow::Result<(f64, f64)> {
     measure(reps, || {
@@ -745,13 +829,16 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     // The /metrics refresh runs once at start-up (timed below) and then
-    // not again during the measurements.
+    // not again during the measurements. Answers are kept warm for
+    // KEEP_WARM_SECS after their last request (the live phase asks each
+    // endpoint without a pause), so that the live phase's answers are no
+    // longer refreshed when the next phase starts.
     let nats = Nats::start().await;
     let (port, admin_port) = (free_port(), free_port());
     let config = format!(
         "[nats]\nurl = \"{}\"\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{DB}\"\n[exporter]\nbind = \"127.0.0.1:{port}\"\n\
          admin_bind = \"127.0.0.1:{admin_port}\"\n\
-         refresh_interval_secs = 3600\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
+         refresh_interval_secs = 3600\ncache_keep_warm_secs = {KEEP_WARM_SECS}\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
         nats.url(),
         ch.url(),
         sha256_hex(API_KEY)
@@ -840,8 +927,8 @@ async fn main() -> anyhow::Result<()> {
         out.extend(insight_cases(span, &annotation, annotation_at));
         out
     };
-    // The other orgs' live traffic, as change notices; and, in the last
-    // phase, the busiest org's own (one commit every 500 ms).
+    // In the live phase, the live traffic as change notices: the other
+    // orgs' and the busiest org's own (one commit every 500 ms).
     let live = Arc::new(AtomicBool::new(true));
     let org_live = Arc::new(AtomicBool::new(false));
     let notices = tokio::spawn({
@@ -852,8 +939,11 @@ async fn main() -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(Duration::from_millis(10));
             while live.load(Ordering::Relaxed) {
                 tick.tick().await;
+                if !org_live.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let now = Utc::now().timestamp() as u32;
-                let org = if sent.is_multiple_of(50) && org_live.load(Ordering::Relaxed) {
+                let org = if sent.is_multiple_of(50) {
                     ORG.to_owned()
                 } else {
                     format!("org{}", 1 + sent % (ORGS - 1))
@@ -913,8 +1003,8 @@ async fn main() -> anyhow::Result<()> {
         &[("outcome", "ok")],
     ) - refreshes_before;
     org_live.store(false, Ordering::Relaxed);
-    // The refreshes of its last commits finish before the next phase.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Its kept answers go cold before the next phase.
+    tokio::time::sleep(Duration::from_secs(KEEP_WARM_SECS + 1)).await;
     println!(
         "live phase: {} background refreshes of kept answers",
         refreshes
@@ -992,6 +1082,17 @@ async fn main() -> anyhow::Result<()> {
     }
     issuer_phase(&ch, &issuer_keys, &base, &mut failed).await?;
     print_live(&live_rows, &raw_30d, &mut failed);
+    let mut polled: Vec<(String, String)> = cases(Span::days(now, 30), Span::days(now, 30))
+        .into_iter()
+        .map(|(name, path, _)| (name, path))
+        .collect();
+    let p = Span::days(now, 30).params();
+    polled.push((
+        "chart trends.png".to_owned(),
+        format!("/api/v1/charts/trends.png?org={ORG}&{p}"),
+    ));
+    polled.push(("report".to_owned(), format!("/report?org={ORG}&{p}")));
+    measure_polls(&http, &base, &polled, reps).await?;
     live.store(false, Ordering::Relaxed);
     let sent = notices.await?;
     let text = scrape(&format!("{admin}/metrics")).await;

@@ -21,6 +21,7 @@ pub mod impact;
 pub mod lifecycle;
 pub mod overview;
 pub mod performance_drivers;
+pub mod scopes;
 pub mod timing;
 pub mod top_badges;
 pub mod trends;

@@ -6,6 +6,7 @@
 //!   trend bucket;
 //! - [`distribution`], [`lifecycle`], [`badge_classes`], [`annotations`];
 //! - the insights: [`impact`], [`timing`], [`cohorts`], [`benchmark`];
+//! - [`scopes`]: the orgs, issuers and badge classes a key may see;
 //! - [`totals`]: the all-time totals behind `/metrics`;
 //! - [`samples`]: every query with sample parameters (compatibility test).
 //!
@@ -20,6 +21,7 @@ pub mod distribution;
 pub mod impact;
 pub mod lifecycle;
 pub mod samples;
+pub mod scopes;
 pub mod sql;
 pub mod store;
 pub mod timing;

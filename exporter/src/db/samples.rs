@@ -13,6 +13,7 @@ use super::counts::{class_counts, measure_counts, trend_counts};
 use super::distribution::distribution;
 use super::impact::{annotation, cohorts};
 use super::lifecycle::lifecycle;
+use super::scopes::scopes as scope_list;
 use super::store::tables_present;
 use super::timing::slot_counts;
 use super::totals::{dimension_totals, issuer_totals, lifecycle_totals};
@@ -144,6 +145,7 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             format!("badge_classes.{scope_name}"),
             badge_classes(client, filter),
         ));
+        out.push((format!("scopes.{scope_name}"), scope_list(client, filter)));
         for dimension in Dimension::ALL {
             out.push((
                 format!("distribution.{}.{scope_name}", dimension.as_str()),

@@ -441,6 +441,15 @@ pub(crate) fn merged_counts() -> String {
         .join(", ")
 }
 
+/// The merge of one `scope_*` measure `column` (e.g. `awarded`).
+pub(crate) fn merged_measure(column: &str) -> String {
+    scope_measures()
+        .into_iter()
+        .find(|(name, _, _)| *name == column)
+        .map(|(_, _, merge)| merge)
+        .unwrap_or_else(|| panic!("{column} is not a scope measure"))
+}
+
 /// The columns of [`crate::model::measures::Counts`], in field order.
 pub(crate) const COUNT_NAMES: &str =
     "awarded, accepted, shared, shares, views, unique_viewers, revoked, badge_classes";

@@ -24,6 +24,7 @@ use crate::db::counts::{ClassCounts, TrendRow};
 use crate::db::distribution::DistributionRow;
 use crate::db::impact::ImpactCohorts;
 use crate::db::lifecycle::LifecycleRow;
+use crate::db::scopes::ScopeRow;
 use crate::db::store::{Store, StoreError};
 use crate::model::badge_class::BadgeClassMeta;
 use crate::model::benchmark::{Level, PeerCounts};
@@ -251,6 +252,25 @@ impl Reader {
                 r.name.len()
                     + r.attribute_keys.iter().map(|k| k.len() + 24).sum::<usize>()
                     + r.attribute_values.len()
+            },
+        )
+        .await
+    }
+
+    /// The orgs, issuers and badge classes within `filter`, with their
+    /// all-time awards.
+    pub async fn scopes(
+        &self,
+        filter: &Filter,
+        mode: ReadMode,
+    ) -> Result<Vec<ScopeRow>, StoreError> {
+        self.cached_all_weighed(
+            "scopes",
+            db::scopes::scopes(self.store.client(), filter),
+            Reach::all_time(filter.org.as_deref()),
+            mode,
+            |r: &ScopeRow| {
+                r.org_id.len() + r.issuer_id.len() + r.badge_class_id.len() + r.name.len()
             },
         )
         .await

@@ -81,15 +81,7 @@ impl ApiRequest {
         let spec = WindowSpec::parse(params.get("from")?, params.get("to")?)
             .map_err(ApiError::bad_request)?;
         let window = spec.at(now).map_err(ApiError::bad_request)?;
-        let format = match params.get("format")? {
-            None | Some("json") => Format::Json,
-            Some("csv") => Format::Csv,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "format: expected json or csv, got {other:?}"
-                )))
-            }
-        };
+        let format = format_param(&params)?;
         Ok(ApiRequest {
             params,
             filter,
@@ -112,11 +104,7 @@ impl ApiRequest {
     /// Whether the result cache may answer: not when the client asked for
     /// fresh data.
     fn mode(&self) -> ReadMode {
-        if self.fresh {
-            ReadMode::Fresh
-        } else {
-            ReadMode::Cached
-        }
+        read_mode(self.fresh)
     }
 
     /// The answer to `question` in the request's scope and window.
@@ -144,23 +132,49 @@ impl ApiRequest {
 
     /// `body` as JSON, or as CSV with `format=csv`.
     fn respond<T: Serialize + Tabular>(&self, body: &T) -> Response {
-        match self.format {
-            Format::Json => Json(body).into_response(),
-            Format::Csv => (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!(
-                            "attachment; filename=\"badgepulse-{}.csv\"",
-                            body.csv_name()
-                        ),
+        respond(self.format, body)
+    }
+}
+
+/// `Cache-Control: no-cache` asks for fresh data: answer from ClickHouse,
+/// not from the result cache.
+fn read_mode(fresh: bool) -> ReadMode {
+    if fresh {
+        ReadMode::Fresh
+    } else {
+        ReadMode::Cached
+    }
+}
+
+/// `format`: `json` (the default) or `csv`.
+fn format_param(params: &Params) -> Result<Format, ApiError> {
+    match params.get("format")? {
+        None | Some("json") => Ok(Format::Json),
+        Some("csv") => Ok(Format::Csv),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "format: expected json or csv, got {other:?}"
+        ))),
+    }
+}
+
+/// `body` as JSON, or as CSV.
+fn respond<T: Serialize + Tabular>(format: Format, body: &T) -> Response {
+    match format {
+        Format::Json => Json(body).into_response(),
+        Format::Csv => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!(
+                        "attachment; filename=\"badgepulse-{}.csv\"",
+                        body.csv_name()
                     ),
-                ],
-                body.table().to_csv(),
-            )
-                .into_response(),
-        }
+                ),
+            ],
+            body.table().to_csv(),
+        )
+            .into_response(),
     }
 }
 
@@ -303,6 +317,32 @@ pub(super) async fn list_annotations(
         .annotations(&req.filter, req.window, limit, req.mode())
         .await?;
     Ok(req.respond(&body))
+}
+
+/// `GET /api/v1/scopes`: the orgs, issuers and badge classes the key may
+/// see (narrowed by `org`, `issuer`, `badge_class`), with their awards of
+/// all time. No window: `from` and `to` are refused.
+#[tracing::instrument(skip_all)]
+pub(super) async fn scopes(
+    State(s): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: QueryPairs,
+) -> Result<Response, ApiError> {
+    let params = Params::from_query(query)?;
+    let scope = authenticate(&s.keys, &headers, &params)?;
+    params.only(&["access_token", "org", "issuer", "badge_class", "format"])?;
+    let filter = resolve(
+        scope,
+        params.get("org")?,
+        params.get("issuer")?,
+        params.get("badge_class")?,
+    )?;
+    let format = format_param(&params)?;
+    let body = s
+        .analytics
+        .scopes(&filter, read_mode(wants_fresh(&headers)))
+        .await?;
+    Ok(respond(format, &body))
 }
 
 /// The fields of a new annotation.
@@ -491,6 +531,21 @@ pub(super) async fn report(
         ask(Question::Distribution(Dimension::ViewSource)),
         ask(Question::Distribution(Dimension::ViewCountry)),
     )?;
+    let computed_at_ms = [
+        &overview,
+        &trends,
+        &top_badges,
+        &drivers,
+        &lifecycle,
+        &d0,
+        &d1,
+        &d2,
+        &d3,
+    ]
+    .iter()
+    .map(|a| a.computed_at_ms)
+    .max()
+    .unwrap_or_default();
     let (
         Body::Overview(overview),
         Body::Trends(trends),
@@ -527,7 +582,7 @@ pub(super) async fn report(
         timing: insights.timing,
         cohorts: insights.cohorts,
         benchmark: insights.benchmark,
-        generated_at: chrono::Utc::now().timestamp(),
+        computed_at: computed_at_ms.max(insights.computed_at_ms) / 1000,
     });
     Ok((
         [
@@ -554,6 +609,8 @@ struct ReportInsights {
     timing: Timing,
     cohorts: Result<Cohorts, String>,
     benchmark: Result<Benchmark, String>,
+    /// When the newest of these answers was computed.
+    computed_at_ms: i64,
 }
 
 /// The impact of the latest annotations of `trends`, the timing in `tz`,
@@ -609,6 +666,14 @@ async fn report_insights(
         cohorts,
         benchmark,
     )?;
+    let computed_at_ms = impacts
+        .iter()
+        .chain([&timing])
+        .chain(cohorts.as_ref().ok())
+        .chain(benchmark.as_ref().ok())
+        .map(|a| a.computed_at_ms)
+        .max()
+        .unwrap_or_default();
     let impacts = impacts
         .into_iter()
         .map(|a| match a.body {
@@ -632,6 +697,7 @@ async fn report_insights(
         timing,
         cohorts,
         benchmark,
+        computed_at_ms,
     })
 }
 

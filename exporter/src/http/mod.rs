@@ -1,7 +1,8 @@
 //! The API listener (SPEC §8): one route table ([`routes`]) from which the
 //! router, the OpenAPI check and the tests all read; the handlers
 //! ([`api`]); their parameters ([`params`]), keys ([`auth`]) and error
-//! answers ([`errors`]). The admin listener (`/healthz`, `/readyz`,
+//! answers ([`errors`]); `ETag` and `304 Not Modified` for every GET
+//! ([`etag`]). The admin listener (`/healthz`, `/readyz`,
 //! `/metrics`) is `badgepulse_runtime::ops`', wired in `main.rs`.
 //!
 //! Imports `render`, `analytics`, `freshness` (the read mode), `model` and
@@ -10,13 +11,14 @@
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod etag;
 pub mod params;
 
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
@@ -78,6 +80,7 @@ pub fn routes() -> Vec<Route> {
                 .post(api::create_annotation)
                 .layer(DefaultBodyLimit::max(MAX_ANNOTATION_BODY)),
         ),
+        route("/api/v1/scopes", &["get"], get(api::scopes)),
         route("/api/v1/openapi.json", &["get"], get(api::openapi)),
         Route {
             // One capture: `{chart}.{ext}` is parsed by the handler.
@@ -98,10 +101,19 @@ pub fn api_routes() -> Vec<(&'static str, &'static [&'static str])> {
         .collect()
 }
 
+/// The `route` label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
 pub fn router(state: Arc<AppState>) -> Router {
-    routes()
+    let routes = routes();
+    state
+        .metrics
+        .http_durations
+        .declare(routes.iter().map(|r| r.path).chain([UNMATCHED_ROUTE]));
+    routes
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        .route_layer(middleware::from_fn(etag::conditional))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -110,25 +122,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Counts responses by matched route and status.
+/// Counts and times responses by matched route (the template of the
+/// route table, e.g. `/api/v1/charts/{file}`) and status.
 async fn count_requests(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".into());
+        .unwrap_or_else(|| UNMATCHED_ROUTE.into());
     let response = next.run(req).await;
     s.metrics
-        .http_requests
-        .with_label_values(&[route.as_str(), response.status().as_str()])
-        .inc();
+        .count_request(&route, response.status().as_u16(), started);
     response
 }
 
 async fn not_found(State(s): State<Arc<AppState>>) -> ApiError {
-    s.metrics
-        .http_requests
-        .with_label_values(&["unmatched", "404"])
-        .inc();
-    ApiError::new(StatusCode::NOT_FOUND, "no such endpoint")
+    let started = Instant::now();
+    let error = ApiError::new(StatusCode::NOT_FOUND, "no such endpoint");
+    s.metrics.count_request(UNMATCHED_ROUTE, 404, started);
+    error
 }

@@ -16,7 +16,10 @@ use badgepulse_runtime::keys::hash_key;
 use params::chart_params;
 
 fn app() -> Router {
-    let metrics = Metrics::new();
+    app_counting_into(Metrics::new())
+}
+
+fn app_counting_into(metrics: Metrics) -> Router {
     // Nothing listens here: requests that reach the store fail fast.
     let client = clickhouse::Client::default()
         .with_url("http://127.0.0.1:9")
@@ -421,5 +424,60 @@ async fn store_failure_is_503_json() {
         let (status, body) = get(uri, Some("acme")).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}");
         assert!(body["error"].is_string(), "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn get_answers_carry_an_etag_and_a_match_is_not_modified() {
+    let metrics = Metrics::new();
+    let app = app_counting_into(metrics.clone());
+    let request = |uri: &str, if_none_match: Option<&str>| {
+        let mut req = axum::http::Request::get(uri).header("authorization", "Bearer acme");
+        if let Some(tag) = if_none_match {
+            req = req.header("if-none-match", tag);
+        }
+        let app = app.clone();
+        let req = req.body(Body::empty()).unwrap();
+        async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let (parts, body) = resp.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            (parts.status, parts.headers, bytes)
+        }
+    };
+    let (status, headers, body) = request("/api/v1/openapi.json", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let tag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(tag, etag::entity_tag(b"application/json", &body));
+    assert_eq!(headers["cache-control"], "private, no-cache");
+
+    let (status, headers, body) = request("/api/v1/openapi.json", Some(&tag)).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(headers["etag"], tag.as_str());
+    assert!(headers.get("content-type").is_none());
+    let (status, _, body) = request("/api/v1/openapi.json", Some("\"stale\"")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!body.is_empty());
+    // Errors carry no tag.
+    let (status, headers, _) = request("/api/v1/overview?from=x", Some(&tag)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(headers.get("etag").is_none());
+    let (status, _, _) = request("/nothing/here", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Timed by route template and status class.
+    let text = String::from_utf8(metrics.render()).unwrap();
+    for (route, class, n) in [
+        ("/api/v1/openapi.json", "2xx", 2),
+        ("/api/v1/openapi.json", "3xx", 1),
+        ("/api/v1/overview", "4xx", 1),
+        ("unmatched", "4xx", 1),
+        ("/api/v1/charts/{file}", "2xx", 0),
+    ] {
+        let series = format!(
+            "badgepulse_exporter_http_request_duration_seconds_count{{route=\"{route}\",status_class=\"{class}\"}} {n}"
+        );
+        assert!(text.contains(&series), "{series} in\n{text}");
     }
 }

@@ -2,6 +2,12 @@
 //! `GET /api/v1/openapi.json`. Hand-written: it must list every route of
 //! `http::API_ROUTES` (a test checks it) with its parameters, response
 //! schemas and both ways to present an API key.
+//!
+//! The response schemas are exact: every object lists its properties as
+//! `required` and allows no others, so the API tests, which validate every
+//! real answer against them (`tests/src/openapi.rs`), fail when a body
+//! drifts from the document. The document itself passes
+//! `openapi-spec-validator` (`tests/tests/openapi.rs`).
 
 use serde_json::{json, Value};
 
@@ -42,16 +48,37 @@ fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
-/// A 200 answer with a JSON schema and, for tabular endpoints, CSV.
+/// An object with exactly `props`, all of them required.
+fn object(props: Value) -> Value {
+    let required: Vec<&String> = props.as_object().expect("properties").keys().collect();
+    json!({ "type": "object", "required": required, "additionalProperties": false, "properties": props })
+}
+
+/// A 200 answer with a JSON schema and, for tabular endpoints, CSV; every
+/// GET answer carries its `ETag`.
 fn ok(schema: &str, tabular: bool) -> Value {
     let mut content = json!({ "application/json": { "schema": schema_ref(schema) } });
     if tabular {
         content["text/csv"] = json!({
-            "schema": { "type": "string" },
-            "description": "With format=csv: RFC 4180, header row; text cells starting with = + - @ tab or CR are prefixed with '"
+            "schema": {
+                "type": "string",
+                "description": "With format=csv: RFC 4180, header row; text cells starting with = + - @ tab or CR are prefixed with '"
+            }
         });
     }
-    json!({ "description": "OK", "content": content })
+    json!({ "description": "OK", "headers": { "ETag": etag_header() }, "content": content })
+}
+
+fn etag_header() -> Value {
+    json!({
+        "description": "Strong entity tag of the body (a hash of its bytes and type). Sent back in If-None-Match, it gets 304 Not Modified while the answer is unchanged",
+        "schema": { "type": "string" }
+    })
+}
+
+/// The `304` of a GET whose `If-None-Match` names the current `ETag`.
+fn not_modified() -> Value {
+    json!({ "description": "Not Modified: If-None-Match named the answer's current ETag; no body", "headers": { "ETag": etag_header() } })
 }
 
 fn errors() -> Value {
@@ -67,7 +94,8 @@ fn errors() -> Value {
 fn get(summary: &str, params: Vec<Value>, schema: &str, tabular: bool) -> Value {
     let mut responses = errors();
     responses["200"] = ok(schema, tabular);
-    json!({ "get": { "summary": summary, "parameters": params, "responses": responses } })
+    responses["304"] = not_modified();
+    json!({ "get": { "summary": summary, "parameters": with(params, vec![param_ref("If-None-Match")]), "responses": responses } })
 }
 
 /// [`get`] of an analytics answer: it may come from memory (see the
@@ -79,11 +107,9 @@ fn answer(summary: &str, params: Vec<Value>, schema: &str) -> Value {
         schema,
         true,
     );
-    path["get"]["responses"]["200"]["headers"] = json!({
-        "Age": {
+    path["get"]["responses"]["200"]["headers"]["Age"] = json!({
             "description": "Seconds since the answer was computed. Answers are kept in memory and recomputed when the data behind them changes; one may be served for up to exporter.cache_max_staleness_ms after a change while it is recomputed, and one without `to` while its window ends at most exporter.cache_live_window_secs before the request",
             "schema": { "type": "integer", "minimum": 0 }
-        }
     });
     path
 }
@@ -113,35 +139,36 @@ fn measures_schema() -> Value {
             },
         );
     }
-    json!({ "type": "object", "description": "Every measure of SPEC §7; ratios are null when their denominator is 0", "properties": props })
+    let mut schema = object(Value::Object(props));
+    schema["description"] =
+        json!("Every measure of SPEC §7; ratios are null when their denominator is 0");
+    schema
+}
+
+/// The properties of [`measures_schema`] plus `extra` (a top badge's row).
+fn measures_with(extra: Value) -> Value {
+    let mut props = measures_schema()["properties"].clone();
+    for (k, v) in extra.as_object().expect("properties") {
+        props[k] = v.clone();
+    }
+    object(props)
+}
+
+fn per_measure_props() -> Value {
+    json!({
+        "engagement_score": nullable_number(),
+        "reach_score": nullable_number(),
+        "acceptance_rate": nullable_number(),
+        "share_rate": nullable_number(),
+        "external_impact_score": nullable_number()
+    })
 }
 
 fn group_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "badge_classes": { "type": "integer" },
-            "awarded": { "type": "integer" },
-            "engagement_score": nullable_number(),
-            "reach_score": nullable_number(),
-            "acceptance_rate": nullable_number(),
-            "share_rate": nullable_number(),
-            "external_impact_score": nullable_number()
-        }
-    })
-}
-
-fn per_measure_schema() -> Value {
-    json!({
-        "type": "object",
-        "properties": {
-            "engagement_score": nullable_number(),
-            "reach_score": nullable_number(),
-            "acceptance_rate": nullable_number(),
-            "share_rate": nullable_number(),
-            "external_impact_score": nullable_number()
-        }
-    })
+    let mut props = per_measure_props();
+    props["badge_classes"] = json!({ "type": "integer", "minimum": 0 });
+    props["awarded"] = json!({ "type": "integer", "minimum": 0 });
+    object(props)
 }
 
 /// The query parameters of the insights (impact, timing, cohorts), shared
@@ -191,27 +218,25 @@ pub fn document() -> Value {
     let granularities: Vec<&str> = Granularity::ALL.iter().map(|g| g.as_str()).collect();
     let time = |d: &str| json!({ "type": "string", "description": d, "example": "2024-03-01" });
     let id = json!({ "type": "string", "pattern": "^[A-Za-z0-9._:-]{1,64}$" });
-    let scope_obj = json!({
-        "type": "object",
-        "properties": { "org": { "type": "string", "nullable": true }, "issuer": { "type": "string", "nullable": true }, "badge_class": { "type": "string", "nullable": true } }
-    });
-    let period_obj = json!({
-        "type": "object",
-        "properties": { "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" } }
-    });
-    let annotation = json!({
-        "type": "object",
-        "properties": {
-            "id": { "type": "string", "format": "uuid" },
-            "at": { "type": "string", "format": "date-time" },
-            "title": { "type": "string", "maxLength": 200 },
-            "text": { "type": "string" },
-            "org": { "type": "string" },
-            "issuer": { "type": "string", "nullable": true },
-            "badge_class": { "type": "string", "nullable": true },
-            "created_at": { "type": "string", "format": "date-time" }
-        }
-    });
+    let string = json!({ "type": "string" });
+    let nullable_string = json!({ "type": "string", "nullable": true });
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let count = json!({ "type": "integer", "minimum": 0 });
+    let array = |items: Value| json!({ "type": "array", "items": items });
+    let scope_obj = object(json!({
+        "org": nullable_string, "issuer": nullable_string, "badge_class": nullable_string
+    }));
+    let period_obj = object(json!({ "from": date_time, "to": date_time }));
+    let annotation = object(json!({
+        "id": { "type": "string", "format": "uuid" },
+        "at": date_time,
+        "title": { "type": "string", "maxLength": 200 },
+        "text": string,
+        "org": string,
+        "issuer": nullable_string,
+        "badge_class": nullable_string,
+        "created_at": date_time
+    }));
     let mut annotations_path = get(
         "Annotations in scope with `at` in [from, to)",
         with(
@@ -254,6 +279,7 @@ pub fn document() -> Value {
         only("top-badges", json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } })),
         only("trends", json!({ "name": "metrics", "in": "query", "schema": { "type": "string" } })),
         only("trends", json!({ "name": "granularity", "in": "query", "schema": { "type": "string", "enum": granularities } })),
+        param_ref("If-None-Match"),
     ]);
     for (endpoint, p) in insight_params() {
         // The cohorts' granularity is the trends' parameter name.
@@ -263,9 +289,10 @@ pub fn document() -> Value {
     }
     let mut chart_responses = errors();
     chart_responses["404"] = json!({ "description": "No such chart or extension", "content": { "application/json": { "schema": schema_ref("Error") } } });
-    chart_responses["200"] = json!({ "description": "The chart", "content": {
+    chart_responses["200"] = json!({ "description": "The chart", "headers": { "ETag": etag_header() }, "content": {
         "image/png": { "schema": { "type": "string", "format": "binary" } },
         "image/svg+xml": { "schema": { "type": "string" } } } });
+    chart_responses["304"] = not_modified();
     let charts_path = json!({ "get": {
         "summary": "The data of the JSON endpoint of the same name drawn as a PNG or SVG chart of width×height pixels",
         "parameters": chart_params, "responses": chart_responses } });
@@ -291,18 +318,42 @@ pub fn document() -> Value {
         "A bad parameter, or a badge-class scope (the message starts with the parameter's name)"
     );
 
+    report_params.push(param_ref("If-None-Match"));
     let mut report_responses = errors();
-    report_responses["200"] = json!({ "description": "A self-contained printable HTML page (inline SVG charts, no external resources)", "content": { "text/html": { "schema": { "type": "string" } } } });
+    report_responses["200"] = json!({ "description": "A self-contained printable HTML page (inline SVG charts, no external resources)", "headers": { "ETag": etag_header() }, "content": { "text/html": { "schema": { "type": "string" } } } });
+    report_responses["304"] = not_modified();
     let report_path = json!({ "get": {
         "summary": "The whole analytics workspace of the scope and window as one printable HTML page: KPI tiles with trend arrows, charts and tables",
         "parameters": report_params, "responses": report_responses } });
+    let scopes_path = get(
+        "The orgs, issuers and badge classes the key may see (narrowed by org, issuer and badge_class), with their awards of all time. A key sees the levels at and below its own: an issuer key lists its issuers and their badge classes, not its org",
+        vec![param_ref("org"), param_ref("issuer"), param_ref("badge_class"), param_ref("format"), param_ref("Cache-Control")],
+        "Scopes",
+        true,
+    );
+    let mut openapi_path = get("This document", Vec::new(), "Document", false);
+    for status in ["403", "503"] {
+        openapi_path["get"]["responses"]
+            .as_object_mut()
+            .expect("responses")
+            .remove(status);
+    }
 
+    let trend = object(
+        json!({ "current": nullable_number(), "previous": nullable_number(), "change": nullable_number() }),
+    );
+    let mut overview_trends = serde_json::Map::new();
+    for name in NAMES {
+        overview_trends.insert(name.to_owned(), trend.clone());
+    }
+    let point = object(json!({ "t": date_time, "value": nullable_number() }));
+    let per_measure = object(per_measure_props());
     let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "badgepulse analytics API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Post-award analytics for digital badges (SPEC §7–8). Windows are [from, to) in UTC; from/to take RFC 3339 or YYYY-MM-DD (00:00 UTC) and default to the last 30 days. Scoped keys are narrowed to their scope automatically. Errors are JSON {\"error\"} naming the parameter."
+            "description": "Post-award analytics for digital badges (SPEC §7–8). Windows are [from, to) in UTC; from/to take RFC 3339 or YYYY-MM-DD (00:00 UTC) and default to the last 30 days. Scoped keys are narrowed to their scope automatically. Errors are JSON {\"error\"} naming the parameter. Every GET answer carries a strong ETag; If-None-Match with it gets 304 Not Modified while the answer is unchanged."
         },
         "security": [ { "bearerAuth": [] }, { "accessToken": [] } ],
         "paths": {
@@ -344,14 +395,10 @@ pub fn document() -> Value {
             ),
             "/api/v1/benchmark": benchmark_path,
             "/api/v1/annotations": annotations_path,
+            "/api/v1/scopes": scopes_path,
             "/api/v1/charts/{chart}.{ext}": charts_path,
             "/report": report_path,
-            "/api/v1/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "responses": { "200": { "description": "OK", "content": { "application/json": { "schema": { "type": "object" } } } }, "401": { "description": "Missing or unknown API key" } }
-                }
-            }
+            "/api/v1/openapi.json": openapi_path
         },
         "components": {
             "securitySchemes": {
@@ -365,73 +412,71 @@ pub fn document() -> Value {
                 "from": { "name": "from", "in": "query", "schema": time("Window start, inclusive (default: to − 30 days)") },
                 "to": { "name": "to", "in": "query", "schema": time("Window end, exclusive (default: now, whenever the answer is computed)") },
                 "Cache-Control": { "name": "Cache-Control", "in": "header", "schema": { "type": "string" }, "description": "no-cache (or no-store, max-age=0): compute the answer from ClickHouse now" },
+                "If-None-Match": { "name": "If-None-Match", "in": "header", "schema": { "type": "string" }, "description": "ETags of answers already held: 304 Not Modified (no body) if one is the current answer's" },
                 "format": { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "csv"], "default": "json" } }
             },
             "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Error": object(json!({ "error": string })),
+                "Document": { "type": "object", "description": "An OpenAPI 3.0 document" },
                 "Scope": scope_obj,
                 "Period": period_obj,
                 "Measures": measures_schema(),
-                "Overview": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                        "kpis": schema_ref("Measures"), "period_values": schema_ref("Measures"),
-                        "trends": { "type": "object", "additionalProperties": { "type": "object", "properties": { "current": nullable_number(), "previous": nullable_number(), "change": nullable_number() } } }
-                    }
-                },
-                "Distribution": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "dimension": { "type": "string" },
-                        "rows": { "type": "array", "items": { "type": "object", "properties": { "value": { "type": "string" }, "count": { "type": "integer" }, "share": nullable_number() } } }
-                    }
-                },
-                "TopBadges": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "sort": { "type": "string" }, "order": { "type": "string" }, "min_awarded": { "type": "integer" },
-                        "rows": { "type": "array", "items": { "allOf": [
-                            { "type": "object", "properties": { "org_id": { "type": "string" }, "badge_class_id": { "type": "string" }, "name": { "type": "string" }, "low_sample": { "type": "boolean" } } },
-                            schema_ref("Measures")
-                        ] } }
-                    }
-                },
-                "Trends": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"), "granularity": { "type": "string" },
-                        "series": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "object", "properties": { "t": { "type": "string", "format": "date-time" }, "value": nullable_number() } } } },
-                        "annotations": { "type": "array", "items": schema_ref("Annotation") }
-                    }
-                },
+                "Overview": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "kpis": schema_ref("Measures"), "period_values": schema_ref("Measures"),
+                    "trends": object(Value::Object(overview_trends))
+                })),
+                "Distribution": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "dimension": { "type": "string", "enum": dimensions },
+                    "rows": array(object(json!({ "value": string, "count": count, "share": nullable_number() })))
+                })),
+                "TopBadges": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "sort": { "type": "string", "enum": names }, "order": { "type": "string", "enum": ["desc", "asc"] },
+                    "min_awarded": count,
+                    "rows": array(measures_with(json!({
+                        "org_id": string, "badge_class_id": string, "name": string, "low_sample": { "type": "boolean" }
+                    })))
+                })),
+                "Trends": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "granularity": { "type": "string", "enum": granularities },
+                    "series": { "type": "object", "description": "One series per requested metric", "additionalProperties": array(point) },
+                    "annotations": array(schema_ref("Annotation"))
+                })),
                 "Group": group_schema(),
-                "PerMeasure": per_measure_schema(),
-                "Drivers": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                        "drivers": { "type": "array", "items": { "type": "object", "properties": {
-                            "attribute": { "type": "string" }, "with": schema_ref("Group"), "without": schema_ref("Group"),
-                            "lift": schema_ref("PerMeasure"), "p_value": schema_ref("PerMeasure") } } },
-                        "insights": { "type": "array", "items": { "type": "string" } }
-                    }
-                },
-                "Lifecycle": {
-                    "type": "object",
-                    "properties": {
-                        "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                        "stages": { "type": "array", "items": { "type": "object", "properties": {
-                            "stage": { "type": "string", "enum": ["awarded", "accepted", "shared", "viewed"] }, "count": { "type": "integer" },
-                            "conversion": nullable_number(), "drop_off": nullable_number() } } },
-                        "median_hours": { "type": "object", "properties": { "award_to_accept": nullable_number(), "accept_to_share": nullable_number(), "share_to_view": nullable_number() } }
-                    }
-                },
+                "PerMeasure": per_measure,
+                "Drivers": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "drivers": array(object(json!({
+                        "attribute": string, "with": schema_ref("Group"), "without": schema_ref("Group"),
+                        "lift": schema_ref("PerMeasure"), "p_value": schema_ref("PerMeasure")
+                    }))),
+                    "insights": array(string.clone())
+                })),
+                "Lifecycle": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                    "stages": array(object(json!({
+                        "stage": { "type": "string", "enum": ["awarded", "accepted", "shared", "viewed"] }, "count": count,
+                        "conversion": nullable_number(), "drop_off": nullable_number()
+                    }))),
+                    "median_hours": object(json!({ "award_to_accept": nullable_number(), "accept_to_share": nullable_number(), "share_to_view": nullable_number() }))
+                })),
                 "Annotation": annotation,
-                "AnnotationList": {
-                    "type": "object",
-                    "properties": { "scope": schema_ref("Scope"), "period": schema_ref("Period"), "annotations": { "type": "array", "items": schema_ref("Annotation") } }
-                },
+                "AnnotationList": object(json!({
+                    "scope": schema_ref("Scope"), "period": schema_ref("Period"), "annotations": array(schema_ref("Annotation"))
+                })),
+                "Scopes": object(json!({
+                    "scope": schema_ref("Scope"),
+                    "orgs": array(object(json!({ "org_id": string, "awarded": count }))),
+                    "issuers": array(object(json!({ "org_id": string, "issuer_id": string, "awarded": count }))),
+                    "badge_classes": array(object(json!({
+                        "org_id": string, "issuer_id": string, "badge_class_id": string,
+                        "name": { "type": "string", "nullable": true, "description": "Null until a badge_class.upserted named it" },
+                        "awarded": count
+                    })))
+                })),
                 "NewAnnotation": {
                     "type": "object",
                     "required": ["at", "title"],
@@ -454,85 +499,80 @@ pub fn document() -> Value {
 
 /// The schemas of the insights' bodies (SPEC §7.7–§7.10).
 fn insight_schemas() -> Vec<(&'static str, Value)> {
-    let nullable_array = |items: Value| json!({ "type": "array", "items": items });
+    let int = json!({ "type": "integer", "minimum": 0 });
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let array = |items: Value| json!({ "type": "array", "items": items });
     let within: serde_json::Map<String, Value> = WITHIN
         .iter()
         .map(|(name, _)| ((*name).to_owned(), nullable_number()))
         .collect();
     let rate_row = |key: &str| {
-        json!({ "type": "object", "properties": {
-            key: { "type": "integer" }, "awarded": { "type": "integer" }, "acceptance_rate": nullable_number() } })
+        object(json!({ key: int, "awarded": int, "acceptance_rate": nullable_number() }))
     };
-    let impact_measure = json!({ "type": "object", "properties": {
+    let impact_measure = object(json!({
         "measure": { "type": "string", "enum": IMPACT_MEASURES },
         "before": nullable_number(), "after": nullable_number(), "change": nullable_number(),
-        "p_value": nullable_number(), "significant": { "type": "boolean" } } });
-    let cell = json!({ "type": "object", "properties": {
+        "p_value": nullable_number(), "significant": { "type": "boolean" } }));
+    let cell = object(json!({
         "weekday": { "type": "integer", "minimum": 1, "maximum": 7 }, "hour": { "type": "integer", "minimum": 0, "maximum": 23 },
-        "awarded": { "type": "integer" }, "acceptance_rate": nullable_number() } });
-    let best = json!({ "type": "object", "nullable": true, "properties": {
-        "weekday": { "type": "integer" }, "hour": { "type": "integer" }, "awarded": { "type": "integer" },
-        "acceptance_rate": { "type": "number" }, "p_value": nullable_number() } });
-    let cohort = json!({ "type": "object", "properties": {
-        "cohort": { "type": "string", "format": "date-time" }, "size": { "type": "integer" },
-        "values": nullable_array(nullable_number()) } });
-    let benchmarked = json!({ "type": "object", "properties": {
+        "awarded": int, "acceptance_rate": nullable_number() }));
+    let mut best = object(json!({
+        "weekday": { "type": "integer", "minimum": 1, "maximum": 7 }, "hour": { "type": "integer", "minimum": 0, "maximum": 23 },
+        "awarded": int, "acceptance_rate": { "type": "number" }, "p_value": nullable_number() }));
+    best["nullable"] = json!(true);
+    let cohort = object(json!({
+        "cohort": date_time, "size": int, "values": array(nullable_number()) }));
+    let mut benchmarked = object(json!({
         "measure": { "type": "string", "enum": BENCHMARK_MEASURES },
-        "value": nullable_number(), "peers": { "type": "integer" }, "percentile": nullable_number(),
+        "value": nullable_number(), "peers": int, "percentile": nullable_number(),
         "p25": nullable_number(), "median": nullable_number(), "p75": nullable_number(),
-        "reason": { "type": "string", "description": "Present when percentile and quartiles are null: why" } } });
+        "reason": { "type": "string", "description": "Present when percentile and quartiles are null: why" } }));
+    benchmarked["required"]
+        .as_array_mut()
+        .expect("required")
+        .retain(|name| name != "reason");
     vec![
         (
             "Impact",
-            json!({
-                "type": "object",
-                "properties": {
-                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                    "annotation": schema_ref("Annotation"), "days": { "type": "integer" }, "horizon": { "type": "integer" },
-                    "before": schema_ref("Period"),
-                    "after": { "type": "object", "properties": { "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" }, "complete": { "type": "boolean" } } },
-                    "measures": nullable_array(impact_measure),
-                    "insights": { "type": "array", "items": { "type": "string" } }
-                }
-            }),
+            object(json!({
+                "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                "annotation": schema_ref("Annotation"), "days": int, "horizon": int,
+                "before": schema_ref("Period"),
+                "after": object(json!({ "from": date_time, "to": date_time, "complete": { "type": "boolean" } })),
+                "measures": array(impact_measure),
+                "insights": strings
+            })),
         ),
         (
             "Timing",
-            json!({
-                "type": "object",
-                "properties": {
-                    "scope": schema_ref("Scope"), "period": schema_ref("Period"), "tz": { "type": "string" },
-                    "by_weekday": nullable_array(rate_row("weekday")),
-                    "by_hour": nullable_array(rate_row("hour")),
-                    "cells": nullable_array(cell),
-                    "accepted_within": { "type": "object", "properties": within },
-                    "best": best,
-                    "insights": { "type": "array", "items": { "type": "string" } }
-                }
-            }),
+            object(json!({
+                "scope": schema_ref("Scope"), "period": schema_ref("Period"), "tz": { "type": "string" },
+                "by_weekday": array(rate_row("weekday")),
+                "by_hour": array(rate_row("hour")),
+                "cells": array(cell),
+                "accepted_within": object(Value::Object(within)),
+                "best": best,
+                "insights": strings
+            })),
         ),
         (
             "Cohorts",
-            json!({
-                "type": "object",
-                "properties": {
-                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                    "granularity": { "type": "string", "enum": ["week", "month"] }, "stage": { "type": "string" },
-                    "cohorts": nullable_array(cohort)
-                }
-            }),
+            object(json!({
+                "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                "granularity": { "type": "string", "enum": ["week", "month"] },
+                "stage": { "type": "string", "enum": ["accepted", "shared", "viewed"] },
+                "cohorts": array(cohort)
+            })),
         ),
         (
             "Benchmark",
-            json!({
-                "type": "object",
-                "properties": {
-                    "scope": schema_ref("Scope"), "period": schema_ref("Period"),
-                    "level": { "type": "string", "enum": ["org", "issuer"] },
-                    "min_awarded": { "type": "integer" }, "min_peers": { "type": "integer" },
-                    "measures": nullable_array(benchmarked)
-                }
-            }),
+            object(json!({
+                "scope": schema_ref("Scope"), "period": schema_ref("Period"),
+                "level": { "type": "string", "enum": ["org", "issuer"] },
+                "min_awarded": int, "min_peers": int,
+                "measures": array(benchmarked)
+            })),
         ),
     ]
 }

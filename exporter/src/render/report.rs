@@ -49,8 +49,9 @@ pub struct ReportData {
     pub cohorts: Result<Cohorts, String>,
     /// The peer benchmark, or why the scope has none.
     pub benchmark: Result<Benchmark, String>,
-    /// Epoch seconds.
-    pub generated_at: i64,
+    /// When the newest of the answers shown was computed, epoch seconds:
+    /// the same answers give the same page (and so the same `ETag`).
+    pub computed_at: i64,
 }
 
 const STYLE: &str = r#"
@@ -133,11 +134,11 @@ pub fn render(d: &ReportData) -> String {
     );
     let _ = write!(
         out,
-        r#"<header><h1>badgepulse analytics report</h1><p class="meta" id="scope">Scope: {}</p><p class="meta" id="period">Period: {} → {} (UTC, end exclusive)</p><p class="meta">Generated {}</p></header>"#,
+        r#"<header><h1>badgepulse analytics report</h1><p class="meta" id="scope">Scope: {}</p><p class="meta" id="period">Period: {} → {} (UTC, end exclusive)</p><p class="meta">Data as of {}</p></header>"#,
         e(&scope),
         e(&o.period.from),
         e(&o.period.to),
-        e(&rfc3339_i64(d.generated_at))
+        e(&rfc3339_i64(d.computed_at))
     );
     kpis(&mut out, o);
     out.push_str(r#"<section id="trends"><h2>Trends</h2>"#);
@@ -768,7 +769,7 @@ mod tests {
             } else {
                 Err(format!("Not available for this scope: {EVIL}"))
             },
-            generated_at: 1_709_337_600,
+            computed_at: 1_709_337_600,
         }
     }
 

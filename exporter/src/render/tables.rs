@@ -10,6 +10,7 @@ use crate::analytics::impact::Impact;
 use crate::analytics::lifecycle::Lifecycle;
 use crate::analytics::overview::Overview;
 use crate::analytics::performance_drivers::Drivers;
+use crate::analytics::scopes::Scopes;
 use crate::analytics::timing::Timing;
 use crate::analytics::top_badges::TopBadges;
 use crate::analytics::trends::Trends;
@@ -368,6 +369,56 @@ impl Body {
             Body::Cohorts(b) => b,
             Body::Benchmark(b) => b,
         }
+    }
+}
+
+impl Tabular for Scopes {
+    fn csv_name(&self) -> &'static str {
+        "scopes"
+    }
+
+    /// One row per org, issuer and badge class; `level` says which, the
+    /// ids of the levels above it are filled in.
+    fn table(&self) -> Table {
+        let mut t = Table::new([
+            "level",
+            "org_id",
+            "issuer_id",
+            "badge_class_id",
+            "name",
+            "awarded",
+        ]);
+        for o in &self.orgs {
+            t.push(vec![
+                Cell::text("org"),
+                Cell::text(&o.org_id),
+                Cell::Null,
+                Cell::Null,
+                Cell::Null,
+                Cell::Count(o.awarded),
+            ]);
+        }
+        for i in &self.issuers {
+            t.push(vec![
+                Cell::text("issuer"),
+                Cell::text(&i.org_id),
+                Cell::text(&i.issuer_id),
+                Cell::Null,
+                Cell::Null,
+                Cell::Count(i.awarded),
+            ]);
+        }
+        for b in &self.badge_classes {
+            t.push(vec![
+                Cell::text("badge_class"),
+                Cell::text(&b.org_id),
+                Cell::text(&b.issuer_id),
+                Cell::text(&b.badge_class_id),
+                Cell::opt_text(b.name.as_deref()),
+                Cell::Count(b.awarded),
+            ]);
+        }
+        t
     }
 }
 
