@@ -484,6 +484,20 @@ async fn two_shards_through_sigkills_and_a_shard_restart_count_exactly_once() {
         }
     }
     assert_eq!(compared, 2 * scopes.len() * paths.len() - 2 * 2);
+    // The scopes a key may choose from (no window).
+    for scope in &scopes {
+        for format in ["", "format=csv"] {
+            let q = format!("scopes?{scope}{format}");
+            let c = get(&format!("http://127.0.0.1:{cluster_api}/api/v1/{q}")).await;
+            let s = get(&format!("http://127.0.0.1:{single_api}/api/v1/{q}")).await;
+            assert_eq!(c.0, 200, "/api/v1/{q}: {}", c.1);
+            assert_eq!(
+                c, s,
+                "/api/v1/{q}: the cluster differs from a single server"
+            );
+            compared += 1;
+        }
+    }
     eprintln!("{:?}: {compared} API answers compared", started.elapsed());
     eventually(
         Duration::from_secs(60),
