@@ -291,7 +291,7 @@ async fn replica_kill(assertions: usize) -> anyhow::Result<()> {
     let mut shards = clickhouse_shards(&zk, CLUSTER, 2, 2).await;
     let nats = Nats::start().await;
     let partitions = 4;
-    let w = workload(2026_05_24, assertions, partitions);
+    let w = workload(20260524, assertions, partitions);
     let js = jetstream::new(nats.client().await);
     ensure_streams(&js).await;
     println!(
