@@ -315,9 +315,22 @@ impl Store {
     }
 
     fn mark_query(&self, table: &str, partition: u16) -> Query {
-        self.client
+        self.partition_client(partition)
             .query(&self.schema.high_water_mark(table))
             .bind(partition)
+    }
+
+    /// The client of `partition`'s marks, writes and recoveries: each
+    /// statement carries the partition's `query_id`, which ClickHouse
+    /// refuses while a statement of that id runs. A statement a killed
+    /// predecessor left running (a batch's move, a recovery) thus fails
+    /// the new instance's reads of the marks and its writes until it has
+    /// finished, and the marks read after it include what it wrote:
+    /// otherwise a recovery still running unseen would be done twice.
+    fn partition_client(&self, partition: u16) -> Client {
+        self.client
+            .clone()
+            .with_setting("query_id", self.schema.write_query_id(partition))
     }
 
     async fn mark(&self, table: &str, partition: u16) -> Result<u64, StoreError> {
@@ -403,8 +416,8 @@ impl Store {
     /// Writes `rows` of `partition` into `target` all or nothing: truncate
     /// the staging table, upload, then one server-side `INSERT … SELECT`.
     /// A client killed mid-upload only ever leaves a partial *staging*
-    /// table. All three statements carry the partition's `query_id`, so
-    /// none overlaps a statement a killed predecessor left running.
+    /// table. All three statements carry the partition's `query_id`
+    /// ([`Store::partition_client`]).
     pub async fn write(
         &self,
         partition: u16,
@@ -412,10 +425,7 @@ impl Store {
         rows: &[EventRow],
     ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let client = self
-            .client
-            .clone()
-            .with_setting("query_id", self.schema.write_query_id(partition));
+        let client = self.partition_client(partition);
         client
             .query(&self.schema.truncate_staging(partition))
             .execute()
@@ -473,7 +483,7 @@ impl Store {
         upto: u64,
         keep_from: u32,
     ) -> Query {
-        self.client
+        self.partition_client(partition)
             .query(&self.schema.recovery_insert(table))
             .bind(partition)
             .bind(after)

@@ -67,10 +67,11 @@ impl Schema {
         )
     }
 
-    /// The `query_id` of every write statement of `partition`. ClickHouse
-    /// refuses a query whose id is already running, so a restarted
-    /// aggregator cannot overlap a statement its killed predecessor left
-    /// running on the server: it gets an error and retries.
+    /// The `query_id` of every statement of `partition`'s marks, writes
+    /// and recoveries. ClickHouse refuses a query whose id is already
+    /// running, so a restarted aggregator cannot overlap a statement its
+    /// killed predecessor left running on the server: it gets an error
+    /// and retries.
     pub fn write_query_id(&self, partition: u16) -> String {
         format!("badgepulse-{}-write-{partition}", self.database)
     }
