@@ -287,6 +287,19 @@ impl ClickHouse {
 
 impl Drop for ClickHouse {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the server said last, for a test that failed on it.
+            for name in ["server.err.log", "stdout.log"] {
+                let text =
+                    fs::read_to_string(self.dir.path().join("log").join(name)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {name} of ClickHouse on port {}, last lines ---\n{}",
+                    self.http_port,
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                );
+            }
+        }
         kill(&mut self.child);
         if self.mounted {
             let _ = Command::new("umount").arg(self.data_dir()).status();
