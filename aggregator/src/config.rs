@@ -36,6 +36,12 @@ pub struct AggregatorConfig {
     /// Each partition must be owned by exactly one running instance.
     #[serde(deserialize_with = "settings::list")]
     pub partitions: Vec<u16>,
+    /// In a ClickHouse cluster of several shards, one node (HTTP URL) of
+    /// each shard that holds partitions of this instance, in any order:
+    /// each partition is written through the node of its shard
+    /// (`crate::shards`). Empty: `clickhouse.url` for every partition.
+    #[serde(deserialize_with = "settings::list")]
+    pub shard_urls: Vec<String>,
     /// Most messages per batch.
     pub batch_max_messages: usize,
     /// Most payload bytes per batch.
@@ -68,6 +74,7 @@ impl Default for AggregatorConfig {
         AggregatorConfig {
             admin_bind: "127.0.0.1:8082".parse().expect("valid default"),
             partitions: Vec::new(),
+            shard_urls: Vec::new(),
             batch_max_messages: 5_000,
             batch_max_bytes: 32 << 20,
             flush_interval_ms: 500,
@@ -109,6 +116,18 @@ impl Config {
             return Err(format!(
                 "aggregator.partitions: partition {p} does not exist (nats.partitions = {})",
                 self.nats.partitions
+            ));
+        }
+        if !a.shard_urls.is_empty() && self.clickhouse.cluster.is_empty() {
+            return Err("aggregator.shard_urls needs clickhouse.cluster".into());
+        }
+        if let Some(url) = a
+            .shard_urls
+            .iter()
+            .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            return Err(format!(
+                "aggregator.shard_urls: {url:?} must be an http(s) URL"
             ));
         }
         if a.batch_max_messages == 0 || a.batch_max_messages > 100_000 {
@@ -186,5 +205,19 @@ mod tests {
         assert_eq!(c.owned_partitions(), vec![1]);
         c.aggregator.partitions.clear();
         assert_eq!(c.owned_partitions(), vec![0, 1]);
+    }
+
+    #[test]
+    fn shard_urls_need_a_cluster_and_http() {
+        let mut c = Config::default();
+        c.aggregator.shard_urls = vec!["http://ch-s1:8123".into()];
+        assert!(c.validate().unwrap_err().contains("clickhouse.cluster"));
+        c.clickhouse.cluster = "prod".into();
+        assert!(c.validate().is_ok());
+        c.aggregator.shard_urls.push("ch-s2:8123".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .starts_with("aggregator.shard_urls"));
     }
 }

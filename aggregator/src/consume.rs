@@ -352,9 +352,11 @@ impl PartitionConsumer {
 
     /// The marks as last known, or read from ClickHouse (first batch,
     /// after an error); then every derived table that holds nothing of
-    /// this partition while `events` does is filled (`plan::fill_empty`)
-    /// and "everything" announced at once: should this batch fail, its
-    /// retry finds the tables filled and would not say so.
+    /// this partition while `events` does is filled, and lookup tables a
+    /// cut write left behind `events` are brought up to it
+    /// (`plan::before_lookups`), and "everything" announced at once:
+    /// should this batch fail, its retry finds the tables filled and
+    /// would not say so.
     async fn current_marks(&mut self) -> Result<Marks, StoreError> {
         if let Some(m) = self.marks.take() {
             return Ok(m);
@@ -362,7 +364,7 @@ impl PartitionConsumer {
         // The staging table may be gone (dropped database, new node).
         self.store.ensure_staging(self.partition).await?;
         let mut marks = self.store.marks(self.partition).await?;
-        let fills = plan::fill_empty(&marks);
+        let fills = plan::before_lookups(&marks);
         for r in &fills {
             self.recover(*r).await?;
             marks.derived.insert(r.table, r.upto);
@@ -412,7 +414,10 @@ impl PartitionConsumer {
         let mut marks = self.current_marks().await?;
         let stored = self
             .store
-            .existing(&plan::to_look_up(&batch.decoded, marks.events))
+            .existing(
+                &plan::to_look_up(&batch.decoded, marks.events),
+                marks.events,
+            )
             .await?;
         let (mut rows, duplicates) =
             plan::new_rows(&batch.decoded, marks.events, self.partition, &stored);

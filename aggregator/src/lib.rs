@@ -7,6 +7,7 @@
 //! - [`rows`]: event → row mapping.
 //! - [`retention`]: which rollup partitions to drop; [`maintenance`]: the
 //!   retention and compaction loops.
+//! - [`shards`]: the ClickHouse node each partition is written through.
 //! - [`config`], [`metrics`], [`admin`]: configuration, pipeline metrics,
 //!   the admin listener's readiness.
 
@@ -19,4 +20,5 @@ pub mod plan;
 pub mod retention;
 pub mod rows;
 pub mod schema;
+pub mod shards;
 pub mod store;

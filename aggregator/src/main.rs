@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use badgepulse_aggregator::config::Config;
 use badgepulse_aggregator::consume::{self, PartitionConsumer};
 use badgepulse_aggregator::metrics::Metrics;
+use badgepulse_aggregator::shards::Shards;
 use badgepulse_aggregator::store::Store;
 use badgepulse_aggregator::{admin, maintenance};
 
@@ -98,6 +99,17 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     {
         return Ok(());
     }
+    // The node of each partition's shard; a wrong configuration or rows of
+    // a partition on another shard stop the aggregator here.
+    let shards =
+        signals::retry_until_shutdown("finding the ClickHouse shards", retry, &shutdown, || {
+            Shards::connect(&config)
+        })
+        .await;
+    let Some(shards) = shards else {
+        return Ok(());
+    };
+    let shards = shards.map_err(anyhow::Error::msg)?;
 
     let nats = async_nats::ConnectOptions::new()
         .name("badgepulse-aggregator")
@@ -130,7 +142,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     let admin = ops::spawn(
         "aggregator.admin_bind",
         config.aggregator.admin_bind,
-        admin::router(metrics.clone(), nats.clone(), store.clone()),
+        admin::router(metrics.clone(), nats.clone(), shards.nodes().to_vec()),
         std::time::Duration::from_secs(server::DEFAULT_HEADER_READ_TIMEOUT_SECS),
         shutdown.clone().cancelled_owned(),
     )
@@ -138,22 +150,21 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
 
     let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
     let retention = tokio::spawn(maintenance::retention(
-        store.clone(),
+        shards.clone(),
         config.aggregator.clone(),
         batch_lock.clone(),
         shutdown.clone(),
     ));
     let compaction = (config.aggregator.compact_interval_secs > 0).then(|| {
         tokio::spawn(maintenance::compaction(
-            store.clone(),
+            shards.clone(),
             std::time::Duration::from_secs(config.aggregator.compact_interval_secs),
             metrics.clone(),
             shutdown.clone(),
         ))
     });
     let sealing = tokio::spawn(maintenance::sealing(
-        store.clone(),
-        config.owned_partitions(),
+        shards.clone(),
         std::time::Duration::from_secs(config.aggregator.seal_interval_secs),
         batch_lock.clone(),
         metrics.clone(),
@@ -176,7 +187,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
             stream.clone(),
             consumer,
             jetstream.clone(),
-            store.clone(),
+            shards.store(partition).clone(),
             config.aggregator.clone(),
             metrics.clone(),
             batch_lock.clone(),

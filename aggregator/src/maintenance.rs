@@ -8,11 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::shards::Shards;
 
-/// Drops expired rollup partitions at start-up and then hourly.
+/// Drops expired rollup partitions at start-up and then hourly, those
+/// each node this instance writes through holds (on every replica of its
+/// shard: `ON CLUSTER`).
 pub async fn retention(
-    store: Store,
+    shards: Shards,
     config: AggregatorConfig,
     batch_lock: Arc<tokio::sync::RwLock<()>>,
     shutdown: CancellationToken,
@@ -20,8 +22,10 @@ pub async fn retention(
     loop {
         {
             let _exclusive = batch_lock.write().await;
-            if let Err(e) = store.enforce_retention(&config, chrono::Utc::now()).await {
-                tracing::warn!(error = %e, "retention run failed; next try in an hour");
+            for store in shards.nodes() {
+                if let Err(e) = store.enforce_retention(&config, chrono::Utc::now()).await {
+                    tracing::warn!(node = store.url, error = %e, "retention run failed; next try in an hour");
+                }
             }
         }
         tokio::select! {
@@ -31,12 +35,13 @@ pub async fn retention(
     }
 }
 
-/// Every `interval`, merges the parts of `scope_total` on the node this
-/// instance writes through (`crate::store::Store::compact_totals`). Every instance
-/// does: in a cluster each compacts its own shard; instances sharing a
-/// node repeat the work, one rewrite of a small table each.
+/// Every `interval`, merges the parts of `scope_total` on each node this
+/// instance writes through (`crate::store::Store::compact_totals`): in a
+/// cluster, one node of each shard it writes, whose merge the shard's
+/// other replicas repeat. Instances sharing a node repeat the work, one
+/// rewrite of a small table each.
 pub async fn compaction(
-    store: Store,
+    shards: Shards,
     interval: std::time::Duration,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -46,18 +51,21 @@ pub async fn compaction(
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
-        let started = std::time::Instant::now();
-        match store.compact_totals().await {
-            Ok(()) => {
-                metrics.compactions.with_label_values(&["ok"]).inc();
-                tracing::debug!(
-                    seconds = started.elapsed().as_secs_f64(),
-                    "compacted scope_total"
-                );
-            }
-            Err(e) => {
-                metrics.compactions.with_label_values(&["failed"]).inc();
-                tracing::warn!(error = %e, "compacting scope_total failed; next try in one interval");
+        for store in shards.nodes() {
+            let started = std::time::Instant::now();
+            match store.compact_totals().await {
+                Ok(()) => {
+                    metrics.compactions.with_label_values(&["ok"]).inc();
+                    tracing::debug!(
+                        node = store.url,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "compacted scope_total"
+                    );
+                }
+                Err(e) => {
+                    metrics.compactions.with_label_values(&["failed"]).inc();
+                    tracing::warn!(node = store.url, error = %e, "compacting scope_total failed; next try in one interval");
+                }
             }
         }
     }
@@ -68,7 +76,8 @@ pub async fn compaction(
 const SEAL_BATCH: u64 = 200;
 
 /// Every `interval`, seals the unique viewers of closed UTC days of the
-/// `partitions` this instance consumes: for each org day whose views with
+/// partitions this instance consumes, each on the node of its shard
+/// (`shards`), where all its events are: for each org day whose views with
 /// a viewer key went past its last seal, counts them exactly from
 /// `events` into `viewer_hours` and `viewer_days`. A day counts as closed
 /// ten minutes after midnight (views still in flight then reseal it).
@@ -79,8 +88,7 @@ const SEAL_BATCH: u64 = 200;
 /// seal older than the day's last view (`view_days`), so sealing changes
 /// no answer, it only lets the exporter read one number per day.
 pub async fn sealing(
-    store: Store,
-    partitions: Vec<u16>,
+    shards: Shards,
     interval: std::time::Duration,
     batch_lock: Arc<tokio::sync::RwLock<()>>,
     metrics: Metrics,
@@ -94,7 +102,7 @@ pub async fn sealing(
             .and_utc()
             .timestamp();
         let before = u32::try_from(closed).unwrap_or(u32::MAX);
-        for &partition in &partitions {
+        for (partition, store) in shards.partitions() {
             if shutdown.is_cancelled() {
                 return;
             }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use badgepulse_contract::event::Event;
 
 use crate::rows::EventRow;
+use crate::schema::tables::ASSERTION_AWARDS;
 use crate::schema::DERIVED_TABLES;
 
 /// For one partition: the highest stream sequence folded into each table.
@@ -143,6 +144,44 @@ pub fn fill_empty(marks: &Marks) -> Vec<Recovery> {
         .collect()
 }
 
+/// What to recover after the marks were read from ClickHouse (start-up,
+/// after an error), before the next batch's lookups: [`fill_empty`], and
+/// the two lookup tables when `event_ids` is behind `events`.
+///
+/// The duplicate lookup (`event_ids`) and the award lookup
+/// (`assertion_awards`) must know every event `events` holds. A write cut
+/// between `events` and them leaves them behind: the recovery path writes
+/// `events` first and then recomputes the derived tables, and a batch
+/// redelivered after a crash there may reach further than the cut one, so
+/// its new messages would be looked up before the recovery of the old
+/// ones. `event_ids` receives every event, so its mark below `events'`
+/// tells such a cut. `assertion_awards` (whose mark lags whenever recent
+/// messages hold no award) is written before `event_ids` by the views
+/// (ClickHouse fills them in name order) and by recovery
+/// ([`DERIVED_TABLES`] order), so an `event_ids` that is up to date
+/// implies it; both are recovered up to the `events` mark otherwise.
+pub fn before_lookups(marks: &Marks) -> Vec<Recovery> {
+    let mut out = fill_empty(marks);
+    if marks.derived("event_ids") < marks.events {
+        for table in LOOKUP_TABLES {
+            let after = marks.derived(table);
+            if after < marks.events && !out.iter().any(|r| r.table == table) {
+                out.push(Recovery {
+                    table,
+                    after,
+                    upto: marks.events,
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| DERIVED_TABLES.iter().position(|t| *t == r.table));
+    out
+}
+
+/// The tables the lookups before a write read, in the order the views and
+/// recovery fill them.
+const LOOKUP_TABLES: [&str; 2] = [ASSERTION_AWARDS, "event_ids"];
+
 /// The messages above the `events` mark (the others are in `events`
 /// already), and the (org_id, event_id) pairs among them whose storage
 /// must be looked up: those of platform messages (beacon ids were minted
@@ -157,6 +196,34 @@ pub fn to_look_up(messages: &[Message], events_mark: u64) -> Vec<(String, String
                 .map(|e| (e.org_id.clone(), e.event_id.clone()))
         })
         .collect()
+}
+
+/// How much text the values of one lookup may take: ClickHouse parses at
+/// most `max_query_size` (256 KiB by default) of a SELECT, and a batch of
+/// beacons can name tens of thousands of assertions. Room is left for
+/// escaping and the statement itself.
+pub const LOOKUP_TEXT_BUDGET: usize = 96 << 10;
+
+/// `pairs` in consecutive runs of one lookup each, every run's strings
+/// (quoted, separated) within `budget` bytes, or a single pair.
+pub fn lookup_chunks<A: AsRef<str>, B: AsRef<str>>(
+    pairs: &[(A, B)],
+    budget: usize,
+) -> Vec<&[(A, B)]> {
+    let mut out = Vec::new();
+    let (mut start, mut used) = (0, 0);
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        let cost = a.as_ref().len() + b.as_ref().len() + 6;
+        if i > start && used + cost > budget {
+            out.push(&pairs[start..i]);
+            (start, used) = (i, 0);
+        }
+        used += cost;
+    }
+    if start < pairs.len() {
+        out.push(&pairs[start..]);
+    }
+    out
 }
 
 /// The rows of the events above the `events` mark, without those already
@@ -318,6 +385,56 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn lookup_tables_behind_events_are_recovered_before_the_lookups() {
+        // Up to date, or assertion_awards merely without recent awards.
+        assert!(before_lookups(&marks(50, 50)).is_empty());
+        let mut m = marks(50, 50);
+        m.derived.insert(ASSERTION_AWARDS, 30);
+        assert!(before_lookups(&m).is_empty());
+        // A write cut after `events`: both lookups, awards first, to 50;
+        // the other tables wait for the batch's own plan.
+        m.derived.insert("event_ids", 40);
+        m.derived.insert("scope_day", 20);
+        let r = |table, after| Recovery {
+            table,
+            after,
+            upto: 50,
+        };
+        assert_eq!(
+            before_lookups(&m),
+            vec![r(ASSERTION_AWARDS, 30), r("event_ids", 40)]
+        );
+        // An empty table is filled in the same pass, in table order.
+        m.derived.insert("rollup_day", 0);
+        assert_eq!(
+            before_lookups(&m),
+            vec![
+                r(ASSERTION_AWARDS, 30),
+                r("event_ids", 40),
+                r("rollup_day", 0)
+            ]
+        );
+        assert_eq!(DERIVED_TABLES[..2], LOOKUP_TABLES);
+    }
+
+    #[test]
+    fn lookups_are_cut_into_runs_within_the_text_budget() {
+        let pairs: Vec<(String, String)> = (0..1_000)
+            .map(|n| ("org".to_owned(), format!("event-{n:05}")))
+            .collect();
+        // 3 + 11 + 6 = 20 bytes a pair.
+        let runs = lookup_chunks(&pairs, 1_000);
+        assert_eq!(runs.len(), 20);
+        assert!(runs.iter().all(|r| r.len() == 50));
+        assert_eq!(runs.concat(), pairs);
+        assert_eq!(lookup_chunks(&pairs, 1 << 20), vec![&pairs[..]]);
+        // A pair larger than the budget goes alone.
+        let big = [("o", "x".repeat(100)), ("o", "y".to_owned())];
+        assert_eq!(lookup_chunks(&big, 10).len(), 2);
+        assert!(lookup_chunks::<&str, &str>(&[], 10).is_empty());
     }
 
     #[test]

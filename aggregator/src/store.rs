@@ -13,7 +13,7 @@ use clickhouse::Client;
 use chrono::{DateTime, Utc};
 
 use crate::config::AggregatorConfig;
-use crate::plan::Marks;
+use crate::plan::{self, Marks};
 use crate::retention;
 use crate::rows::EventRow;
 use crate::schema::migrations::{legacy_name, RELAID_TABLES};
@@ -51,12 +51,21 @@ pub struct Store {
     /// Client without a database, for DDL that may create it.
     admin: Client,
     pub schema: Schema,
+    /// The node's HTTP URL.
+    pub url: String,
 }
 
 impl Store {
+    /// The store of `clickhouse.url`.
     pub fn new(cfg: &ClickHouseConfig) -> Self {
+        Self::at(cfg, &cfg.url)
+    }
+
+    /// The store of the node at `url` (in a cluster of several shards, a
+    /// node of one of them: `crate::shards`).
+    pub fn at(cfg: &ClickHouseConfig, url: &str) -> Self {
         let admin = Client::default()
-            .with_url(&cfg.url)
+            .with_url(url)
             .with_user(&cfg.user)
             .with_password(&cfg.password)
             // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes.
@@ -65,6 +74,7 @@ impl Store {
             client: admin.clone().with_database(&cfg.database),
             admin,
             schema: Schema::new(&cfg.database, &cfg.cluster),
+            url: url.to_owned(),
         }
     }
 
@@ -89,8 +99,53 @@ impl Store {
     /// Brings the database to the current layout ([`CURRENT_VERSION`]):
     /// creates it when new, re-lays it in place when it holds an earlier
     /// layout (`schema::migrations` describes the steps, each of which
-    /// resumes after a crash). Returns the version applied now, if any.
+    /// resumes after a crash), and in a cluster gives every `Distributed`
+    /// table the current sharding key. Returns the version applied now,
+    /// if any.
     pub async fn migrate(&self) -> Result<Option<u32>, StoreError> {
+        let applied = self.migrate_layout().await?;
+        if !self.schema.cluster.is_empty() {
+            self.rekey_distributed().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Creates again, on every node, each `Distributed` table whose
+    /// engine (its sharding key) differs from the current layout's: those
+    /// of a database created when every table was sharded by `rand()`.
+    /// One missing (an instance killed between the drop and the create) is
+    /// created.
+    async fn rekey_distributed(&self) -> Result<(), StoreError> {
+        let existing: HashMap<String, String> = self
+            .admin
+            .query(&self.schema.distributed_engines())
+            .fetch_all::<(String, String)>()
+            .await
+            .map_err(ctx("read the Distributed tables"))?
+            .into_iter()
+            .collect();
+        let plain = |engine: &str| engine.replace([' ', '\'', '`'], "");
+        for (table, engine, create) in self.schema.distributed_tables() {
+            match existing.get(&table) {
+                Some(found) if plain(found) == plain(&engine) => continue,
+                Some(found) => {
+                    tracing::info!(
+                        table,
+                        from = found,
+                        to = engine,
+                        "changing the sharding key"
+                    );
+                    let drop = self.schema.drop_distributed(&table);
+                    self.ddl(&drop, &format!("drop {table}")).await?;
+                }
+                None => tracing::info!(table, engine, "creating a missing Distributed table"),
+            }
+            self.ddl(&create, &format!("create {table}")).await?;
+        }
+        Ok(())
+    }
+
+    async fn migrate_layout(&self) -> Result<Option<u32>, StoreError> {
         for stmt in self.schema.bootstrap() {
             self.ddl(&stmt, "bootstrap").await?;
         }
@@ -134,8 +189,13 @@ impl Store {
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }
-        self.admin
-            .query(&self.schema.record_migration())
+        let mut record = self.admin.query(&self.schema.record_migration());
+        if !self.schema.cluster.is_empty() {
+            // Through the Distributed table to its shard before going on,
+            // so that the next instance's start-up reads it.
+            record = record.with_setting("insert_distributed_sync", "1");
+        }
+        record
             .bind(CURRENT_VERSION)
             .bind(CURRENT_DESCRIPTION)
             .execute()
@@ -212,6 +272,34 @@ impl Store {
             .map_err(ctx(what.to_owned()))
     }
 
+    /// The shard (`shard_num`) of the cluster this node is a replica
+    /// of; `None` if it is none of the cluster's.
+    pub async fn local_shard(&self) -> Result<Option<u32>, StoreError> {
+        self.admin
+            .query(&self.schema.local_shard())
+            .fetch_optional::<u32>()
+            .await
+            .map_err(ctx("look up the node's shard"))
+    }
+
+    /// The cluster's shards and their weights, in order.
+    pub async fn shard_weights(&self) -> Result<Vec<(u32, u32)>, StoreError> {
+        self.admin
+            .query(&self.schema.shard_weights())
+            .fetch_all::<(u32, u32)>()
+            .await
+            .map_err(ctx("read the cluster's shards"))
+    }
+
+    /// The stream partitions this node holds rows of.
+    pub async fn partitions_held(&self) -> Result<Vec<u16>, StoreError> {
+        self.admin
+            .query(&self.schema.partitions_held())
+            .fetch_all::<u16>()
+            .await
+            .map_err(ctx("partitions held"))
+    }
+
     /// Reads every table's high-water mark for `partition`.
     pub async fn marks(&self, partition: u16) -> Result<Marks, StoreError> {
         let mut marks = Marks {
@@ -227,9 +315,22 @@ impl Store {
     }
 
     fn mark_query(&self, table: &str, partition: u16) -> Query {
-        self.client
+        self.partition_client(partition)
             .query(&self.schema.high_water_mark(table))
             .bind(partition)
+    }
+
+    /// The client of `partition`'s marks, writes and recoveries: each
+    /// statement carries the partition's `query_id`, which ClickHouse
+    /// refuses while a statement of that id runs. A statement a killed
+    /// predecessor left running (a batch's move, a recovery) thus fails
+    /// the new instance's reads of the marks and its writes until it has
+    /// finished, and the marks read after it include what it wrote:
+    /// otherwise a recovery still running unseen would be done twice.
+    fn partition_client(&self, partition: u16) -> Client {
+        self.client
+            .clone()
+            .with_setting("query_id", self.schema.write_query_id(partition))
     }
 
     async fn mark(&self, table: &str, partition: u16) -> Result<u64, StoreError> {
@@ -239,64 +340,59 @@ impl Store {
             .map_err(ctx(format!("high-water mark of {table}")))
     }
 
-    /// Which of `pairs` (org_id, event_id) are already in `events`.
+    /// Which of `pairs` (org_id, event_id) are already in `events`, whose
+    /// mark is `events_mark`; one query per run of `plan::lookup_chunks`.
     pub async fn existing(
         &self,
         pairs: &[(String, String)],
+        events_mark: u64,
     ) -> Result<HashSet<(String, String)>, StoreError> {
-        if pairs.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let orgs: Vec<&str> = pairs
-            .iter()
-            .map(|(o, _)| o.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let ids: Vec<&str> = pairs.iter().map(|(_, e)| e.as_str()).collect();
         let wanted: HashSet<&(String, String)> = pairs.iter().collect();
-        let found = self
-            .existing_query(&orgs, &ids)
-            .fetch_all::<(String, String)>()
-            .await
-            .map_err(ctx("duplicate lookup"))?;
-        Ok(found.into_iter().filter(|p| wanted.contains(p)).collect())
+        let mut stored = HashSet::new();
+        for run in plan::lookup_chunks(pairs, plan::LOOKUP_TEXT_BUDGET) {
+            let (orgs, ids) = lookup_values(run);
+            let found = self
+                .existing_query(&orgs, &ids, events_mark)
+                .fetch_all::<(String, String)>()
+                .await
+                .map_err(ctx("duplicate lookup"))?;
+            stored.extend(found.into_iter().filter(|p| wanted.contains(p)));
+        }
+        Ok(stored)
     }
 
-    fn existing_query(&self, orgs: &[&str], ids: &[&str]) -> Query {
+    fn existing_query(&self, orgs: &[&str], ids: &[&str], events_mark: u64) -> Query {
         self.client
             .query(&self.schema.existing_event_ids())
             .bind(orgs)
             .bind(ids)
+            .bind(events_mark)
     }
 
     /// The first award day (days since 1970-01-01) of each of `pairs`
     /// (org_id, assertion_id) that has one among the awards with stream
-    /// sequence below `before`.
+    /// sequence below `before`; one query per run of
+    /// `plan::lookup_chunks`.
     pub async fn first_awards(
         &self,
         pairs: &[(&str, &str)],
         before: u64,
     ) -> Result<HashMap<(String, String), u16>, StoreError> {
-        if pairs.is_empty() {
-            return Ok(HashMap::new());
+        let mut days = HashMap::new();
+        for run in plan::lookup_chunks(pairs, plan::LOOKUP_TEXT_BUDGET) {
+            let (orgs, ids) = lookup_values(run);
+            let found = self
+                .first_awards_query(&orgs, &ids, before)
+                .fetch_all::<(String, String, u16)>()
+                .await
+                .map_err(ctx("first-award lookup"))?;
+            days.extend(
+                found
+                    .into_iter()
+                    .map(|(org, assertion, day)| ((org, assertion), day)),
+            );
         }
-        let orgs: Vec<&str> = pairs
-            .iter()
-            .map(|(o, _)| *o)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let ids: Vec<&str> = pairs.iter().map(|(_, a)| *a).collect();
-        let found = self
-            .first_awards_query(&orgs, &ids, before)
-            .fetch_all::<(String, String, u16)>()
-            .await
-            .map_err(ctx("first-award lookup"))?;
-        Ok(found
-            .into_iter()
-            .map(|(org, assertion, day)| ((org, assertion), day))
-            .collect())
+        Ok(days)
     }
 
     fn first_awards_query(&self, orgs: &[&str], ids: &[&str], before: u64) -> Query {
@@ -320,8 +416,8 @@ impl Store {
     /// Writes `rows` of `partition` into `target` all or nothing: truncate
     /// the staging table, upload, then one server-side `INSERT … SELECT`.
     /// A client killed mid-upload only ever leaves a partial *staging*
-    /// table. All three statements carry the partition's `query_id`, so
-    /// none overlaps a statement a killed predecessor left running.
+    /// table. All three statements carry the partition's `query_id`
+    /// ([`Store::partition_client`]).
     pub async fn write(
         &self,
         partition: u16,
@@ -329,10 +425,7 @@ impl Store {
         rows: &[EventRow],
     ) -> Result<(), StoreError> {
         let started = Instant::now();
-        let client = self
-            .client
-            .clone()
-            .with_setting("query_id", self.schema.write_query_id(partition));
+        let client = self.partition_client(partition);
         client
             .query(&self.schema.truncate_staging(partition))
             .execute()
@@ -390,7 +483,7 @@ impl Store {
         upto: u64,
         keep_from: u32,
     ) -> Query {
-        self.client
+        self.partition_client(partition)
             .query(&self.schema.recovery_insert(table))
             .bind(partition)
             .bind(after)
@@ -531,7 +624,7 @@ impl Store {
             ),
             (
                 "existing_event_ids".to_owned(),
-                self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"]),
+                self.existing_query(&["acme", "globex"], &["e-1", "e-2", "it's"], 1_000),
             ),
             (
                 "first_awards".to_owned(),
@@ -581,10 +674,26 @@ impl Store {
         for table in [VIEWER_HOURS, VIEWER_DAYS] {
             out.push((format!("seal:{table}"), self.seal_query(table, &day)));
         }
+        for (name, sql) in [
+            ("local_shard", self.schema.local_shard()),
+            ("shard_weights", self.schema.shard_weights()),
+            ("partitions_held", self.schema.partitions_held()),
+            ("distributed_engines", self.schema.distributed_engines()),
+        ] {
+            out.push((name.to_owned(), self.admin.query(&sql)));
+        }
         out.push((
             "compact_totals".to_owned(),
             self.admin.query(&self.schema.optimize(SCOPE_TOTAL)),
         ));
         out
     }
+}
+
+/// The distinct orgs and the ids of a lookup's `(org, id)` pairs, bound as
+/// two arrays (the query keeps the pairs asked for among its answers).
+fn lookup_values<A: AsRef<str>, B: AsRef<str>>(pairs: &[(A, B)]) -> (Vec<&str>, Vec<&str>) {
+    let orgs: HashSet<&str> = pairs.iter().map(|(o, _)| o.as_ref()).collect();
+    let ids: HashSet<&str> = pairs.iter().map(|(_, i)| i.as_ref()).collect();
+    (orgs.into_iter().collect(), ids.into_iter().collect())
 }

@@ -1,5 +1,6 @@
 //! ClickHouse fixtures: a private 18.16 server on free ports (optionally on
-//! a small tmpfs, to fill its disk), and replicas of a cluster.
+//! a small tmpfs, to fill its disk), and the shards and replicas of a
+//! cluster.
 
 use std::fs;
 use std::path::PathBuf;
@@ -192,6 +193,12 @@ impl ClickHouse {
         terminate(&mut self.child, Duration::from_secs(30));
     }
 
+    /// SIGKILL, as a crash; [`ClickHouse::restart`] starts it again on
+    /// the same data.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
     pub async fn restart(&mut self) {
         self.stop();
         self.spawn().await;
@@ -225,6 +232,38 @@ impl ClickHouse {
 }
 
 impl ClickHouse {
+    /// The blocks that INSERTs through the `Distributed` tables of `db` left
+    /// queued on this node for another shard: 18.16 keeps each as a `.bin`
+    /// file under the table's directory until it is delivered (it has no
+    /// `system.distribution_queue`). Empty when nothing is pending.
+    pub async fn distributed_queue(&self, db: &str) -> Vec<PathBuf> {
+        let tables = self
+            .query(&format!(
+                "SELECT name FROM system.tables WHERE database = '{db}' AND engine = 'Distributed'"
+            ))
+            .await
+            .expect("list the Distributed tables");
+        let mut pending = Vec::new();
+        let mut dirs: Vec<PathBuf> = tables
+            .lines()
+            .map(|table| self.data_dir().join("data").join(db).join(table))
+            .collect();
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "bin") {
+                    pending.push(path);
+                }
+            }
+        }
+        pending
+    }
+
     /// Waits until database `db` holds `n` events in `events` and in the
     /// last table the materialised views fill (`scope_total`, whose org
     /// rows count each event once): one insert reaches the tables one
@@ -248,6 +287,19 @@ impl ClickHouse {
 
 impl Drop for ClickHouse {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the server said last, for a test that failed on it.
+            for name in ["server.err.log", "stdout.log"] {
+                let text =
+                    fs::read_to_string(self.dir.path().join("log").join(name)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!(
+                    "--- {name} of ClickHouse on port {}, last lines ---\n{}",
+                    self.http_port,
+                    lines[lines.len().saturating_sub(20)..].join("\n")
+                );
+            }
+        }
         kill(&mut self.child);
         if self.mounted {
             let _ = Command::new("umount").arg(self.data_dir()).status();
@@ -255,27 +307,76 @@ impl Drop for ClickHouse {
     }
 }
 
+/// `config.xml` lines that have a server delete merged-away parts after 10
+/// s instead of 8 minutes: a test's many small inserts leave tens of
+/// thousands of files, and deleting them with the data directory at the
+/// end of the test takes longer than the test (40 s seen on a busy disk).
+pub const SHORT_LIVED_PARTS: &str =
+    "<merge_tree><old_parts_lifetime>10</old_parts_lifetime></merge_tree>";
+
+/// [`SHORT_LIVED_PARTS`] for a node of a cluster, which also retries
+/// activating its replicated tables every 2 s instead of 60: a node
+/// restarted after a SIGKILL finds its previous ZooKeeper session still
+/// alive ("Replica appears to be already active") until it expires, and
+/// 18.16 holds the server's start-up until every table is active.
+const CLUSTER_NODE_MERGE_TREE: &str = "<merge_tree><old_parts_lifetime>10</old_parts_lifetime>\
+    <zookeeper_session_expiration_check_period>2</zookeeper_session_expiration_check_period></merge_tree>";
+
 /// ClickHouse 18.16 replicas of one shard, cluster `name`, coordinated by
 /// `zk`: what `[clickhouse] cluster = "name"` expects.
 pub async fn clickhouse_replicas(zk: &ZooKeeper, name: &str, replicas: usize) -> Vec<ClickHouse> {
-    let ports: Vec<(u16, u16, u16)> = (0..replicas)
-        .map(|_| (free_port(), free_port(), free_port()))
+    clickhouse_shards(zk, name, 1, replicas)
+        .await
+        .pop()
+        .expect("one shard")
+}
+
+/// A cluster `name` of `shards` × `replicas` ClickHouse 18.16 servers
+/// coordinated by `zk`, each shard of weight 1 with internal replication
+/// (the `Replicated*` tables copy the data): `[shard][replica]`, shard
+/// `s` (from 0) being `shard_num` s + 1 and macro `{shard}` 0`s+1`.
+pub async fn clickhouse_shards(
+    zk: &ZooKeeper,
+    name: &str,
+    shards: usize,
+    replicas: usize,
+) -> Vec<Vec<ClickHouse>> {
+    let ports: Vec<Vec<(u16, u16, u16)>> = (0..shards)
+        .map(|_| {
+            (0..replicas)
+                .map(|_| (free_port(), free_port(), free_port()))
+                .collect()
+        })
         .collect();
-    let replica_xml: String = ports
+    let shard_xml: String = ports
         .iter()
-        .map(|(_, tcp, _)| format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>"))
+        .map(|shard| {
+            let replica_xml: String = shard
+                .iter()
+                .map(|(_, tcp, _)| {
+                    format!("<replica><host>127.0.0.1</host><port>{tcp}</port></replica>")
+                })
+                .collect();
+            format!("<shard><internal_replication>true</internal_replication>{replica_xml}</shard>")
+        })
         .collect();
     let mut nodes = Vec::new();
-    for (n, (http, tcp, interserver)) in ports.iter().enumerate() {
-        let extra = format!(
-            "<interserver_http_port>{interserver}</interserver_http_port>\n<interserver_http_host>127.0.0.1</interserver_http_host>\n\
-             <zookeeper><node><host>127.0.0.1</host><port>{zk}</port></node></zookeeper>\n\
-             <remote_servers><{name}><shard><internal_replication>true</internal_replication>{replica_xml}</shard></{name}></remote_servers>\n\
-             <macros><shard>01</shard><replica>r{n}</replica></macros>\n\
-             <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>",
-            zk = zk.port
-        );
-        nodes.push(ClickHouse::start_configured(*http, *tcp, &extra).await);
+    for (s, shard) in ports.iter().enumerate() {
+        let mut shard_nodes = Vec::new();
+        for (n, (http, tcp, interserver)) in shard.iter().enumerate() {
+            let extra = format!(
+                "<interserver_http_port>{interserver}</interserver_http_port>\n<interserver_http_host>127.0.0.1</interserver_http_host>\n\
+                 <zookeeper><node><host>127.0.0.1</host><port>{zk}</port></node></zookeeper>\n\
+                 <remote_servers><{name}>{shard_xml}</{name}></remote_servers>\n\
+                 <macros><shard>{:02}</shard><replica>r{n}</replica></macros>\n\
+                 <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>\n\
+                 {CLUSTER_NODE_MERGE_TREE}",
+                s + 1,
+                zk = zk.port
+            );
+            shard_nodes.push(ClickHouse::start_configured(*http, *tcp, &extra).await);
+        }
+        nodes.push(shard_nodes);
     }
     nodes
 }

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod process;
 pub mod prometheus;
 pub mod services;
+pub mod workload;
 pub mod zookeeper;
 
 pub use browser::*;

@@ -178,6 +178,18 @@ async fn a_write_never_overlaps_a_statement_left_running_by_a_killed_predecessor
         ch.number(&format!("SELECT count() FROM {DB}.events")).await,
         0
     );
+    // Nor may the marks be read, or a recovery run: the lingering
+    // statement may be a recovery whose rows the marks do not show yet.
+    let err = store
+        .marks(0)
+        .await
+        .expect_err("the marks must not be read while a statement of the partition runs");
+    assert!(err.to_string().contains("already running"), "{err}");
+    let err = store
+        .recover("rollup_minute", 0, 0, 1, 0)
+        .await
+        .expect_err("a recovery must not start while a statement of the partition runs");
+    assert!(err.to_string().contains("already running"), "{err}");
 
     // Another partition is not held up.
     store.ensure_staging(1).await.unwrap();

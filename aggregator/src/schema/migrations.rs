@@ -302,6 +302,36 @@ impl Schema {
         s
     }
 
+    /// The `Distributed` tables of the current layout (cluster mode):
+    /// `(name, engine, CREATE statement)`.
+    pub fn distributed_tables(&self) -> Vec<(String, String, String)> {
+        let prefix = format!("CREATE TABLE IF NOT EXISTS {}.", self.database);
+        self.bootstrap()
+            .into_iter()
+            .chain(self.table_statements())
+            .filter_map(|create| {
+                let (_, engine) = create.rsplit_once(") ENGINE = ")?;
+                if !engine.starts_with("Distributed(") {
+                    return None;
+                }
+                let name = create.strip_prefix(&prefix)?.split(' ').next()?;
+                Some((name.to_owned(), engine.to_owned(), create.clone()))
+            })
+            .collect()
+    }
+
+    /// Drops the `Distributed` table `table` on every node, to create it
+    /// again with the current sharding key. It holds no data: the
+    /// aggregator writes the local tables, and the other inserts through
+    /// `Distributed` tables are synchronous.
+    pub fn drop_distributed(&self, table: &str) -> String {
+        format!(
+            "DROP TABLE IF EXISTS {}.{table}{}",
+            self.database,
+            self.on_cluster()
+        )
+    }
+
     /// `sorting_key` of table `?` in this database (one row, or none if
     /// it does not exist); `events` sorted by `org_id, event_id` is the
     /// legacy layout.
@@ -464,7 +494,7 @@ mod tests {
             .iter()
             .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod ("))
             .unwrap();
-        assert!(distributed.ends_with("ENGINE = Distributed(prod, bp, events_local, rand())"));
+        assert!(distributed.ends_with("ENGINE = Distributed(prod, bp, events_local, partition)"));
         assert!(
             distributed.contains("event_id String COMMENT 'Idempotency key"),
             "comments live on the Distributed table"
@@ -484,6 +514,25 @@ mod tests {
         assert!(all.iter().any(|q| q.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/bp/3/badge_classes_local', '{replica}', updated_at)")));
         assert!(all.iter().any(|q| q.starts_with("CREATE MATERIALIZED VIEW IF NOT EXISTS bp.rollup_hour_mv ON CLUSTER prod TO bp.rollup_hour_local")));
         assert!(all[0] == "CREATE DATABASE IF NOT EXISTS bp ON CLUSTER prod");
+        // Every table with a partition column is sharded by it; the rest
+        // are read only through their Distributed table, or never
+        // inserted into through it.
+        let keys: std::collections::BTreeMap<String, String> = s
+            .distributed_tables()
+            .into_iter()
+            .map(|(name, engine, _)| (name, engine))
+            .collect();
+        assert_eq!(keys.len(), 19, "{keys:?}");
+        for (name, engine) in &keys {
+            let key = match name.as_str() {
+                "badge_classes" => format!("Distributed(prod, bp, {name}_local)"),
+                "annotations" | "schema_migrations" => {
+                    format!("Distributed(prod, bp, {name}_local, rand())")
+                }
+                _ => format!("Distributed(prod, bp, {name}_local, partition)"),
+            };
+            assert_eq!(engine, &key);
+        }
         assert_eq!(
             s.rename_to_legacy("events"),
             [

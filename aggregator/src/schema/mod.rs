@@ -114,12 +114,42 @@ impl Schema {
         )];
         if !self.cluster.is_empty() {
             out.push(format!(
-                "CREATE TABLE IF NOT EXISTS {db}.{table}{on} (\n{columns}\n) ENGINE = Distributed({cluster}, {db}, {local}, rand())",
+                "CREATE TABLE IF NOT EXISTS {db}.{table}{on} (\n{columns}\n) ENGINE = {}",
+                self.distributed_engine(table, columns),
                 on = self.on_cluster(),
-                cluster = self.cluster,
             ));
         }
         out
+    }
+
+    /// The engine of the `Distributed` table over `table`'s local table.
+    /// Its sharding key says which shard an INSERT through it reaches; the
+    /// aggregator writes each stream partition's rows into the local
+    /// tables of the same shard (`crate::shards`), so that every row of a
+    /// partition, hence of an org, lives on one shard:
+    /// - tables with a `partition` column: `partition`;
+    /// - `badge_classes` (filled only by its view, on the shard of its
+    ///   org's partition): none, so that an INSERT through it is refused
+    ///   on several shards rather than misplaced;
+    /// - `annotations` and `schema_migrations`, read only through the
+    ///   `Distributed` table: `rand()`.
+    pub fn distributed_engine(&self, table: &str, columns: &str) -> String {
+        let partitioned = columns
+            .lines()
+            .any(|line| line.trim_start().starts_with("partition UInt16 "));
+        let key = if partitioned {
+            ", partition"
+        } else if table == "badge_classes" {
+            ""
+        } else {
+            ", rand()"
+        };
+        format!(
+            "Distributed({}, {}, {}{key})",
+            self.cluster,
+            self.database,
+            self.local(table)
+        )
     }
 
     /// Every DDL statement a new database runs, in order.

@@ -4,7 +4,7 @@
 //! bookkeeping of migrations.
 
 use badgepulse_contract::tables::{
-    SCOPE_COLUMNS, SCOPE_LEVELS, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
 use super::tables::{one_row_per_event, ASSERTION_AWARDS};
@@ -67,10 +67,11 @@ impl Schema {
         )
     }
 
-    /// The `query_id` of every write statement of `partition`. ClickHouse
-    /// refuses a query whose id is already running, so a restarted
-    /// aggregator cannot overlap a statement its killed predecessor left
-    /// running on the server: it gets an error and retries.
+    /// The `query_id` of every statement of `partition`'s marks, writes
+    /// and recoveries. ClickHouse refuses a query whose id is already
+    /// running, so a restarted aggregator cannot overlap a statement its
+    /// killed predecessor left running on the server: it gets an error
+    /// and retries.
     pub fn write_query_id(&self, partition: u16) -> String {
         format!("badgepulse-{}-write-{partition}", self.database)
     }
@@ -125,11 +126,14 @@ impl Schema {
 
     /// Which of the given `(org_id, event_id)` pairs (bound as two arrays)
     /// are already stored, from `event_ids` (sorted by them, unlike
-    /// `events`). `IN (SELECT arrayJoin(?))` because 18.16 does not take an
-    /// array literal after `IN`; the set still uses the primary key.
+    /// `events`), among the rows of stream sequence up to the `events` mark
+    /// (`?`): a row above it is of a write cut between the views (whose
+    /// `event_ids` comes before `events`), whose events the batch must
+    /// still write. `IN (SELECT arrayJoin(?))` because 18.16 does not take
+    /// an array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {
         format!(
-            "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?))",
+            "SELECT org_id, event_id FROM {}.{} WHERE org_id IN (SELECT arrayJoin(?)) AND event_id IN (SELECT arrayJoin(?)) AND seq <= ?",
             self.database,
             self.local("event_ids")
         )
@@ -190,6 +194,45 @@ impl Schema {
              GROUP BY bucket, org_id, scope_issuer_id, scope_badge_class_id, partition",
             self.local(table),
             self.local("events"),
+        )
+    }
+
+    /// The number (`shard_num`, from 1) of the shard the node answering
+    /// is a replica of, in this cluster; no row if it is not in it.
+    pub fn local_shard(&self) -> String {
+        format!(
+            "SELECT toUInt32(shard_num) FROM system.clusters WHERE cluster = '{}' AND is_local = 1 LIMIT 1",
+            self.cluster
+        )
+    }
+
+    /// The cluster's shards as this node's `remote_servers` defines them:
+    /// `(shard_num, weight)` in order, what a `Distributed` table's
+    /// sharding key is mapped onto (`crate::shards::Layout`).
+    pub fn shard_weights(&self) -> String {
+        format!(
+            "SELECT toUInt32(shard_num) AS shard, toUInt32(any(shard_weight)) AS weight FROM system.clusters \
+             WHERE cluster = '{}' GROUP BY shard ORDER BY shard",
+            self.cluster
+        )
+    }
+
+    /// The stream partitions this node holds rows of, from `scope_total`
+    /// (which every event reaches, and which is small after merges).
+    pub fn partitions_held(&self) -> String {
+        format!(
+            "SELECT DISTINCT partition FROM {}.{} ORDER BY partition",
+            self.database,
+            self.local(SCOPE_TOTAL)
+        )
+    }
+
+    /// `(name, engine_full)` of the `Distributed` tables of the database,
+    /// to find those created with another sharding key.
+    pub fn distributed_engines(&self) -> String {
+        format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = '{}' AND engine = 'Distributed'",
+            self.database
         )
     }
 

@@ -31,10 +31,11 @@ pub fn one_row_per_event(table: &str) -> bool {
 
 /// The tables the aggregator writes for each batch, besides `events`, in
 /// the order the recovery path fills them; every one is rebuilt from
-/// `events` alone.
+/// `events` alone. The two lookup tables come first, `assertion_awards`
+/// before `event_ids` as the views fill them (`plan::before_lookups`).
 pub const DERIVED_TABLES: [&str; 13] = [
-    "event_ids",
     ASSERTION_AWARDS,
+    "event_ids",
     LIFECYCLE_REFILED,
     "rollup_minute",
     "rollup_hour",

@@ -18,11 +18,14 @@ use crate::model::tiers::Period;
 /// counts are those of the issuer).
 pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
     let (family, keys) = match level {
+        // `materialize`: over several shards ClickHouse 18.16 refuses a
+        // constant column that the union of the shards' answers returns
+        // ("non constant in source stream but must be constant in result").
         Level::Org => (
             Family::Scope { per_class: false },
             Keys {
-                rollup: "org_id, '' AS peer_issuer",
-                raw: "org_id, '' AS peer_issuer",
+                rollup: "org_id, materialize('') AS peer_issuer",
+                raw: "org_id, materialize('') AS peer_issuer",
                 names: "org_id, peer_issuer",
             },
         ),

@@ -49,14 +49,27 @@ pub enum StoreError {
 }
 
 /// The ClickHouse client for `cfg` as the exporter uses it.
+///
+/// In cluster mode every query reads `Distributed` tables, and several
+/// filter or join one with a subquery over another (`IN (SELECT … FROM
+/// lifecycle_refiled …)`, the sealed days of `viewers.rs`). On more than
+/// one shard ClickHouse refuses such a query by default
+/// (`distributed_product_mode = 'deny'`); `global` runs the subquery once,
+/// over every shard, and sends its result to each shard, so the answer is
+/// exact wherever the rows live.
 pub fn client(cfg: &ClickHouseConfig) -> Client {
-    Client::default()
+    let client = Client::default()
         .with_url(&cfg.url)
         .with_user(&cfg.user)
         .with_password(&cfg.password)
         .with_database(&cfg.database)
         // ClickHouse 18.16 lacks RowBinaryWithNamesAndTypes.
-        .with_validation(false)
+        .with_validation(false);
+    if cfg.cluster.is_empty() {
+        client
+    } else {
+        client.with_setting("distributed_product_mode", "global")
+    }
 }
 
 /// The ClickHouse client and what every query needs.
