@@ -7,6 +7,7 @@
 //! SIGKILLs and restarts.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
@@ -20,7 +21,7 @@ use chrono::{TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::{eventually, ClickHouse, Nats};
+use crate::{eventually, ClickHouse, Nats, Service};
 
 /// A message to publish: subject, message id, beacon flag, payload.
 pub struct Msg {
@@ -521,4 +522,50 @@ pub async fn dead_letters(nats: &Nats) -> u64 {
     let js = jetstream::new(nats.client().await);
     let mut s = js.get_stream(DEAD_LETTER_STREAM).await.unwrap();
     s.info().await.unwrap().state.messages
+}
+
+/// The environment of run `wave` of the aggregator: every third run
+/// aborts right after its `writes`-th write, before its ack.
+pub fn crash_env(wave: usize, writes: &'static str) -> Vec<(&'static str, &'static str)> {
+    if crash_planned(wave) {
+        vec![("BADGEPULSE_TEST_CRASH_AFTER_WRITES", writes)]
+    } else {
+        vec![]
+    }
+}
+
+fn crash_planned(wave: usize) -> bool {
+    wave % 3 == 1
+}
+
+/// Ends run `wave` of the aggregator, started with [`crash_env`]: a run
+/// without a planned crash is SIGKILLed after a random `pause_ms`; one with
+/// it is awaited (60 s at most) and must have aborted between a write and
+/// its ack. True if it did.
+pub async fn end_run(
+    agg: &mut Service,
+    wave: usize,
+    rng: &mut StdRng,
+    pause_ms: Range<u64>,
+) -> bool {
+    let mut aborted = false;
+    if !crash_planned(wave) {
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(pause_ms))).await;
+    } else if agg.wait_for_exit(Duration::from_secs(60)).await.is_some() {
+        assert!(
+            agg.log_text().contains("aborting between write and ack"),
+            "{}",
+            agg.log_text()
+        );
+        aborted = true;
+    } else {
+        let log = agg.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        eprintln!(
+            "wave {wave}: no crash within 60 s; log tail (newest first):\n{}",
+            tail.join("\n")
+        );
+    }
+    agg.kill();
+    aborted
 }

@@ -12,12 +12,12 @@ use async_nats::jetstream;
 use badgepulse_contract::event::{AwardMethod, EventType};
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::workload::{
-    base_event, check_tables, dead_letters, drained, ensure_streams, platform_message, publish,
-    workload,
+    base_event, check_tables, crash_env, dead_letters, drained, end_run, ensure_streams,
+    platform_message, publish, workload,
 };
 use badgepulse_tests::{eventually, free_port, wait_http, ClickHouse, Nats, Service};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 fn aggregator_config(
     nats: &Nats,
@@ -63,11 +63,7 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
         let admin = free_port();
         let config = aggregator_config(&nats, &ch, db, 1, &[], admin);
         // Every third run aborts right after a write, before its ack.
-        let crash_env = if wave % 3 == 1 {
-            vec![("BADGEPULSE_TEST_CRASH_AFTER_WRITES", "2")]
-        } else {
-            vec![]
-        };
+        let crash_env = crash_env(wave, "2");
         let mut agg = Service::start_with_env("badgepulse-aggregator", &config, &[], &crash_env);
         if wave == 8 {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -77,24 +73,9 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             ch.restart().await;
         }
-        if crash_env.is_empty() {
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1_500))).await;
-        } else if agg.wait_for_exit(Duration::from_secs(60)).await.is_some() {
-            assert!(
-                agg.log_text().contains("aborting between write and ack"),
-                "{}",
-                agg.log_text()
-            );
+        if end_run(&mut agg, wave, &mut rng, 200..1_500).await {
             crashes_between_write_and_ack += 1;
-        } else {
-            let log = agg.log_text();
-            let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            eprintln!(
-                "wave {wave}: no crash within 60 s; log tail (newest first):\n{}",
-                tail.join("\n")
-            );
         }
-        agg.kill();
         kills += 1;
     }
     assert!(kills >= 20, "{kills} kills");

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use badgepulse_aggregator::shards::Layout;
 use badgepulse_tests::workload::{
-    check_tables, dead_letters, drained, ensure_streams, publish, workload, Workload,
+    check_tables, crash_env, dead_letters, drained, end_run, ensure_streams, publish, workload,
+    Workload,
 };
 use badgepulse_tests::{
     clickhouse_shards, eventually, free_port, sha256_hex, wait_http, ClickHouse, Nats, Service,
@@ -29,7 +30,7 @@ use badgepulse_tests::{
 };
 use chrono::{Duration as Days, Utc};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde_json::Value;
 
 const CLUSTER: &str = "badgepulse";
@@ -317,11 +318,7 @@ async fn two_shards_through_sigkills_and_a_shard_restart_count_exactly_once() {
     for (wave, msgs) in w.messages.chunks(per_wave).enumerate() {
         publish(&js, msgs).await;
         let cluster = Deployment::new(&nats, &shard_urls[0], "sharded", &shard_urls, free_port());
-        let crash_env = if wave % 3 == 1 {
-            vec![("BADGEPULSE_TEST_CRASH_AFTER_WRITES", "3")]
-        } else {
-            vec![]
-        };
+        let crash_env = crash_env(wave, "3");
         let mut agg =
             Service::start_with_env("badgepulse-aggregator", &cluster.toml, &[], &crash_env);
         if wave == 5 {
@@ -329,17 +326,9 @@ async fn two_shards_through_sigkills_and_a_shard_restart_count_exactly_once() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             shards[1][0].restart().await;
         }
-        if crash_env.is_empty() {
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1_500))).await;
-        } else if agg.wait_for_exit(Duration::from_secs(60)).await.is_some() {
-            assert!(
-                agg.log_text().contains("aborting between write and ack"),
-                "{}",
-                agg.log_text()
-            );
+        if end_run(&mut agg, wave, &mut rng, 300..1_500).await {
             crashes_between_write_and_ack += 1;
         }
-        agg.kill();
         eprintln!("{:?}: wave {wave} done", started.elapsed());
     }
     assert!(
