@@ -53,6 +53,14 @@ pub struct AggregatorConfig {
     pub consumer_prefix: String,
     /// How long JetStream waits for an ack before redelivering, seconds.
     pub ack_wait_secs: u64,
+    /// How long one batch (its lookups, writes, recoveries and ack) or one
+    /// maintenance step (a retention run, a day's seal, a compaction) may
+    /// take, seconds. Past it the step is abandoned (its requests dropped,
+    /// as if the connection had died), counted as an error and retried:
+    /// a request whose answer never comes (a connection lost without a
+    /// reset) would otherwise stall the partition for good. Set it above
+    /// the longest recovery the deployment can need.
+    pub write_timeout_secs: u64,
     /// Retention of `rollup_minute`, days (whole daily partitions dropped).
     pub retention_minute_days: u32,
     /// Retention of `rollup_hour`, days (whole monthly partitions dropped).
@@ -80,6 +88,7 @@ impl Default for AggregatorConfig {
             flush_interval_ms: 500,
             consumer_prefix: "badgepulse-aggregator".into(),
             ack_wait_secs: 60,
+            write_timeout_secs: 600,
             retention_minute_days: 7,
             retention_hour_days: 400,
             retention_day_days: 0,
@@ -90,6 +99,11 @@ impl Default for AggregatorConfig {
 }
 
 impl AggregatorConfig {
+    /// `write_timeout_secs` as a duration.
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_secs)
+    }
+
     /// Retention in days of the rollup at `g` (0: forever).
     pub fn retention_days(&self, g: Tier) -> u32 {
         match g {
@@ -141,6 +155,9 @@ impl Config {
         }
         if a.ack_wait_secs < 5 {
             return Err("aggregator.ack_wait_secs must be at least 5".into());
+        }
+        if a.write_timeout_secs == 0 {
+            return Err("aggregator.write_timeout_secs must be at least 1".into());
         }
         if a.consumer_prefix.is_empty()
             || !a

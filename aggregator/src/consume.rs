@@ -67,6 +67,40 @@ pub struct PartitionConsumer {
     pub until_caught_up: bool,
     /// High-water marks as last known; `None` forces a re-read.
     marks: Option<Marks>,
+    /// What the batch in hand is doing, for the error of one that runs
+    /// past `write_timeout_secs`.
+    stage: Stage,
+}
+
+/// The steps of one batch, in order ([`PartitionConsumer::process`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    DeadLetters,
+    Marks,
+    Lookups,
+    Write,
+    Recovery,
+    Announce,
+    Ack,
+}
+
+impl Stage {
+    fn describe(self) -> &'static str {
+        match self {
+            Stage::DeadLetters => "moving undecodable messages to the dead letters",
+            Stage::Marks => "reading the marks",
+            Stage::Lookups => "looking up stored events and first awards",
+            Stage::Write => "writing the batch",
+            Stage::Recovery => "recovering tables from events",
+            Stage::Announce => "announcing the change",
+            Stage::Ack => "acking",
+        }
+    }
+
+    /// Whether the step waits on NATS (else on ClickHouse).
+    fn on_nats(self) -> bool {
+        matches!(self, Stage::DeadLetters | Stage::Announce | Stage::Ack)
+    }
 }
 
 /// (Re)creates the durable consumer of `partition` so that it delivers, in
@@ -138,6 +172,8 @@ pub enum BatchError {
     ClickHouse(#[from] StoreError),
     #[error("nats: {0}")]
     Nats(String),
+    #[error("no end within {secs} s while {}", .stage.describe())]
+    TimedOut { stage: Stage, secs: u64 },
 }
 
 impl PartitionConsumer {
@@ -166,6 +202,7 @@ impl PartitionConsumer {
             batch_lock,
             until_caught_up: false,
             marks: None,
+            stage: Stage::DeadLetters,
         }
     }
 
@@ -235,16 +272,31 @@ impl PartitionConsumer {
             }
             // Retry this batch until it is in; on shutdown leave it unacked.
             loop {
-                match self.process(&messages).await {
+                let limit = self.config.write_timeout();
+                let outcome = tokio::time::timeout(limit, self.process(&messages))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(BatchError::TimedOut {
+                            stage: self.stage,
+                            secs: limit.as_secs(),
+                        })
+                    });
+                match outcome {
                     Ok(()) => {
                         backoff.reset();
                         break;
                     }
                     Err(e) => {
                         self.marks = None;
-                        match e {
-                            BatchError::ClickHouse(_) => self.metrics.clickhouse_errors.inc(),
-                            BatchError::Nats(_) => self.metrics.nats_errors.inc(),
+                        let on_nats = match &e {
+                            BatchError::ClickHouse(_) => false,
+                            BatchError::Nats(_) => true,
+                            BatchError::TimedOut { stage, .. } => stage.on_nats(),
+                        };
+                        if on_nats {
+                            self.metrics.nats_errors.inc();
+                        } else {
+                            self.metrics.clickhouse_errors.inc();
                         }
                         tracing::warn!(partition = self.partition, error = %e, "batch failed; retrying");
                         if shutdown.is_cancelled() {
@@ -408,10 +460,13 @@ impl PartitionConsumer {
         let lock = self.batch_lock.clone();
         let _batch = lock.read().await;
         let started = Instant::now();
+        self.stage = Stage::DeadLetters;
         let Some(batch) = self.decode(messages).await? else {
             return Ok(());
         };
+        self.stage = Stage::Marks;
         let mut marks = self.current_marks().await?;
+        self.stage = Stage::Lookups;
         let stored = self
             .store
             .existing(
@@ -430,6 +485,7 @@ impl PartitionConsumer {
             plan::file_by_award(&mut rows, &known);
         }
         let write = plan::plan(&marks, batch.first, batch.last, !rows.is_empty());
+        self.stage = Stage::Write;
         match write.rows_into {
             Some(RowsInto::Input) => {
                 self.store
@@ -443,6 +499,7 @@ impl PartitionConsumer {
             }
             None => {}
         }
+        self.stage = Stage::Recovery;
         for r in &write.recover {
             self.recover(*r).await?;
         }
@@ -451,6 +508,7 @@ impl PartitionConsumer {
         crash_point_after_write();
         // Before the ack: a crash in between redelivers the batch, whose
         // replay announces everything.
+        self.stage = Stage::Announce;
         self.announce(&match write.notice {
             Notice::Everything => Change::everything(),
             Notice::Spans => {
@@ -458,6 +516,7 @@ impl PartitionConsumer {
             }
         })
         .await;
+        self.stage = Stage::Ack;
         batch
             .last_message
             .double_ack()

@@ -159,6 +159,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         tokio::spawn(maintenance::compaction(
             shards.clone(),
             std::time::Duration::from_secs(config.aggregator.compact_interval_secs),
+            config.aggregator.write_timeout(),
             metrics.clone(),
             shutdown.clone(),
         ))
@@ -166,6 +167,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     let sealing = tokio::spawn(maintenance::sealing(
         shards.clone(),
         std::time::Duration::from_secs(config.aggregator.seal_interval_secs),
+        config.aggregator.write_timeout(),
         batch_lock.clone(),
         metrics.clone(),
         shutdown.clone(),

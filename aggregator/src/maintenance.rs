@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
 use crate::shards::Shards;
+use crate::store::within;
 
 /// Drops expired rollup partitions at start-up and then hourly, those
 /// each node this instance writes through holds (on every replica of its
@@ -23,7 +24,8 @@ pub async fn retention(
         {
             let _exclusive = batch_lock.write().await;
             for store in shards.nodes() {
-                if let Err(e) = store.enforce_retention(&config, chrono::Utc::now()).await {
+                let run = store.enforce_retention(&config, chrono::Utc::now());
+                if let Err(e) = within(config.write_timeout(), "retention run", run).await {
                     tracing::warn!(node = store.url, error = %e, "retention run failed; next try in an hour");
                 }
             }
@@ -43,6 +45,7 @@ pub async fn retention(
 pub async fn compaction(
     shards: Shards,
     interval: std::time::Duration,
+    limit: std::time::Duration,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -53,7 +56,7 @@ pub async fn compaction(
         }
         for store in shards.nodes() {
             let started = std::time::Instant::now();
-            match store.compact_totals().await {
+            match within(limit, "compaction", store.compact_totals()).await {
                 Ok(()) => {
                     metrics.compactions.with_label_values(&["ok"]).inc();
                     tracing::debug!(
@@ -90,6 +93,7 @@ const SEAL_BATCH: u64 = 200;
 pub async fn sealing(
     shards: Shards,
     interval: std::time::Duration,
+    limit: std::time::Duration,
     batch_lock: Arc<tokio::sync::RwLock<()>>,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -106,7 +110,8 @@ pub async fn sealing(
             if shutdown.is_cancelled() {
                 return;
             }
-            let days = match store.days_to_seal(partition, before, SEAL_BATCH).await {
+            let listed = store.days_to_seal(partition, before, SEAL_BATCH);
+            let days = match within(limit, "listing days to seal", listed).await {
                 Ok(days) => days,
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "listing days to seal failed; next try in one interval");
@@ -116,7 +121,7 @@ pub async fn sealing(
             for day in &days {
                 let outcome = {
                     let _exclusive = batch_lock.write().await;
-                    store.seal(day).await
+                    within(limit, "seal", store.seal(day)).await
                 };
                 match outcome {
                     Ok(()) => {

@@ -3,7 +3,8 @@
 //! from `schema.rs`; this file only executes it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use badgepulse_contract::tables::{Tier, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS};
 use badgepulse_runtime::settings::ClickHouseConfig;
@@ -42,6 +43,24 @@ pub struct StoreError {
 fn ctx(what: impl Into<String>) -> impl FnOnce(clickhouse::error::Error) -> StoreError {
     let what = what.into();
     move |source| StoreError { what, source }
+}
+
+/// Runs `work` (statements to ClickHouse) for at most `limit`; past it the
+/// work is dropped, closing its connections as a dead network would, and
+/// the error names `what`. The crate's requests have no deadline of their
+/// own, and a request whose connection was lost without a reset never
+/// gets an answer.
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    work: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(StoreError {
+            what: format!("{what}: no answer within {} s", limit.as_secs()),
+            source: clickhouse::error::Error::TimedOut,
+        })
+    })
 }
 
 #[derive(Clone)]

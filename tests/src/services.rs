@@ -29,6 +29,9 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     })
 }
 
+/// How much of a service's log a failing test prints.
+const LOG_TAIL_LINES: usize = 300;
+
 /// A running badgepulse binary; SIGKILLed on drop unless stopped first.
 pub struct Service {
     pub name: String,
@@ -138,7 +141,16 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- log of {} ---\n{}", self.name, self.log_text());
+            let log = self.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+            eprintln!(
+                "--- log of {}, last {} of {} lines ---\n{}",
+                self.name,
+                tail.len(),
+                lines.len(),
+                tail.join("\n")
+            );
         }
         kill(&mut self.child);
     }

@@ -351,6 +351,59 @@ pub async fn ensure_streams(js: &jetstream::Context) {
 }
 
 /// Waits until every consumer of `db` has nothing pending or unacked.
+/// Waits up to `timeout` until `db.events` on `ch` holds every distinct
+/// event of `w`; on timeout the panic says how far it got: rows, distinct
+/// rows, and each partition's consumer (pending, ack pending, ack floor)
+/// against the stream's last sequence, which tells a stalled aggregator
+/// from a lost event.
+pub async fn all_events_stored(
+    ch: &ClickHouse,
+    nats: &Nats,
+    db: &str,
+    partitions: u16,
+    w: &Workload,
+    timeout: Duration,
+) {
+    let count = format!("SELECT count() FROM {db}.events");
+    let deadline = std::time::Instant::now() + timeout;
+    while ch.number(&count).await < w.distinct_events {
+        if std::time::Instant::now() > deadline {
+            let distinct = ch
+                .number(&format!(
+                    "SELECT uniqExact(org_id, event_id) FROM {db}.events"
+                ))
+                .await;
+            let js = jetstream::new(nats.client().await);
+            let mut consumers = Vec::new();
+            if let Ok(mut stream) = js.get_stream(STREAM).await {
+                let last = stream.info().await.map(|i| i.state.last_sequence);
+                consumers.push(format!("stream last seq {last:?}"));
+                for p in 0..partitions {
+                    let c: Result<jetstream::consumer::PullConsumer, _> =
+                        stream.get_consumer(&format!("agg-{db}-{p}")).await;
+                    consumers.push(match c {
+                        Ok(mut c) => match c.info().await {
+                            Ok(i) => format!(
+                                "partition {p}: pending {}, ack pending {}, ack floor {}",
+                                i.num_pending, i.num_ack_pending, i.ack_floor.stream_sequence
+                            ),
+                            Err(e) => format!("partition {p}: {e}"),
+                        },
+                        Err(e) => format!("partition {p}: {e}"),
+                    });
+                }
+            }
+            panic!(
+                "after {timeout:?}, {db}.events holds {} rows ({distinct} distinct) of {} events; {}",
+                ch.number(&count).await,
+                w.distinct_events,
+                consumers.join("; ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub async fn drained(nats: &Nats, db: &str, partitions: u16) {
     let client = nats.client().await;
     let js = jetstream::new(client);

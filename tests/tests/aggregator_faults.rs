@@ -12,8 +12,8 @@ use async_nats::jetstream;
 use badgepulse_contract::event::{AwardMethod, EventType};
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::workload::{
-    base_event, check_tables, crash_env, dead_letters, drained, end_run, ensure_streams,
-    platform_message, publish, workload,
+    all_events_stored, base_event, check_tables, crash_env, dead_letters, drained, end_run,
+    ensure_streams, platform_message, publish, workload,
 };
 use badgepulse_tests::{eventually, free_port, wait_http, ClickHouse, Nats, Service};
 use rand::rngs::StdRng;
@@ -31,7 +31,7 @@ fn aggregator_config(
     format!(
         "[nats]\nurl = \"{}\"\npartitions = {partitions}\n[clickhouse]\nurl = \"{}\"\ndatabase = \"{db}\"\n\
          [aggregator]\nadmin_bind = \"127.0.0.1:{admin}\"\nflush_interval_ms = 100\nbatch_max_messages = 2000\n\
-         partitions = [{}]\nconsumer_prefix = \"agg-{db}\"\nack_wait_secs = 10\n",
+         partitions = [{}]\nconsumer_prefix = \"agg-{db}\"\nack_wait_secs = 10\nwrite_timeout_secs = 30\n",
         nats.url(),
         ch.url(),
         owned.join(", ")
@@ -84,12 +84,14 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
         "only {crashes_between_write_and_ack} crashes between write and ack"
     );
 
-    // A final, undisturbed run finishes the stream.
+    // A final, undisturbed run finishes the stream; its batches are
+    // logged, for the story of a failure.
     let admin = free_port();
-    let _agg = Service::start(
+    let _agg = Service::start_with_env(
         "badgepulse-aggregator",
         &aggregator_config(&nats, &ch, db, 1, &[], admin),
         &[],
+        &[("RUST_LOG", "info,badgepulse_aggregator=debug")],
     );
     wait_http(
         &format!("http://127.0.0.1:{admin}/readyz"),
@@ -100,13 +102,7 @@ async fn sigkills_and_restarts_lose_nothing_and_count_nothing_twice() {
     // Until the final instance has recreated its consumer, `drained` could
     // read the killed instance's consumer; so first wait for the rows (a
     // real loss times out here), then for nothing pending.
-    let count = format!("SELECT count() FROM {db}.events");
-    eventually(
-        Duration::from_secs(300),
-        "every ledger event in ClickHouse",
-        || async { (ch.number(&count).await >= w.distinct_events).then_some(()) },
-    )
-    .await;
+    all_events_stored(&ch, &nats, db, 1, &w, Duration::from_secs(300)).await;
     drained(&nats, db, 1).await;
     check_tables(&ch, db, &w).await;
     assert_eq!(

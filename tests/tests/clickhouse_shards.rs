@@ -75,7 +75,7 @@ impl Deployment {
             "[nats]\nurl = \"{}\"\npartitions = {PARTITIONS}\n\
              [clickhouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\ncluster = \"{cluster}\"\n\
              [aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\nflush_interval_ms = 100\nbatch_max_messages = 2000\n\
-             consumer_prefix = \"agg-{db}\"\nack_wait_secs = 10\nseal_interval_secs = 1\ncompact_interval_secs = 2\n\
+             consumer_prefix = \"agg-{db}\"\nack_wait_secs = 10\nwrite_timeout_secs = 30\nseal_interval_secs = 1\ncompact_interval_secs = 2\n\
              shard_urls = [{}]\n\
              [exporter]\nbind = \"127.0.0.1:{api}\"\nadmin_bind = \"127.0.0.1:{admin}\"\nrefresh_interval_secs = 1\n[[exporter.api_keys]]\nsha256 = \"{}\"\nscope = \"admin\"\n",
             nats.url(),

@@ -2,6 +2,9 @@
 //! real binaries, NATS and ClickHouse 18.16:
 //! - the network between the aggregator and ClickHouse cut (a local TCP
 //!   proxy that drops every connection and refuses new ones for a while);
+//! - the aggregator's connections to ClickHouse lost silently (the proxy
+//!   stops forwarding without closing anything: requests in flight never
+//!   get an answer);
 //! - ClickHouse made read-only for a while;
 //! - ClickHouse's disk filled for a while (its data directory on a small
 //!   tmpfs, filled with a file);
@@ -31,10 +34,14 @@ const API_KEY: &str = "faults-api-key";
 const PIXEL_KEY: &str = "faults-pixel-key-0123456789";
 
 /// A TCP proxy to `upstream` that can cut the network: drop every open
-/// connection and refuse new ones until restored.
+/// connection and refuse new ones until restored; or freeze it: stop
+/// forwarding on every open connection for good, without closing it (as
+/// when a peer vanishes without a reset), and hold new ones unanswered
+/// until thawed.
 struct Proxy {
     port: u16,
     cut: Arc<AtomicBool>,
+    frozen: tokio::sync::watch::Sender<bool>,
     open: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
 }
@@ -44,6 +51,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let cut = Arc::new(AtomicBool::new(false));
+        let (frozen, thawed) = tokio::sync::watch::channel(false);
         let open: Arc<Mutex<Vec<AbortHandle>>> = Default::default();
         let accept = {
             let (cut, open) = (cut.clone(), open.clone());
@@ -57,9 +65,22 @@ impl Proxy {
                         continue;
                     }
                     let upstream = upstream.clone();
+                    let mut frozen = thawed.clone();
                     let task = tokio::spawn(async move {
+                        let frozen_now = *frozen.borrow();
+                        if frozen_now {
+                            // Held open, never answered.
+                            let _held = client;
+                            return std::future::pending().await;
+                        }
                         if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                                _ = async { frozen.wait_for(|f| *f).await.is_ok() } => {
+                                    // Both sides stay open, silent for good.
+                                    std::future::pending::<()>().await;
+                                }
+                            }
                         }
                     });
                     open.lock().unwrap().push(task.abort_handle());
@@ -70,6 +91,7 @@ impl Proxy {
         Proxy {
             port,
             cut,
+            frozen,
             open,
             accept,
         }
@@ -88,6 +110,15 @@ impl Proxy {
 
     fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+
+    fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// New connections are forwarded again; the frozen ones stay silent.
+    fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 }
 
@@ -111,6 +142,8 @@ fn config(nats: &Nats, clickhouse_url: &str, ports: StackPorts) -> StackConfig {
     StackConfig::new(&nats.url(), clickhouse_url, "faults", ports)
         .open_pipeline(TOKEN, PIXEL_KEY, API_KEY)
         .ingest("rate_limit_per_minute = 1000000000")
+        // A batch whose requests get no answer is given up after 5 s.
+        .aggregator("write_timeout_secs = 5")
 }
 
 /// NATS, ClickHouse and the three services; with `proxied`, the
@@ -258,6 +291,37 @@ async fn network_to_clickhouse_cut_for_a_while_loses_nothing() {
     let report = report.expect("every request answered as a healthy ingest would");
     assert!(report.ingest.is_some(), "ingest counters checked");
     check_ledger(&stack, &plan).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_to_clickhouse_lost_silently_lose_nothing() {
+    let (stack, proxy) = stack(true).await;
+    let proxy = proxy.unwrap();
+    let plan = plan(37, 1, Utc::now(), 5);
+    let target = target(&stack);
+    let fault = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.freeze();
+        // Requests in flight and new ones get no answer: only the
+        // aggregator's deadline (write_timeout_secs) turns that into an
+        // error and a retry; without it the partition would wait for good.
+        eventually(
+            Duration::from_secs(30),
+            "aggregator ClickHouse errors (timeouts)",
+            || async { (clickhouse_errors(&stack).await > 0.0).then_some(()) },
+        )
+        .await;
+        proxy.thaw();
+    };
+    let (report, ()) = tokio::join!(send(&plan, &target), fault);
+    let report = report.expect("every request answered as a healthy ingest would");
+    assert!(report.ingest.is_some(), "ingest counters checked");
+    check_ledger(&stack, &plan).await;
+    let log = stack.services[0].log_text();
+    assert!(
+        log.contains("no end within 5 s") || log.contains("no answer within 5 s"),
+        "the timeout is logged: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
