@@ -17,7 +17,7 @@ use crate::config::AggregatorConfig;
 use crate::plan::{self, Marks};
 use crate::retention;
 use crate::rows::EventRow;
-use crate::schema::migrations::{legacy_name, RELAID_TABLES};
+use crate::schema::migrations::{layout3_name, legacy_name, RELAID_TABLES, RESORTED_TABLES};
 use crate::schema::{Schema, CURRENT_DESCRIPTION, CURRENT_VERSION, DERIVED_TABLES};
 
 /// An org day whose unique viewers the seal job counts: views with a
@@ -205,6 +205,7 @@ impl Store {
         {
             self.copy_legacy_events().await?;
         }
+        self.resort_scope_tables().await?;
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }
@@ -269,6 +270,59 @@ impl Store {
             for stmt in self.schema.drop_legacy(table) {
                 self.ddl(&stmt, &format!("drop the legacy {table}")).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Layout 3 → 4: each of [`RESORTED_TABLES`] still sorted as in layout
+    /// 3 is set aside, created anew and filled with a copy of its rows,
+    /// partition by partition; then the set-aside table is dropped. A
+    /// table whose set-aside copy exists is being re-sorted (a crash in
+    /// between): emptied and copied again. Tables already sorted by scope
+    /// level, or missing, are left to `create_statements`.
+    async fn resort_scope_tables(&self) -> Result<(), StoreError> {
+        for table in RESORTED_TABLES {
+            let local = self.schema.local(table);
+            let aside = self.sorting_key(&layout3_name(&local)).await?;
+            if aside.is_none() {
+                match self.sorting_key(&local).await? {
+                    Some(key) if !key.contains("scope_level") => {
+                        for stmt in self.schema.set_layout3_aside(table) {
+                            self.ddl(&stmt, &format!("set layout 3's {table} aside"))
+                                .await?;
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            tracing::info!(table, "sorting the table by scope level: copying its rows");
+            for stmt in self.schema.table_statements() {
+                self.ddl(&stmt, "create the current tables").await?;
+            }
+            self.ddl(&self.schema.truncate(table), &format!("empty {table}"))
+                .await?;
+            let partitions = self
+                .admin
+                .query(&self.schema.layout3_partitions(table))
+                .fetch_all::<u32>()
+                .await
+                .map_err(ctx(format!("partitions of layout 3's {table}")))?;
+            for p in partitions {
+                let mut copy = self
+                    .admin
+                    .query(&self.schema.copy_layout3_partition(table))
+                    .bind(p);
+                if !self.schema.cluster.is_empty() {
+                    copy = copy.with_setting("insert_distributed_sync", "1");
+                }
+                copy.execute()
+                    .await
+                    .map_err(ctx(format!("copy partition {p} of layout 3's {table}")))?;
+            }
+            for stmt in self.schema.drop_layout3(table) {
+                self.ddl(&stmt, &format!("drop layout 3's {table}")).await?;
+            }
+            tracing::info!(table, "sorted by scope level");
         }
         Ok(())
     }

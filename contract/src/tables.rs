@@ -39,9 +39,10 @@ pub const VIEWER_HOURS: &str = "viewer_hours";
 pub const SCOPE_LEVELS: &str = "[0, 1, 2]";
 
 /// `scope_issuer_id` and `scope_badge_class_id` of an event at
-/// `scope_level` (see [`SCOPE_LEVELS`]).
-pub const SCOPE_COLUMNS: &str = "if(scope_level >= 1, issuer_id, '') AS scope_issuer_id, \
-     if(scope_level = 2, badge_class_id, '') AS scope_badge_class_id";
+/// `level` (see [`SCOPE_LEVELS`]; the `scope_level` column of the bucketed
+/// scope tables is the same number, computed from the two).
+pub const SCOPE_COLUMNS: &str = "if(level >= 1, issuer_id, '') AS scope_issuer_id, \
+     if(level = 2, badge_class_id, '') AS scope_badge_class_id";
 
 /// The measures a `scope_*` row holds, as `(column, state expression over
 /// events columns, merge expression)`. The aggregator's views and the

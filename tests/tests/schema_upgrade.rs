@@ -1,14 +1,17 @@
-//! Re-laying a populated database of layouts 1 and 2 in place (issue 23):
-//! the aggregator's `migrate` brings a database created by the earlier
-//! schema (`tests/fixtures/schema_v2.sql`, printed by that version) to
-//! layout 3, and every answer of the exporter is then the one it gives on
-//! a database that received the same events in layout 3 from the start.
-//! A re-lay interrupted after its renames and halfway through its copy
+//! Migrating a populated database in place (issue 23): the aggregator's
+//! `migrate` brings a database created by an earlier schema
+//! (`tests/fixtures/schema_v2.sql` for layouts 1 and 2, re-laid from its
+//! events; `tests/fixtures/schema_v3.sql` for layout 3, whose bucketed
+//! scope tables are re-sorted by scope level; each printed by that
+//! version) to the current layout, and every answer of the exporter is
+//! then the one it gives on a database that received the same events in
+//! the current layout from the start. A migration interrupted halfway
 //! resumes and ends the same.
 
 use std::time::Duration;
 
-use badgepulse_aggregator::schema::Schema;
+use badgepulse_aggregator::schema::migrations::{layout3_name, RESORTED_TABLES};
+use badgepulse_aggregator::schema::{Schema, CURRENT_VERSION};
 use badgepulse_aggregator::store::Store;
 use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::{free_port, sha256_hex, wait_http, ClickHouse, Service};
@@ -18,10 +21,11 @@ const KEY: &str = "upgrade-admin-key";
 const DAY: i64 = 86_400;
 
 const LEGACY_SCHEMA: &str = include_str!("../fixtures/schema_v2.sql");
+const LAYOUT3_SCHEMA: &str = include_str!("../fixtures/schema_v3.sql");
 
-/// The legacy schema's statements for database `db`.
-fn legacy_statements(db: &str) -> Vec<String> {
-    LEGACY_SCHEMA
+/// The statements of a printed `schema` for database `db`.
+fn schema_statements(schema: &str, db: &str) -> Vec<String> {
+    schema
         .split("\n;\n")
         .map(|s| {
             s.lines()
@@ -178,13 +182,22 @@ async fn insert(ch: &ClickHouse, db: &str, rows: &[String]) {
 
 /// A legacy database holding `rows`, at schema version 2.
 async fn legacy(ch: &ClickHouse, db: &str, rows: &[String]) {
-    for statement in legacy_statements(db) {
+    older(ch, db, rows, LEGACY_SCHEMA, 2).await;
+}
+
+/// A database of the printed `schema` at `version` holding `rows`.
+async fn older(ch: &ClickHouse, db: &str, rows: &[String], schema: &str, version: u32) {
+    for statement in schema_statements(schema, db) {
         ch.query(&statement)
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
+    let versions: Vec<String> = (1..=version)
+        .map(|v| format!("({v}, 'v{v}', now())"))
+        .collect();
     ch.query(&format!(
-        "INSERT INTO {db}.schema_migrations (version, description, applied_at) VALUES (1, 'v1', now()), (2, 'v2', now())"
+        "INSERT INTO {db}.schema_migrations (version, description, applied_at) VALUES {}",
+        versions.join(", ")
     ))
     .await
     .unwrap();
@@ -311,7 +324,7 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
 
     // The reference: layout 3 from the start.
     let fresh = store(&ch, "fresh");
-    assert_eq!(fresh.migrate().await.unwrap(), Some(3));
+    assert_eq!(fresh.migrate().await.unwrap(), Some(CURRENT_VERSION));
     insert(&ch, "fresh", &rows).await;
     // A legacy database, re-laid at once.
     legacy(&ch, "relaid", &rows).await;
@@ -324,7 +337,7 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
         .await
         .unwrap();
     let relaid = store(&ch, "relaid");
-    assert_eq!(relaid.migrate().await.unwrap(), Some(3));
+    assert_eq!(relaid.migrate().await.unwrap(), Some(CURRENT_VERSION));
     assert_eq!(
         relaid.migrate().await.unwrap(),
         None,
@@ -346,7 +359,7 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
         ch.query("SELECT version FROM relaid.schema_migrations ORDER BY version")
             .await
             .unwrap(),
-        "1\n2\n3\n"
+        "1\n2\n4\n"
     );
 
     // A legacy database whose re-lay stopped after its renames, with part
@@ -375,7 +388,10 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
     ch.query(&schema.copy_legacy_month().replace('?', first_month.trim()))
         .await
         .unwrap();
-    assert_eq!(store(&ch, "resumed").migrate().await.unwrap(), Some(3));
+    assert_eq!(
+        store(&ch, "resumed").migrate().await.unwrap(),
+        Some(CURRENT_VERSION)
+    );
     assert_eq!(tables(&ch, "resumed").await, tables(&ch, "fresh").await);
 
     for db in ["relaid", "resumed"] {
@@ -395,6 +411,102 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
     let want = answers(&fresh_api, &questions).await;
     assert!(want.len() >= 80, "{} questions", want.len());
     for (base, db) in [(&relaid_api, "relaid"), (&resumed_api, "resumed")] {
+        for ((q, want), (_, got)) in want.iter().zip(answers(base, &questions).await) {
+            assert_eq!(&got, want, "{db}: {q}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout3_database_is_resorted_in_place_with_the_same_answers() {
+    let ch = ClickHouse::start().await;
+    let now = chrono::Utc::now().timestamp() / 60 * 60;
+    let rows = workload(now);
+
+    // The reference: the current layout from the start.
+    let fresh = store(&ch, "fresh");
+    assert_eq!(fresh.migrate().await.unwrap(), Some(CURRENT_VERSION));
+    insert(&ch, "fresh", &rows).await;
+
+    // A layout-3 database, migrated at once.
+    older(&ch, "resorted", &rows, LAYOUT3_SCHEMA, 3).await;
+    let resorted = store(&ch, "resorted");
+    assert_eq!(resorted.migrate().await.unwrap(), Some(CURRENT_VERSION));
+    assert_eq!(
+        resorted.migrate().await.unwrap(),
+        None,
+        "a second migrate does nothing"
+    );
+
+    // A layout-3 database whose migration stopped halfway: one table set
+    // aside with part of its copy done, the others not begun.
+    older(&ch, "resumed", &rows, LAYOUT3_SCHEMA, 3).await;
+    let schema = Schema::new("resumed", "");
+    let table = RESORTED_TABLES[1];
+    for statement in schema.set_layout3_aside(table) {
+        ch.query(&statement).await.unwrap();
+    }
+    for statement in schema.table_statements() {
+        ch.query(&statement).await.unwrap();
+    }
+    let first = ch
+        .query(&format!(
+            "SELECT min(toYear(bucket)) FROM resumed.{}",
+            layout3_name(table)
+        ))
+        .await
+        .unwrap();
+    ch.query(
+        &schema
+            .copy_layout3_partition(table)
+            .replace('?', first.trim()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        store(&ch, "resumed").migrate().await.unwrap(),
+        Some(CURRENT_VERSION)
+    );
+
+    for db in ["resorted", "resumed"] {
+        assert_eq!(tables(&ch, db).await, tables(&ch, "fresh").await, "{db}");
+        for table in RESORTED_TABLES {
+            let key = format!(
+                "SELECT sorting_key FROM system.tables WHERE database = '{{}}' AND name = '{table}'"
+            );
+            assert_eq!(
+                ch.query(&key.replace("{}", db)).await.unwrap(),
+                ch.query(&key.replace("{}", "fresh")).await.unwrap(),
+                "{db}.{table}: sorted as in the current layout"
+            );
+            let rows_of = |db: &str| {
+                format!(
+                    "SELECT scope_level, count(), countMerge(events), countIfMerge(views) \
+                     FROM {db}.{table} GROUP BY scope_level ORDER BY scope_level"
+                )
+            };
+            assert_eq!(
+                ch.query(&rows_of(db)).await.unwrap(),
+                ch.query(&rows_of("fresh")).await.unwrap(),
+                "{db}.{table}: the same rows at every level"
+            );
+        }
+        assert_eq!(
+            ch.query(&format!(
+                "SELECT version FROM {db}.schema_migrations ORDER BY version"
+            ))
+            .await
+            .unwrap(),
+            "1\n2\n3\n4\n"
+        );
+    }
+    let (_a, fresh_api) = exporter(&ch, "fresh").await;
+    let (_b, resorted_api) = exporter(&ch, "resorted").await;
+    let (_c, resumed_api) = exporter(&ch, "resumed").await;
+    let questions = questions(now);
+    let want = answers(&fresh_api, &questions).await;
+    assert!(want.len() >= 80, "{} questions", want.len());
+    for (base, db) in [(&resorted_api, "resorted"), (&resumed_api, "resumed")] {
         for ((q, want), (_, got)) in want.iter().zip(answers(base, &questions).await) {
             assert_eq!(&got, want, "{db}: {q}");
         }

@@ -30,14 +30,42 @@ use badgepulse_contract::tables::{
     Tier, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
-use super::tables::{partition_by, ASSERTION_AWARDS, DERIVED_TABLES, LIFECYCLE_REFILED};
+use super::tables::{
+    partition_by, ASSERTION_AWARDS, DERIVED_TABLES, LIFECYCLE_REFILED, SCOPE_SORT_KEY,
+    SCOPE_SORT_SELECT,
+};
 use super::Schema;
 
 /// The schema version of the layout this code writes.
-pub const CURRENT_VERSION: u32 = 3;
+pub const CURRENT_VERSION: u32 = 4;
 
 /// What version [`CURRENT_VERSION`] is, as recorded in `schema_migrations`.
-pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure; org distribution rollups; scope_month; unique viewers sealed per day";
+pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure, the bucketed scope tables sorted by scope level; org distribution rollups; scope_month; unique viewers sealed per day";
+
+/// The tables layout 4 sorts by scope level (`tables::SCOPE_SORT_COLUMNS`):
+/// in a layout-3 database each is set aside as `…_v3`, created anew and
+/// filled with a copy of the set-aside rows, one partition per statement
+/// ([`Schema::copy_layout3_partition`]); the rows themselves (aggregate
+/// states) are unchanged. A table whose `…_v3` exists is being re-sorted,
+/// and its copy starts over.
+pub const RESORTED_TABLES: [&str; 3] = ["scope_hour", "scope_day", SCOPE_MONTH];
+
+/// The version of `table`'s layout in a replicated table's ZooKeeper
+/// path: 4 for [`RESORTED_TABLES`], which the layout-4 migration creates
+/// anew, 3 (the first version with versioned paths) for the others, which
+/// it keeps: a replica added later must find the same path.
+pub fn layout_version(table: &str) -> u32 {
+    if RESORTED_TABLES.contains(&table) {
+        4
+    } else {
+        3
+    }
+}
+
+/// The name a layout-3 table is set aside under while it is re-sorted.
+pub fn layout3_name(table: &str) -> String {
+    format!("{table}_v3")
+}
 
 /// The tables whose layout version 3 changed, re-laid by renaming them to
 /// `…_v2` and copying `events`; `events` comes last (see the module doc).
@@ -212,12 +240,11 @@ impl Schema {
             "",
             "ORDER BY (org_id, awarded_on, assertion_id)",
         ));
-        // A window's rows first, then the scope: a badge-class list reads
-        // the window's days, not every day of every class of the org (the
+        // By level, then the window (`SCOPE_SORT_COLUMNS` says why; the
         // all-time reads go to scope_total). The sealed viewers stay
         // sorted by scope: an all-time unique-viewer count sums every day
         // of one scope.
-        let scope_key = "ORDER BY (org_id, bucket, scope_issuer_id, scope_badge_class_id, partition)\nSETTINGS index_granularity = 256";
+        let scope_key = format!("{SCOPE_SORT_KEY}\nSETTINGS index_granularity = 256");
         for g in [Tier::Hour, Tier::Day] {
             let table = g.scope_table().expect("hours and days have scope rows");
             s.extend(self.table(
@@ -420,6 +447,82 @@ impl Schema {
         )
     }
 
+    /// Sets the layout-3 `table` aside: its view dropped (a new one is
+    /// created with the current layout), then the table, and in cluster
+    /// mode its local table, renamed to [`layout3_name`].
+    pub fn set_layout3_aside(&self, table: &str) -> Vec<String> {
+        let (db, on) = (&self.database, self.on_cluster());
+        let mut out = vec![format!("DROP TABLE IF EXISTS {db}.{table}_mv{on}")];
+        out.extend(
+            self.layout3_names(table)
+                .into_iter()
+                .map(|(name, aside)| format!("RENAME TABLE {db}.{name} TO {db}.{aside}{on}")),
+        );
+        out
+    }
+
+    /// Drops the set-aside layout-3 `table` (and its local table).
+    pub fn drop_layout3(&self, table: &str) -> Vec<String> {
+        let (db, on) = (&self.database, self.on_cluster());
+        self.layout3_names(table)
+            .into_iter()
+            .map(|(_, aside)| format!("DROP TABLE IF EXISTS {db}.{aside}{on}"))
+            .collect()
+    }
+
+    /// The partitions (`toUInt32` of the partition key) of the set-aside
+    /// layout-3 `table`.
+    pub fn layout3_partitions(&self, table: &str) -> String {
+        format!(
+            "SELECT DISTINCT toUInt32({}) AS p FROM {} ORDER BY p",
+            resorted_partition_key(table),
+            self.layout3_source(table)
+        )
+    }
+
+    /// Copies partition `?` of the set-aside layout-3 `table` into the
+    /// current one, computing the sort columns. In cluster
+    /// mode it reads every shard's local table and writes through the
+    /// `Distributed` table, whose key (`partition`) puts each row back
+    /// on its shard (run with `insert_distributed_sync`).
+    pub fn copy_layout3_partition(&self, table: &str) -> String {
+        let cols = format!("bucket, {}", Self::layout3_scope_column_names().join(", "));
+        format!(
+            "INSERT INTO {db}.{table} ({cols}, scope_level, scope_key) SELECT {cols}, {SCOPE_SORT_SELECT} FROM {source} WHERE toUInt32({key}) = ?",
+            db = self.database,
+            source = self.layout3_source(table),
+            key = resorted_partition_key(table),
+        )
+    }
+
+    /// Where the set-aside rows of `table` are read: the table, or in
+    /// cluster mode every shard's local table (its `Distributed` table,
+    /// renamed, still names the current local table).
+    fn layout3_source(&self, table: &str) -> String {
+        let aside = layout3_name(&self.local(table));
+        if self.cluster.is_empty() {
+            format!("{}.{aside}", self.database)
+        } else {
+            format!("cluster('{}', {}, {aside})", self.cluster, self.database)
+        }
+    }
+
+    /// `(name, set-aside name)` of `table` and, in cluster mode, first of
+    /// its local table.
+    fn layout3_names(&self, table: &str) -> Vec<(String, String)> {
+        let mut names = vec![table.to_owned()];
+        if !self.cluster.is_empty() {
+            names.insert(0, self.local(table));
+        }
+        names
+            .into_iter()
+            .map(|n| {
+                let aside = layout3_name(&n);
+                (n, aside)
+            })
+            .collect()
+    }
+
     /// The name of the local table behind a legacy table (the legacy
     /// table itself on a single server).
     fn legacy_local(&self, table: &str) -> String {
@@ -437,6 +540,14 @@ impl Schema {
             .iter()
             .map(|name| statement(name, &legacy_name(name)))
             .collect()
+    }
+}
+
+/// The partition key of a re-sorted table (as its `CREATE` says).
+fn resorted_partition_key(table: &str) -> &'static str {
+    match table {
+        "scope_hour" => partition_by(Tier::Hour),
+        _ => "toYear(bucket)",
     }
 }
 
@@ -490,6 +601,12 @@ mod tests {
             .collect();
         assert!(events.iter().any(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events_local ON CLUSTER prod")
             && q.contains("ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/bp/3/events_local', '{replica}')")));
+        assert!(
+            all.iter().any(|q| q.contains(
+                "ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/bp/4/scope_day_local', '{replica}')"
+            )),
+            "a re-sorted table has the path of its layout"
+        );
         let distributed = all
             .iter()
             .find(|q| q.starts_with("CREATE TABLE IF NOT EXISTS bp.events ON CLUSTER prod ("))

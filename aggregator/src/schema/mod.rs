@@ -60,12 +60,15 @@ impl Schema {
                 format!("{engine}({args})")
             }
         } else {
-            // The schema version is part of the ZooKeeper path: a table
-            // re-laid by a migration is created while its predecessor,
-            // renamed, still holds the old path.
+            // The version of the table's layout is part of the ZooKeeper
+            // path: a table re-laid by a migration is created while its
+            // predecessor, renamed, still holds the old path; a table the
+            // migration kept keeps its path, which a replica added later
+            // must share.
             let zk = format!(
-                "'/clickhouse/tables/{{shard}}/{}/{CURRENT_VERSION}/{table}', '{{replica}}'",
-                self.database
+                "'/clickhouse/tables/{{shard}}/{}/{}/{table}', '{{replica}}'",
+                self.database,
+                migrations::layout_version(table.trim_end_matches("_local"))
             );
             let all = if args.is_empty() {
                 zk

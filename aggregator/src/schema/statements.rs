@@ -187,7 +187,7 @@ impl Schema {
         format!(
             "INSERT INTO {db}.{} (bucket, org_id, scope_issuer_id, scope_badge_class_id, partition, unique_viewers, sealed_seq) \
              SELECT {bucket} AS bucket, org_id, {SCOPE_COLUMNS}, partition, uniqExact(viewer_key) AS unique_viewers, toUInt64(?) AS sealed_seq \
-             FROM {db}.{} ARRAY JOIN {levels} AS scope_level \
+             FROM {db}.{} ARRAY JOIN {levels} AS level \
              WHERE org_id = ? AND toDate(occurred_at) = toDate(toDateTime(?, 'UTC')) \
              AND occurred_at >= toDateTime(?, 'UTC') AND occurred_at < toDateTime(?, 'UTC') + 86400 \
              AND type = 'badge.viewed' AND viewer_key != 0 AND seq <= ? \

@@ -225,7 +225,7 @@ impl Schema {
 {},
 {},
     classes AggregateFunction(uniqCombined({k}), String, String) COMMENT 'Distinct (org, badge class) pairs with events: uniqCombinedMerge({k})(classes)',
-    max_seq AggregateFunction(max, UInt64) COMMENT 'Exactly-once bookkeeping: highest stream sequence folded in'",
+    max_seq AggregateFunction(max, UInt64) COMMENT 'Exactly-once bookkeeping: highest stream sequence folded in'{}",
             bucket_column(bucketed),
             distinct("awarded", "badge.awarded"),
             distinct("accepted", "badge.accepted"),
@@ -233,7 +233,18 @@ impl Schema {
             number("shares", "badge.shared"),
             number("views", "badge.viewed"),
             distinct("revoked", "badge.revoked"),
+            if bucketed { SCOPE_SORT_COLUMNS } else { "" },
         )
+    }
+
+    /// The columns of the bucketed scope tables in layout 3, in table
+    /// order: all but [`SCOPE_SORT_COLUMNS`].
+    pub fn layout3_scope_column_names() -> Vec<String> {
+        Self::scope_columns(false)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
     }
 
     pub(crate) fn assertion_awards_columns() -> &'static str {
@@ -325,9 +336,14 @@ impl Schema {
                 };
                 // Hour rows are kept for the org scope only.
                 let levels = if tier == Some(Tier::Hour) { "[0]" } else { SCOPE_LEVELS };
+                let sort = if bucket_key.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {SCOPE_SORT_SELECT}")
+                };
                 format!(
-                    "SELECT {bucket}org_id, {SCOPE_COLUMNS}, partition, {}, maxState(seq) AS max_seq \
-                     FROM {source} ARRAY JOIN {levels} AS scope_level WHERE 1{} {filter} \
+                    "SELECT {bucket}org_id, {SCOPE_COLUMNS}, partition, {}, maxState(seq) AS max_seq{sort} \
+                     FROM {source} ARRAY JOIN {levels} AS level WHERE 1{} {filter} \
                      GROUP BY {bucket_key}org_id, scope_issuer_id, scope_badge_class_id, partition",
                     scope_states(),
                     horizon_filter(tier),
@@ -376,6 +392,27 @@ impl Schema {
 const SCOPE_KEY_COLUMNS: &str = "    org_id String COMMENT 'Organisation',
     scope_issuer_id String COMMENT 'Issuer; empty in the rows that total the whole org',
     scope_badge_class_id String COMMENT 'Badge class; empty in the rows that total an issuer or the org'";
+
+/// The computed columns that lead the sorting key of the bucketed scope
+/// tables (after `org_id`): a read of one level (the org's own rows, one
+/// issuer's rows, or the badge classes') over a window is one range of
+/// rows instead of every level's rows of every bucket in it. Issuer rows
+/// sort by issuer before bucket, so one issuer's window is one range too;
+/// badge-class rows sort by bucket, so an org's class list for a window is
+/// one range. Both follow from the scope columns ([`SCOPE_SORT_SELECT`];
+/// ClickHouse 18.16 cannot fill computed columns from a view).
+pub(crate) const SCOPE_SORT_COLUMNS: &str = ",
+    scope_level UInt8 COMMENT 'Level of the row: 0 the org, 1 an issuer, 2 a badge class',
+    scope_key String COMMENT 'The issuer of an issuer row, else empty'";
+
+/// [`SCOPE_SORT_COLUMNS`] computed from the scope columns of a row.
+pub(crate) const SCOPE_SORT_SELECT: &str =
+    "toUInt8((scope_issuer_id != '') + (scope_badge_class_id != '')) AS scope_level, \
+     if(scope_badge_class_id = '', scope_issuer_id, '') AS scope_key";
+
+/// The sorting key of the bucketed scope tables ([`SCOPE_SORT_COLUMNS`]).
+pub(crate) const SCOPE_SORT_KEY: &str =
+    "ORDER BY (org_id, scope_level, scope_key, bucket, scope_issuer_id, scope_badge_class_id, partition)";
 
 fn bucket_column(bucketed: bool) -> &'static str {
     if bucketed {

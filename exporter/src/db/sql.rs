@@ -239,8 +239,16 @@ impl Family {
     /// The row conditions of `filter` in this family's tables: the org and
     /// dimension for `rollup_*`; for `scope_*` also the scope level, so
     /// that every event is read once (an org reads its total rows, an
-    /// issuer its issuer rows, a badge class its class rows).
-    pub(crate) fn push_filter(self, sql: &mut Sql, c: &mut Conditions, filter: &Filter) {
+    /// issuer its issuer rows, a badge class its class rows), and in the
+    /// `bucketed` ones (hour, day, month) the computed columns that lead
+    /// their sorting key ([`push_scope_sort_filter`]).
+    pub(crate) fn push_filter(
+        self,
+        sql: &mut Sql,
+        c: &mut Conditions,
+        filter: &Filter,
+        bucketed: bool,
+    ) {
         match self {
             Family::Rollup(dimension) => {
                 if let Some(org) = &filter.org {
@@ -257,7 +265,10 @@ impl Family {
                 } else {
                     ScopeRows::Own
                 };
-                push_scope_filter(sql, c, filter, rows)
+                push_scope_filter(sql, c, filter, rows);
+                if bucketed {
+                    push_scope_sort_filter(sql, c, filter, rows);
+                }
             }
         }
     }
@@ -307,6 +318,34 @@ pub(crate) fn push_scope_filter(
         None if rows == ScopeRows::PerClass => c.and(sql).push("scope_badge_class_id != ''"),
         None => c.and(sql).push("scope_badge_class_id = ''"),
     };
+}
+
+/// The same scope level as [`push_scope_filter`], on the computed columns
+/// `scope_level` and `scope_key` that lead the sorting key of the bucketed
+/// scope tables after `org_id` (the aggregator's
+/// `schema::tables::SCOPE_SORT_COLUMNS`): with them ClickHouse reads the
+/// window of one level (of one issuer) instead of every level's rows of
+/// every bucket in it.
+pub(crate) fn push_scope_sort_filter(
+    sql: &mut Sql,
+    c: &mut Conditions,
+    filter: &Filter,
+    rows: ScopeRows,
+) {
+    let (level, key) = if rows == ScopeRows::PerClass || filter.badge_class.is_some() {
+        (2, Some(""))
+    } else if rows == ScopeRows::PerIssuer {
+        (1, filter.issuer.as_deref())
+    } else {
+        match &filter.issuer {
+            Some(issuer) => (1, Some(issuer.as_str())),
+            None => (0, Some("")),
+        }
+    };
+    c.and(sql).push("scope_level = ").u64(level);
+    if let Some(key) = key {
+        c.and(sql).push("scope_key = ").str(key);
+    }
 }
 
 /// `occurred_at` in `[from, to)`, with the same bounds on the day (the
@@ -373,7 +412,7 @@ fn push_state_branch(
             c.and(sql).push("type = '").push(kind).push("'");
         }
     } else {
-        family.push_filter(sql, &mut c, filter);
+        family.push_filter(sql, &mut c, filter, segment.is_some());
     }
     if let Some(Segment { from, to, .. }) = segment {
         if raw {

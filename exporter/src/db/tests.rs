@@ -66,7 +66,7 @@ fn windows_union_every_source() {
     assert_eq!(states.matches(" UNION ALL ").count(), 2, "{sql}");
     assert!(!states.contains("scope_hour"), "{sql}");
     assert!(
-        states.contains("FROM bp_test.scope_day WHERE org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"),
+        states.contains("FROM bp_test.scope_day WHERE org_id = 'acme' AND scope_issuer_id = 'i1' AND scope_badge_class_id = '' AND scope_level = 1 AND scope_key = 'i1' AND bucket >= toDateTime(1710028800, 'UTC') AND bucket < toDateTime(1710201600, 'UTC')"),
         "{sql}"
     );
     assert_eq!(
@@ -468,7 +468,7 @@ fn peers_are_every_org_or_every_issuer() {
     let sql = text(&peer_counts(&client(), Level::Issuer, &period));
     assert!(
         sql.contains("SELECT org_id, scope_issuer_id AS peer_issuer, awarded, accepted, shared, shares, views")
-            && sql.contains("FROM bp_test.scope_day WHERE scope_issuer_id != '' AND scope_badge_class_id != '' AND bucket"),
+            && sql.contains("FROM bp_test.scope_day WHERE scope_issuer_id != '' AND scope_badge_class_id != '' AND scope_level = 2 AND scope_key = '' AND bucket"),
         "{sql}"
     );
     assert_eq!(
