@@ -307,6 +307,21 @@ async fn answers(base: &str, questions: &[String]) -> Vec<(String, Value)> {
     out
 }
 
+/// Every question of [`questions`] gets from an exporter on each of
+/// `migrated` the answer an exporter on `fresh` gives.
+async fn same_answers_as_fresh(ch: &ClickHouse, now: i64, migrated: &[&str]) {
+    let (_fresh, fresh_api) = exporter(ch, "fresh").await;
+    let questions = questions(now);
+    let want = answers(&fresh_api, &questions).await;
+    assert!(want.len() >= 80, "{} questions", want.len());
+    for db in migrated {
+        let (_svc, base) = exporter(ch, db).await;
+        for ((q, want), (_, got)) in want.iter().zip(answers(&base, &questions).await) {
+            assert_eq!(&got, want, "{db}: {q}");
+        }
+    }
+}
+
 async fn tables(ch: &ClickHouse, db: &str) -> String {
     ch.query(&format!(
         "SELECT name FROM system.tables WHERE database = '{db}' AND name NOT LIKE '.%' ORDER BY name"
@@ -404,17 +419,7 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
             "{db}: every event once"
         );
     }
-    let (_a, fresh_api) = exporter(&ch, "fresh").await;
-    let (_b, relaid_api) = exporter(&ch, "relaid").await;
-    let (_c, resumed_api) = exporter(&ch, "resumed").await;
-    let questions = questions(now);
-    let want = answers(&fresh_api, &questions).await;
-    assert!(want.len() >= 80, "{} questions", want.len());
-    for (base, db) in [(&relaid_api, "relaid"), (&resumed_api, "resumed")] {
-        for ((q, want), (_, got)) in want.iter().zip(answers(base, &questions).await) {
-            assert_eq!(&got, want, "{db}: {q}");
-        }
-    }
+    same_answers_as_fresh(&ch, now, &["relaid", "resumed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,15 +505,5 @@ async fn a_layout3_database_is_resorted_in_place_with_the_same_answers() {
             "1\n2\n3\n4\n"
         );
     }
-    let (_a, fresh_api) = exporter(&ch, "fresh").await;
-    let (_b, resorted_api) = exporter(&ch, "resorted").await;
-    let (_c, resumed_api) = exporter(&ch, "resumed").await;
-    let questions = questions(now);
-    let want = answers(&fresh_api, &questions).await;
-    assert!(want.len() >= 80, "{} questions", want.len());
-    for (base, db) in [(&resorted_api, "resorted"), (&resumed_api, "resumed")] {
-        for ((q, want), (_, got)) in want.iter().zip(answers(base, &questions).await) {
-            assert_eq!(&got, want, "{db}: {q}");
-        }
-    }
+    same_answers_as_fresh(&ch, now, &["resorted", "resumed"]).await;
 }

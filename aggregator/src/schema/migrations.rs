@@ -260,7 +260,8 @@ impl Schema {
             &Self::scope_columns(true),
             "AggregatingMergeTree",
             "",
-            &format!("PARTITION BY toYear(bucket)\n{scope_key}"),
+            // Months partitioned as the day tier is.
+            &format!("PARTITION BY {}\n{scope_key}", partition_by(Tier::Day)),
         ));
         s.extend(self.table(
             SCOPE_TOTAL,
@@ -388,7 +389,7 @@ impl Schema {
     /// Renames `table` (and in cluster mode its local table) to its
     /// legacy name.
     pub fn rename_to_legacy(&self, table: &str) -> Vec<String> {
-        self.with_local(table, |name, legacy| {
+        self.with_local(table, legacy_name, |name, legacy| {
             format!(
                 "RENAME TABLE {db}.{name} TO {db}.{legacy}{on}",
                 db = self.database,
@@ -399,7 +400,7 @@ impl Schema {
 
     /// Drops the legacy table of `table` (and its local table).
     pub fn drop_legacy(&self, table: &str) -> Vec<String> {
-        self.with_local(table, |_, legacy| {
+        self.with_local(table, legacy_name, |_, legacy| {
             format!(
                 "DROP TABLE IF EXISTS {}.{legacy}{}",
                 self.database,
@@ -453,21 +454,18 @@ impl Schema {
     pub fn set_layout3_aside(&self, table: &str) -> Vec<String> {
         let (db, on) = (&self.database, self.on_cluster());
         let mut out = vec![format!("DROP TABLE IF EXISTS {db}.{table}_mv{on}")];
-        out.extend(
-            self.layout3_names(table)
-                .into_iter()
-                .map(|(name, aside)| format!("RENAME TABLE {db}.{name} TO {db}.{aside}{on}")),
-        );
+        out.extend(self.with_local(table, layout3_name, |name, aside| {
+            format!("RENAME TABLE {db}.{name} TO {db}.{aside}{on}")
+        }));
         out
     }
 
     /// Drops the set-aside layout-3 `table` (and its local table).
     pub fn drop_layout3(&self, table: &str) -> Vec<String> {
         let (db, on) = (&self.database, self.on_cluster());
-        self.layout3_names(table)
-            .into_iter()
-            .map(|(_, aside)| format!("DROP TABLE IF EXISTS {db}.{aside}{on}"))
-            .collect()
+        self.with_local(table, layout3_name, |_, aside| {
+            format!("DROP TABLE IF EXISTS {db}.{aside}{on}")
+        })
     }
 
     /// The partitions (`toUInt32` of the partition key) of the set-aside
@@ -507,22 +505,6 @@ impl Schema {
         }
     }
 
-    /// `(name, set-aside name)` of `table` and, in cluster mode, first of
-    /// its local table.
-    fn layout3_names(&self, table: &str) -> Vec<(String, String)> {
-        let mut names = vec![table.to_owned()];
-        if !self.cluster.is_empty() {
-            names.insert(0, self.local(table));
-        }
-        names
-            .into_iter()
-            .map(|n| {
-                let aside = layout3_name(&n);
-                (n, aside)
-            })
-            .collect()
-    }
-
     /// The name of the local table behind a legacy table (the legacy
     /// table itself on a single server).
     fn legacy_local(&self, table: &str) -> String {
@@ -530,25 +512,28 @@ impl Schema {
     }
 
     /// One statement per name of `table` (the `Distributed` and the local
-    /// table in cluster mode), given `(name, legacy name)`.
-    fn with_local(&self, table: &str, statement: impl Fn(&str, &str) -> String) -> Vec<String> {
+    /// table in cluster mode), given `(name, renamed(name))`.
+    fn with_local(
+        &self,
+        table: &str,
+        renamed: fn(&str) -> String,
+        statement: impl Fn(&str, &str) -> String,
+    ) -> Vec<String> {
         let mut names = vec![table.to_owned()];
         if !self.cluster.is_empty() {
             names.insert(0, self.local(table));
         }
         names
             .iter()
-            .map(|name| statement(name, &legacy_name(name)))
+            .map(|name| statement(name, &renamed(name)))
             .collect()
     }
 }
 
-/// The partition key of a re-sorted table (as its `CREATE` says).
+/// The partition key of a re-sorted table (as its `CREATE` says:
+/// `scope_month`, of no tier, is partitioned like the day tier).
 fn resorted_partition_key(table: &str) -> &'static str {
-    match table {
-        "scope_hour" => partition_by(Tier::Hour),
-        _ => "toYear(bucket)",
-    }
+    partition_by(Tier::of_table(table).unwrap_or(Tier::Day))
 }
 
 #[cfg(test)]
