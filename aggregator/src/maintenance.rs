@@ -78,18 +78,43 @@ pub async fn compaction(
 /// for the next pass (a re-laid database seals its history over a few).
 const SEAL_BATCH: u64 = 200;
 
-/// Every `interval`, seals the unique viewers of closed UTC days of the
-/// partitions this instance consumes, each on the node of its shard
-/// (`shards`), where all its events are: for each org day whose views with
-/// a viewer key went past its last seal, counts them exactly from
-/// `events` into `viewer_hours` and `viewer_days`. A day counts as closed
-/// ten minutes after midnight (views still in flight then reseal it).
+/// What a sealing pass seals.
+#[derive(Clone, Copy)]
+enum Seal {
+    /// The unique viewers of closed UTC days (`viewer_hours`,
+    /// `viewer_days`).
+    Viewers { before: u32 },
+    /// The lifecycle stage counts of award days (`lifecycle_days`).
+    Lifecycle,
+}
+
+impl Seal {
+    fn name(self) -> &'static str {
+        match self {
+            Seal::Viewers { .. } => "unique viewers",
+            Seal::Lifecycle => "lifecycle",
+        }
+    }
+}
+
+/// Every `interval`, seals what the exporter would otherwise count from
+/// rows, for the partitions this instance consumes, each on the node of
+/// its shard (`shards`), where all its rows are:
+///
+/// - for each org day whose views with a viewer key went past its last
+///   seal, the distinct viewer keys counted exactly from `events` into
+///   `viewer_hours` and `viewer_days`. A day counts as closed ten minutes
+///   after midnight (views still in flight then reseal it);
+/// - for each org award day whose cohort changed after its last seal
+///   (`lifecycle_touches`), its lifecycle stage counts into
+///   `lifecycle_days`, today included.
 ///
 /// Each day is sealed under the write half of the batch lock: a batch
 /// half-written (its `view_days` row visible before its `events` rows)
 /// would otherwise be sealed without its views. Readers never trust a
-/// seal older than the day's last view (`view_days`), so sealing changes
-/// no answer, it only lets the exporter read one number per day.
+/// seal older than the day's last change (`view_days`,
+/// `lifecycle_touches`), so sealing changes no answer, it only lets the
+/// exporter read one number per day.
 pub async fn sealing(
     shards: Shards,
     interval: std::time::Duration,
@@ -107,38 +132,11 @@ pub async fn sealing(
             .timestamp();
         let before = u32::try_from(closed).unwrap_or(u32::MAX);
         for (partition, store) in shards.partitions() {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            let listed = store.days_to_seal(partition, before, SEAL_BATCH);
-            let days = match within(limit, "listing days to seal", listed).await {
-                Ok(days) => days,
-                Err(e) => {
-                    tracing::warn!(partition, error = %e, "listing days to seal failed; next try in one interval");
-                    continue;
+            for what in [Seal::Viewers { before }, Seal::Lifecycle] {
+                if shutdown.is_cancelled() {
+                    return;
                 }
-            };
-            for day in &days {
-                let outcome = {
-                    let _exclusive = batch_lock.write().await;
-                    within(limit, "seal", store.seal(day)).await
-                };
-                match outcome {
-                    Ok(()) => {
-                        metrics.seals.with_label_values(&["ok"]).inc();
-                        tracing::debug!(
-                            partition,
-                            org = day.org_id,
-                            day = day.day,
-                            "sealed unique viewers"
-                        );
-                    }
-                    Err(e) => {
-                        metrics.seals.with_label_values(&["failed"]).inc();
-                        tracing::warn!(partition, org = day.org_id, day = day.day, error = %e, "sealing failed; next try in one interval");
-                        break;
-                    }
-                }
+                seal_pass(store, partition, what, limit, &batch_lock, &metrics).await;
             }
         }
         tokio::select! {
@@ -146,4 +144,90 @@ pub async fn sealing(
             _ = tokio::time::sleep(interval) => {}
         }
     }
+}
+
+/// How many award days one lifecycle seal statement takes, under the
+/// batch lock, and how many statements one pass runs per partition: a
+/// history's days are sealed a thousand a minute, each statement short
+/// enough not to hold batches back.
+const LIFECYCLE_SEAL_DAYS: u64 = 100;
+const LIFECYCLE_SEALS_PER_PASS: usize = 10;
+
+/// Seals the days of `what` of one partition that changed after their
+/// last seal: unique viewers up to [`SEAL_BATCH`] days, one statement
+/// each; lifecycle days [`LIFECYCLE_SEAL_DAYS`] a statement. The first
+/// failure ends the pass (the rest wait for the next one).
+async fn seal_pass(
+    store: &crate::store::Store,
+    partition: u16,
+    what: Seal,
+    limit: std::time::Duration,
+    batch_lock: &tokio::sync::RwLock<()>,
+    metrics: &Metrics,
+) {
+    let outcome = match what {
+        Seal::Viewers { before } => {
+            seal_viewers(store, partition, before, limit, batch_lock, metrics).await
+        }
+        Seal::Lifecycle => seal_lifecycle(store, partition, limit, batch_lock, metrics).await,
+    };
+    if let Err(e) = outcome {
+        metrics.seals.with_label_values(&["failed"]).inc();
+        tracing::warn!(partition, what = what.name(), error = %e, "sealing failed; next try in one interval");
+    }
+}
+
+async fn seal_viewers(
+    store: &crate::store::Store,
+    partition: u16,
+    before: u32,
+    limit: std::time::Duration,
+    batch_lock: &tokio::sync::RwLock<()>,
+    metrics: &Metrics,
+) -> Result<(), crate::store::StoreError> {
+    let days = within(
+        limit,
+        "listing days to seal",
+        store.days_to_seal(partition, before, SEAL_BATCH),
+    )
+    .await?;
+    for day in &days {
+        let _exclusive = batch_lock.write().await;
+        within(limit, "seal", store.seal(day)).await?;
+        metrics.seals.with_label_values(&["ok"]).inc();
+        tracing::debug!(
+            partition,
+            org = day.org_id,
+            day = day.day,
+            "sealed unique viewers"
+        );
+    }
+    Ok(())
+}
+
+async fn seal_lifecycle(
+    store: &crate::store::Store,
+    partition: u16,
+    limit: std::time::Duration,
+    batch_lock: &tokio::sync::RwLock<()>,
+    metrics: &Metrics,
+) -> Result<(), crate::store::StoreError> {
+    for _ in 0..LIFECYCLE_SEALS_PER_PASS {
+        let listed = store.lifecycle_days_to_seal(partition, LIFECYCLE_SEAL_DAYS);
+        let days = within(limit, "listing days to seal", listed).await?;
+        if days.is_empty() {
+            return Ok(());
+        }
+        {
+            let _exclusive = batch_lock.write().await;
+            let seal = store.seal_lifecycle_days(partition, LIFECYCLE_SEAL_DAYS);
+            within(limit, "seal", seal).await?;
+        }
+        metrics.seals.with_label_values(&["ok"]).inc();
+        tracing::debug!(partition, days = days.len(), "sealed lifecycle days");
+        if (days.len() as u64) < LIFECYCLE_SEAL_DAYS {
+            return Ok(());
+        }
+    }
+    Ok(())
 }

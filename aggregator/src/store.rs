@@ -209,6 +209,13 @@ impl Store {
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }
+        let mut fill = self.admin.query(&self.schema.fill_lifecycle_touches());
+        if !self.schema.cluster.is_empty() {
+            fill = fill.with_setting("insert_distributed_sync", "1");
+        }
+        fill.execute()
+            .await
+            .map_err(ctx("fill lifecycle_touches from events"))?;
         let mut record = self.admin.query(&self.schema.record_migration());
         if !self.schema.cluster.is_empty() {
             // Through the Distributed table to its shard before going on,
@@ -664,6 +671,47 @@ impl Store {
             .bind(day.hi)
     }
 
+    /// Up to `limit` award days of `partition`, oldest first, whose
+    /// cohort changed after their last lifecycle seal (`hi`: the day's
+    /// last change).
+    pub async fn lifecycle_days_to_seal(
+        &self,
+        partition: u16,
+        limit: u64,
+    ) -> Result<Vec<DayToSeal>, StoreError> {
+        self.lifecycle_days_to_seal_query(partition, limit)
+            .fetch_all::<DayToSeal>()
+            .await
+            .map_err(ctx("lifecycle days to seal"))
+    }
+
+    fn lifecycle_days_to_seal_query(&self, partition: u16, limit: u64) -> Query {
+        self.client
+            .query(&self.schema.lifecycle_days_to_seal())
+            .bind(partition)
+            .bind(partition)
+            .bind(limit)
+    }
+
+    /// Seals the lifecycle stage counts of the first `limit` award days
+    /// of `partition` that changed after their last seal.
+    pub async fn seal_lifecycle_days(&self, partition: u16, limit: u64) -> Result<(), StoreError> {
+        self.seal_lifecycle_days_query(partition, limit)
+            .execute()
+            .await
+            .map_err(ctx("seal lifecycle days"))
+    }
+
+    fn seal_lifecycle_days_query(&self, partition: u16, limit: u64) -> Query {
+        let sql = self.schema.seal_lifecycle_days();
+        let mentions = (sql.matches('?').count() - 1) / 3;
+        let mut q = self.client.query(&sql).bind(partition);
+        for _ in 0..mentions {
+            q = q.bind(partition).bind(partition).bind(limit);
+        }
+        q
+    }
+
     /// Merges the parts of `scope_total`. ClickHouse's background merges
     /// leave a table of small parts unmerged for a long time, and an
     /// all-time read merges one distinct-count sketch per key and part.
@@ -747,6 +795,14 @@ impl Store {
         for table in [VIEWER_HOURS, VIEWER_DAYS] {
             out.push((format!("seal:{table}"), self.seal_query(table, &day)));
         }
+        out.push((
+            "lifecycle_days_to_seal".to_owned(),
+            self.lifecycle_days_to_seal_query(0, 10),
+        ));
+        out.push((
+            "seal_lifecycle_days".to_owned(),
+            self.seal_lifecycle_days_query(0, 10),
+        ));
         for (name, sql) in [
             ("local_shard", self.schema.local_shard()),
             ("shard_weights", self.schema.shard_weights()),

@@ -33,6 +33,61 @@ pub const VIEWER_DAYS: &str = "viewer_days";
 /// Unique viewers per hour of a closed UTC day, org scope, sealed.
 pub const VIEWER_HOURS: &str = "viewer_hours";
 
+/// Per org and award day, the highest stream sequence of an event that
+/// changed the cohort first awarded that day: what a sealed
+/// [`LIFECYCLE_DAYS`] row must have seen. Every lifecycle row touches the
+/// day it is filed under (`events.awarded_on`), and an award that moves
+/// an assertion to an earlier day also touches the day it leaves
+/// (`events.award_known_on`). Named to sort after `assertion_lifecycle`
+/// and `lifecycle_refiled`: ClickHouse fills a batch's views in name
+/// order, so a touch is visible only with the rows it stands for.
+pub const LIFECYCLE_TOUCHES: &str = "lifecycle_touches";
+
+/// Lifecycle stage counts (SPEC §7.6 nesting) of the assertions first
+/// awarded on one UTC day, per org, sealed by the aggregator from
+/// `assertion_lifecycle`: what the all-time lifecycle of `/metrics` adds
+/// up instead of reading every assertion.
+pub const LIFECYCLE_DAYS: &str = "lifecycle_days";
+
+/// `SELECT org_id, day, awarded, accepted, shared, viewed`: the stage
+/// counts of the cohorts first awarded on the org days that `days` (a
+/// `SELECT org_id, day` with `day` a `Date`) lists, from the rows of
+/// `lifecycle` (`assertion_lifecycle`) and `refiled`
+/// (`lifecycle_refiled`), both table names as the query must spell them.
+/// A cohort's rows are those filed under its days, those filed before any
+/// award was known (day 0), and every row of an assertion whose earlier
+/// award arrived after rows were filed under a later day; an assertion
+/// counts on the day of its first award among the rows read, unless an
+/// award of a day before that was refiled (its first award is on a day
+/// not listed, whose rows were not read). The aggregator seals one org
+/// day with it; the exporter counts the days not sealed yet with it.
+pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
+    // The assertions an earlier award moved into the days, and the days
+    // their rows are filed under: conditions on the sorting key's
+    // `(org_id, awarded_on)` keep every branch a read of ranges (a bare
+    // `(org_id, assertion_id) IN …` in the OR would read all of the
+    // table's rows).
+    let moved = format!(
+        "SELECT org_id, assertion_id FROM {refiled} WHERE (org_id, awarded_on) IN ({days})"
+    );
+    format!(
+        "SELECT org_id, toDate(aw) AS day, count() AS awarded, countIf(ac_n > 0) AS accepted, \
+         countIf(ac_n > 0 AND sh_n > 0) AS shared, countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS viewed \
+         FROM (SELECT org_id, assertion_id, minIfMerge(first_awarded) AS aw, countIfMerge(awarded) AS aw_n, \
+         countIfMerge(accepted) AS ac_n, countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n \
+         FROM {lifecycle} WHERE (org_id, awarded_on) IN ({days}) \
+         OR (awarded_on = toDate(0) AND org_id IN (SELECT org_id FROM ({days}))) \
+         OR ((org_id, awarded_on) IN (SELECT org_id, refiled_from FROM {refiled} WHERE (org_id, assertion_id) IN ({moved})) \
+         AND (org_id, assertion_id) IN ({moved})) \
+         GROUP BY org_id, issuer_id, badge_class_id, assertion_id) AS a \
+         ANY LEFT JOIN (SELECT org_id, assertion_id, min(awarded_on) AS first_refiled FROM {refiled} \
+         WHERE org_id IN (SELECT org_id FROM ({days})) GROUP BY org_id, assertion_id) AS r USING org_id, assertion_id \
+         WHERE aw_n > 0 AND (org_id, toDate(aw)) IN ({days}) \
+         AND (first_refiled = toDate(0) OR first_refiled >= toDate(aw)) \
+         GROUP BY org_id, day"
+    )
+}
+
 /// The scope levels of the `scope_*` and `viewer_days` tables, as the
 /// materialised views `ARRAY JOIN` them: every event is counted once in
 /// its org's row (0), its issuer's (1) and its badge class's (2).

@@ -574,7 +574,7 @@ async fn two_shards_through_sigkills_and_a_shard_restart_count_exactly_once() {
             )
             .await
             .unwrap();
-        assert_eq!(keys.lines().count(), 19, "{keys}");
+        assert_eq!(keys.lines().count(), 21, "{keys}");
         for line in keys.lines() {
             let (name, engine) = line.split_once('\t').unwrap();
             let want = match name {

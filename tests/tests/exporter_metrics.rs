@@ -110,11 +110,23 @@ async fn load(ch: &ClickHouse) {
             .await
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
+    // Filed as the aggregator files them (`awarded_on`): under the award
+    // day for an assertion with an award, under day 0 for the others.
+    let awarded = |org: &str, assertion: &str| {
+        EVENTS
+            .iter()
+            .any(|e| e.0 == org && e.3 == assertion && e.4 == "badge.awarded")
+    };
     let values: Vec<String> = EVENTS
         .iter()
         .enumerate()
         .map(
             |(n, (org, issuer, class, assertion, kind, value, viewer))| {
+                let filed = if awarded(org, assertion) {
+                    "toDate('2026-03-01')"
+                } else {
+                    "toDate(0)"
+                };
                 let (method, channel, source) = match *kind {
                     "badge.awarded" => (*value, "", ""),
                     "badge.shared" => ("", *value, ""),
@@ -124,7 +136,7 @@ async fn load(ch: &ClickHouse) {
                 format!(
                     "('e{n}', '{kind}', toDateTime('2026-03-01 10:00:00', 'UTC') + {n}, \
                  toDateTime('2026-03-01 10:00:00', 'UTC') + {n}, '{org}', '{issuer}', '{class}', \
-                 '{assertion}', '{method}', '{channel}', '{source}', '', {viewer}, 0, {seq})",
+                 '{assertion}', '{method}', '{channel}', '{source}', '', {viewer}, 0, {seq}, {filed})",
                     seq = n + 1
                 )
             },
@@ -133,7 +145,7 @@ async fn load(ch: &ClickHouse) {
     ch.query(&format!(
         "INSERT INTO {DB}.events_input (event_id, type, occurred_at, received_at, org_id, \
          issuer_id, badge_class_id, assertion_id, award_method, share_channel, view_source, \
-         country, viewer_key, partition, seq) VALUES {}",
+         country, viewer_key, partition, seq, awarded_on) VALUES {}",
         values.join(", ")
     ))
     .await

@@ -9,11 +9,21 @@
 //! assertion never awarded, and ordinary ones. Every lifecycle answer is
 //! compared with the ground truth computed here from all events: the
 //! assertions first awarded in the window and their first times.
+//!
+//! After each round, the all-time lifecycle of `/metrics` is compared
+//! with the ground truth (exact whatever the aggregator has sealed), and
+//! once the aggregator has sealed every changed award day, each day's
+//! sealed stage counts in `lifecycle_days` are compared with that day's
+//! cohort: rounds 2 and 3 change days sealed after round 1 (an accept of
+//! an older award, awards that move an assertion to an earlier day and
+//! leave the later one empty).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use badgepulse_tests::{ClickHouse, Nats, Service, StackConfig, StackPorts};
+use badgepulse_tests::{
+    eventually, metric_value, scrape, ClickHouse, Nats, Service, StackConfig, StackPorts,
+};
 use serde_json::{json, Value};
 
 const DB: &str = "e2e_lifecycle";
@@ -98,6 +108,97 @@ fn close(got: &Value, want: Option<f64>, ctx: &str) {
     }
 }
 
+/// Stage counts (awarded, accepted, shared, viewed; SPEC §7.6 nesting)
+/// of `lives`.
+fn stages<'a>(lives: impl Iterator<Item = &'a Life>) -> [u64; 4] {
+    let mut n = [0u64; 4];
+    for l in lives.filter(|l| l.aw.is_some()) {
+        let reached = [
+            true,
+            l.ac.is_some(),
+            l.ac.is_some() && l.sh.is_some(),
+            l.ac.is_some() && l.sh.is_some() && l.vw.is_some(),
+        ];
+        for (count, r) in n.iter_mut().zip(reached) {
+            *count += u64::from(r);
+        }
+    }
+    n
+}
+
+/// The all-time lifecycle of `/metrics` (at `admin`) reaches the ground
+/// truth of every event sent so far.
+async fn check_metrics(admin: &str, lives: &BTreeMap<&str, Life>, round: usize) {
+    let want = stages(lives.values()).map(|n| n as f64);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = scrape(&format!("{admin}/metrics")).await;
+        let got = ["awarded", "accepted", "shared", "viewed"].map(|stage| {
+            metric_value(
+                &text,
+                "badgepulse_lifecycle_assertions",
+                &[("org_id", "acme"), ("stage", stage)],
+            )
+        });
+        if got == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/metrics lifecycle after round {round}: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Once every award day changed so far is sealed, each day's sealed
+/// stage counts are its cohort's (zeros for a day no assertion is first
+/// awarded on any more).
+async fn check_sealed_days(ch: &ClickHouse, lives: &BTreeMap<&str, Life>, round: usize) {
+    let unsealed = format!(
+        "SELECT count() FROM (SELECT day, maxMerge(max_seq) AS hi FROM {DB}.lifecycle_touches GROUP BY day) \
+         ANY LEFT JOIN (SELECT day, max(sealed_seq) AS sealed FROM {DB}.lifecycle_days GROUP BY day) \
+         USING day WHERE sealed < hi"
+    );
+    eventually(
+        Duration::from_secs(30),
+        &format!("every award day sealed after round {round}"),
+        || async { (ch.query(&unsealed).await.ok()?.trim() == "0").then_some(()) },
+    )
+    .await;
+    let sealed = ch
+        .query(&format!(
+            "SELECT toUInt32(day), argMax(awarded, sealed_seq), argMax(accepted, sealed_seq), \
+             argMax(shared, sealed_seq), argMax(viewed, sealed_seq) FROM {DB}.lifecycle_days \
+             WHERE org_id = 'acme' GROUP BY day ORDER BY day"
+        ))
+        .await
+        .unwrap();
+    let mut days: BTreeMap<i64, [u64; 4]> = BTreeMap::new();
+    for line in sealed.lines() {
+        let v: Vec<u64> = line.split('\t').map(|x| x.parse().unwrap()).collect();
+        days.insert(v[0] as i64, [v[1], v[2], v[3], v[4]]);
+    }
+    let mut cohorts: BTreeMap<i64, Vec<&Life>> = BTreeMap::new();
+    for l in lives.values() {
+        if let Some(aw) = l.aw {
+            cohorts.entry(aw.div_euclid(DAY)).or_default().push(l);
+        }
+    }
+    for (day, cohort) in &cohorts {
+        assert_eq!(
+            days.get(day),
+            Some(&stages(cohort.iter().copied())),
+            "round {round}, award day {day}: sealed {days:?}"
+        );
+    }
+    for (day, counts) in &days {
+        if !cohorts.contains_key(day) {
+            assert_eq!(counts, &[0; 4], "round {round}, day {day} has no cohort");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cohorts_are_exact_when_awards_arrive_out_of_order() {
     let nats = Nats::start().await;
@@ -106,6 +207,7 @@ async fn cohorts_are_exact_when_awards_arrive_out_of_order() {
     let config = StackConfig::new(&nats.url(), &ch.url(), DB, ports)
         .token(TOKEN, &["*"])
         .aggregator("flush_interval_ms = 100")
+        .exporter("refresh_interval_secs = 1")
         .api_key(KEY, "org:acme");
     let _services: Vec<Service> =
         badgepulse_tests::start_services(&config.toml(), &ports.all()).await;
@@ -155,6 +257,8 @@ async fn cohorts_are_exact_when_awards_arrive_out_of_order() {
             let t = at(now, *days, *hour);
             *slot = Some(slot.map_or(t, |s| s.min(t)));
         }
+        check_metrics(&ports.exporter_admin_url(), &lives, round).await;
+        check_sealed_days(&ch, &lives, round).await;
     }
 
     // Where the rows were filed: a2's accept before any award (day 0), a3

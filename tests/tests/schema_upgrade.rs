@@ -87,10 +87,18 @@ fn workload(now: i64) -> Vec<String> {
     let channels = ["linkedin", "x", "email"];
     let sources = ["direct", "linkedin", "search"];
     let countries = ["DE", "FR", ""];
+    let filed = |rows: &mut Vec<String>, from: usize, day: &str| {
+        for r in &mut rows[from..] {
+            r.pop();
+            r.push_str(&format!(", {day})"));
+        }
+    };
+    filed(&mut rows, 0, "toDate(0)");
     for assertion in 0..900u64 {
         let org = next(3);
         let class = next(4);
         let awarded = now - 120 * DAY + next(117 * DAY as u64) as i64;
+        let first = rows.len();
         let imported = next(5) == 0;
         let received = |at: i64| if imported { now - 60 } else { at };
         let pick = |v: &[&'static str], n: u64| v[n as usize % v.len()];
@@ -162,6 +170,13 @@ fn workload(now: i64) -> Vec<String> {
                 ("", "", "", "", 0),
             ));
         }
+        // Filed under its award day, as the aggregator files a history
+        // that arrives in one batch.
+        filed(
+            &mut rows,
+            first,
+            &format!("toDate(toDateTime({awarded}, 'UTC'))"),
+        );
     }
     rows
 }
@@ -170,14 +185,25 @@ const COLUMNS: &str = "event_id, type, occurred_at, received_at, org_id, issuer_
     award_method, share_channel, view_source, country, viewer_key, badge_class_name, skills, pathways, courses, \
     catalogs, collections, attribute_keys, attribute_values, partition, seq";
 
-/// One INSERT: each one writes a part per partition it touches.
-async fn insert(ch: &ClickHouse, db: &str, rows: &[String]) {
-    ch.query(&format!(
-        "INSERT INTO {db}.events_input ({COLUMNS}) VALUES {}",
-        rows.join(", ")
-    ))
-    .await
-    .unwrap();
+/// One INSERT: each one writes a part per partition it touches. Each row
+/// of the workload ends with its `awarded_on`, which layout 2 has not.
+async fn insert(ch: &ClickHouse, db: &str, rows: &[String], version: u32) {
+    let sql = if version <= 2 {
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{})", r.rsplit_once(", toDate(").expect("filed").0))
+            .collect();
+        format!(
+            "INSERT INTO {db}.events_input ({COLUMNS}) VALUES {}",
+            rows.join(", ")
+        )
+    } else {
+        format!(
+            "INSERT INTO {db}.events_input ({COLUMNS}, awarded_on) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    ch.query(&sql).await.unwrap();
 }
 
 /// A legacy database holding `rows`, at schema version 2.
@@ -201,7 +227,7 @@ async fn older(ch: &ClickHouse, db: &str, rows: &[String], schema: &str, version
     ))
     .await
     .unwrap();
-    insert(ch, db, rows).await;
+    insert(ch, db, rows, version).await;
 }
 
 fn store(ch: &ClickHouse, db: &str) -> Store {
@@ -322,6 +348,14 @@ async fn same_answers_as_fresh(ch: &ClickHouse, now: i64, migrated: &[&str]) {
     }
 }
 
+/// Each org's award days with their last change, from `lifecycle_touches`.
+fn touches(db: &str) -> String {
+    format!(
+        "SELECT org_id, day, partition, maxMerge(max_seq) FROM {db}.lifecycle_touches \
+         GROUP BY org_id, day, partition ORDER BY org_id, day, partition"
+    )
+}
+
 async fn tables(ch: &ClickHouse, db: &str) -> String {
     ch.query(&format!(
         "SELECT name FROM system.tables WHERE database = '{db}' AND name NOT LIKE '.%' ORDER BY name"
@@ -340,7 +374,7 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
     // The reference: layout 3 from the start.
     let fresh = store(&ch, "fresh");
     assert_eq!(fresh.migrate().await.unwrap(), Some(CURRENT_VERSION));
-    insert(&ch, "fresh", &rows).await;
+    insert(&ch, "fresh", &rows, CURRENT_VERSION).await;
     // A legacy database, re-laid at once.
     legacy(&ch, "relaid", &rows).await;
     let before = ch
@@ -374,7 +408,12 @@ async fn a_populated_database_is_relaid_in_place_with_the_same_answers() {
         ch.query("SELECT version FROM relaid.schema_migrations ORDER BY version")
             .await
             .unwrap(),
-        "1\n2\n4\n"
+        "1\n2\n5\n"
+    );
+    assert_eq!(
+        ch.query(&touches("relaid")).await.unwrap(),
+        ch.query(&touches("fresh")).await.unwrap(),
+        "the history's award days, as the views fill them"
     );
 
     // A legacy database whose re-lay stopped after its renames, with part
@@ -431,7 +470,7 @@ async fn a_layout3_database_is_resorted_in_place_with_the_same_answers() {
     // The reference: the current layout from the start.
     let fresh = store(&ch, "fresh");
     assert_eq!(fresh.migrate().await.unwrap(), Some(CURRENT_VERSION));
-    insert(&ch, "fresh", &rows).await;
+    insert(&ch, "fresh", &rows, CURRENT_VERSION).await;
 
     // A layout-3 database, migrated at once.
     older(&ch, "resorted", &rows, LAYOUT3_SCHEMA, 3).await;
@@ -502,7 +541,14 @@ async fn a_layout3_database_is_resorted_in_place_with_the_same_answers() {
             ))
             .await
             .unwrap(),
-            "1\n2\n3\n4\n"
+            "1\n2\n3\n5\n"
+        );
+        let want = ch.query(&touches("fresh")).await.unwrap();
+        assert!(want.lines().count() > 100, "{want}");
+        assert_eq!(
+            ch.query(&touches(db)).await.unwrap(),
+            want,
+            "{db}: every award day of the history counts as changed"
         );
     }
     same_answers_as_fresh(&ch, now, &["resorted", "resumed"]).await;

@@ -27,7 +27,8 @@
 //! "Upgrading"); ingest keeps publishing to JetStream meanwhile.
 
 use badgepulse_contract::tables::{
-    Tier, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    Tier, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, ROLLUP_TOTAL, SCOPE_MONTH, SCOPE_TOTAL, VIEWER_DAYS,
+    VIEWER_HOURS, VIEW_DAYS,
 };
 
 use super::tables::{
@@ -37,10 +38,10 @@ use super::tables::{
 use super::Schema;
 
 /// The schema version of the layout this code writes.
-pub const CURRENT_VERSION: u32 = 4;
+pub const CURRENT_VERSION: u32 = 5;
 
 /// What version [`CURRENT_VERSION`] is, as recorded in `schema_migrations`.
-pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure, the bucketed scope tables sorted by scope level; org distribution rollups; scope_month; unique viewers sealed per day";
+pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure, the bucketed scope tables sorted by scope level; org distribution rollups; scope_month; unique viewers sealed per day; lifecycle stage counts sealed per org and award day";
 
 /// The tables layout 4 sorts by scope level (`tables::SCOPE_SORT_COLUMNS`):
 /// in a layout-3 database each is set aside as `…_v3`, created anew and
@@ -172,7 +173,20 @@ impl Schema {
                     .into_iter()
                     .filter(|t| !KEPT_TABLES.contains(t)),
             )
-            .chain([VIEWER_DAYS, VIEWER_HOURS])
+            .chain([VIEWER_DAYS, VIEWER_HOURS, LIFECYCLE_DAYS])
+    }
+
+    /// Layout 4 → 5: fills `lifecycle_touches` from `events` (through the
+    /// `Distributed` tables in a cluster), so that every award day of the
+    /// history counts as changed and unsealed until the aggregator seals
+    /// it. Repeating it adds nothing (`max` states), so a migration
+    /// interrupted after it runs it again.
+    pub fn fill_lifecycle_touches(&self) -> String {
+        let db = &self.database;
+        format!(
+            "INSERT INTO {db}.{LIFECYCLE_TOUCHES} {}",
+            self.derived_select(LIFECYCLE_TOUCHES, &format!("{db}.events"), "")
+        )
     }
 
     /// Every table of the current layout.
@@ -269,6 +283,20 @@ impl Schema {
             "AggregatingMergeTree",
             "",
             "ORDER BY (org_id, scope_issuer_id, scope_badge_class_id, partition)\nSETTINGS index_granularity = 256",
+        ));
+        s.extend(self.table(
+            LIFECYCLE_TOUCHES,
+            Self::lifecycle_touches_columns(),
+            "AggregatingMergeTree",
+            "",
+            "ORDER BY (org_id, day, partition)\nSETTINGS index_granularity = 256",
+        ));
+        s.extend(self.table(
+            LIFECYCLE_DAYS,
+            Self::lifecycle_days_columns(),
+            "ReplacingMergeTree",
+            "sealed_seq",
+            "ORDER BY (org_id, day, partition)\nSETTINGS index_granularity = 256",
         ));
         s.extend(self.table(
             VIEW_DAYS,
@@ -624,7 +652,7 @@ mod tests {
             .into_iter()
             .map(|(name, engine, _)| (name, engine))
             .collect();
-        assert_eq!(keys.len(), 19, "{keys:?}");
+        assert_eq!(keys.len(), 21, "{keys:?}");
         for (name, engine) in &keys {
             let key = match name.as_str() {
                 "badge_classes" => format!("Distributed(prod, bp, {name}_local)"),

@@ -4,10 +4,11 @@
 //! bookkeeping of migrations.
 
 use badgepulse_contract::tables::{
-    SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    cohort_day_stages, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL,
+    VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
-use super::tables::{one_row_per_event, ASSERTION_AWARDS};
+use super::tables::{one_row_per_event, ASSERTION_AWARDS, LIFECYCLE_REFILED};
 use super::{strip_comments, Schema};
 
 impl Schema {
@@ -194,6 +195,55 @@ impl Schema {
              GROUP BY bucket, org_id, scope_issuer_id, scope_badge_class_id, partition",
             self.local(table),
             self.local("events"),
+        )
+    }
+
+    /// `SELECT org_id, day, hi`: the award days of partition `?` whose
+    /// cohort changed after their last seal (or was never sealed), with
+    /// `hi` the day's `lifecycle_touches.max_seq`, oldest first, at most
+    /// `?`. Binds: partition twice, limit.
+    fn lifecycle_unsealed(&self) -> String {
+        let db = &self.database;
+        format!(
+            "SELECT org_id, day, hi FROM \
+             (SELECT org_id, day, maxMerge(max_seq) AS hi FROM {db}.{} WHERE partition = ? GROUP BY org_id, day) AS t \
+             ANY LEFT JOIN \
+             (SELECT org_id, day, max(sealed_seq) AS sealed FROM {db}.{} WHERE partition = ? GROUP BY org_id, day) AS s \
+             USING org_id, day WHERE sealed < hi ORDER BY day, org_id LIMIT ?",
+            self.local(LIFECYCLE_TOUCHES),
+            self.local(LIFECYCLE_DAYS),
+        )
+    }
+
+    /// [`Self::lifecycle_unsealed`] as `(org_id, day start, hi)`. Binds:
+    /// partition twice, limit.
+    pub fn lifecycle_days_to_seal(&self) -> String {
+        format!(
+            "SELECT org_id, toUInt32(toUInt32(day) * 86400) AS start, hi FROM ({})",
+            self.lifecycle_unsealed()
+        )
+    }
+
+    /// Seals the first [`Self::lifecycle_unsealed`] award days of a
+    /// partition into `lifecycle_days` in one statement: the stage counts
+    /// of the assertions first awarded on each ([`cohort_day_stages`]),
+    /// zeros where none is (any more), with `sealed_seq` the day's `hi`.
+    /// Run under the batch lock, so every mention of the list reads the
+    /// same days. Binds: partition, then partition, partition, limit for
+    /// each mention of the list (every further triple of `?`).
+    pub fn seal_lifecycle_days(&self) -> String {
+        let db = &self.database;
+        let unsealed = self.lifecycle_unsealed();
+        format!(
+            "INSERT INTO {db}.{} (org_id, day, partition, awarded, accepted, shared, viewed, sealed_seq) \
+             SELECT org_id, day, toUInt16(?), awarded, accepted, shared, viewed, hi \
+             FROM ({unsealed}) AS u ANY LEFT JOIN ({}) AS c USING org_id, day",
+            self.local(LIFECYCLE_DAYS),
+            cohort_day_stages(
+                &format!("{db}.{}", self.local("assertion_lifecycle")),
+                &format!("{db}.{}", self.local(LIFECYCLE_REFILED)),
+                &format!("SELECT org_id, day FROM ({unsealed})"),
+            ),
         )
     }
 

@@ -6,8 +6,8 @@
 
 use badgepulse_contract::event::{AwardMethod, EventType, ShareChannel, ViewSource};
 use badgepulse_contract::tables::{
-    dimension_enum, rollup_states, scope_states, Tier, DIMENSIONS, ROLLUP_TOTAL, SCOPE_COLUMNS,
-    SCOPE_LEVELS, SCOPE_MONTH, SCOPE_TOTAL, SKETCH_PRECISION, VIEW_DAYS,
+    dimension_enum, rollup_states, scope_states, Tier, DIMENSIONS, LIFECYCLE_TOUCHES, ROLLUP_TOTAL,
+    SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_MONTH, SCOPE_TOTAL, SKETCH_PRECISION, VIEW_DAYS,
 };
 
 use super::Schema;
@@ -33,7 +33,7 @@ pub fn one_row_per_event(table: &str) -> bool {
 /// the order the recovery path fills them; every one is rebuilt from
 /// `events` alone. The two lookup tables come first, `assertion_awards`
 /// before `event_ids` as the views fill them (`plan::before_lookups`).
-pub const DERIVED_TABLES: [&str; 13] = [
+pub const DERIVED_TABLES: [&str; 14] = [
     ASSERTION_AWARDS,
     "event_ids",
     LIFECYCLE_REFILED,
@@ -47,6 +47,7 @@ pub const DERIVED_TABLES: [&str; 13] = [
     SCOPE_MONTH,
     SCOPE_TOTAL,
     VIEW_DAYS,
+    LIFECYCLE_TOUCHES,
 ];
 
 /// How far back from its receipt an event still lands in a tier's
@@ -264,6 +265,24 @@ impl Schema {
     seq UInt64 COMMENT 'JetStream stream sequence of the award event'"
     }
 
+    pub(crate) fn lifecycle_touches_columns() -> &'static str {
+        "    org_id String COMMENT 'Organisation',
+    day Date COMMENT 'An award day whose cohort the events changed (assertion_lifecycle.awarded_on, or the day an earlier award moved an assertion from)',
+    partition UInt16 COMMENT 'NATS partition (follows from org_id)',
+    max_seq AggregateFunction(max, UInt64) COMMENT 'Highest stream sequence of such an event: maxMerge(max_seq). The day is sealed when lifecycle_days holds its row with sealed_seq at least this'"
+    }
+
+    pub(crate) fn lifecycle_days_columns() -> &'static str {
+        "    org_id String COMMENT 'Organisation',
+    day Date COMMENT 'UTC day of the first award of the cohort',
+    partition UInt16 COMMENT 'NATS partition (follows from org_id)',
+    awarded UInt64 COMMENT 'Assertions first awarded that day',
+    accepted UInt64 COMMENT '… of which accepted',
+    shared UInt64 COMMENT '… of which accepted and shared',
+    viewed UInt64 COMMENT '… of which accepted, shared and viewed',
+    sealed_seq UInt64 COMMENT 'The lifecycle_touches.max_seq these counts include: a row with a higher sealed_seq replaces it (read argMax(…, sealed_seq))'"
+    }
+
     pub(crate) fn view_days_columns() -> &'static str {
         "    bucket DateTime('UTC') COMMENT 'UTC day start',
     org_id String COMMENT 'Organisation',
@@ -319,6 +338,11 @@ impl Schema {
                     count("revoked", "badge.revoked"),
                 )
             }
+            LIFECYCLE_TOUCHES => format!(
+                "SELECT org_id, day, partition, maxState(seq) AS max_seq FROM {source} \
+                 ARRAY JOIN arrayFilter(d -> d != toDate(0), [awarded_on, award_known_on]) AS day \
+                 WHERE type != 'badge_class.upserted' {filter} GROUP BY org_id, day, partition"
+            ),
             VIEW_DAYS => format!(
                 "SELECT toStartOfDay(occurred_at) AS bucket, org_id, partition, maxState(seq) AS max_seq \
                  FROM {source} WHERE type = 'badge.viewed' AND viewer_key != 0 {filter} \

@@ -9,7 +9,8 @@
 //!    classes, 400 issuers per org, 400 days, awards first and every other
 //!    event after its award, day-salted viewer keys). Then what the
 //!    aggregator's maintenance would have done: retention at its defaults,
-//!    every closed day's unique viewers sealed, `scope_total` compacted.
+//!    every closed day's unique viewers and every award day's lifecycle
+//!    sealed, `scope_total` compacted.
 //!    The raw baseline is a copy of `events` in the layout before issue 23
 //!    (`raw_events`, sorted by `(org_id, event_id)`, by month). Rows and
 //!    bytes per event of every table are printed.
@@ -750,8 +751,8 @@ async fn main() -> anyhow::Result<()> {
     settle_merges(&ch).await;
     let merge_secs = started.elapsed().as_secs_f64();
     // What the aggregator's maintenance would have done by now: retention
-    // at its defaults, every closed day's unique viewers sealed, and
-    // scope_total compacted.
+    // at its defaults, every closed day's unique viewers and every award
+    // day's lifecycle sealed, and scope_total compacted.
     let store = Store::new(&ClickHouseConfig {
         url: ch.url(),
         database: DB.into(),
@@ -762,7 +763,7 @@ async fn main() -> anyhow::Result<()> {
         .enforce_retention(&AggregatorConfig::default(), Utc::now())
         .await?;
     let today = now - now.rem_euclid(86_400);
-    let mut sealed = 0;
+    let (mut sealed, mut lifecycle_sealed) = (0, 0);
     for partition in 0..ORGS as u16 {
         loop {
             let days = store.days_to_seal(partition, today as u32, 1000).await?;
@@ -773,6 +774,14 @@ async fn main() -> anyhow::Result<()> {
                 store.seal(day).await?;
             }
             sealed += days.len();
+        }
+        loop {
+            let days = store.lifecycle_days_to_seal(partition, 1000).await?;
+            if days.is_empty() {
+                break;
+            }
+            store.seal_lifecycle_days(partition, 1000).await?;
+            lifecycle_sealed += days.len();
         }
     }
     store.compact_totals().await?;
@@ -789,7 +798,8 @@ async fn main() -> anyhow::Result<()> {
     settle_merges(&ch).await;
     println!(
         "data: {n} events loaded through the views in {load_secs:.1} s (+{merge_secs:.1} s of merges); \
-         maintenance: {sealed} org days sealed, retention, scope_total compacted in {maintenance_secs:.1} s; \
+         maintenance: {sealed} org days' viewers and {lifecycle_sealed} org award days' lifecycle sealed, retention, \
+         scope_total compacted in {maintenance_secs:.1} s; \
          org {ORG}: {} events",
         ch.number(&format!("SELECT count() FROM {DB}.events WHERE org_id = '{ORG}'"))
             .await,

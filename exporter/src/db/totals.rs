@@ -3,11 +3,13 @@
 //! `max_issuers` (org, issuer) pairs, the rest folded into
 //! [`OTHER_LABEL`].
 
-use badgepulse_contract::tables::{rollup_count, ROLLUP_TOTAL, SCOPE_TOTAL};
+use badgepulse_contract::tables::{
+    cohort_day_stages, rollup_count, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, ROLLUP_TOTAL, SCOPE_TOTAL,
+};
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{merged_counts, table, Sql, ASSERTION_KEY};
+use super::sql::{merged_counts, table, Sql};
 use super::viewers::{push_unique_viewers, ViewerKeys};
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
@@ -153,23 +155,40 @@ pub struct LifecycleTotals {
 /// All-time lifecycle stages per org for `/metrics` (rows of
 /// [`LifecycleTotals`], by org): SPEC §7.6 nesting over every assertion
 /// ever awarded, orgs beyond the `max_orgs` most active folded into
-/// `__other__`.
+/// `__other__`. Adds up the cohort of each award day: one sealed row per
+/// org and day (`lifecycle_days`, argued in ARCHITECTURE.md) where the
+/// seal has seen the day's last change (`lifecycle_touches`), and the
+/// days changed since (today's awards, late accepts, shares and views of
+/// older ones) counted from their `assertion_lifecycle` rows. So the
+/// read is bounded by org days and recent changes, not events, and every
+/// count is exact whether or not the aggregator has sealed yet.
 pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
+    let touches = table(client, LIFECYCLE_TOUCHES);
+    let days = table(client, LIFECYCLE_DAYS);
+    let last_change = format!(
+        "(SELECT org_id, day, maxMerge(max_seq) AS hi FROM {touches} GROUP BY org_id, day)"
+    );
+    let unsealed = format!(
+        "SELECT org_id, day FROM {last_change} AS t ANY LEFT JOIN \
+         (SELECT org_id, day, max(sealed_seq) AS sealed FROM {days} GROUP BY org_id, day) AS s \
+         USING org_id, day WHERE sealed < hi"
+    );
     let mut sql = Sql::default();
     sql.push("SELECT ");
     push_org_label(&mut sql, client, max_orgs);
-    sql.push(
-        " AS org, sum(s1) AS awarded, sum(s2) AS accepted, sum(s3) AS shared, sum(s4) AS viewed \
-         FROM (SELECT org_id, countIf(aw_n > 0) AS s1, countIf(aw_n > 0 AND ac_n > 0) AS s2, \
-         countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0) AS s3, \
-         countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS s4 \
-         FROM (SELECT org_id, countIfMerge(awarded) AS aw_n, countIfMerge(accepted) AS ac_n, \
-         countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n FROM ",
-    );
-    sql.push(&table(client, "assertion_lifecycle"));
-    sql.push(" GROUP BY org_id, ").push(ASSERTION_KEY).push(
-        ") GROUP BY org_id) \
+    sql.push(&format!(
+        " AS org, sum(s1) AS awarded, sum(s2) AS accepted, sum(s3) AS shared, sum(s4) AS viewed FROM (\
+         SELECT org_id, s1, s2, s3, s4 FROM (SELECT org_id, day, argMax(awarded, sealed_seq) AS s1, \
+         argMax(accepted, sealed_seq) AS s2, argMax(shared, sealed_seq) AS s3, argMax(viewed, sealed_seq) AS s4, \
+         max(sealed_seq) AS sealed FROM {days} GROUP BY org_id, day) AS d \
+         ANY INNER JOIN {last_change} AS t USING org_id, day WHERE sealed >= hi \
+         UNION ALL SELECT org_id, awarded AS s1, accepted AS s2, shared AS s3, viewed AS s4 FROM ({})) \
          GROUP BY org ORDER BY org",
-    );
+        cohort_day_stages(
+            &table(client, "assertion_lifecycle"),
+            &table(client, "lifecycle_refiled"),
+            &unsealed
+        )
+    ));
     sql.build(client)
 }
