@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AggregatorConfig;
 use crate::metrics::Metrics;
 use crate::shards::Shards;
-use crate::store::within;
+use crate::store::{within, Store, StoreError};
 
 /// Drops expired rollup partitions at start-up and then hourly, those
 /// each node this instance writes through holds (on every replica of its
@@ -78,25 +78,6 @@ pub async fn compaction(
 /// for the next pass (a re-laid database seals its history over a few).
 const SEAL_BATCH: u64 = 200;
 
-/// What a sealing pass seals.
-#[derive(Clone, Copy)]
-enum Seal {
-    /// The unique viewers of closed UTC days (`viewer_hours`,
-    /// `viewer_days`).
-    Viewers { before: u32 },
-    /// The lifecycle stage counts of award days (`lifecycle_days`).
-    Lifecycle,
-}
-
-impl Seal {
-    fn name(self) -> &'static str {
-        match self {
-            Seal::Viewers { .. } => "unique viewers",
-            Seal::Lifecycle => "lifecycle",
-        }
-    }
-}
-
 /// Every `interval`, seals what the exporter would otherwise count from
 /// rows, for the partitions this instance consumes, each on the node of
 /// its shard (`shards`), where all its rows are:
@@ -132,12 +113,13 @@ pub async fn sealing(
             .timestamp();
         let before = u32::try_from(closed).unwrap_or(u32::MAX);
         for (partition, store) in shards.partitions() {
-            for what in [Seal::Viewers { before }, Seal::Lifecycle] {
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                seal_pass(store, partition, what, limit, &batch_lock, &metrics).await;
+            if shutdown.is_cancelled() {
+                return;
             }
+            let viewers = seal_viewers(store, partition, before, limit, &batch_lock, &metrics);
+            failed(partition, "unique viewers", viewers.await, &metrics);
+            let lifecycle = seal_lifecycle(store, partition, limit, &batch_lock, &metrics);
+            failed(partition, "lifecycle", lifecycle.await, &metrics);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -148,43 +130,30 @@ pub async fn sealing(
 
 /// How many award days one lifecycle seal statement takes, under the
 /// batch lock, and how many statements one pass runs per partition: a
-/// history's days are sealed a thousand a minute, each statement short
-/// enough not to hold batches back.
+/// history's days are sealed up to a thousand per partition and pass,
+/// each statement short enough not to hold batches back.
 const LIFECYCLE_SEAL_DAYS: u64 = 100;
 const LIFECYCLE_SEALS_PER_PASS: usize = 10;
 
-/// Seals the days of `what` of one partition that changed after their
-/// last seal: unique viewers up to [`SEAL_BATCH`] days, one statement
-/// each; lifecycle days [`LIFECYCLE_SEAL_DAYS`] a statement. The first
-/// failure ends the pass (the rest wait for the next one).
-async fn seal_pass(
-    store: &crate::store::Store,
-    partition: u16,
-    what: Seal,
-    limit: std::time::Duration,
-    batch_lock: &tokio::sync::RwLock<()>,
-    metrics: &Metrics,
-) {
-    let outcome = match what {
-        Seal::Viewers { before } => {
-            seal_viewers(store, partition, before, limit, batch_lock, metrics).await
-        }
-        Seal::Lifecycle => seal_lifecycle(store, partition, limit, batch_lock, metrics).await,
-    };
+/// Counts and logs a sealing pass that stopped at a failure; the days
+/// left wait for the next pass.
+fn failed(partition: u16, what: &str, outcome: Result<(), StoreError>, metrics: &Metrics) {
     if let Err(e) = outcome {
         metrics.seals.with_label_values(&["failed"]).inc();
-        tracing::warn!(partition, what = what.name(), error = %e, "sealing failed; next try in one interval");
+        tracing::warn!(partition, what, error = %e, "sealing failed; next try in one interval");
     }
 }
 
+/// Seals up to [`SEAL_BATCH`] org days' unique viewers of one partition,
+/// one statement each.
 async fn seal_viewers(
-    store: &crate::store::Store,
+    store: &Store,
     partition: u16,
     before: u32,
     limit: std::time::Duration,
     batch_lock: &tokio::sync::RwLock<()>,
     metrics: &Metrics,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     let days = within(
         limit,
         "listing days to seal",
@@ -205,13 +174,15 @@ async fn seal_viewers(
     Ok(())
 }
 
+/// Seals the lifecycle of the award days of one partition that changed
+/// after their last seal, [`LIFECYCLE_SEAL_DAYS`] a statement.
 async fn seal_lifecycle(
-    store: &crate::store::Store,
+    store: &Store,
     partition: u16,
     limit: std::time::Duration,
     batch_lock: &tokio::sync::RwLock<()>,
     metrics: &Metrics,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     for _ in 0..LIFECYCLE_SEALS_PER_PASS {
         let listed = store.lifecycle_days_to_seal(partition, LIFECYCLE_SEAL_DAYS);
         let days = within(limit, "listing days to seal", listed).await?;

@@ -99,7 +99,7 @@ impl Metrics {
         let seals = IntCounterVec::new(
             Opts::new(
                 "badgepulse_aggregator_seals_total",
-                "Org days whose unique viewers were sealed (counted exactly from events), by outcome (ok, failed)",
+                "Seal statements: one per org day whose unique viewers were sealed (counted exactly from events), one per run of up to 100 award days whose lifecycle was sealed; by outcome (ok, failed)",
             ),
             &["outcome"],
         )

@@ -724,6 +724,52 @@ async fn measure_live(
     Ok((ms, max_age))
 }
 
+/// The all-time lifecycle as `/metrics` computed it before the award-day
+/// seals: every assertion's rows merged, per org (best of three, alone).
+/// Printed against the refresh's own `lifecycle_totals` (which ran next to
+/// the three other refresh queries), and the exporter's values checked
+/// against it.
+async fn lifecycle_baseline(ch: &ClickHouse, metrics: &str, sealed_ms: f64) -> anyhow::Result<()> {
+    let sql = format!(
+        "SELECT org_id, countIf(aw_n > 0), countIf(aw_n > 0 AND ac_n > 0), countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0), \
+         countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) FROM (SELECT org_id, countIfMerge(awarded) AS aw_n, \
+         countIfMerge(accepted) AS ac_n, countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n \
+         FROM {DB}.assertion_lifecycle GROUP BY org_id, issuer_id, badge_class_id, assertion_id) GROUP BY org_id ORDER BY org_id"
+    );
+    let mut best = f64::MAX;
+    let mut rows = String::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        rows = ch.query(&sql).await?;
+        best = best.min(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    for line in rows.lines() {
+        let v: Vec<&str> = line.split('\t').collect();
+        for (stage, want) in ["awarded", "accepted", "shared", "viewed"]
+            .iter()
+            .zip(&v[1..])
+        {
+            let got = metric_value(
+                metrics,
+                "badgepulse_lifecycle_assertions",
+                &[("org_id", v[0]), ("stage", stage)],
+            );
+            anyhow::ensure!(
+                got == want.parse::<f64>()?,
+                "/metrics lifecycle {} {stage}: {got}, every assertion says {want}",
+                v[0]
+            );
+        }
+    }
+    println!(
+        "/metrics lifecycle_totals from sealed award days {sealed_ms:.0} ms against every assertion merged {best:.0} ms \
+         ({:.1}x); the values agree for all {} orgs",
+        best / sealed_ms.max(0.001),
+        rows.lines().count()
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -906,6 +952,7 @@ async fn main() -> anyhow::Result<()> {
         refresh_ms("dimension_totals"),
         refresh_ms("lifecycle_totals")
     );
+    lifecycle_baseline(&ch, &refreshed, refresh_ms("lifecycle_totals")).await?;
 
     let http = reqwest::Client::new();
     eventually(
