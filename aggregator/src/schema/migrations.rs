@@ -23,6 +23,11 @@
 //!    (`badge_classes`): created before the copy, it would have taken
 //!    every upsert a second time.
 //!
+//! A database of layout 4 gets the tables of layout 5 from those
+//! statements and its `lifecycle_touches` filled from `events`
+//! ([`Schema::fill_lifecycle_touches`], repeated harmlessly if a
+//! migration is interrupted after it).
+//!
 //! The aggregators must be stopped while a database is re-laid (README,
 //! "Upgrading"); ingest keeps publishing to JetStream meanwhile.
 
