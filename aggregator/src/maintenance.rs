@@ -184,16 +184,17 @@ async fn seal_lifecycle(
     metrics: &Metrics,
 ) -> Result<(), StoreError> {
     for _ in 0..LIFECYCLE_SEALS_PER_PASS {
-        let listed = store.lifecycle_days_to_seal(partition, LIFECYCLE_SEAL_DAYS);
-        let days = within(limit, "listing days to seal", listed).await?;
-        if days.is_empty() {
-            return Ok(());
-        }
-        {
+        let days = {
             let _exclusive = batch_lock.write().await;
-            let seal = store.seal_lifecycle_days(partition, LIFECYCLE_SEAL_DAYS);
+            let listed = store.lifecycle_days_to_seal(partition, LIFECYCLE_SEAL_DAYS);
+            let days = within(limit, "listing days to seal", listed).await?;
+            if days.is_empty() {
+                return Ok(());
+            }
+            let seal = store.seal_lifecycle_days(partition, &days);
             within(limit, "seal", seal).await?;
-        }
+            days
+        };
         metrics.seals.with_label_values(&["ok"]).inc();
         tracing::debug!(partition, days = days.len(), "sealed lifecycle days");
         if (days.len() as u64) < LIFECYCLE_SEAL_DAYS {

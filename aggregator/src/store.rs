@@ -693,21 +693,34 @@ impl Store {
             .bind(limit)
     }
 
-    /// Seals the lifecycle stage counts of the first `limit` award days
-    /// of `partition` that changed after their last seal.
-    pub async fn seal_lifecycle_days(&self, partition: u16, limit: u64) -> Result<(), StoreError> {
-        self.seal_lifecycle_days_query(partition, limit)
+    /// Seals the lifecycle stage counts of `days` (listed by
+    /// [`Store::lifecycle_days_to_seal`]) of `partition`.
+    pub async fn seal_lifecycle_days(
+        &self,
+        partition: u16,
+        days: &[DayToSeal],
+    ) -> Result<(), StoreError> {
+        self.seal_lifecycle_days_query(partition, days)
             .execute()
             .await
             .map_err(ctx("seal lifecycle days"))
     }
 
-    fn seal_lifecycle_days_query(&self, partition: u16, limit: u64) -> Query {
+    fn seal_lifecycle_days_query(&self, partition: u16, days: &[DayToSeal]) -> Query {
         let sql = self.schema.seal_lifecycle_days();
-        let mentions = (sql.matches('?').count() - 1) / 3;
-        let mut q = self.client.query(&sql).bind(partition);
+        let orgs: Vec<&str> = days.iter().map(|d| d.org_id.as_str()).collect();
+        let starts: Vec<u32> = days.iter().map(|d| d.day).collect();
+        let his: Vec<u64> = days.iter().map(|d| d.hi).collect();
+        let mentions = (sql.matches('?').count() - 4) / 2;
+        let mut q = self
+            .client
+            .query(&sql)
+            .bind(partition)
+            .bind(&orgs)
+            .bind(&starts)
+            .bind(&his);
         for _ in 0..mentions {
-            q = q.bind(partition).bind(partition).bind(limit);
+            q = q.bind(&orgs).bind(&starts);
         }
         q
     }
@@ -801,7 +814,7 @@ impl Store {
         ));
         out.push((
             "seal_lifecycle_days".to_owned(),
-            self.seal_lifecycle_days_query(0, 10),
+            self.seal_lifecycle_days_query(0, std::slice::from_ref(&day)),
         ));
         for (name, sql) in [
             ("local_shard", self.schema.local_shard()),

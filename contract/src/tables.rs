@@ -59,8 +59,11 @@ pub const LIFECYCLE_DAYS: &str = "lifecycle_days";
 /// award arrived after rows were filed under a later day; an assertion
 /// counts on the day of its first award among the rows read, unless an
 /// award of a day before that was refiled (its first award is on a day
-/// not listed, whose rows were not read). The aggregator seals one org
-/// day with it; the exporter counts the days not sealed yet with it.
+/// not listed, whose rows were not read). An assertion is its
+/// `(org_id, assertion_id)`, as the aggregator files it: an id awarded
+/// under two badge classes counts once, on its first award. The
+/// aggregator seals award days with it; the exporter counts the days not
+/// sealed yet with it.
 pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
     // The assertions an earlier award moved into the days, and the days
     // their rows are filed under: conditions on the sorting key's
@@ -79,7 +82,7 @@ pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
          OR (awarded_on = toDate(0) AND org_id IN (SELECT org_id FROM ({days}))) \
          OR ((org_id, awarded_on) IN (SELECT org_id, refiled_from FROM {refiled} WHERE (org_id, assertion_id) IN ({moved})) \
          AND (org_id, assertion_id) IN ({moved})) \
-         GROUP BY org_id, issuer_id, badge_class_id, assertion_id) AS a \
+         GROUP BY org_id, assertion_id) AS a \
          ANY LEFT JOIN (SELECT org_id, assertion_id, min(awarded_on) AS first_refiled FROM {refiled} \
          WHERE org_id IN (SELECT org_id FROM ({days})) GROUP BY org_id, assertion_id) AS r USING org_id, assertion_id \
          WHERE aw_n > 0 AND (org_id, toDate(aw)) IN ({days}) \

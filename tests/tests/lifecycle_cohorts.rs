@@ -126,9 +126,10 @@ fn stages<'a>(lives: impl Iterator<Item = &'a Life>) -> [u64; 4] {
     n
 }
 
-/// The all-time lifecycle of `/metrics` (at `admin`) reaches the ground
-/// truth of every event sent so far.
-async fn check_metrics(admin: &str, lives: &BTreeMap<&str, Life>, round: usize) {
+/// The all-time lifecycle of `/metrics` (at `admin`), from a refresh at
+/// or after `since` (epoch seconds), reaches the ground truth of every
+/// event sent so far.
+async fn check_metrics(admin: &str, lives: &BTreeMap<&str, Life>, round: usize, since: f64) {
     let want = stages(lives.values()).map(|n| n as f64);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
@@ -140,7 +141,12 @@ async fn check_metrics(admin: &str, lives: &BTreeMap<&str, Life>, round: usize) 
                 &[("org_id", "acme"), ("stage", stage)],
             )
         });
-        if got == want {
+        let refreshed = metric_value(
+            &text,
+            "badgepulse_exporter_last_refresh_timestamp_seconds",
+            &[],
+        );
+        if got == want && refreshed >= since {
             return;
         }
         assert!(
@@ -257,8 +263,12 @@ async fn cohorts_are_exact_when_awards_arrive_out_of_order() {
             let t = at(now, *days, *hour);
             *slot = Some(slot.map_or(t, |s| s.min(t)));
         }
-        check_metrics(&ports.exporter_admin_url(), &lives, round).await;
+        check_metrics(&ports.exporter_admin_url(), &lives, round, 0.0).await;
         check_sealed_days(&ch, &lives, round).await;
+        // Again from a refresh after every day was sealed: the sealed rows
+        // alone.
+        let sealed_at = chrono::Utc::now().timestamp() as f64 + 1.0;
+        check_metrics(&ports.exporter_admin_url(), &lives, round, sealed_at).await;
     }
 
     // Where the rows were filed: a2's accept before any award (day 0), a3

@@ -224,25 +224,34 @@ impl Schema {
         )
     }
 
-    /// Seals the first [`Self::lifecycle_unsealed`] award days of a
-    /// partition into `lifecycle_days` in one statement: the stage counts
-    /// of the assertions first awarded on each ([`cohort_day_stages`]),
-    /// zeros where none is (any more), with `sealed_seq` the day's `hi`.
-    /// Run under the batch lock, so every mention of the list reads the
-    /// same days. Binds: partition, then partition, partition, limit for
-    /// each mention of the list (every further triple of `?`).
+    /// Seals the listed award days of a partition into `lifecycle_days`
+    /// in one statement: the stage counts of the assertions first awarded
+    /// on each ([`cohort_day_stages`]), zeros where none is (any more),
+    /// with `sealed_seq` the `hi` the day was listed with
+    /// ([`Self::lifecycle_days_to_seal`]). The counts are read after the
+    /// list, so they hold at least what `hi` stands for; a later change
+    /// moves the day's touch past it, and the next seal counts it.
+    /// Binds: partition, then the list as three arrays (orgs, day starts,
+    /// `hi`s), then orgs and day starts for each mention of the days in
+    /// the cohort query (every further pair of `?`).
     pub fn seal_lifecycle_days(&self) -> String {
         let db = &self.database;
-        let unsealed = self.lifecycle_unsealed();
+        let listed = |columns: &str, arrays: &str| {
+            format!(
+                "SELECT tupleElement(t, 1) AS org_id, toDate(toDateTime(tupleElement(t, 2), 'UTC')) AS day{columns} \
+                 FROM (SELECT arrayJoin(arrayMap({arrays})) AS t)"
+            )
+        };
         format!(
             "INSERT INTO {db}.{} (org_id, day, partition, awarded, accepted, shared, viewed, sealed_seq) \
              SELECT org_id, day, toUInt16(?), awarded, accepted, shared, viewed, hi \
-             FROM ({unsealed}) AS u ANY LEFT JOIN ({}) AS c USING org_id, day",
+             FROM ({}) AS u ANY LEFT JOIN ({}) AS c USING org_id, day",
             self.local(LIFECYCLE_DAYS),
+            listed(", tupleElement(t, 3) AS hi", "(o, d, h) -> (o, d, h), ?, ?, ?"),
             cohort_day_stages(
                 &format!("{db}.{}", self.local("assertion_lifecycle")),
                 &format!("{db}.{}", self.local(LIFECYCLE_REFILED)),
-                &format!("SELECT org_id, day FROM ({unsealed})"),
+                &listed("", "(o, d) -> (o, d), ?, ?"),
             ),
         )
     }

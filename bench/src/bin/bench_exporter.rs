@@ -826,7 +826,7 @@ async fn main() -> anyhow::Result<()> {
             if days.is_empty() {
                 break;
             }
-            store.seal_lifecycle_days(partition, 1000).await?;
+            store.seal_lifecycle_days(partition, &days).await?;
             lifecycle_sealed += days.len();
         }
     }

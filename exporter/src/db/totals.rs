@@ -161,7 +161,10 @@ pub struct LifecycleTotals {
 /// days changed since (today's awards, late accepts, shares and views of
 /// older ones) counted from their `assertion_lifecycle` rows. So the
 /// read is bounded by org days and recent changes, not events, and every
-/// count is exact whether or not the aggregator has sealed yet.
+/// count is exact whether or not the aggregator has sealed yet. Each day
+/// is one row of one read of both tables, which picks its sealed or its
+/// counted stages: a seal or a batch landing while the statement runs
+/// can leave a day uncounted once, never counted twice.
 pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
     let touches = table(client, LIFECYCLE_TOUCHES);
     let days = table(client, LIFECYCLE_DAYS);
@@ -178,11 +181,13 @@ pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
     push_org_label(&mut sql, client, max_orgs);
     sql.push(&format!(
         " AS org, sum(s1) AS awarded, sum(s2) AS accepted, sum(s3) AS shared, sum(s4) AS viewed FROM (\
-         SELECT org_id, s1, s2, s3, s4 FROM (SELECT org_id, day, argMax(awarded, sealed_seq) AS s1, \
-         argMax(accepted, sealed_seq) AS s2, argMax(shared, sealed_seq) AS s3, argMax(viewed, sealed_seq) AS s4, \
-         max(sealed_seq) AS sealed FROM {days} GROUP BY org_id, day) AS d \
-         ANY INNER JOIN {last_change} AS t USING org_id, day WHERE sealed >= hi \
-         UNION ALL SELECT org_id, awarded AS s1, accepted AS s2, shared AS s3, viewed AS s4 FROM ({})) \
+         SELECT org_id, if(sealed >= hi, d1, awarded) AS s1, if(sealed >= hi, d2, accepted) AS s2, \
+         if(sealed >= hi, d3, shared) AS s3, if(sealed >= hi, d4, viewed) AS s4 FROM (\
+         SELECT org_id, day, hi, sealed, d1, d2, d3, d4 FROM {last_change} AS t ANY LEFT JOIN \
+         (SELECT org_id, day, argMax(awarded, sealed_seq) AS d1, argMax(accepted, sealed_seq) AS d2, \
+         argMax(shared, sealed_seq) AS d3, argMax(viewed, sealed_seq) AS d4, max(sealed_seq) AS sealed \
+         FROM {days} GROUP BY org_id, day) AS d USING org_id, day) AS m \
+         ANY LEFT JOIN ({}) AS c USING org_id, day) \
          GROUP BY org ORDER BY org",
         cohort_day_stages(
             &table(client, "assertion_lifecycle"),
