@@ -50,6 +50,14 @@ use crate::plan::{self, Marks, Notice, Recovery, RowsInto};
 use crate::retention;
 use crate::store::{Store, StoreError};
 
+/// The partitions whose tables this instance knows to be consistent: a
+/// batch of each was written and acked since the instance started and
+/// since its last failed write. A write cut between the views of one
+/// insert (a crash, a write whose outcome is unknown) is recovered by the
+/// next batch, so until then the seal job leaves the partition's
+/// lifecycle days alone (`maintenance::sealing`).
+pub type Settled = Arc<std::sync::Mutex<std::collections::HashSet<u16>>>;
+
 pub struct PartitionConsumer {
     pub partition: u16,
     pub stream: jetstream::stream::Stream,
@@ -63,6 +71,9 @@ pub struct PartitionConsumer {
     pub metrics: Metrics,
     /// Read-held while a batch is written; retention takes the write half.
     pub batch_lock: Arc<RwLock<()>>,
+    /// Shared with the seal job: this partition is in it while its
+    /// tables are known consistent.
+    pub settled: Settled,
     /// Stop once the stream holds nothing more for this consumer (rebuild).
     pub until_caught_up: bool,
     /// High-water marks as last known; `None` forces a re-read.
@@ -200,6 +211,7 @@ impl PartitionConsumer {
             config,
             metrics,
             batch_lock,
+            settled: Settled::default(),
             until_caught_up: false,
             marks: None,
             stage: Stage::DeadLetters,
@@ -261,6 +273,7 @@ impl PartitionConsumer {
                 }
                 self.last_delivery = None;
                 self.marks = None;
+                self.settle(false);
                 continue;
             }
             if messages.is_empty() {
@@ -284,10 +297,12 @@ impl PartitionConsumer {
                 match outcome {
                     Ok(()) => {
                         backoff.reset();
+                        self.settle(true);
                         break;
                     }
                     Err(e) => {
                         self.marks = None;
+                        self.settle(false);
                         let on_nats = match &e {
                             BatchError::ClickHouse(_) => false,
                             BatchError::Nats(_) => true,
@@ -400,6 +415,17 @@ impl PartitionConsumer {
             "recovered table from events"
         );
         Ok(())
+    }
+
+    /// Records whether this partition's tables are known consistent
+    /// ([`Settled`]).
+    fn settle(&self, consistent: bool) {
+        let mut settled = self.settled.lock().expect("settled set poisoned");
+        if consistent {
+            settled.insert(self.partition);
+        } else {
+            settled.remove(&self.partition);
+        }
     }
 
     /// The marks as last known, or read from ClickHouse (first batch,

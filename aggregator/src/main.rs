@@ -149,6 +149,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
     .map_err(anyhow::Error::msg)?;
 
     let batch_lock = Arc::new(tokio::sync::RwLock::new(()));
+    let settled = consume::Settled::default();
     let retention = tokio::spawn(maintenance::retention(
         shards.clone(),
         config.aggregator.clone(),
@@ -169,6 +170,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
         std::time::Duration::from_secs(config.aggregator.seal_interval_secs),
         config.aggregator.write_timeout(),
         batch_lock.clone(),
+        settled.clone(),
         metrics.clone(),
         shutdown.clone(),
     ));
@@ -195,6 +197,7 @@ async fn run(config: Config, store: Store, rebuild: bool) -> anyhow::Result<()> 
             batch_lock.clone(),
         );
         worker.until_caught_up = rebuild;
+        worker.settled = settled.clone();
         tasks.push(tokio::spawn(worker.run(shutdown.clone())));
     }
     tracing::info!(partitions = ?config.owned_partitions(), admin = %config.aggregator.admin_bind, "aggregator running");

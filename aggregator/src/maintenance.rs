@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AggregatorConfig;
+use crate::consume::Settled;
 use crate::metrics::Metrics;
 use crate::shards::Shards;
 use crate::store::{within, Store, StoreError};
@@ -88,7 +89,11 @@ const SEAL_BATCH: u64 = 200;
 ///   after midnight (views still in flight then reseal it);
 /// - for each org award day whose cohort changed after its last seal
 ///   (`lifecycle_touches`), its lifecycle stage counts into
-///   `lifecycle_days`, today included.
+///   `lifecycle_days`, today included, once the partition's consumer has
+///   written a batch since it started and since its last failed write
+///   ([`Settled`]): a touch whose rows a cut write left out (the views of
+///   one insert may fill in any order on current ClickHouse) is then
+///   recovered before its day is sealed.
 ///
 /// Each day is sealed under the write half of the batch lock: a batch
 /// half-written (its `view_days` row visible before its `events` rows)
@@ -101,6 +106,7 @@ pub async fn sealing(
     interval: std::time::Duration,
     limit: std::time::Duration,
     batch_lock: Arc<tokio::sync::RwLock<()>>,
+    settled: Settled,
     metrics: Metrics,
     shutdown: CancellationToken,
 ) {
@@ -118,8 +124,14 @@ pub async fn sealing(
             }
             let viewers = seal_viewers(store, partition, before, limit, &batch_lock, &metrics);
             failed(partition, "unique viewers", viewers.await, &metrics);
-            let lifecycle = seal_lifecycle(store, partition, limit, &batch_lock, &metrics);
-            failed(partition, "lifecycle", lifecycle.await, &metrics);
+            let consistent = settled
+                .lock()
+                .expect("settled set poisoned")
+                .contains(&partition);
+            if consistent {
+                let lifecycle = seal_lifecycle(store, partition, limit, &batch_lock, &metrics);
+                failed(partition, "lifecycle", lifecycle.await, &metrics);
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
