@@ -209,20 +209,11 @@ impl Store {
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }
-        let mut fill = self.admin.query(&self.schema.fill_lifecycle_touches());
-        if !self.schema.cluster.is_empty() {
-            fill = fill.with_setting("insert_distributed_sync", "1");
-        }
-        fill.execute()
+        self.synchronous(self.admin.query(&self.schema.fill_lifecycle_touches()))
+            .execute()
             .await
             .map_err(ctx("fill lifecycle_touches from events"))?;
-        let mut record = self.admin.query(&self.schema.record_migration());
-        if !self.schema.cluster.is_empty() {
-            // Through the Distributed table to its shard before going on,
-            // so that the next instance's start-up reads it.
-            record = record.with_setting("insert_distributed_sync", "1");
-        }
-        record
+        self.synchronous(self.admin.query(&self.schema.record_migration()))
             .bind(CURRENT_VERSION)
             .bind(CURRENT_DESCRIPTION)
             .execute()
@@ -281,6 +272,17 @@ impl Store {
         Ok(())
     }
 
+    /// `insert` as a migration runs it: in a cluster, through the
+    /// `Distributed` table to its shards before the statement returns, so
+    /// that the next step (and the next instance's start-up) reads it.
+    fn synchronous(&self, insert: Query) -> Query {
+        if self.schema.cluster.is_empty() {
+            insert
+        } else {
+            insert.with_setting("insert_distributed_sync", "1")
+        }
+    }
+
     /// Layout 3 → 4: each of [`RESORTED_TABLES`] still sorted as in layout
     /// 3 is set aside, created anew and filled with a copy of its rows,
     /// partition by partition; then the set-aside table is dropped. A
@@ -315,14 +317,9 @@ impl Store {
                 .await
                 .map_err(ctx(format!("partitions of layout 3's {table}")))?;
             for p in partitions {
-                let mut copy = self
-                    .admin
-                    .query(&self.schema.copy_layout3_partition(table))
-                    .bind(p);
-                if !self.schema.cluster.is_empty() {
-                    copy = copy.with_setting("insert_distributed_sync", "1");
-                }
-                copy.execute()
+                self.synchronous(self.admin.query(&self.schema.copy_layout3_partition(table)))
+                    .bind(p)
+                    .execute()
                     .await
                     .map_err(ctx(format!("copy partition {p} of layout 3's {table}")))?;
             }

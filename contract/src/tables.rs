@@ -39,8 +39,9 @@ pub const VIEWER_HOURS: &str = "viewer_hours";
 /// day it is filed under (`events.awarded_on`), and an award that moves
 /// an assertion to an earlier day also touches the day it leaves
 /// (`events.award_known_on`). Named to sort after `assertion_lifecycle`
-/// and `lifecycle_refiled`: ClickHouse fills a batch's views in name
-/// order, so a touch is visible only with the rows it stands for.
+/// and `lifecycle_refiled`, which ClickHouse 18.16 fills first (name
+/// order); on releases that need not, the aggregator seals a partition
+/// only once a batch has brought its tables up to date.
 pub const LIFECYCLE_TOUCHES: &str = "lifecycle_touches";
 
 /// Lifecycle stage counts (SPEC §7.6 nesting) of the assertions first
@@ -48,6 +49,21 @@ pub const LIFECYCLE_TOUCHES: &str = "lifecycle_touches";
 /// `assertion_lifecycle`: what the all-time lifecycle of `/metrics` adds
 /// up instead of reading every assertion.
 pub const LIFECYCLE_DAYS: &str = "lifecycle_days";
+
+/// `SELECT org_id, day, hi`: the award days whose cohort changed after
+/// their last seal (or was never sealed), with `hi` their last change,
+/// from `touches` (`lifecycle_touches`) and `days` (`lifecycle_days`),
+/// both restricted by `condition` (` WHERE …` or empty). The aggregator
+/// lists the days to seal with it, the exporter the days to count.
+pub fn unsealed_lifecycle_days(touches: &str, days: &str, condition: &str) -> String {
+    format!(
+        "SELECT org_id, day, hi FROM \
+         (SELECT org_id, day, maxMerge(max_seq) AS hi FROM {touches}{condition} GROUP BY org_id, day) AS t \
+         ANY LEFT JOIN \
+         (SELECT org_id, day, max(sealed_seq) AS sealed FROM {days}{condition} GROUP BY org_id, day) AS s \
+         USING org_id, day WHERE sealed < hi"
+    )
+}
 
 /// `SELECT org_id, day, awarded, accepted, shared, viewed`: the stage
 /// counts of the cohorts first awarded on the org days that `days` (a

@@ -4,8 +4,8 @@
 //! bookkeeping of migrations.
 
 use badgepulse_contract::tables::{
-    cohort_day_stages, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL,
-    VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    cohort_day_stages, unsealed_lifecycle_days, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, SCOPE_COLUMNS,
+    SCOPE_LEVELS, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
 };
 
 use super::tables::{one_row_per_event, ASSERTION_AWARDS, LIFECYCLE_REFILED};
@@ -205,13 +205,12 @@ impl Schema {
     fn lifecycle_unsealed(&self) -> String {
         let db = &self.database;
         format!(
-            "SELECT org_id, day, hi FROM \
-             (SELECT org_id, day, maxMerge(max_seq) AS hi FROM {db}.{} WHERE partition = ? GROUP BY org_id, day) AS t \
-             ANY LEFT JOIN \
-             (SELECT org_id, day, max(sealed_seq) AS sealed FROM {db}.{} WHERE partition = ? GROUP BY org_id, day) AS s \
-             USING org_id, day WHERE sealed < hi ORDER BY day, org_id LIMIT ?",
-            self.local(LIFECYCLE_TOUCHES),
-            self.local(LIFECYCLE_DAYS),
+            "{} ORDER BY day, org_id LIMIT ?",
+            unsealed_lifecycle_days(
+                &format!("{db}.{}", self.local(LIFECYCLE_TOUCHES)),
+                &format!("{db}.{}", self.local(LIFECYCLE_DAYS)),
+                " WHERE partition = ?",
+            )
         )
     }
 

@@ -4,7 +4,8 @@
 //! [`OTHER_LABEL`].
 
 use badgepulse_contract::tables::{
-    cohort_day_stages, rollup_count, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, ROLLUP_TOTAL, SCOPE_TOTAL,
+    cohort_day_stages, rollup_count, unsealed_lifecycle_days, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES,
+    ROLLUP_TOTAL, SCOPE_TOTAL,
 };
 use clickhouse::query::Query;
 use clickhouse::Client;
@@ -172,9 +173,8 @@ pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
         "(SELECT org_id, day, maxMerge(max_seq) AS hi FROM {touches} GROUP BY org_id, day)"
     );
     let unsealed = format!(
-        "SELECT org_id, day FROM {last_change} AS t ANY LEFT JOIN \
-         (SELECT org_id, day, max(sealed_seq) AS sealed FROM {days} GROUP BY org_id, day) AS s \
-         USING org_id, day WHERE sealed < hi"
+        "SELECT org_id, day FROM ({})",
+        unsealed_lifecycle_days(&touches, &days, "")
     );
     let mut sql = Sql::default();
     sql.push("SELECT ");
