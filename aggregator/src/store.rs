@@ -206,6 +206,18 @@ impl Store {
             self.copy_legacy_events().await?;
         }
         self.resort_scope_tables().await?;
+        let timed = self
+            .admin
+            .query(&self.schema.seals_have_timing())
+            .fetch_one::<u8>()
+            .await
+            .map_err(ctx("look up the columns of lifecycle_days"))?;
+        if timed == 0 {
+            for stmt in self.schema.drop_stage_only_seals() {
+                self.ddl(&stmt, "drop the stage-only lifecycle seals")
+                    .await?;
+            }
+        }
         for stmt in self.schema.create_statements() {
             self.ddl(&stmt, "create the current layout").await?;
         }

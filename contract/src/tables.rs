@@ -44,10 +44,14 @@ pub const VIEWER_HOURS: &str = "viewer_hours";
 /// only once a batch has brought its tables up to date.
 pub const LIFECYCLE_TOUCHES: &str = "lifecycle_touches";
 
-/// Lifecycle stage counts (SPEC §7.6 nesting) of the assertions first
-/// awarded on one UTC day, per org, sealed by the aggregator from
-/// `assertion_lifecycle`: what the all-time lifecycle of `/metrics` adds
-/// up instead of reading every assertion.
+/// What the cohort first awarded on one UTC day holds, per org, sealed by
+/// the aggregator from `assertion_lifecycle` ([`cohort_day_summaries`]):
+/// its lifecycle stage counts (SPEC §7.6 nesting), its awards and accepts
+/// per quarter hour (the timing), the days its assertions reached each
+/// stage (the cohorts) and their accept and share delays in days (the
+/// impact). The all-time lifecycle of `/metrics` and the org-wide
+/// timing, cohorts and impact add these up instead of reading every
+/// assertion.
 pub const LIFECYCLE_DAYS: &str = "lifecycle_days";
 
 /// `SELECT org_id, day, hi`: the award days whose cohort changed after
@@ -65,22 +69,72 @@ pub fn unsealed_lifecycle_days(touches: &str, days: &str, condition: &str) -> St
     )
 }
 
-/// `SELECT org_id, day, awarded, accepted, shared, viewed`: the stage
-/// counts of the cohorts first awarded on the org days that `days` (a
-/// `SELECT org_id, day` with `day` a `Date`) lists, from the rows of
-/// `lifecycle` (`assertion_lifecycle`) and `refiled`
+/// The finest slot of the timing (SPEC §7.8) a sealed award day counts
+/// its awards in: UTC quarter hours, of which every slot the exporter
+/// uses (an hour, 30 or 15 minutes, `model::timing::slot_secs`) is a
+/// whole number.
+pub const AWARD_SLOT_SECS: u32 = 900;
+
+/// The delays of the timing's `accepted_within` (SPEC §7.8): JSON name
+/// and seconds.
+pub const ACCEPT_WITHIN: [(&str, u32); 5] = [
+    ("1h", 3_600),
+    ("1d", 86_400),
+    ("7d", 7 * 86_400),
+    ("30d", 30 * 86_400),
+    ("90d", 90 * 86_400),
+];
+
+/// The largest impact horizon (SPEC §7.7), days: a sealed award day
+/// counts its accepts and shares by whole days after the award up to it,
+/// and every later one as one day more.
+pub const MAX_HORIZON_DAYS: u32 = 365;
+
+/// The measures of one award slot in `lifecycle_days.slot_keys`
+/// (`slot × 8 + measure`): awarded, accepted, then accepted within each
+/// of [`ACCEPT_WITHIN`].
+pub const SLOT_MEASURES: u32 = 8;
+
+/// The columns of a `lifecycle_days` row that [`cohort_day_summaries`]
+/// computes, in its order (after `org_id, day`).
+pub const SUMMARY_COLUMNS: &str = "awarded, accepted, shared, viewed, slot_keys, slot_counts, \
+     reach_keys, reach_counts, delay_keys, delay_counts";
+
+/// `SELECT org_id, day, awarded, accepted, shared, viewed, slot_keys,
+/// slot_counts, reach_keys, reach_counts, delay_keys, delay_counts`: what
+/// a `lifecycle_days` row holds of the cohorts first awarded on the org
+/// days that `days` (a `SELECT org_id, day` with `day` a `Date`) lists,
+/// from the rows of `lifecycle` (`assertion_lifecycle`) and `refiled`
 /// (`lifecycle_refiled`), both table names as the query must spell them.
-/// A cohort's rows are those filed under its days, those filed before any
-/// award was known (day 0), and every row of an assertion whose earlier
-/// award arrived after rows were filed under a later day; an assertion
-/// counts on the day of its first award among the rows read, unless an
-/// award of a day before that was refiled (its first award is on a day
-/// not listed, whose rows were not read). An assertion is its
-/// `(org_id, assertion_id)`, as the aggregator files it: an id awarded
-/// under two badge classes counts once, on its first award. The
-/// aggregator seals award days with it; the exporter counts the days not
-/// sealed yet with it.
-pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
+///
+/// - `awarded` … `viewed`: the stage counts, SPEC §7.6 nesting.
+/// - `slot_keys`/`slot_counts` (the timing, SPEC §7.8): per UTC quarter
+///   hour `q` of the award ([`AWARD_SLOT_SECS`]), key `q × 8 + m` counts
+///   the assertions awarded (`m` = 0), accepted (1) and accepted within
+///   each of [`ACCEPT_WITHIN`] (2 to 6).
+/// - `reach_keys`/`reach_counts` (the cohorts, SPEC §7.9): key `d × 4 + s`
+///   counts the assertions that reached stage `s` (1 accepted, 2 shared,
+///   3 viewed: that stage's first event and every earlier stage's) on UTC
+///   day number `d` (the latest of those first events).
+/// - `delay_keys`/`delay_counts` (the impact, SPEC §7.7): key `n × 2`
+///   counts the assertions first accepted at most `n` whole days after
+///   the award (0 for an accept at or before it; [`MAX_HORIZON_DAYS`] + 1
+///   for anything later), key `n × 2 + 1` those also shared, `n` then
+///   covering the accept and the first share.
+///
+/// Each map lists only keys with a count (sums of ones: no zero is ever
+/// summed, so no release of ClickHouse drops a key). A cohort's rows are
+/// those filed under its days, those filed before any award was known
+/// (day 0), and every row of an assertion whose earlier award arrived
+/// after rows were filed under a later day; an assertion counts on the
+/// day of its first award among the rows read, unless an award of a day
+/// before that was refiled (its first award is on a day not listed,
+/// whose rows were not read). An assertion is its `(org_id,
+/// assertion_id)`, as the aggregator files it: an id awarded under two
+/// badge classes counts once, on its first award. The aggregator seals
+/// award days with it; the exporter counts the days not sealed yet with
+/// it.
+pub fn cohort_day_summaries(lifecycle: &str, refiled: &str, days: &str) -> String {
     // The assertions an earlier award moved into the days, and the days
     // their rows are filed under: conditions on the sorting key's
     // `(org_id, awarded_on)` keep every branch a read of ranges (a bare
@@ -89,10 +143,34 @@ pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
     let moved = format!(
         "SELECT org_id, assertion_id FROM {refiled} WHERE (org_id, awarded_on) IN ({days})"
     );
+    let within: String = ACCEPT_WITHIN
+        .iter()
+        .map(|(_, secs)| format!(", acc AND to_accept <= {secs}"))
+        .collect();
+    let late = MAX_HORIZON_DAYS + 1;
+    let whole_days =
+        |delay: &str| format!("least({late}, greatest(0, intDiv({delay} + 86399, 86400)))");
+    let map = |keys: &str, name: &str| {
+        format!(
+            "tupleElement(sumMap({keys}, arrayMap(k -> toUInt64(1), {keys})), 1) AS {name}_keys, \
+             tupleElement(sumMap({keys}, arrayMap(k -> toUInt64(1), {keys})), 2) AS {name}_counts"
+        )
+    };
     format!(
-        "SELECT org_id, toDate(aw) AS day, count() AS awarded, countIf(ac_n > 0) AS accepted, \
-         countIf(ac_n > 0 AND sh_n > 0) AS shared, countIf(ac_n > 0 AND sh_n > 0 AND vw_n > 0) AS viewed \
-         FROM (SELECT org_id, assertion_id, minIfMerge(first_awarded) AS aw, countIfMerge(awarded) AS aw_n, \
+        "SELECT org_id, day, count() AS awarded, countIf(acc) AS accepted, countIf(shd) AS shared, \
+         countIf(vwd) AS viewed, {}, {}, {} \
+         FROM (SELECT org_id, toDate(aw) AS day, ac_n > 0 AS acc, acc AND sh_n > 0 AS shd, shd AND vw_n > 0 AS vwd, \
+         toInt64(ac) - toInt64(aw) AS to_accept, \
+         arrayFilter((k, f) -> f, arrayMap(m -> toUInt16(intDiv(toUInt32(aw) % 86400, {AWARD_SLOT_SECS}) * {SLOT_MEASURES} + m), \
+         range({})), [toUInt8(1), acc{within}]) AS sk, \
+         arrayFilter((k, f) -> f, [toUInt32(intDiv(toUInt32(ac), 86400) * 4 + 1), \
+         toUInt32(intDiv(greatest(toUInt32(ac), toUInt32(sh)), 86400) * 4 + 2), \
+         toUInt32(intDiv(greatest(greatest(toUInt32(ac), toUInt32(sh)), toUInt32(vw)), 86400) * 4 + 3)], \
+         [acc, shd, vwd]) AS rk, \
+         {} AS accept_days, greatest(accept_days, {}) AS share_days, \
+         arrayFilter((k, f) -> f, [toUInt16(accept_days * 2), toUInt16(share_days * 2 + 1)], [acc, shd]) AS dk \
+         FROM (SELECT org_id, assertion_id, minIfMerge(first_awarded) AS aw, minIfMerge(first_accepted) AS ac, \
+         minIfMerge(first_shared) AS sh, minIfMerge(first_viewed) AS vw, countIfMerge(awarded) AS aw_n, \
          countIfMerge(accepted) AS ac_n, countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n \
          FROM {lifecycle} WHERE (org_id, awarded_on) IN ({days}) \
          OR (awarded_on = toDate(0) AND org_id IN (SELECT org_id FROM ({days}))) \
@@ -102,8 +180,14 @@ pub fn cohort_day_stages(lifecycle: &str, refiled: &str, days: &str) -> String {
          ANY LEFT JOIN (SELECT org_id, assertion_id, min(awarded_on) AS first_refiled FROM {refiled} \
          WHERE org_id IN (SELECT org_id FROM ({days})) GROUP BY org_id, assertion_id) AS r USING org_id, assertion_id \
          WHERE aw_n > 0 AND (org_id, toDate(aw)) IN ({days}) \
-         AND (first_refiled = toDate(0) OR first_refiled >= toDate(aw)) \
-         GROUP BY org_id, day"
+         AND (first_refiled = toDate(0) OR first_refiled >= toDate(aw))) \
+         GROUP BY org_id, day",
+        map("sk", "slot"),
+        map("rk", "reach"),
+        map("dk", "delay"),
+        2 + ACCEPT_WITHIN.len(),
+        whole_days("to_accept"),
+        whole_days("(toInt64(sh) - toInt64(aw))"),
     )
 }
 

@@ -399,8 +399,14 @@ impl StackConfig {
                 orgs.join(", ")
             ));
         }
+        // Seals every second unless the test sets its own interval.
+        let seal = if self.aggregator.contains("seal_interval_secs") {
+            ""
+        } else {
+            "seal_interval_secs = 1\n"
+        };
         t.push_str(&format!(
-            "[aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\nseal_interval_secs = 1\n{}",
+            "[aggregator]\nadmin_bind = \"127.0.0.1:{aggregator}\"\n{seal}{}",
             self.aggregator
         ));
         t.push_str(&format!(

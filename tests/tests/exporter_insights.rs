@@ -29,6 +29,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use badgepulse_aggregator::store::Store;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::{eventually, parse_csv, scrape, OpenApi, Stack};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -379,6 +381,12 @@ const ACME: Scope = Scope {
     issuer: None,
     class: None,
 };
+/// Every org (an admin key asking without `org`).
+const ALL: Scope = Scope {
+    org: None,
+    issuer: None,
+    class: None,
+};
 const I1: Scope = Scope {
     org: Some("acme"),
     issuer: Some("i1"),
@@ -396,9 +404,10 @@ struct Life {
 
 /// The assertions of `scope`, their first event of each kind.
 fn lives(events: &[Ev], scope: Scope) -> Vec<Life> {
-    let mut by: BTreeMap<&str, Life> = BTreeMap::new();
+    // An assertion is its (org, assertion id).
+    let mut by: BTreeMap<(&str, &str), Life> = BTreeMap::new();
     for e in events.iter().filter(|e| Scope::of(e)(&scope)) {
-        let l = by.entry(e.assertion.as_str()).or_default();
+        let l = by.entry((e.org, e.assertion.as_str())).or_default();
         let slot = match e.kind {
             "badge.awarded" => &mut l.aw,
             "badge.accepted" => &mut l.ac,
@@ -789,10 +798,14 @@ async fn check_cohorts(
         (body["granularity"].as_str(), body["stage"].as_str()),
         (Some(granularity), Some(stage))
     );
-    let range = (
-        t(&format!("{from}T00:00:00Z")),
-        t(&format!("{to}T00:00:00Z")),
-    );
+    let instant = |s: &str| {
+        if s.contains('T') {
+            t(s)
+        } else {
+            t(&format!("{s}T00:00:00Z"))
+        }
+    };
+    let range = (instant(from), instant(to));
     let truth = cohorts_truth(events, scope, range, granularity, stage, before);
     let got = body["cohorts"].as_array().unwrap();
     assert_eq!(got.len(), truth.len(), "{ctx}: {body}");
@@ -917,7 +930,9 @@ async fn start_stack() -> Stack {
     Stack::start(DB, |config| {
         config
             .token(TOKEN, &["*"])
-            .aggregator("flush_interval_ms = 100")
+            // No seal while the answers are checked from the cohorts' rows;
+            // the test seals every award day itself, then checks again.
+            .aggregator("flush_interval_ms = 100\nseal_interval_secs = 3600")
             .exporter(&format!(
                 "min_awarded = {MIN_AWARDED}\nbenchmark_min_peers = {MIN_PEERS}\nrefresh_interval_secs = 1"
             ))
@@ -931,17 +946,20 @@ struct Api<'a> {
     stack: &'a Stack,
     /// Every answer, refusals included, is checked against it.
     openapi: OpenApi,
+    /// Ask with `Cache-Control: no-cache`.
+    fresh: bool,
 }
 
 impl Api<'_> {
     async fn call(&self, key: &str, path_query: &str) -> (u16, String, Vec<u8>) {
-        let r = self
+        let mut request = self
             .http
             .get(format!("{}{path_query}", self.stack.ports.exporter_url()))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
+            .bearer_auth(key);
+        if self.fresh {
+            request = request.header("cache-control", "no-cache");
+        }
+        let r = request.send().await.unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let ct = headers
@@ -1086,6 +1104,7 @@ async fn insights_match_the_ground_truth() {
         http: http.clone(),
         stack: &stack,
         openapi: OpenApi::exporter(),
+        fresh: false,
     };
 
     // ------------------------------------------------------------ impact
@@ -1651,6 +1670,56 @@ async fn insights_match_the_ground_truth() {
     )
     .await;
 
+    // ---------------------------------------- the same from sealed days
+    // Every award day sealed as the aggregator's seal job seals it (its
+    // interval is an hour here, so every answer above counted the
+    // cohorts from their rows). The org-wide timing, cohorts and impact
+    // now add up the sealed days and count only the pieces of a day at a
+    // window's ends from rows; asked afresh, they must not change.
+    let sealed = seal_every_award_day(&stack).await;
+    assert!(sealed > 50, "{sealed} award days sealed");
+    let fresh = Api {
+        http: http.clone(),
+        stack: &stack,
+        openapi: OpenApi::exporter(),
+        fresh: true,
+    };
+    let (pf, pt) = (t("2025-03-24T10:30:00Z"), t("2025-04-06T15:45:00Z"));
+    let pieces = "from=2025-03-24T10:30:00Z&to=2025-04-06T15:45:00Z";
+    for (tz, offset) in zones {
+        for (key, scope) in [("key-acme", ACME), ("key-admin", ALL)] {
+            for (query, (from, to)) in [(window, (tf, tt)), (pieces, (pf, pt))] {
+                let body = fresh
+                    .get(key, &format!("/api/v1/timing?{query}&tz={tz}"))
+                    .await;
+                let truth = timing_truth(&events, scope, from, to, offset);
+                check_timing(&body, &truth, &format!("sealed timing {tz} {key} {query}"));
+            }
+        }
+    }
+    for (from, to) in [
+        ("2025-01-01", "2025-05-01"),
+        ("2025-01-01T13:00:00Z", "2025-04-30T09:00:00Z"),
+    ] {
+        for granularity in ["week", "month"] {
+            for stage in ["accepted", "shared", "viewed"] {
+                for (key, scope) in [("key-acme", ACME), ("key-admin", ALL)] {
+                    let range = (from, to, granularity, stage);
+                    check_cohorts(&fresh, &events, key, scope, range).await;
+                }
+            }
+        }
+    }
+    for (query, want) in [
+        (format!("annotation={id_a}"), &a),
+        (format!("annotation={id_a}&days=7&horizon=1"), &a7),
+    ] {
+        let got = fresh
+            .get("key-acme", &format!("/api/v1/impact?{query}"))
+            .await;
+        assert_eq!(&got, want, "sealed impact {query}");
+    }
+
     // --------------------------------------------------------- benchmark
     let (bf, bt) = (t("2025-08-01T00:00:00Z"), t("2025-09-01T00:00:00Z"));
     let bwindow = "from=2025-08-01&to=2025-09-01";
@@ -1812,4 +1881,27 @@ async fn insights_match_the_ground_truth() {
         html.contains("Not available for this scope: badge_class:"),
         "{html}"
     );
+}
+
+/// Seals every award day of the test's database with the aggregator's
+/// own statements (`Store::lifecycle_days_to_seal`, `seal_lifecycle_days`),
+/// as its seal job does; the number of org days sealed.
+async fn seal_every_award_day(stack: &Stack) -> usize {
+    let store = Store::new(&ClickHouseConfig {
+        url: stack.ch.url(),
+        database: DB.into(),
+        ..Default::default()
+    });
+    let mut sealed = 0;
+    for partition in store.partitions_held().await.unwrap() {
+        loop {
+            let days = store.lifecycle_days_to_seal(partition, 100).await.unwrap();
+            if days.is_empty() {
+                break;
+            }
+            store.seal_lifecycle_days(partition, &days).await.unwrap();
+            sealed += days.len();
+        }
+    }
+    sealed
 }

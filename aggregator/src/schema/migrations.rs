@@ -43,10 +43,10 @@ use super::tables::{
 use super::Schema;
 
 /// The schema version of the layout this code writes.
-pub const CURRENT_VERSION: u32 = 5;
+pub const CURRENT_VERSION: u32 = 6;
 
 /// What version [`CURRENT_VERSION`] is, as recorded in `schema_migrations`.
-pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure, the bucketed scope tables sorted by scope level; org distribution rollups; scope_month; unique viewers sealed per day; lifecycle stage counts sealed per org and award day";
+pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, badge class, type) with event_ids for the duplicate lookup; one scope row per bucket with every measure, the bucketed scope tables sorted by scope level; org distribution rollups; scope_month; unique viewers sealed per day; the cohort of each org and award day sealed: lifecycle stages, timing slots, stage reach days and accept delays";
 
 /// The tables layout 4 sorts by scope level (`tables::SCOPE_SORT_COLUMNS`):
 /// in a layout-3 database each is set aside as `…_v3`, created anew and
@@ -57,11 +57,15 @@ pub const CURRENT_DESCRIPTION: &str = "events sorted by (org_id, day, issuer, ba
 pub const RESORTED_TABLES: [&str; 3] = ["scope_hour", "scope_day", SCOPE_MONTH];
 
 /// The version of `table`'s layout in a replicated table's ZooKeeper
-/// path: 4 for [`RESORTED_TABLES`], which the layout-4 migration creates
-/// anew, 3 (the first version with versioned paths) for the others, which
-/// it keeps: a replica added later must find the same path.
+/// path: 6 for `lifecycle_days`, which the layout-6 migration drops and
+/// creates anew with more columns (its rows are seals, made again), 4 for
+/// [`RESORTED_TABLES`], which the layout-4 migration creates anew, 3 (the
+/// first version with versioned paths) for the others, which the
+/// migrations keep: a replica added later must find the same path.
 pub fn layout_version(table: &str) -> u32 {
-    if RESORTED_TABLES.contains(&table) {
+    if table == LIFECYCLE_DAYS {
+        6
+    } else if RESORTED_TABLES.contains(&table) {
         4
     } else {
         3
@@ -440,6 +444,30 @@ impl Schema {
                 self.on_cluster()
             )
         })
+    }
+
+    /// Layout 5 → 6: drops `lifecycle_days` (and its local table), whose
+    /// layout-5 rows hold the stage counts only; the current layout
+    /// creates it anew and the aggregator seals every award day again.
+    /// The exporter counts the days not sealed from their rows meanwhile.
+    pub fn drop_stage_only_seals(&self) -> Vec<String> {
+        self.with_local(LIFECYCLE_DAYS, str::to_owned, |_, name| {
+            format!(
+                "DROP TABLE IF EXISTS {}.{name}{}",
+                self.database,
+                self.on_cluster()
+            )
+        })
+    }
+
+    /// `1` if `lifecycle_days` (its local table) has the timing columns of
+    /// layout 6, `0` otherwise (or when it does not exist).
+    pub fn seals_have_timing(&self) -> String {
+        format!(
+            "SELECT toUInt8(count() > 0) FROM system.columns WHERE database = '{}' AND table = '{}' AND name = 'slot_keys'",
+            self.database,
+            self.local(LIFECYCLE_DAYS)
+        )
     }
 
     /// Empties `table` (its local table in cluster mode).

@@ -4,8 +4,9 @@
 //! bookkeeping of migrations.
 
 use badgepulse_contract::tables::{
-    cohort_day_stages, unsealed_lifecycle_days, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES, SCOPE_COLUMNS,
-    SCOPE_LEVELS, SCOPE_TOTAL, VIEWER_DAYS, VIEWER_HOURS, VIEW_DAYS,
+    cohort_day_summaries, unsealed_lifecycle_days, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES,
+    SCOPE_COLUMNS, SCOPE_LEVELS, SCOPE_TOTAL, SUMMARY_COLUMNS, VIEWER_DAYS, VIEWER_HOURS,
+    VIEW_DAYS,
 };
 
 use super::tables::{one_row_per_event, ASSERTION_AWARDS, LIFECYCLE_REFILED};
@@ -224,8 +225,9 @@ impl Schema {
     }
 
     /// Seals the listed award days of a partition into `lifecycle_days`
-    /// in one statement: the stage counts of the assertions first awarded
-    /// on each ([`cohort_day_stages`]), zeros where none is (any more),
+    /// in one statement: what the cohort first awarded on each holds
+    /// ([`cohort_day_summaries`]), zeros and empty maps where none is (any
+    /// more),
     /// with `sealed_seq` the `hi` the day was listed with
     /// ([`Self::lifecycle_days_to_seal`]). The counts are read after the
     /// list, so they hold at least what `hi` stands for; a later change
@@ -242,12 +244,15 @@ impl Schema {
             )
         };
         format!(
-            "INSERT INTO {db}.{} (org_id, day, partition, awarded, accepted, shared, viewed, sealed_seq) \
-             SELECT org_id, day, toUInt16(?), awarded, accepted, shared, viewed, hi \
+            "INSERT INTO {db}.{} (org_id, day, partition, {SUMMARY_COLUMNS}, sealed_seq) \
+             SELECT org_id, day, toUInt16(?), {SUMMARY_COLUMNS}, hi \
              FROM ({}) AS u ANY LEFT JOIN ({}) AS c USING org_id, day",
             self.local(LIFECYCLE_DAYS),
-            listed(", tupleElement(t, 3) AS hi", "(o, d, h) -> (o, d, h), ?, ?, ?"),
-            cohort_day_stages(
+            listed(
+                ", tupleElement(t, 3) AS hi",
+                "(o, d, h) -> (o, d, h), ?, ?, ?"
+            ),
+            cohort_day_summaries(
                 &format!("{db}.{}", self.local("assertion_lifecycle")),
                 &format!("{db}.{}", self.local(LIFECYCLE_REFILED)),
                 &listed("", "(o, d) -> (o, d), ?, ?"),

@@ -280,6 +280,12 @@ impl Schema {
     accepted UInt64 COMMENT '… of which accepted',
     shared UInt64 COMMENT '… of which accepted and shared',
     viewed UInt64 COMMENT '… of which accepted, shared and viewed',
+    slot_keys Array(UInt16) COMMENT 'Timing: key q × 8 + m for UTC quarter hour q of the award, m = 0 awarded, 1 accepted, 2 to 6 accepted within 1 h, 1 d, 7 d, 30 d, 90 d',
+    slot_counts Array(UInt64) COMMENT 'Assertions per slot_keys key',
+    reach_keys Array(UInt32) COMMENT 'Cohorts: key d × 4 + s for the UTC day number d on which stage s (1 accepted, 2 shared, 3 viewed, SPEC §7.6 nesting) was reached',
+    reach_counts Array(UInt64) COMMENT 'Assertions per reach_keys key',
+    delay_keys Array(UInt16) COMMENT 'Impact: key n × 2 for a first accept at most n whole days after the award (0 at or before it, 366 for later than 365), n × 2 + 1 when also shared within n days',
+    delay_counts Array(UInt64) COMMENT 'Assertions per delay_keys key',
     sealed_seq UInt64 COMMENT 'The lifecycle_touches.max_seq these counts include: a row with a higher sealed_seq replaces it (read argMax(…, sealed_seq))'"
     }
 

@@ -7,10 +7,12 @@ use clickhouse::query::Query;
 use clickhouse::Client;
 
 use super::annotations::{push_select, push_visible};
+use super::award_days::{push_award_days, AwardDays, Unsealed};
 use super::lifecycle::push_cohort;
 use super::sql::{Conditions, Sql};
 use crate::model::impact::Windows;
 use crate::model::scope::Filter;
+use crate::model::window::{DaySplit, Window};
 
 /// The annotation `id` if it is in scope of `filter` (the visibility of
 /// `annotations::annotations`, any `at`): zero or one
@@ -43,11 +45,73 @@ pub struct ImpactCohorts {
 /// The cohorts of `windows` for `filter` with a horizon of `horizon`
 /// days: one [`ImpactCohorts`]; `None` when no award can be in them (see
 /// [`Windows::cohorts`]). An accept or share recorded before the award
-/// counts as within the horizon.
-pub fn cohorts(client: &Client, filter: &Filter, windows: &Windows, horizon: u32) -> Option<Query> {
+/// counts as within the horizon. An org-wide scope adds up the accept
+/// and share delays of the whole award days of each window
+/// (`award_days`, in whole days: an accept within `horizon` days is one
+/// at most `horizon` whole days after the award) and counts the pieces of
+/// a day (at the windows' ends, and the day of the annotation) from
+/// their assertions. `unsealed`: the award days not sealed, listed for an
+/// org-wide `filter` ([`super::award_days::unsealed`]).
+pub fn cohorts(
+    client: &Client,
+    filter: &Filter,
+    windows: &Windows,
+    horizon: u32,
+    unsealed: Option<&Unsealed>,
+) -> Option<Query> {
     let awards = windows.cohorts()?;
-    let horizon_secs = u64::from(horizon) * 86_400;
+    let part = |(from, to): (u32, u32)| {
+        Window::new(from.max(awards.from()), to.min(awards.to())).map(|w| w.whole_days())
+    };
+    let (before, after) = (part(windows.before), part(windows.after));
+    let whole = |split: Option<DaySplit>| split.and_then(|s| s.days);
+    let span = match (whole(before), whole(after)) {
+        (Some(b), Some(a)) => Some((b.0.min(a.0), b.1.max(a.1))),
+        (b, a) => b.or(a),
+    };
     let mut sql = Sql::default();
+    match span.and_then(|days| AwardDays::of(filter, days, unsealed)) {
+        None => push_counted(&mut sql, client, filter, windows, horizon, awards),
+        Some(days) => {
+            sql.push("SELECT ");
+            let columns: Vec<String> = ["before", "after"]
+                .iter()
+                .flat_map(|w| ["awarded", "accepted", "shared"].map(|m| format!("{w}_{m}")))
+                .map(|c| format!("sum({c}) AS {c}"))
+                .collect();
+            sql.push(&columns.join(", ")).push(" FROM (");
+            push_sealed(
+                &mut sql,
+                client,
+                &days,
+                (whole(before), whole(after)),
+                horizon,
+            );
+            for piece in [before, after]
+                .into_iter()
+                .flatten()
+                .flat_map(|s| s.pieces())
+            {
+                sql.push(" UNION ALL ");
+                push_counted(&mut sql, client, filter, windows, horizon, piece);
+            }
+            sql.push(")");
+        }
+    }
+    Some(sql.build(client))
+}
+
+/// `SELECT before_awarded, …, after_shared`: the cohorts' assertions
+/// first awarded in `awards`, counted from their rows.
+fn push_counted(
+    sql: &mut Sql,
+    client: &Client,
+    filter: &Filter,
+    windows: &Windows,
+    horizon: u32,
+    awards: Window,
+) {
+    let horizon_secs = u64::from(horizon) * 86_400;
     sql.push(
         "SELECT countIf(in_before) AS before_awarded, countIf(in_before AND acc) AS before_accepted, \
          countIf(in_before AND acc AND shr) AS before_shared, countIf(in_after) AS after_awarded, \
@@ -66,7 +130,53 @@ pub fn cohorts(client: &Client, filter: &Filter, windows: &Windows, horizon: u32
         .push(" AS acc, sh_n > 0 AND toInt64(sh) - toInt64(aw) <= ")
         .u64(horizon_secs)
         .push(" AS shr FROM ");
-    push_cohort(&mut sql, client, filter, awards);
+    push_cohort(sql, client, filter, awards);
     sql.push(")");
-    Some(sql.build(client))
+}
+
+/// UTC day numbers `[first, end)`.
+type Days = (u32, u32);
+
+/// The same from the award days `days`: a day counts in the cohort whose
+/// whole days (`(before, after)`, UTC day numbers) hold it, its accepts
+/// and shares by their delays (`delay_keys`: whole days × 2, + 1 for
+/// accepted and shared).
+fn push_sealed(
+    sql: &mut Sql,
+    client: &Client,
+    days: &AwardDays,
+    (before, after): (Option<Days>, Option<Days>),
+    horizon: u32,
+) {
+    let within = |kind: u32| {
+        format!(
+            "arraySum(arrayMap((k, c) -> if(k % 2 = {kind} AND intDiv(k, 2) <= {horizon}, c, 0), delay_keys, delay_counts))"
+        )
+    };
+    let held = |sql: &mut Sql, range: Option<Days>| match range {
+        Some((first, end)) => {
+            sql.push("toUInt32(day) >= ")
+                .u32(first)
+                .push(" AND toUInt32(day) < ")
+                .u32(end);
+        }
+        None => {
+            sql.push("0");
+        }
+    };
+    sql.push(
+        "SELECT sumIf(awarded, b) AS before_awarded, sumIf(acc, b) AS before_accepted, \
+         sumIf(shr, b) AS before_shared, sumIf(awarded, a) AS after_awarded, sumIf(acc, a) AS after_accepted, \
+         sumIf(shr, a) AS after_shared FROM (SELECT ",
+    );
+    held(sql, before);
+    sql.push(" AS b, ");
+    held(sql, after);
+    sql.push(&format!(
+        " AS a, awarded, {} AS acc, {} AS shr FROM ",
+        within(0),
+        within(1)
+    ));
+    push_award_days(sql, client, days);
+    sql.push(")");
 }

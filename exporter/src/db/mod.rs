@@ -7,12 +7,15 @@
 //! - [`distribution`], [`lifecycle`], [`badge_classes`], [`annotations`];
 //! - the insights: [`impact`], [`timing`], [`cohorts`], [`benchmark`];
 //! - [`scopes`]: the orgs, issuers and badge classes a key may see;
+//! - [`award_days`]: the sealed cohort of each org and award day, which
+//!   the `/metrics` lifecycle and the org-wide insights add up;
 //! - [`totals`]: the all-time totals behind `/metrics`;
 //! - [`samples`]: every query with sample parameters (compatibility test).
 //!
 //! Imports only `model` and `telemetry`.
 
 pub mod annotations;
+pub mod award_days;
 pub mod badge_classes;
 pub mod benchmark;
 pub mod cohorts;

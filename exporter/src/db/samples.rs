@@ -6,6 +6,7 @@ use clickhouse::query::Query;
 use clickhouse::Client;
 
 use super::annotations::annotations;
+use super::award_days::{unsealed, Unsealed, UnsealedDay};
 use super::badge_classes::badge_classes;
 use super::benchmark::peer_counts;
 use super::cohorts::reach_counts;
@@ -180,31 +181,47 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             format!("impact_annotation.{scope_name}"),
             annotation(client, filter, "0190a0b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b"),
         ));
-        for (name, windows, horizon) in [
-            ("data", Windows::new(IMPACT_AT, 2, 1, SAMPLE_NOW), 1),
-            ("cut", Windows::new(IMPACT_AT, 28, 7, IMPACT_AT + 86_400), 7),
-        ] {
-            out.push((
-                format!("impact_cohorts.{scope_name}.{name}"),
-                cohorts(client, filter, &windows, horizon).expect("awards"),
-            ));
-        }
-        for slot in [3_600, 1_800] {
-            out.push((
-                format!("timing_slots.{scope_name}.{slot}"),
-                slot_counts(client, filter, data, slot),
-            ));
-        }
-        for granularity in GRANULARITIES {
-            for stage in Stage::ALL {
+        // The org-wide cohorts read the award days, whose unsealed days
+        // are counted from rows the query lists itself, from days it names,
+        // or not at all (every day sealed); without a list, from the rows.
+        let named = Unsealed::Named(vec![UnsealedDay {
+            org_id: "acme".into(),
+            day: IMPACT_AT / 86_400,
+        }]);
+        let none_named = Unsealed::Named(Vec::new());
+        let unsealed = [
+            ("counted", None),
+            ("named", Some(&named)),
+            ("sealed", Some(&none_named)),
+            ("listed", Some(&Unsealed::TooMany)),
+        ];
+        for (days, unsealed) in unsealed {
+            for (name, windows, horizon) in [
+                ("data", Windows::new(IMPACT_AT, 2, 1, SAMPLE_NOW), 1),
+                ("cut", Windows::new(IMPACT_AT, 28, 7, IMPACT_AT + 86_400), 7),
+            ] {
                 out.push((
-                    format!(
-                        "cohort_reach.{}.{}.{scope_name}",
-                        granularity.as_str(),
-                        stage.as_str()
-                    ),
-                    reach_counts(client, filter, data, granularity, stage),
+                    format!("impact_cohorts.{scope_name}.{name}.{days}"),
+                    cohorts(client, filter, &windows, horizon, unsealed).expect("awards"),
                 ));
+            }
+            for slot in [3_600, 1_800] {
+                out.push((
+                    format!("timing_slots.{scope_name}.{slot}.{days}"),
+                    slot_counts(client, filter, data, slot, unsealed),
+                ));
+            }
+            for granularity in GRANULARITIES {
+                for stage in Stage::ALL {
+                    out.push((
+                        format!(
+                            "cohort_reach.{}.{}.{scope_name}.{days}",
+                            granularity.as_str(),
+                            stage.as_str()
+                        ),
+                        reach_counts(client, filter, data, granularity, stage, unsealed),
+                    ));
+                }
             }
         }
     }
@@ -230,11 +247,28 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
         "dimension_totals.tight_limits".into(),
         dimension_totals(client, 1),
     ));
-    out.push(("lifecycle_totals".into(), lifecycle_totals(client, 100)));
-    out.push((
-        "lifecycle_totals.tight_limits".into(),
-        lifecycle_totals(client, 1),
-    ));
+    out.push(("unsealed_days".into(), unsealed(client, None)));
+    out.push(("unsealed_days.org".into(), unsealed(client, Some("acme"))));
+    for (days, unsealed) in [
+        (
+            "named",
+            Unsealed::Named(vec![UnsealedDay {
+                org_id: "acme".into(),
+                day: IMPACT_AT / 86_400,
+            }]),
+        ),
+        ("sealed", Unsealed::Named(Vec::new())),
+        ("listed", Unsealed::TooMany),
+    ] {
+        out.push((
+            format!("lifecycle_totals.{days}"),
+            lifecycle_totals(client, 100, &unsealed),
+        ));
+        out.push((
+            format!("lifecycle_totals.tight_limits.{days}"),
+            lifecycle_totals(client, 1, &unsealed),
+        ));
+    }
     out.push(("tables_present".into(), tables_present(client)));
     out
 }

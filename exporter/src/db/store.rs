@@ -11,6 +11,7 @@ use clickhouse::query::Query;
 use clickhouse::{Client, RowOwned, RowRead};
 
 use super::annotations::{AnnotationRow, ANNOTATIONS_TABLE};
+use super::award_days::Unsealed;
 use badgepulse_contract::tables::SCOPE_TOTAL;
 
 use super::sql::{Sql, DEFAULT_DATABASE};
@@ -192,9 +193,15 @@ impl Store {
         &self,
         max_orgs: u64,
     ) -> Result<Vec<LifecycleTotals>, StoreError> {
+        let unsealed = self
+            .all(
+                "unsealed_days",
+                super::award_days::unsealed(&self.client, None),
+            )
+            .await?;
         self.all(
             "lifecycle_totals",
-            totals::lifecycle_totals(&self.client, max_orgs),
+            totals::lifecycle_totals(&self.client, max_orgs, &Unsealed::from_rows(unsealed)),
         )
         .await
     }

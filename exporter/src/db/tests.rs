@@ -4,6 +4,7 @@ use clickhouse::query::Query;
 use clickhouse::Client;
 
 use super::annotations::annotations;
+use super::award_days::{Unsealed, UnsealedDay};
 use super::counts::{measure_counts, trend_counts};
 use super::distribution::distribution;
 use super::lifecycle::lifecycle;
@@ -142,7 +143,11 @@ fn org_totals_fold_with_the_same_top_orgs() {
                ORDER BY countMerge(events) DESC, org_id LIMIT 3)";
     for sql in [
         text(&dimension_totals(&client(), 3)),
-        text(&lifecycle_totals(&client(), 3)),
+        text(&lifecycle_totals(
+            &client(),
+            3,
+            &Unsealed::Named(Vec::new()),
+        )),
     ] {
         assert!(
             sql.starts_with(&format!(
@@ -151,11 +156,43 @@ fn org_totals_fold_with_the_same_top_orgs() {
             "{sql}"
         );
     }
-    // A sealed day is trusted only when its seal has seen its last
-    // change; the other days are counted from their rows.
-    let sql = text(&lifecycle_totals(&client(), 3));
+    // Every day sealed: the sealed rows only.
+    let sql = text(&lifecycle_totals(
+        &client(),
+        3,
+        &Unsealed::Named(Vec::new()),
+    ));
     assert!(
-        sql.contains("SELECT org_id, if(sealed >= hi, d1, awarded) AS s1"),
+        sql.contains("FROM (SELECT org_id, day, argMax(awarded, sealed_seq) AS awarded"),
+        "{sql}"
+    );
+    assert!(!sql.contains("assertion_lifecycle"), "{sql}");
+    // Named unsealed days are counted from their rows, the others read
+    // sealed.
+    let named = Unsealed::Named(vec![UnsealedDay {
+        org_id: "acme".into(),
+        day: 20_000,
+    }]);
+    let sql = text(&lifecycle_totals(&client(), 3, &named));
+    let listed = "SELECT tupleElement(t, 1) AS org_id, toDate(toDateTime(tupleElement(t, 2), 'UTC')) AS day \
+                  FROM (SELECT arrayJoin(arrayMap((o, d) -> (o, d), ['acme'], [1728000000])) AS t)";
+    assert!(
+        sql.contains(&format!(
+            "FROM bp_test.lifecycle_days WHERE (org_id, day) NOT IN ({listed}) GROUP BY org_id, day UNION ALL"
+        )),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(&format!(
+            "FROM bp_test.assertion_lifecycle WHERE (org_id, awarded_on) IN ({listed})"
+        )),
+        "{sql}"
+    );
+    // Too many to name: one read of both tables picks a day's sealed
+    // row only when its seal has seen its last change.
+    let sql = text(&lifecycle_totals(&client(), 3, &Unsealed::TooMany));
+    assert!(
+        sql.contains("if(sealed >= hi, sealed_awarded, counted_awarded) AS awarded"),
         "{sql}"
     );
     assert!(sql.contains(" WHERE sealed < hi"), "{sql}");
@@ -335,7 +372,7 @@ fn lifecycle_cohort_is_by_first_award() {
         "FROM bp_test.assertion_lifecycle WHERE org_id = 'acme' AND (awarded_on >= toDate(toDateTime(1710025110, 'UTC')) AND awarded_on <= toDate(toDateTime(1710205334, 'UTC')) OR awarded_on = toDate('1970-01-01') OR (awarded_on > toDate(toDateTime(1710205334, 'UTC')) AND (org_id, assertion_id) IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on >= "
     ), "{sql}");
     assert!(sql.contains(
-        "AND (org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on < toDate(toDateTime(1710025110, 'UTC'))) GROUP BY cityHash64(org_id, issuer_id, badge_class_id, assertion_id))"
+        "AND (org_id, assertion_id) NOT IN (SELECT org_id, assertion_id FROM bp_test.lifecycle_refiled WHERE org_id = 'acme' AND awarded_on < toDate(toDateTime(1710025110, 'UTC'))) GROUP BY cityHash64(org_id, assertion_id))"
     ), "{sql}");
 }
 
@@ -362,9 +399,11 @@ fn insight_cohorts_read_each_assertion_once() {
              AND awarded_on <= toDate(toDateTime({last}, 'UTC')) OR awarded_on = toDate('1970-01-01')"
         )
     };
-    let sql = text(&slot_counts(&client(), &acme(), w, 1_800));
+    let sql = text(&slot_counts(&client(), &acme(), w, 1_800, None));
     assert!(
-        sql.starts_with("SELECT intDiv(toUInt32(aw), 1800) AS slot, count() AS n_awarded"),
+        sql.starts_with(
+            "SELECT toUInt32(intDiv(toUInt32(aw), 1800)) AS slot, count() AS n_awarded"
+        ),
         "{sql}"
     );
     assert!(
@@ -384,6 +423,7 @@ fn insight_cohorts_read_each_assertion_once() {
         w,
         Granularity::Week,
         Stage::Viewed,
+        None,
     ));
     assert!(
         sql.contains("toUInt32(toUInt32(toMonday(aw)) * 86400) AS cohort"),
@@ -400,6 +440,7 @@ fn insight_cohorts_read_each_assertion_once() {
         w,
         Granularity::Month,
         Stage::Accepted,
+        None,
     ));
     assert!(
         sql.contains("toStartOfMonth(toDateTime(reached_at, 'UTC'))"),
@@ -408,7 +449,7 @@ fn insight_cohorts_read_each_assertion_once() {
     // Before [at − 2 d, at), after [at, now), cohorts up to now − 1 d.
     let at = 1_710_000_000;
     let windows = Windows::new(at, 2, 1, at + 86_400 * 3 / 2);
-    let sql = text(&cohorts(&client(), &acme(), &windows, 1).expect("awards"));
+    let sql = text(&cohorts(&client(), &acme(), &windows, 1, None).expect("awards"));
     assert!(
         sql.contains("toInt64(ac) - toInt64(aw) <= 86400 AS acc"),
         "{sql}"
@@ -423,7 +464,98 @@ fn insight_cohorts_read_each_assertion_once() {
     );
     // Nothing awarded has had its horizon: no query.
     let windows = Windows::new(at, 2, 7, at + 86_400);
-    assert!(cohorts(&client(), &acme(), &windows, 7).is_none());
+    assert!(cohorts(&client(), &acme(), &windows, 7, None).is_none());
+}
+
+#[test]
+fn org_wide_insights_read_whole_days_sealed_and_the_day_pieces_from_rows() {
+    use super::cohorts::reach_counts;
+    use super::impact::cohorts;
+    use super::timing::slot_counts;
+    use crate::model::cohorts::Stage;
+    use crate::model::impact::Windows;
+    // 2024-03-09T22:58:30Z to 2024-03-12T01:02:15Z: whole days 10 and 11
+    // March, a piece of the 9th and of the 12th.
+    let w = sample_window();
+    let (d10, d12) = (1_710_028_800, 1_710_201_600);
+    let sealed = Unsealed::Named(Vec::new());
+    let pieces = |sql: &str| {
+        for (from, to) in [(w.from(), d10), (d12, w.to())] {
+            assert!(
+                sql.contains(&format!(
+                    "WHERE aw_n > 0 AND aw >= toDateTime({from}, 'UTC') AND aw < toDateTime({to}, 'UTC')"
+                )),
+                "{sql}"
+            );
+        }
+        let whole = format!(
+            "FROM bp_test.lifecycle_days WHERE org_id = 'acme' AND day >= toDate(toDateTime({d10}, 'UTC')) \
+             AND day < toDate(toDateTime({d12}, 'UTC')) GROUP BY org_id, day"
+        );
+        assert!(sql.contains(&whole), "{sql}");
+    };
+    let sql = text(&slot_counts(&client(), &acme(), w, 1_800, Some(&sealed)));
+    pieces(&sql);
+    assert!(
+        sql.contains("ARRAY JOIN slot_keys AS k, slot_counts AS n"),
+        "{sql}"
+    );
+    let sql = text(&reach_counts(
+        &client(),
+        &acme(),
+        w,
+        Granularity::Week,
+        Stage::Shared,
+        Some(&sealed),
+    ));
+    pieces(&sql);
+    assert!(
+        sql.contains("arrayFilter(p -> tupleElement(p, 1) % 4 = 2"),
+        "{sql}"
+    );
+    // A slot finer than the sealed quarter hours reads every assertion.
+    let sql = text(&slot_counts(&client(), &acme(), w, 60, Some(&sealed)));
+    assert!(!sql.contains("lifecycle_days"), "{sql}");
+    // An issuer's cohorts are counted from their assertions.
+    let issuer = Filter {
+        org: Some("acme".into()),
+        issuer: Some("i1".into()),
+        badge_class: None,
+    };
+    let sql = text(&slot_counts(&client(), &issuer, w, 1_800, Some(&sealed)));
+    assert!(!sql.contains("lifecycle_days"), "{sql}");
+
+    // Impact at noon, 3-day windows, horizon 1 day, now well after: the
+    // before days are 2 whole days and a half day on each side, the after
+    // days likewise.
+    let at = d12 + 43_200;
+    let windows = Windows::new(at, 3, 1, at + 30 * 86_400);
+    let sql = text(&cohorts(&client(), &acme(), &windows, 1, Some(&sealed)).expect("awards"));
+    let day = 86_400;
+    assert!(
+        sql.contains(&format!(
+            "toUInt32(day) >= {} AND toUInt32(day) < {} AS b, toUInt32(day) >= {} AND toUInt32(day) < {} AS a",
+            (d12 - 2 * day) / day,
+            d12 / day,
+            (d12 + day) / day,
+            (d12 + 3 * day) / day
+        )),
+        "{sql}"
+    );
+    assert!(sql.contains("intDiv(k, 2) <= 1, c, 0)"), "{sql}");
+    for (from, to) in [
+        (at - 3 * day, d12 - 2 * day),
+        (d12, at),
+        (at, d12 + day),
+        (d12 + 3 * day, at + 3 * day),
+    ] {
+        assert!(
+            sql.contains(&format!(
+                "WHERE aw_n > 0 AND aw >= toDateTime({from}, 'UTC') AND aw < toDateTime({to}, 'UTC')"
+            )),
+            "{sql}"
+        );
+    }
 }
 
 #[test]

@@ -3,13 +3,11 @@
 //! `max_issuers` (org, issuer) pairs, the rest folded into
 //! [`OTHER_LABEL`].
 
-use badgepulse_contract::tables::{
-    cohort_day_stages, rollup_count, unsealed_lifecycle_days, LIFECYCLE_DAYS, LIFECYCLE_TOUCHES,
-    ROLLUP_TOTAL, SCOPE_TOTAL,
-};
+use badgepulse_contract::tables::{rollup_count, ROLLUP_TOTAL, SCOPE_TOTAL};
 use clickhouse::query::Query;
 use clickhouse::Client;
 
+use super::award_days::{push_award_days, AwardDays, Unsealed};
 use super::sql::{merged_counts, table, Sql};
 use super::viewers::{push_unique_viewers, ViewerKeys};
 use crate::model::scope::Filter;
@@ -156,44 +154,28 @@ pub struct LifecycleTotals {
 /// All-time lifecycle stages per org for `/metrics` (rows of
 /// [`LifecycleTotals`], by org): SPEC §7.6 nesting over every assertion
 /// ever awarded, orgs beyond the `max_orgs` most active folded into
-/// `__other__`. Adds up the cohort of each award day: one sealed row per
-/// org and day (`lifecycle_days`, argued in ARCHITECTURE.md) where the
-/// seal has seen the day's last change (`lifecycle_touches`), and the
-/// days changed since (today's awards, late accepts, shares and views of
-/// older ones) counted from their `assertion_lifecycle` rows. So the
-/// read is bounded by org days and recent changes, not events, and every
-/// count is exact whether or not the aggregator has sealed yet. Each day
-/// is one row of one read of both tables, which picks its sealed or its
-/// counted stages: a seal or a batch landing while the statement runs
-/// can leave a day uncounted once, never counted twice.
-pub fn lifecycle_totals(client: &Client, max_orgs: u64) -> Query {
-    let touches = table(client, LIFECYCLE_TOUCHES);
-    let days = table(client, LIFECYCLE_DAYS);
-    let last_change = format!(
-        "(SELECT org_id, day, maxMerge(max_seq) AS hi FROM {touches} GROUP BY org_id, day)"
-    );
-    let unsealed = format!(
-        "SELECT org_id, day FROM ({})",
-        unsealed_lifecycle_days(&touches, &days, "")
-    );
+/// `__other__`. Adds up the cohort of each award day
+/// ([`push_award_days`]): bounded by org days and recent changes, not
+/// events, and exact whether or not the aggregator has sealed yet.
+/// `unsealed`: every org's award days not sealed
+/// ([`super::award_days::unsealed`]).
+pub fn lifecycle_totals(client: &Client, max_orgs: u64, unsealed: &Unsealed) -> Query {
     let mut sql = Sql::default();
     sql.push("SELECT ");
     push_org_label(&mut sql, client, max_orgs);
-    sql.push(&format!(
-        " AS org, sum(s1) AS awarded, sum(s2) AS accepted, sum(s3) AS shared, sum(s4) AS viewed FROM (\
-         SELECT org_id, if(sealed >= hi, d1, awarded) AS s1, if(sealed >= hi, d2, accepted) AS s2, \
-         if(sealed >= hi, d3, shared) AS s3, if(sealed >= hi, d4, viewed) AS s4 FROM (\
-         SELECT org_id, day, hi, sealed, d1, d2, d3, d4 FROM {last_change} AS t ANY LEFT JOIN \
-         (SELECT org_id, day, argMax(awarded, sealed_seq) AS d1, argMax(accepted, sealed_seq) AS d2, \
-         argMax(shared, sealed_seq) AS d3, argMax(viewed, sealed_seq) AS d4, max(sealed_seq) AS sealed \
-         FROM {days} GROUP BY org_id, day) AS d USING org_id, day) AS m \
-         ANY LEFT JOIN ({}) AS c USING org_id, day) \
-         GROUP BY org ORDER BY org",
-        cohort_day_stages(
-            &table(client, "assertion_lifecycle"),
-            &table(client, "lifecycle_refiled"),
-            &unsealed
-        )
-    ));
+    sql.push(
+        " AS org, sum(awarded) AS awarded, sum(accepted) AS accepted, sum(shared) AS shared, \
+         sum(viewed) AS viewed FROM ",
+    );
+    push_award_days(
+        &mut sql,
+        client,
+        &AwardDays {
+            org: None,
+            days: None,
+            unsealed,
+        },
+    );
+    sql.push(" GROUP BY org ORDER BY org");
     sql.build(client)
 }

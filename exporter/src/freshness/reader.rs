@@ -20,6 +20,7 @@ use super::single_flight::{self, shared_value, Flight, Flights, Landing};
 use super::ReadMode;
 use crate::db;
 use crate::db::annotations::AnnotationRow;
+use crate::db::award_days::Unsealed;
 use crate::db::counts::{ClassCounts, TrendRow};
 use crate::db::distribution::DistributionRow;
 use crate::db::impact::ImpactCohorts;
@@ -365,6 +366,29 @@ impl Reader {
         Ok(rows.into_iter().next())
     }
 
+    /// The award days not sealed since their last change of an org-wide
+    /// `filter`, which its cohort reads name (`db::award_days`); `None`
+    /// for an issuer or a badge class, whose cohorts are counted from
+    /// their assertions.
+    async fn unsealed_days(
+        &self,
+        filter: &Filter,
+        mode: ReadMode,
+    ) -> Result<Option<Unsealed>, StoreError> {
+        if filter.issuer.is_some() || filter.badge_class.is_some() {
+            return Ok(None);
+        }
+        let rows = self
+            .cached_all(
+                "unsealed_days",
+                db::award_days::unsealed(self.store.client(), filter.org.as_deref()),
+                Reach::all_time(filter.org.as_deref()),
+                mode,
+            )
+            .await?;
+        Ok(Some(Unsealed::from_rows(rows)))
+    }
+
     /// The cohorts before and after an annotation.
     pub async fn impact_cohorts(
         &self,
@@ -373,7 +397,14 @@ impl Reader {
         horizon: u32,
         mode: ReadMode,
     ) -> Result<ImpactCohorts, StoreError> {
-        let Some(query) = db::impact::cohorts(self.store.client(), filter, windows, horizon) else {
+        let unsealed = self.unsealed_days(filter, mode).await?;
+        let Some(query) = db::impact::cohorts(
+            self.store.client(),
+            filter,
+            windows,
+            horizon,
+            unsealed.as_ref(),
+        ) else {
             return Ok(ImpactCohorts::default());
         };
         // Later accepts and shares may occur at any time.
@@ -394,9 +425,16 @@ impl Reader {
         slot_secs: u32,
         mode: ReadMode,
     ) -> Result<Vec<SlotCounts>, StoreError> {
+        let unsealed = self.unsealed_days(filter, mode).await?;
         self.cached_all(
             "timing_slots",
-            db::timing::slot_counts(self.store.client(), filter, window, slot_secs),
+            db::timing::slot_counts(
+                self.store.client(),
+                filter,
+                window,
+                slot_secs,
+                unsealed.as_ref(),
+            ),
             Reach::all_time(filter.org.as_deref()),
             mode,
         )
@@ -413,9 +451,17 @@ impl Reader {
         stage: Stage,
         mode: ReadMode,
     ) -> Result<Vec<ReachCounts>, StoreError> {
+        let unsealed = self.unsealed_days(filter, mode).await?;
         self.cached_all(
             "cohort_reach",
-            db::cohorts::reach_counts(self.store.client(), filter, window, granularity, stage),
+            db::cohorts::reach_counts(
+                self.store.client(),
+                filter,
+                window,
+                granularity,
+                stage,
+                unsealed.as_ref(),
+            ),
             Reach::all_time(filter.org.as_deref()),
             mode,
         )

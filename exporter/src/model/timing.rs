@@ -38,14 +38,9 @@ pub struct SlotCounts {
     pub within_90d: u64,
 }
 
-/// The delays of `accepted_within`: JSON name and seconds.
-pub const WITHIN: [(&str, u32); 5] = [
-    ("1h", 3_600),
-    ("1d", 86_400),
-    ("7d", 7 * 86_400),
-    ("30d", 30 * 86_400),
-    ("90d", 90 * 86_400),
-];
+/// The delays of `accepted_within`: JSON name and seconds (the sealed
+/// award days count them, so the contract holds them).
+pub use badgepulse_contract::tables::ACCEPT_WITHIN as WITHIN;
 
 /// ISO weekday names, Monday first.
 pub const WEEKDAYS: [&str; 7] = [

@@ -37,12 +37,51 @@ impl Window {
         Window::new(self.from.saturating_sub(self.len_secs()), self.from)
     }
 
+    /// The window cut at UTC midnights: the whole UTC days it covers and
+    /// the pieces of a day before and after them. A window within one
+    /// day is all `head`.
+    pub fn whole_days(&self) -> DaySplit {
+        const DAY: u32 = 86_400;
+        let first = self.from.div_ceil(DAY);
+        let end = self.to / DAY;
+        if first >= end {
+            return DaySplit {
+                head: Some(*self),
+                days: None,
+                tail: None,
+            };
+        }
+        DaySplit {
+            head: Window::new(self.from, first * DAY),
+            days: Some((first, end)),
+            tail: Window::new(end * DAY, self.to),
+        }
+    }
+
     pub fn from_rfc3339(&self) -> String {
         rfc3339(self.from)
     }
 
     pub fn to_rfc3339(&self) -> String {
         rfc3339(self.to)
+    }
+}
+
+/// A window cut at UTC midnights ([`Window::whole_days`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaySplit {
+    /// What lies before the first whole day.
+    pub head: Option<Window>,
+    /// The whole days, as UTC day numbers `[first, end)`.
+    pub days: Option<(u32, u32)>,
+    /// What lies after the last whole day.
+    pub tail: Option<Window>,
+}
+
+impl DaySplit {
+    /// The pieces of a day, head first.
+    pub fn pieces(&self) -> impl Iterator<Item = Window> {
+        self.head.into_iter().chain(self.tail)
     }
 }
 
@@ -269,6 +308,42 @@ mod tests {
 
     fn t(s: &str) -> u32 {
         parse_time("t", s).unwrap()
+    }
+
+    #[test]
+    fn whole_days_cut_a_window_at_utc_midnights() {
+        let day = |s: &str| t(s) / 86_400;
+        let w = Window::new(t("2025-03-01T10:00:00Z"), t("2025-03-04T06:30:00Z")).unwrap();
+        let split = w.whole_days();
+        assert_eq!(
+            split.head,
+            Window::new(t("2025-03-01T10:00:00Z"), t("2025-03-02T00:00:00Z"))
+        );
+        assert_eq!(
+            split.days,
+            Some((day("2025-03-02T00:00:00Z"), day("2025-03-04T00:00:00Z")))
+        );
+        assert_eq!(
+            split.tail,
+            Window::new(t("2025-03-04T00:00:00Z"), t("2025-03-04T06:30:00Z"))
+        );
+        assert_eq!(split.pieces().count(), 2);
+
+        let aligned = Window::new(t("2025-03-01T00:00:00Z"), t("2025-03-03T00:00:00Z")).unwrap();
+        let split = aligned.whole_days();
+        assert_eq!((split.head, split.tail), (None, None));
+        assert_eq!(
+            split.days,
+            Some((day("2025-03-01T00:00:00Z"), day("2025-03-03T00:00:00Z")))
+        );
+
+        // Less than a whole day, even across midnight: all head.
+        let short = Window::new(t("2025-03-01T20:00:00Z"), t("2025-03-02T20:00:00Z")).unwrap();
+        let split = short.whole_days();
+        assert_eq!(
+            (split.head, split.days, split.tail),
+            (Some(short), None, None)
+        );
     }
 
     #[test]
