@@ -1719,6 +1719,33 @@ async fn insights_match_the_ground_truth() {
             .await;
         assert_eq!(&got, want, "sealed impact {query}");
     }
+    // An update at 06:00: the windows start and end mid-day, and the
+    // annotation's day holds awards of both cohorts.
+    let at_e = t("2025-05-20T06:00:00Z");
+    let id_e = fresh
+        .annotate(
+            "key-acme",
+            json!({"at": rfc(at_e), "title": "Early reminder"}),
+        )
+        .await;
+    let e = fresh
+        .get(
+            "key-acme",
+            &format!("/api/v1/impact?annotation={id_e}&days=7&horizon=10"),
+        )
+        .await;
+    let (be, fe) = (
+        cohort(at_e - 7 * DAY, at_e, 10),
+        cohort(at_e, at_e + 7 * DAY, 10),
+    );
+    assert!(be.0 >= 10 && fe.0 >= 5 && be.1 > 0, "{be:?} {fe:?}");
+    for (measure, side, want) in [
+        ("acceptance_rate", "before", ratio(be.1, be.0)),
+        ("acceptance_rate", "after", ratio(fe.1, fe.0)),
+        ("share_rate", "before", ratio(be.2, be.1)),
+    ] {
+        close(&m(&e, measure)[side], want, &format!("E {measure} {side}"));
+    }
 
     // --------------------------------------------------------- benchmark
     let (bf, bt) = (t("2025-08-01T00:00:00Z"), t("2025-09-01T00:00:00Z"));

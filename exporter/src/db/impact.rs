@@ -87,11 +87,22 @@ pub fn cohorts(
                 (whole(before), whole(after)),
                 horizon,
             );
+            // The pieces on either side of the annotation are one day:
+            // read as one.
+            let mut pieces: Vec<Window> = Vec::new();
             for piece in [before, after]
                 .into_iter()
                 .flatten()
                 .flat_map(|s| s.pieces())
             {
+                match pieces.last_mut() {
+                    Some(last) if last.to() == piece.from() => {
+                        *last = Window::new(last.from(), piece.to()).expect("touching pieces");
+                    }
+                    _ => pieces.push(piece),
+                }
+            }
+            for piece in pieces {
                 sql.push(" UNION ALL ");
                 push_counted(&mut sql, client, filter, windows, horizon, piece);
             }

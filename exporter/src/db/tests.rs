@@ -543,10 +543,14 @@ fn org_wide_insights_read_whole_days_sealed_and_the_day_pieces_from_rows() {
         "{sql}"
     );
     assert!(sql.contains("intDiv(k, 2) <= 1, c, 0)"), "{sql}");
+    // The annotation's day is one piece.
+    assert!(
+        !sql.contains(&format!("WHERE aw_n > 0 AND aw >= toDateTime({at}, 'UTC')")),
+        "{sql}"
+    );
     for (from, to) in [
         (at - 3 * day, d12 - 2 * day),
-        (d12, at),
-        (at, d12 + day),
+        (d12, d12 + day),
         (d12 + 3 * day, at + 3 * day),
     ] {
         assert!(
