@@ -88,7 +88,8 @@ const SEAL_BATCH: u64 = 200;
 ///   `viewer_hours` and `viewer_days`. A day counts as closed ten minutes
 ///   after midnight (views still in flight then reseal it);
 /// - for each org award day whose cohort changed after its last seal
-///   (`lifecycle_touches`), its lifecycle stage counts into
+///   (`lifecycle_touches`), what its cohort holds (stage counts, timing
+///   slots, stage reach days, accept delays) into
 ///   `lifecycle_days`, today included, once the partition's consumer has
 ///   written a batch since it started and since its last failed write
 ///   ([`Settled`]): a touch whose rows a cut write left out (the views of

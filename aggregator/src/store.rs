@@ -702,7 +702,7 @@ impl Store {
             .bind(limit)
     }
 
-    /// Seals the lifecycle stage counts of `days` (listed by
+    /// Seals what the cohorts of `days` hold (listed by
     /// [`Store::lifecycle_days_to_seal`]) of `partition`.
     pub async fn seal_lifecycle_days(
         &self,
