@@ -119,20 +119,25 @@ impl Analytics {
         horizon: u32,
         mode: ReadMode,
     ) -> Result<Inputs, StoreError> {
-        let counts = |(from, to): (u32, u32)| async move {
-            match Window::new(from, to) {
-                Some(w) => {
-                    let period = self.period(w, Resolution::Day);
-                    self.reader.measure_counts(scope, &period, mode).await
-                }
-                None => Ok(Counts::default()),
-            }
-        };
-        let (cohorts, before, after) = tokio::try_join!(
+        let period =
+            |(from, to): (u32, u32)| Window::new(from, to).map(|w| self.period(w, Resolution::Day));
+        let (before, after) = (period(windows.before), period(windows.after));
+        let (cohorts, counts) = tokio::try_join!(
             self.reader.impact_cohorts(scope, windows, horizon, mode),
-            counts(windows.before),
-            counts(windows.after),
+            self.reader.impact_window_counts(
+                scope,
+                windows,
+                (before.as_ref(), after.as_ref()),
+                mode
+            ),
         )?;
+        // The comparison reads these three counts of each window.
+        let window = |awarded, shares, views| Counts {
+            awarded,
+            shares,
+            views,
+            ..Counts::default()
+        };
         Ok(Inputs {
             before_cohort: Cohort {
                 awarded: cohorts.before_awarded,
@@ -144,8 +149,16 @@ impl Analytics {
                 accepted: cohorts.after_accepted,
                 shared: cohorts.after_shared,
             },
-            before,
-            after,
+            before: window(
+                counts.before_awarded,
+                counts.before_shares,
+                counts.before_views,
+            ),
+            after: window(
+                counts.after_awarded,
+                counts.after_shares,
+                counts.after_views,
+            ),
         })
     }
 }

@@ -9,9 +9,10 @@ use clickhouse::Client;
 use super::annotations::{push_select, push_visible};
 use super::award_days::{push_award_days, AwardDays, Unsealed};
 use super::lifecycle::push_cohort;
-use super::sql::{Conditions, Sql};
+use super::sql::{merged_measure, push_states, Conditions, Family, Keys, Sql};
 use crate::model::impact::Windows;
 use crate::model::scope::Filter;
+use crate::model::tiers::Period;
 use crate::model::window::{DaySplit, Window};
 
 /// The annotation `id` if it is in scope of `filter` (the visibility of
@@ -190,4 +191,77 @@ fn push_sealed(
     ));
     push_award_days(sql, client, days);
     sql.push(")");
+}
+
+/// The SPEC §7 counts the impact compares of its two windows (awards,
+/// shares, views): a row of [`window_counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct WindowCounts {
+    pub before_awarded: u64,
+    pub before_shares: u64,
+    pub before_views: u64,
+    pub after_awarded: u64,
+    pub after_shares: u64,
+    pub after_views: u64,
+}
+
+/// The awards, shares and views of `filter` over the periods of the
+/// before and the after window (either may be empty), in one statement:
+/// one [`WindowCounts`]; `None` when both are empty. The states of both
+/// windows are read as every window count reads them (`counts.rs`) and
+/// merged per window; the other measures of §7 are not merged.
+pub fn window_counts(
+    client: &Client,
+    filter: &Filter,
+    before: Option<&Period>,
+    after: Option<&Period>,
+) -> Option<Query> {
+    if before.is_none() && after.is_none() {
+        return None;
+    }
+    let mut sql = Sql::default();
+    let mut columns = Vec::new();
+    for (side, name) in [(0, "before"), (1, "after")] {
+        for measure in ["awarded", "shares", "views"] {
+            columns.push(format!(
+                "sumIf({measure}, side = {side}) AS {name}_{measure}"
+            ));
+        }
+    }
+    sql.push("SELECT ").push(&columns.join(", ")).push(&format!(
+        " FROM (SELECT side, {} AS awarded, {} AS shares, {} AS views FROM (",
+        merged_measure("awarded"),
+        merged_measure("shares"),
+        merged_measure("views"),
+    ));
+    // `materialize`: a constant column breaks a union of shards' answers
+    // on ClickHouse 18.16 (see `benchmark::peer_counts`).
+    let sides = [
+        ("materialize(toUInt8(0)) AS side", before),
+        ("materialize(toUInt8(1)) AS side", after),
+    ];
+    let mut first = true;
+    for (side, period) in sides {
+        let Some(period) = period else { continue };
+        if !first {
+            sql.push(" UNION ALL ");
+        }
+        first = false;
+        let keys = Keys {
+            rollup: side,
+            raw: side,
+            names: "side",
+        };
+        sql.push("SELECT * FROM ");
+        push_states(
+            &mut sql,
+            client,
+            Family::Scope { per_class: false },
+            &keys,
+            filter,
+            period,
+        );
+    }
+    sql.push(") GROUP BY side)");
+    Some(sql.build(client))
 }

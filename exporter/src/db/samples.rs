@@ -12,7 +12,7 @@ use super::benchmark::peer_counts;
 use super::cohorts::reach_counts;
 use super::counts::{class_counts, measure_counts, trend_counts};
 use super::distribution::distribution;
-use super::impact::{annotation, cohorts};
+use super::impact::{annotation, cohorts, window_counts};
 use super::lifecycle::lifecycle;
 use super::scopes::scopes as scope_list;
 use super::store::tables_present;
@@ -181,6 +181,19 @@ pub fn sample_queries(client: &Client) -> Vec<(String, Query)> {
             format!("impact_annotation.{scope_name}"),
             annotation(client, filter, "0190a0b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b"),
         ));
+        let (before, after) = (
+            Period::window(data, day, kept),
+            Period::window(data, Resolution::Hour, kept),
+        );
+        for (name, periods) in [
+            ("both", (Some(&before), Some(&after))),
+            ("before", (Some(&before), None)),
+        ] {
+            out.push((
+                format!("impact_window_counts.{scope_name}.{name}"),
+                window_counts(client, filter, periods.0, periods.1).expect("a window"),
+            ));
+        }
         // The org-wide cohorts read the award days, whose unsealed days
         // are counted from rows the query lists itself, from days it names,
         // or not at all (every day sealed); without a list, from the rows.

@@ -23,7 +23,7 @@ use crate::db::annotations::AnnotationRow;
 use crate::db::award_days::Unsealed;
 use crate::db::counts::{ClassCounts, TrendRow};
 use crate::db::distribution::DistributionRow;
-use crate::db::impact::ImpactCohorts;
+use crate::db::impact::{ImpactCohorts, WindowCounts};
 use crate::db::lifecycle::LifecycleRow;
 use crate::db::scopes::ScopeRow;
 use crate::db::store::{Store, StoreError};
@@ -412,6 +412,29 @@ impl Reader {
             "impact_cohorts",
             query,
             Reach::all_time(filter.org.as_deref()),
+            mode,
+        )
+        .await
+    }
+
+    /// The awards, shares and views of an impact's two windows (their
+    /// periods; either may be empty).
+    pub async fn impact_window_counts(
+        &self,
+        filter: &Filter,
+        windows: &Windows,
+        periods: (Option<&Period>, Option<&Period>),
+        mode: ReadMode,
+    ) -> Result<WindowCounts, StoreError> {
+        let Some(query) =
+            db::impact::window_counts(self.store.client(), filter, periods.0, periods.1)
+        else {
+            return Ok(WindowCounts::default());
+        };
+        self.cached_one(
+            "impact_window_counts",
+            query,
+            Reach::span(filter.org.as_deref(), windows.before.0, windows.after.1),
             mode,
         )
         .await

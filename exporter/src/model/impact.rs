@@ -98,7 +98,7 @@ pub struct Cohort {
 }
 
 /// What the comparison reads: the two cohorts and the §7 counts of the
-/// two windows.
+/// two windows (of which it reads `awarded`, `shares` and `views`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Inputs {
     pub before_cohort: Cohort,
