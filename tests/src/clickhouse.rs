@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use badgepulse_aggregator::store::Store;
+use badgepulse_runtime::settings::ClickHouseConfig;
 use tempfile::TempDir;
 
 use crate::process::{kill, system_binary, terminate};
@@ -228,6 +230,29 @@ impl ClickHouse {
         out.trim()
             .parse()
             .unwrap_or_else(|e| panic!("{sql}: {out:?} is not a number: {e}"))
+    }
+
+    /// Seals every award day of database `db` with the aggregator's own
+    /// statements (`Store::lifecycle_days_to_seal`, `seal_lifecycle_days`),
+    /// as its seal job does; the number of org days sealed.
+    pub async fn seal_every_award_day(&self, db: &str) -> usize {
+        let store = Store::new(&ClickHouseConfig {
+            url: self.url(),
+            database: db.into(),
+            ..Default::default()
+        });
+        let mut sealed = 0;
+        for partition in store.partitions_held().await.unwrap() {
+            loop {
+                let days = store.lifecycle_days_to_seal(partition, 100).await.unwrap();
+                if days.is_empty() {
+                    break;
+                }
+                store.seal_lifecycle_days(partition, &days).await.unwrap();
+                sealed += days.len();
+            }
+        }
+        sealed
     }
 }
 

@@ -29,8 +29,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use badgepulse_aggregator::store::Store;
-use badgepulse_runtime::settings::ClickHouseConfig;
 use badgepulse_tests::{eventually, parse_csv, scrape, OpenApi, Stack};
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -1676,7 +1674,7 @@ async fn insights_match_the_ground_truth() {
     // cohorts from their rows). The org-wide timing, cohorts and impact
     // now add up the sealed days and count only the pieces of a day at a
     // window's ends from rows; asked afresh, they must not change.
-    let sealed = seal_every_award_day(&stack).await;
+    let sealed = stack.ch.seal_every_award_day(DB).await;
     assert!(sealed > 50, "{sealed} award days sealed");
     let fresh = Api {
         http: http.clone(),
@@ -1908,27 +1906,4 @@ async fn insights_match_the_ground_truth() {
         html.contains("Not available for this scope: badge_class:"),
         "{html}"
     );
-}
-
-/// Seals every award day of the test's database with the aggregator's
-/// own statements (`Store::lifecycle_days_to_seal`, `seal_lifecycle_days`),
-/// as its seal job does; the number of org days sealed.
-async fn seal_every_award_day(stack: &Stack) -> usize {
-    let store = Store::new(&ClickHouseConfig {
-        url: stack.ch.url(),
-        database: DB.into(),
-        ..Default::default()
-    });
-    let mut sealed = 0;
-    for partition in store.partitions_held().await.unwrap() {
-        loop {
-            let days = store.lifecycle_days_to_seal(partition, 100).await.unwrap();
-            if days.is_empty() {
-                break;
-            }
-            store.seal_lifecycle_days(partition, &days).await.unwrap();
-            sealed += days.len();
-        }
-    }
-    sealed
 }

@@ -561,23 +561,6 @@ async fn a_layout3_database_is_resorted_in_place_with_the_same_answers() {
     same_answers_as_fresh(&ch, now, &["resorted", "resumed"]).await;
 }
 
-/// Seals every award day of `db` as the aggregator's seal job does.
-async fn seal_every_award_day(ch: &ClickHouse, db: &str) -> usize {
-    let store = store(ch, db);
-    let mut sealed = 0;
-    for partition in store.partitions_held().await.unwrap() {
-        loop {
-            let days = store.lifecycle_days_to_seal(partition, 100).await.unwrap();
-            if days.is_empty() {
-                break;
-            }
-            store.seal_lifecycle_days(partition, &days).await.unwrap();
-            sealed += days.len();
-        }
-    }
-    sealed
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layout5_database_seals_its_award_days_anew_with_the_same_answers() {
     let ch = ClickHouse::start().await;
@@ -631,7 +614,7 @@ async fn a_layout5_database_seals_its_award_days_anew_with_the_same_answers() {
     same_answers_as_fresh(&ch, now, &["sealed5"]).await;
     // Sealed anew, the org-wide timing, cohorts and lifecycle read the
     // sealed days and still answer as the unsealed fresh database.
-    let sealed = seal_every_award_day(&ch, "sealed5").await;
+    let sealed = ch.seal_every_award_day("sealed5").await;
     assert_eq!(sealed as u64, stale, "every award day sealed again");
     let slots = ch
         .number("SELECT sum(length(slot_keys)) FROM sealed5.lifecycle_days")
