@@ -108,12 +108,13 @@ impl<'a> AwardDays<'a> {
         days: (u32, u32),
         unsealed: Option<&'a Unsealed>,
     ) -> Option<AwardDays<'a>> {
-        let org_wide = filter.issuer.is_none() && filter.badge_class.is_none();
-        unsealed.filter(|_| org_wide).map(|unsealed| AwardDays {
-            org: filter.org.as_deref(),
-            days: Some(days),
-            unsealed,
-        })
+        unsealed
+            .filter(|_| filter.org_wide())
+            .map(|unsealed| AwardDays {
+                org: filter.org.as_deref(),
+                days: Some(days),
+                unsealed,
+            })
     }
 
     /// ` WHERE …` on `org_id` (as [`ORG`]) and `day`, or nothing.

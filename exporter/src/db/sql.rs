@@ -241,7 +241,7 @@ impl Family {
     /// and no months; scope rows have no minutes, and hours for the org
     /// scope only.
     pub(crate) fn absent(self, filter: &Filter) -> &'static [Resolution] {
-        let narrowed = filter.issuer.is_some() || filter.badge_class.is_some();
+        let narrowed = !filter.org_wide();
         match self {
             Family::Rollup(_) if narrowed => &[
                 Resolution::Month,
@@ -260,7 +260,7 @@ impl Family {
     /// Whether the all-time rows answer `filter` (otherwise `events` does).
     fn has_all_time(self, filter: &Filter) -> bool {
         match self {
-            Family::Rollup(_) => filter.issuer.is_none() && filter.badge_class.is_none(),
+            Family::Rollup(_) => filter.org_wide(),
             Family::Scope { .. } => true,
         }
     }

@@ -97,8 +97,7 @@ pub(crate) fn push_unique_viewers(
     }
     sql.push("sum(u) AS unique_viewers FROM (");
     let pieces = viewer_pieces(period, per_hour);
-    let narrowed =
-        keys.rows != ScopeRows::Own || filter.issuer.is_some() || filter.badge_class.is_some();
+    let narrowed = keys.rows != ScopeRows::Own || !filter.org_wide();
     let mut first = true;
     let mut branch = |sql: &mut Sql| {
         if !first {

@@ -375,7 +375,7 @@ impl Reader {
         filter: &Filter,
         mode: ReadMode,
     ) -> Result<Option<Unsealed>, StoreError> {
-        if filter.issuer.is_some() || filter.badge_class.is_some() {
+        if !filter.org_wide() {
             return Ok(None);
         }
         let rows = self

@@ -21,6 +21,14 @@ pub struct Filter {
     pub badge_class: Option<String>,
 }
 
+impl Filter {
+    /// Whether the filter covers whole orgs: not narrowed to an issuer
+    /// or a badge class.
+    pub fn org_wide(&self) -> bool {
+        self.issuer.is_none() && self.badge_class.is_none()
+    }
+}
+
 /// What an API key may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
