@@ -153,15 +153,25 @@ impl<'a> AwardDays<'a> {
     }
 }
 
-/// `(SELECT org_id, day, awarded, …, delay_counts FROM …)`: one row per
-/// award day of `which` that has any row, with every column of
-/// `SUMMARY_COLUMNS`: the sealed row of a day sealed since its last
-/// change, the counted one of an unsealed day.
-pub(crate) fn push_award_days(sql: &mut Sql, client: &Client, which: &AwardDays) {
+/// `(SELECT org_id, day, columns… FROM …)`: one row per award day of
+/// `which` that has any row, with `columns` (a `", "`-separated part of
+/// `SUMMARY_COLUMNS`): the sealed row of a day sealed since its last
+/// change, the counted one of an unsealed day. Only `columns` are read
+/// from the sealed rows: ClickHouse 18.16 reads every column a subquery
+/// names (the timing's quarter hours are most of a row, and the impact
+/// does not need them).
+pub(crate) fn push_award_days(sql: &mut Sql, client: &Client, which: &AwardDays, columns: &str) {
+    let columns: Vec<&str> = columns.split(", ").collect();
+    for column in &columns {
+        assert!(
+            SUMMARY_COLUMNS.split(", ").any(|c| c == *column),
+            "{column} is not a column of lifecycle_days' summaries"
+        );
+    }
     let days = table(client, LIFECYCLE_DAYS);
     let condition = which.condition();
-    let sealed: String = SUMMARY_COLUMNS
-        .split(", ")
+    let sealed: String = columns
+        .iter()
         .map(|c| format!(", argMax({c}, sealed_seq) AS {c}"))
         .collect();
     let count = |unsealed: &str| {
@@ -192,7 +202,8 @@ pub(crate) fn push_award_days(sql: &mut Sql, client: &Client, which: &AwardDays)
             };
             format!(
                 "(SELECT org_id, day{sealed} FROM {days}{condition}{others}(org_id, day) NOT IN ({listed}) \
-                 GROUP BY org_id, day UNION ALL {})",
+                 GROUP BY org_id, day UNION ALL SELECT org_id, day, {} FROM ({}))",
+                columns.join(", "),
                 count(&within)
             )
         }
@@ -201,7 +212,6 @@ pub(crate) fn push_award_days(sql: &mut Sql, client: &Client, which: &AwardDays)
             // columns: a seal or a batch landing while the statement runs
             // can leave a day uncounted once, never counted twice.
             let touches = table(client, LIFECYCLE_TOUCHES);
-            let columns: Vec<&str> = SUMMARY_COLUMNS.split(", ").collect();
             let prefixed = |prefix: &str, alias: &str| -> String {
                 columns
                     .iter()

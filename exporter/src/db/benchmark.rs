@@ -5,7 +5,7 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{push_states, rate_counts, Family, Keys, Sql};
+use super::sql::{merged, push_states, Family, Keys, Sql, RATE_MEASURES};
 use crate::model::benchmark::Level;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
@@ -22,7 +22,10 @@ pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
         // constant column that the union of the shards' answers returns
         // ("non constant in source stream but must be constant in result").
         Level::Org => (
-            Family::Scope { per_class: false },
+            Family::Scope {
+                per_class: false,
+                measures: RATE_MEASURES,
+            },
             Keys {
                 rollup: "org_id, materialize('') AS peer_issuer",
                 raw: "org_id, materialize('') AS peer_issuer",
@@ -30,7 +33,10 @@ pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
             },
         ),
         Level::Issuer => (
-            Family::Scope { per_class: true },
+            Family::Scope {
+                per_class: true,
+                measures: RATE_MEASURES,
+            },
             Keys {
                 rollup: "org_id, scope_issuer_id AS peer_issuer",
                 raw: "org_id, issuer_id AS peer_issuer",
@@ -40,7 +46,7 @@ pub fn peer_counts(client: &Client, level: Level, period: &Period) -> Query {
     };
     let mut sql = Sql::default();
     sql.push("SELECT org_id, peer_issuer, ")
-        .push(&rate_counts())
+        .push(&merged(RATE_MEASURES))
         .push(" FROM ");
     push_states(&mut sql, client, family, &keys, &Filter::default(), period);
     sql.push(" GROUP BY org_id, peer_issuer ORDER BY org_id, peer_issuer");

@@ -116,6 +116,6 @@ fn push_sealed_reach(
         period_start(granularity, &day_start("toUInt32(day)")),
         period_start(granularity, &day_start("intDiv(tupleElement(p, 1), 4)")),
     ));
-    push_award_days(sql, client, days);
+    push_award_days(sql, client, days, "awarded, reach_keys, reach_counts");
     sql.push(") ARRAY JOIN entries AS e WHERE n > 0");
 }

@@ -6,7 +6,7 @@
 use clickhouse::query::Query;
 use clickhouse::Client;
 
-use super::sql::{merged_counts, push_states, Family, Keys, ScopeRows, Sql, COUNT_NAMES};
+use super::sql::{merged_counts, push_states, Family, Keys, Measures, ScopeRows, Sql, COUNT_NAMES};
 use super::viewers::{push_unique_viewers, ViewerKeys};
 use crate::model::measures::Counts;
 use crate::model::scope::Filter;
@@ -29,7 +29,10 @@ pub fn measure_counts(client: &Client, filter: &Filter, period: &Period) -> Quer
     push_states(
         &mut sql,
         client,
-        Family::Scope { per_class: false },
+        Family::Scope {
+            per_class: false,
+            measures: Measures::All,
+        },
         &Keys::columns("org_id"),
         filter,
         period,
@@ -94,6 +97,7 @@ fn push_grouped_counts(
         client,
         Family::Scope {
             per_class: viewers.rows == ScopeRows::PerClass,
+            measures: Measures::All,
         },
         keys,
         filter,

@@ -9,7 +9,7 @@ use clickhouse::Client;
 use super::annotations::{push_select, push_visible};
 use super::award_days::{push_award_days, AwardDays, Unsealed};
 use super::lifecycle::push_cohort;
-use super::sql::{merged_measure, push_states, Conditions, Family, Keys, Sql};
+use super::sql::{merged, push_states, Conditions, Family, Keys, Measures, Sql};
 use crate::model::impact::Windows;
 use crate::model::scope::Filter;
 use crate::model::tiers::Period;
@@ -189,7 +189,7 @@ fn push_sealed(
         within(0),
         within(1)
     ));
-    push_award_days(sql, client, days);
+    push_award_days(sql, client, days, "awarded, delay_keys, delay_counts");
     sql.push(")");
 }
 
@@ -205,11 +205,16 @@ pub struct WindowCounts {
     pub after_views: u64,
 }
 
+/// The measures of [`window_counts`]: those of SPEC §7.7 that are counted
+/// over the window rather than per cohort.
+const WINDOW_MEASURE_NAMES: &[&str] = &["awarded", "shares", "views"];
+const WINDOW_MEASURES: Measures = Measures::Only(WINDOW_MEASURE_NAMES);
+
 /// The awards, shares and views of `filter` over the periods of the
 /// before and the after window (either may be empty), in one statement:
 /// one [`WindowCounts`]; `None` when both are empty. The states of both
 /// windows are read as every window count reads them (`counts.rs`) and
-/// merged per window; the other measures of §7 are not merged.
+/// merged per window; the other measures are neither read nor merged.
 pub fn window_counts(
     client: &Client,
     filter: &Filter,
@@ -222,18 +227,17 @@ pub fn window_counts(
     let mut sql = Sql::default();
     let mut columns = Vec::new();
     for (side, name) in [(0, "before"), (1, "after")] {
-        for measure in ["awarded", "shares", "views"] {
+        for measure in WINDOW_MEASURE_NAMES {
             columns.push(format!(
                 "sumIf({measure}, side = {side}) AS {name}_{measure}"
             ));
         }
     }
-    sql.push("SELECT ").push(&columns.join(", ")).push(&format!(
-        " FROM (SELECT side, {} AS awarded, {} AS shares, {} AS views FROM (",
-        merged_measure("awarded"),
-        merged_measure("shares"),
-        merged_measure("views"),
-    ));
+    sql.push("SELECT ")
+        .push(&columns.join(", "))
+        .push(" FROM (SELECT side, ")
+        .push(&merged(WINDOW_MEASURES))
+        .push(" FROM (");
     // `materialize`: a constant column breaks a union of shards' answers
     // on ClickHouse 18.16 (see `benchmark::peer_counts`).
     let sides = [
@@ -256,7 +260,10 @@ pub fn window_counts(
         push_states(
             &mut sql,
             client,
-            Family::Scope { per_class: false },
+            Family::Scope {
+                per_class: false,
+                measures: WINDOW_MEASURES,
+            },
             &keys,
             filter,
             period,

@@ -603,6 +603,11 @@ fn peers_are_every_org_or_every_issuer() {
         ),
         "{sql}"
     );
+    // ... and no branch reads or computes another measure.
+    assert!(
+        !sql.contains("revoked") && !sql.contains("classes"),
+        "{sql}"
+    );
     // Issuers: their badge classes' day rows, the hour edges from events.
     let sql = text(&peer_counts(&client(), Level::Issuer, &period));
     assert!(
@@ -616,4 +621,36 @@ fn peers_are_every_org_or_every_issuer() {
         2,
         "{sql}"
     );
+    assert!(
+        !sql.contains("revoked") && !sql.contains("classes"),
+        "{sql}"
+    );
+}
+
+#[test]
+fn impact_window_counts_read_awards_shares_and_views_only() {
+    use super::impact::window_counts;
+    let (before, after) = (
+        Period::window(sample_window(), Resolution::Day, Retention::KEEP_ALL),
+        Period::window(sample_window(), Resolution::Hour, Retention::KEEP_ALL),
+    );
+    let sql = text(&window_counts(&client(), &acme(), Some(&before), Some(&after)).unwrap());
+    for other in [" accepted", " shared", " revoked", " classes"] {
+        assert!(!sql.contains(other), "{other}: {sql}");
+    }
+    // Both windows' rows and raw pieces name the same three states.
+    let rows = sql
+        .matches(" AS side, awarded, shares, views FROM ")
+        .count();
+    let raw = sql
+        .matches(
+            " AS side, uniqCombinedIfState(18)(assertion_id, type = 'badge.awarded') AS awarded, \
+             countIfState(type = 'badge.shared') AS shares, countIfState(type = 'badge.viewed') AS views FROM bp_test.events",
+        )
+        .count();
+    assert!(
+        rows >= 2 && raw >= 2,
+        "{rows} row and {raw} raw branches: {sql}"
+    );
+    assert!(window_counts(&client(), &acme(), None, None).is_none());
 }

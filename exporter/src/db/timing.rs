@@ -95,6 +95,6 @@ fn push_sealed_slots(sql: &mut Sql, client: &Client, days: &AwardDays, slot_secs
         ));
     }
     sql.push(" FROM ");
-    push_award_days(sql, client, days);
+    push_award_days(sql, client, days, "slot_keys, slot_counts");
     sql.push(" ARRAY JOIN slot_keys AS k, slot_counts AS n GROUP BY slot");
 }

@@ -175,6 +175,7 @@ pub fn lifecycle_totals(client: &Client, max_orgs: u64, unsealed: &Unsealed) -> 
             days: None,
             unsealed,
         },
+        "awarded, accepted, shared, viewed",
     );
     sql.push(" GROUP BY org ORDER BY org");
     sql.build(client)
