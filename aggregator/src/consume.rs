@@ -54,8 +54,8 @@ use crate::store::{Store, StoreError};
 /// batch of each was written and acked since the instance started and
 /// since its last failed write. A write cut between the views of one
 /// insert (a crash, a write whose outcome is unknown) is recovered by the
-/// next batch, so until then the seal job leaves the partition's
-/// lifecycle days alone (`maintenance::sealing`).
+/// next batch, so until then the seal job leaves the partition's days
+/// alone, unique viewers and lifecycle (`maintenance::sealing`).
 pub type Settled = Arc<std::sync::Mutex<std::collections::HashSet<u16>>>;
 
 pub struct PartitionConsumer {

@@ -84,17 +84,21 @@ const SEAL_BATCH: u64 = 200;
 /// its shard (`shards`), where all its rows are:
 ///
 /// - for each org day whose views with a viewer key went past its last
-///   seal, the distinct viewer keys counted exactly from `events` into
-///   `viewer_hours` and `viewer_days`. A day counts as closed ten minutes
-///   after midnight (views still in flight then reseal it);
+///   seal (`view_days`), the distinct viewer keys counted exactly from
+///   `events` into `viewer_hours` and `viewer_days`. A day counts as
+///   closed ten minutes after midnight (views still in flight then reseal
+///   it);
 /// - for each org award day whose cohort changed after its last seal
 ///   (`lifecycle_touches`), what its cohort holds (stage counts, timing
-///   slots, stage reach days, accept delays) into
-///   `lifecycle_days`, today included, once the partition's consumer has
-///   written a batch since it started and since its last failed write
-///   ([`Settled`]): a touch whose rows a cut write left out (the views of
-///   one insert may fill in any order on current ClickHouse) is then
-///   recovered before its day is sealed.
+///   slots, stage reach days, accept delays) into `lifecycle_days`, today
+///   included.
+///
+/// Both wait until the partition's consumer has written a batch since it
+/// started and since its last failed write ([`Settled`]): a touch
+/// (`view_days`, `lifecycle_touches`) whose rows a cut write left out (the
+/// views of one insert may fill in any order on current ClickHouse) is
+/// then recovered before its day is sealed. Sealed before, the day would
+/// keep a seal as recent as its touch without the rows, for good.
 ///
 /// Each day is sealed under the write half of the batch lock: a batch
 /// half-written (its `view_days` row visible before its `events` rows)
@@ -123,16 +127,17 @@ pub async fn sealing(
             if shutdown.is_cancelled() {
                 return;
             }
-            let viewers = seal_viewers(store, partition, before, limit, &batch_lock, &metrics);
-            failed(partition, "unique viewers", viewers.await, &metrics);
             let consistent = settled
                 .lock()
                 .expect("settled set poisoned")
                 .contains(&partition);
-            if consistent {
-                let lifecycle = seal_lifecycle(store, partition, limit, &batch_lock, &metrics);
-                failed(partition, "lifecycle", lifecycle.await, &metrics);
+            if !consistent {
+                continue;
             }
+            let viewers = seal_viewers(store, partition, before, limit, &batch_lock, &metrics);
+            failed(partition, "unique viewers", viewers.await, &metrics);
+            let lifecycle = seal_lifecycle(store, partition, limit, &batch_lock, &metrics);
+            failed(partition, "lifecycle", lifecycle.await, &metrics);
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

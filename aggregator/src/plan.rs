@@ -18,6 +18,11 @@ use crate::schema::DERIVED_TABLES;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Marks {
     pub events: u64,
+    /// The highest stream sequence of a `badge.awarded` row in `events`:
+    /// what `assertion_awards` must reach ([`before_lookups`]). Read with
+    /// the marks; not advanced by batches (only freshly read marks are
+    /// checked against it).
+    pub awards: u64,
     pub derived: BTreeMap<&'static str, u64>,
 }
 
@@ -146,7 +151,7 @@ pub fn fill_empty(marks: &Marks) -> Vec<Recovery> {
 
 /// What to recover after the marks were read from ClickHouse (start-up,
 /// after an error), before the next batch's lookups: [`fill_empty`], and
-/// the two lookup tables when `event_ids` is behind `events`.
+/// each lookup table that lacks a row `events` holds.
 ///
 /// The duplicate lookup (`event_ids`) and the award lookup
 /// (`assertion_awards`) must know every event `events` holds. A write cut
@@ -155,32 +160,29 @@ pub fn fill_empty(marks: &Marks) -> Vec<Recovery> {
 /// redelivered after a crash there may reach further than the cut one, so
 /// its new messages would be looked up before the recovery of the old
 /// ones. `event_ids` receives every event, so its mark below `events'`
-/// tells such a cut. `assertion_awards` (whose mark lags whenever recent
-/// messages hold no award) is written before `event_ids` by the views
-/// (ClickHouse fills them in name order) and by recovery
-/// ([`DERIVED_TABLES`] order), so an `event_ids` that is up to date
-/// implies it; both are recovered up to the `events` mark otherwise.
+/// tells such a cut; `assertion_awards` receives every award, so its mark
+/// below the highest award's in `events` ([`Marks::awards`]) tells it
+/// (its mark lags whenever recent messages hold no award). Either is
+/// recovered up to the `events` mark, whatever order the views of the cut
+/// write filled them in.
 pub fn before_lookups(marks: &Marks) -> Vec<Recovery> {
     let mut out = fill_empty(marks);
-    if marks.derived("event_ids") < marks.events {
-        for table in LOOKUP_TABLES {
-            let after = marks.derived(table);
-            if after < marks.events && !out.iter().any(|r| r.table == table) {
-                out.push(Recovery {
-                    table,
-                    after,
-                    upto: marks.events,
-                });
-            }
+    for (table, reached) in [
+        (ASSERTION_AWARDS, marks.awards),
+        ("event_ids", marks.events),
+    ] {
+        let after = marks.derived(table);
+        if after < reached && !out.iter().any(|r| r.table == table) {
+            out.push(Recovery {
+                table,
+                after,
+                upto: marks.events,
+            });
         }
     }
     out.sort_by_key(|r| DERIVED_TABLES.iter().position(|t| *t == r.table));
     out
 }
-
-/// The tables the lookups before a write read, in the order the views and
-/// recovery fill them.
-const LOOKUP_TABLES: [&str; 2] = [ASSERTION_AWARDS, "event_ids"];
 
 /// The messages above the `events` mark (the others are in `events`
 /// already), and the (org_id, event_id) pairs among them whose storage
@@ -301,6 +303,7 @@ mod tests {
     fn marks(events: u64, derived: u64) -> Marks {
         Marks {
             events,
+            awards: derived,
             derived: DERIVED_TABLES.iter().map(|t| (*t, derived)).collect(),
         }
     }
@@ -393,16 +396,22 @@ mod tests {
         assert!(before_lookups(&marks(50, 50)).is_empty());
         let mut m = marks(50, 50);
         m.derived.insert(ASSERTION_AWARDS, 30);
+        m.awards = 30;
         assert!(before_lookups(&m).is_empty());
-        // A write cut after `events`: both lookups, awards first, to 50;
-        // the other tables wait for the batch's own plan.
-        m.derived.insert("event_ids", 40);
-        m.derived.insert("scope_day", 20);
         let r = |table, after| Recovery {
             table,
             after,
             upto: 50,
         };
+        // An award `events` holds and assertion_awards lacks, with
+        // event_ids up to date (views filled in another order): the
+        // awards alone, to the `events` mark.
+        m.awards = 45;
+        assert_eq!(before_lookups(&m), vec![r(ASSERTION_AWARDS, 30)]);
+        // A write cut after `events`: both lookups, awards first, to 50;
+        // the other tables wait for the batch's own plan.
+        m.derived.insert("event_ids", 40);
+        m.derived.insert("scope_day", 20);
         assert_eq!(
             before_lookups(&m),
             vec![r(ASSERTION_AWARDS, 30), r("event_ids", 40)]
@@ -417,7 +426,6 @@ mod tests {
                 r("rollup_day", 0)
             ]
         );
-        assert_eq!(DERIVED_TABLES[..2], LOOKUP_TABLES);
     }
 
     #[test]
@@ -538,6 +546,7 @@ mod tests {
     fn marks_order() {
         let mut m = Marks {
             events: 5,
+            awards: 0,
             derived: [("rollup_minute", 3), ("rollup_hour", 5)]
                 .into_iter()
                 .collect(),

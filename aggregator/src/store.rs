@@ -393,6 +393,13 @@ impl Store {
     pub async fn marks(&self, partition: u16) -> Result<Marks, StoreError> {
         let mut marks = Marks {
             events: self.mark("events", partition).await?,
+            awards: self
+                .partition_client(partition)
+                .query(&self.schema.award_mark())
+                .bind(partition)
+                .fetch_one::<u64>()
+                .await
+                .map_err(ctx("highest award in events"))?,
             derived: BTreeMap::new(),
         };
         for table in DERIVED_TABLES {

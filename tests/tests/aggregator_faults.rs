@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use badgepulse_contract::event::{AwardMethod, EventType};
+use badgepulse_contract::event::{encode_payload, AwardMethod, EventType};
 use badgepulse_contract::subject::STREAM;
 use badgepulse_tests::workload::{
     all_events_stored, base_event, check_tables, crash_env, dead_letters, drained, end_run,
@@ -277,7 +277,20 @@ async fn empty_derived_tables_are_filled_from_events() {
 /// before it looks anything up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_after_a_cut_write_see_every_stored_event() {
-    let db = "cut";
+    lookups_after_a_cut("cut", &["event_ids", "assertion_awards"]).await;
+}
+
+/// The same with `event_ids` whole and `assertion_awards` cut, as when the
+/// views fill in another order than 18.16's (current releases need not
+/// keep it): the award lookup must still be brought up to `events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_see_every_award_whatever_order_the_views_filled_in() {
+    lookups_after_a_cut("cutawards", &["assertion_awards"]).await;
+}
+
+/// The lookup rows of `cut` tables lost for the last five of ten awards,
+/// then a resend of a cut award and an accept of another.
+async fn lookups_after_a_cut(db: &str, cut: &[&str]) {
     let nats = Nats::start().await;
     let ch = ClickHouse::start().await;
     let js = jetstream::new(nats.client().await);
@@ -307,7 +320,7 @@ async fn lookups_after_a_cut_write_see_every_stored_event() {
     drained(&nats, db, 1).await;
     drop(agg);
     // The lookup rows of the last five messages are gone, as after a cut.
-    for table in ["event_ids", "assertion_awards"] {
+    for table in cut {
         ch.query(&format!("ALTER TABLE {db}.{table} DELETE WHERE seq > 5"))
             .await
             .unwrap();
@@ -321,11 +334,14 @@ async fn lookups_after_a_cut_write_see_every_stored_event() {
             .then_some(())
     })
     .await;
-    assert_eq!(
-        ch.number(&format!("SELECT count() FROM {db}.event_ids"))
-            .await,
-        5
-    );
+    for table in cut {
+        assert_eq!(
+            ch.number(&format!("SELECT count() FROM {db}.{table}"))
+                .await,
+            5,
+            "{table} cut"
+        );
+    }
     // A resend of a cut event under a new message id, and an accept, a day
     // later, of a cut award.
     let accept = base_event(
@@ -377,14 +393,15 @@ async fn lookups_after_a_cut_write_see_every_stored_event() {
 
 /// A write cut between the views of one insert, followed by seals, with
 /// the views filling in an order ClickHouse 18.16 does not use but
-/// current releases may: `lifecycle_touches` first, then nothing else
-/// (the touches view re-created under a name that sorts first, and a view
-/// that fails on accepts right after it). The batch of accepts then leaves
-/// a touch of their award day with nothing behind it, and every retry
-/// fails (`events` is away) while the seal job runs each second: had it
-/// sealed the day then, the seal would hold the touch without the
-/// accepts, and no later change would reseal it. It must leave the day
-/// alone until a batch is written again, then seal the accepts.
+/// current releases may: the touches first (`view_days`,
+/// `lifecycle_touches`), then nothing else (their views re-created under
+/// names that sort first, and a view that fails on accepts right after
+/// them). A batch of accepts and a view then leaves touches of their
+/// sealed days with nothing behind them, and every retry fails (a table
+/// is away) while the seal job runs each second: had it sealed the days
+/// then, the seals would be as recent as the touches without their rows,
+/// and no later change would reseal them. It must leave them alone until
+/// a batch is written again, then seal the accepts and the viewer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_write_is_not_sealed_before_it_is_recovered() {
     let db = "cutseal";
@@ -395,21 +412,24 @@ async fn a_cut_write_is_not_sealed_before_it_is_recovered() {
     let day = 86_400;
     let d0 = chrono::Utc::now().timestamp() / day - 3;
     let t0 = d0 * day + 3_600;
-    let awards: Vec<_> = (0..10)
+    let event = |id: &str, kind: EventType, n: usize, t: i64| {
+        base_event(id.into(), kind, "acme", n, &format!("as-{n}"), t)
+    };
+    let view = |id: &str, n: usize, key: u64| {
+        let mut e = event(id, EventType::Viewed, n, t0 + day + 100);
+        e.viewer_key = Some(key);
+        e
+    };
+    // Seq 1-10: ten awards on day d0; 11: a view of one on d0 + 1.
+    let mut first: Vec<_> = (0..10)
         .map(|n| {
-            let mut e = base_event(
-                format!("aw-{n}"),
-                EventType::Awarded,
-                "acme",
-                n,
-                &format!("as-{n}"),
-                t0 + n as i64,
-            );
+            let mut e = event(&format!("aw-{n}"), EventType::Awarded, n, t0 + n as i64);
             e.award_method = Some(AwardMethod::ALL[0]);
             e
         })
         .collect();
-    let msgs: Vec<_> = awards
+    first.push(view("vw-41", 9, 41));
+    let msgs: Vec<_> = first
         .iter()
         .map(|e| platform_message(e, &e.event_id, 1))
         .collect();
@@ -420,24 +440,35 @@ async fn a_cut_write_is_not_sealed_before_it_is_recovered() {
     );
     let _agg = Service::start("badgepulse-aggregator", &config, &[]);
     drained(&nats, db, 1).await;
-    // The seal of the award day: (sealed_seq, awarded, accepted).
-    let seal = || {
+    let row = |sql: String| {
         let ch = &ch;
         async move {
-            let row = ch
-                .query(&format!(
-                    "SELECT max(sealed_seq), argMax(awarded, sealed_seq), argMax(accepted, sealed_seq) \
-                     FROM {db}.lifecycle_days WHERE org_id = 'acme' AND day = toDate({})",
-                    d0 * day
-                ))
-                .await
-                .unwrap();
-            let v: Vec<u64> = row.trim().split('\t').map(|v| v.parse().unwrap()).collect();
-            (v[0], v[1], v[2])
+            let row = ch.query(&sql).await.unwrap();
+            row.trim()
+                .split('\t')
+                .map(|v| v.parse().unwrap())
+                .collect::<Vec<u64>>()
         }
     };
-    eventually(Duration::from_secs(60), "the award day sealed", || async {
-        (seal().await == (10, 10, 0)).then_some(())
+    // The seal of the award day: sealed_seq, awarded, accepted.
+    let seal = || {
+        row(format!(
+            "SELECT max(sealed_seq), argMax(awarded, sealed_seq), argMax(accepted, sealed_seq) \
+             FROM {db}.lifecycle_days WHERE org_id = 'acme' AND day = toDate({})",
+            d0 * day
+        ))
+    };
+    // The seal of the view day: sealed_seq, distinct viewers.
+    let viewers = || {
+        row(format!(
+            "SELECT max(sealed_seq), argMax(unique_viewers, sealed_seq) FROM {db}.viewer_days \
+             WHERE org_id = 'acme' AND scope_issuer_id = '' AND scope_badge_class_id = '' \
+             AND bucket = toDateTime({}, 'UTC')",
+            (d0 + 1) * day
+        ))
+    };
+    eventually(Duration::from_secs(60), "both days sealed", || async {
+        (seal().await == [11, 10, 0] && viewers().await == [11, 1]).then_some(())
     })
     .await;
     let definition = |name: &str| {
@@ -451,73 +482,89 @@ async fn a_cut_write_is_not_sealed_before_it_is_recovered() {
                 .to_owned()
         }
     };
-    let events_mv = definition("events_mv").await;
+    let minutes_mv = definition("rollup_minute_mv").await;
     let touches_mv = definition("lifecycle_touches_mv").await;
+    let view_days_mv = definition("view_days_mv").await;
     for sql in [
         format!("DROP TABLE {db}.lifecycle_touches_mv"),
         touches_mv.replace(
             &format!("{db}.lifecycle_touches_mv"),
             &format!("{db}.a_lifecycle_touches_mv"),
         ),
+        format!("DROP TABLE {db}.view_days_mv"),
+        view_days_mv.replace(
+            &format!("{db}.view_days_mv"),
+            &format!("{db}.a_k_view_days_mv"),
+        ),
         format!("CREATE TABLE {db}.cut_sink (x UInt8) ENGINE = Null"),
         format!(
             "CREATE MATERIALIZED VIEW {db}.a_m_cut_mv TO {db}.cut_sink AS \
              SELECT throwIf(type = 'badge.accepted') AS x FROM {db}.events_input"
         ),
-        // Every retry fails: it reads the marks of `events` first.
-        format!("DROP TABLE {db}.events_mv"),
-        format!("RENAME TABLE {db}.events TO {db}.events_away"),
+        // Every retry fails: it reads the marks of every table first. The
+        // seal jobs read `events` and the lifecycle tables, all there.
+        format!("DROP TABLE {db}.rollup_minute_mv"),
+        format!("RENAME TABLE {db}.rollup_minute TO {db}.rollup_minute_away"),
     ] {
         ch.query(&sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
-    let accepts: Vec<_> = (0..5)
+    // Seq 12-16: accepts of five awards on d0 + 1, the first message with
+    // a second viewer's view of the same day (one insert).
+    let mut cut: Vec<_> = (0..5)
         .map(|n| {
-            let e = base_event(
-                format!("ac-{n}"),
+            let e = event(
+                &format!("ac-{n}"),
                 EventType::Accepted,
-                "acme",
                 n,
-                &format!("as-{n}"),
                 t0 + day + n as i64,
             );
             platform_message(&e, &e.event_id, 1)
         })
         .collect();
-    publish(&js, &accepts).await;
-    let touch = || {
-        let ch = &ch;
-        async move {
-            ch.number(&format!(
-                "SELECT maxMerge(max_seq) FROM {db}.lifecycle_touches WHERE org_id = 'acme' AND day = toDate({})",
-                d0 * day
-            ))
-            .await
-        }
+    cut[0].payload = encode_payload(&[
+        event("ac-0", EventType::Accepted, 0, t0 + day),
+        view("vw-42", 0, 42),
+    ]);
+    publish(&js, &cut).await;
+    let touch = |table: &str| {
+        row(format!(
+            "SELECT maxMerge(max_seq) FROM {db}.{table} WHERE org_id = 'acme'"
+        ))
     };
-    eventually(Duration::from_secs(60), "the cut write's touch", || async {
-        (touch().await > 10).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the cut write's touches",
+        || async {
+            (touch("lifecycle_touches").await == [16] && touch("view_days").await == [12])
+                .then_some(())
+        },
+    )
     .await;
     assert_eq!(
-        ch.number(&format!(
+        row(format!(
             "SELECT countIfMerge(accepted) FROM {db}.assertion_lifecycle"
         ))
         .await,
-        0,
+        [0],
         "the cut left the accepts out"
     );
-    // Five seal passes with the day's touch past its seal.
+    // Five seal passes with both days' touches past their seals.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         seal().await,
-        (10, 10, 0),
-        "sealed before its write was recovered"
+        [11, 10, 0],
+        "award day sealed before its write was recovered"
+    );
+    assert_eq!(
+        viewers().await,
+        [11, 1],
+        "view day sealed before its write was recovered"
     );
     for sql in [
-        format!("RENAME TABLE {db}.events_away TO {db}.events"),
-        events_mv,
+        format!("RENAME TABLE {db}.rollup_minute_away TO {db}.rollup_minute"),
+        minutes_mv,
         format!("DROP TABLE {db}.a_m_cut_mv"),
     ] {
         ch.query(&sql)
@@ -525,23 +572,19 @@ async fn a_cut_write_is_not_sealed_before_it_is_recovered() {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
     drained(&nats, db, 1).await;
-    let last = touch().await;
-    assert_eq!(last, 15, "the touch of the last accept");
-    eventually(Duration::from_secs(60), "the accepts sealed", || async {
-        (seal().await == (last, 10, 5)).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the accepts and the viewer sealed",
+        || async { (seal().await == [16, 10, 5] && viewers().await == [12, 2]).then_some(()) },
+    )
     .await;
-    let count = |sql: String| {
-        let ch = &ch;
-        async move { ch.number(&sql).await }
-    };
-    assert_eq!(count(format!("SELECT count() FROM {db}.events")).await, 15);
+    assert_eq!(row(format!("SELECT count() FROM {db}.events")).await, [17]);
     assert_eq!(
-        count(format!(
+        row(format!(
             "SELECT countIfMerge(accepted) FROM {db}.assertion_lifecycle"
         ))
         .await,
-        5,
+        [5],
         "each accept counted once"
     );
 }

@@ -126,11 +126,21 @@ impl Schema {
         }
     }
 
+    /// The highest stream sequence of an award in `events` of partition
+    /// `?` (`plan::Marks::awards`).
+    pub fn award_mark(&self) -> String {
+        format!(
+            "SELECT max(seq) FROM {}.{} WHERE partition = ? AND type = 'badge.awarded'",
+            self.database,
+            self.local("events")
+        )
+    }
+
     /// Which of the given `(org_id, event_id)` pairs (bound as two arrays)
     /// are already stored, from `event_ids` (sorted by them, unlike
     /// `events`), among the rows of stream sequence up to the `events` mark
-    /// (`?`): a row above it is of a write cut between the views (whose
-    /// `event_ids` comes before `events`), whose events the batch must
+    /// (`?`): a row above it is of a write cut between the views
+    /// (`event_ids` filled, `events` not), whose events the batch must
     /// still write. `IN (SELECT arrayJoin(?))` because 18.16 does not take
     /// an array literal after `IN`; the set still uses the primary key.
     pub fn existing_event_ids(&self) -> String {

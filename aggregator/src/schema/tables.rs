@@ -31,8 +31,8 @@ pub fn one_row_per_event(table: &str) -> bool {
 
 /// The tables the aggregator writes for each batch, besides `events`, in
 /// the order the recovery path fills them; every one is rebuilt from
-/// `events` alone. The two lookup tables come first, `assertion_awards`
-/// before `event_ids` as the views fill them (`plan::before_lookups`).
+/// `events` alone. The two lookup tables come first
+/// (`plan::before_lookups`).
 pub const DERIVED_TABLES: [&str; 14] = [
     ASSERTION_AWARDS,
     "event_ids",
