@@ -734,13 +734,27 @@ async fn lifecycle_baseline(ch: &ClickHouse, metrics: &str, sealed_ms: f64) -> a
         "SELECT org_id, countIf(aw_n > 0), countIf(aw_n > 0 AND ac_n > 0), countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0), \
          countIf(aw_n > 0 AND ac_n > 0 AND sh_n > 0 AND vw_n > 0) FROM (SELECT org_id, countIfMerge(awarded) AS aw_n, \
          countIfMerge(accepted) AS ac_n, countIfMerge(shares) AS sh_n, countIfMerge(views) AS vw_n \
-         FROM {DB}.assertion_lifecycle GROUP BY org_id, issuer_id, badge_class_id, assertion_id) GROUP BY org_id ORDER BY org_id"
+         FROM {DB}.assertion_lifecycle GROUP BY org_id, issuer_id, badge_class_id, assertion_id) GROUP BY org_id ORDER BY org_id \
+         SETTINGS max_bytes_before_external_group_by = 1500000000"
     );
     let mut best = f64::MAX;
     let mut rows = String::new();
     for _ in 0..3 {
         let started = Instant::now();
-        rows = ch.query(&sql).await?;
+        // Every assertion of 100 M events (40 M rows) exceeds the fixture's
+        // memory in one hash table: the merge spills to disk beyond 1.5
+        // GB. Should it still fail, the run goes on without the baseline.
+        rows = match ch.query(&sql).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let reason = e.to_string();
+                let reason = reason.split(", e.what()").next().unwrap_or_default();
+                println!(
+                    "/metrics lifecycle_totals from sealed award days {sealed_ms:.0} ms; every assertion merged failed: {reason}"
+                );
+                return Ok(());
+            }
+        };
         best = best.min(started.elapsed().as_secs_f64() * 1000.0);
     }
     for line in rows.lines() {
