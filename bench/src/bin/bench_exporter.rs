@@ -724,6 +724,16 @@ async fn measure_live(
     Ok((ms, max_age))
 }
 
+/// A ClickHouse error as one line: its message without the `e.what()`
+/// repetition 18.16 appends.
+fn failure(e: &anyhow::Error) -> String {
+    let text = e.to_string();
+    text.split(", e.what()")
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The all-time lifecycle as `/metrics` computed it before the award-day
 /// seals: every assertion's rows merged, per org (best of three, alone).
 /// Printed against the refresh's own `lifecycle_totals` (which ran next to
@@ -747,8 +757,7 @@ async fn lifecycle_baseline(ch: &ClickHouse, metrics: &str, sealed_ms: f64) -> a
         rows = match ch.query(&sql).await {
             Ok(rows) => rows,
             Err(e) => {
-                let reason = e.to_string();
-                let reason = reason.split(", e.what()").next().unwrap_or_default();
+                let reason = failure(&e);
                 println!(
                     "/metrics lifecycle_totals from sealed award days {sealed_ms:.0} ms; every assertion merged failed: {reason}"
                 );
@@ -1127,8 +1136,7 @@ async fn main() -> anyhow::Result<()> {
             let (raw50, raw95) = match raw_timing(&ch, &raw_sql, raw_reps).await {
                 Ok(timing) => timing,
                 Err(e) => {
-                    let reason = e.to_string();
-                    let reason = reason.split(", e.what()").next().unwrap_or_default();
+                    let reason = failure(&e);
                     println!(
                         "{label:<28} {cold50:>8.1} {cold95:>8.1} {hot50:>8.2} {hot95:>8.2}  raw failed: {reason}"
                     );
